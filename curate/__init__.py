@@ -1,0 +1,69 @@
+"""curate: embedding-first data curation for autonomous-driving perception.
+
+Start with :func:`connect`::
+
+    import curate
+    ws = curate.connect("./curate-workspace")
+    ws.ingest(curate.sources.KittiSource("data/kitti"))
+    ws.embed("recon-tiny")
+    sel = ws.select(curate.selectors.KCenterGreedy(), 50, embedding="recon-tiny")
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Union
+
+from curate import selectors
+from curate._version import __version__
+from curate.api import EmbedReport, IngestReport, LabelReport, RunRecord, SelectionResult
+from curate.errors import (
+    BudgetError,
+    CorruptDataError,
+    CurateError,
+    InvalidInputError,
+    NotFoundError,
+)
+from curate.selectors import KCenterGreedy, Random, Selection, Selector
+from curate.workspace import Workspace
+
+__all__ = [
+    "__version__",
+    "connect",
+    "Workspace",
+    "selectors",
+    "Selection",
+    "Selector",
+    "Random",
+    "KCenterGreedy",
+    "IngestReport",
+    "EmbedReport",
+    "LabelReport",
+    "RunRecord",
+    "SelectionResult",
+    "CurateError",
+    "InvalidInputError",
+    "NotFoundError",
+    "CorruptDataError",
+    "BudgetError",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def connect(path: Union[str, Path] = "./curate-workspace", *, create: bool = True) -> Workspace:
+    """Open (or create) the workspace at ``path``.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Workspace directory.
+    create : bool
+        Create the directory when missing.
+
+    Returns
+    -------
+    Workspace
+    """
+    return Workspace(path, create=create)

@@ -1,0 +1,62 @@
+"""Selection strategies behind one contract (see :mod:`curate.selectors.base`).
+
+Inside the code, pass selector objects. Names are only for the edges (CLI, HTTP, config files):
+:func:`create_selector` maps a name to an object and lists the valid names when it does not know
+one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from curate.errors import InvalidInputError, NotFoundError
+from curate.selectors.base import Selection, Selector, validate_inputs
+from curate.selectors.kcenter import KCenterGreedy
+from curate.selectors.random import Random
+
+__all__ = [
+    "Selection",
+    "Selector",
+    "Random",
+    "KCenterGreedy",
+    "SELECTORS",
+    "create_selector",
+    "list_selectors",
+    "validate_inputs",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Registry: strategy name -> selector class.
+SELECTORS: dict[str, type[Selector]] = {
+    Random.name: Random,
+    KCenterGreedy.name: KCenterGreedy,
+}
+
+
+def list_selectors() -> list[str]:
+    """Return the registered strategy names, sorted."""
+    return sorted(SELECTORS)
+
+
+def create_selector(name: str, **params: Any) -> Selector:
+    """Build a selector from its registered name and constructor parameters.
+
+    Raises
+    ------
+    NotFoundError
+        Unknown name; the message lists the valid ones.
+    InvalidInputError
+        A parameter the strategy does not take.
+    """
+    try:
+        cls = SELECTORS[name]
+    except KeyError:
+        raise NotFoundError(
+            f"unknown strategy {name!r}; valid strategies: {', '.join(list_selectors())}"
+        ) from None
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise InvalidInputError(f"bad parameters for strategy {name!r}: {exc}") from None

@@ -1,0 +1,212 @@
+"""The selector contract shared by every selection strategy.
+
+A selector stores its parameters in ``__init__`` (no work there) and does all work in
+:meth:`Selector.select`::
+
+    select(vectors, budget, *, labeled=None, scores=None, seed=0) -> Selection
+
+``vectors`` is an ``(N, d)`` float32 array holding the candidates and the labeled frames together,
+``labeled`` a boolean mask or an index array over its rows, ``scores`` optional per-row uncertainty
+(a 1-D array or a mapping of named 1-D arrays). The returned :class:`Selection` holds row positions
+in pick order, the per-pick gains and diagnostics. Selectors never return a labeled row or the same
+row twice, are deterministic for a seed and never build an ``N x N`` matrix.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Union
+
+import numpy as np
+
+from curate.errors import BudgetError, InvalidInputError
+
+__all__ = ["Selection", "Selector", "ScoresLike", "validate_inputs", "ValidatedInputs"]
+
+logger = logging.getLogger(__name__)
+
+ScoresLike = Union[np.ndarray, Mapping[str, np.ndarray], None]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Result of a selector.
+
+    Attributes
+    ----------
+    indices : numpy.ndarray
+        int64 row positions into the ``vectors`` given to ``select``, in pick order.
+    gains : numpy.ndarray
+        float64 gain of each pick (meaning depends on the strategy: the distance to the nearest
+        center for k-center, the number of newly covered points for ProbCover, ...).
+    info : dict
+        Diagnostics such as the coverage radius, the delta used or fallbacks taken.
+    """
+
+    indices: np.ndarray
+    gains: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+
+@dataclass(frozen=True)
+class ValidatedInputs:
+    """Inputs of ``select`` after validation.
+
+    Attributes
+    ----------
+    vectors : numpy.ndarray
+        C-contiguous float32 ``(N, d)`` array.
+    labeled : numpy.ndarray
+        Boolean mask of length ``N``.
+    candidates : numpy.ndarray
+        int64 row positions of the unlabeled rows, ascending.
+    budget : int
+        The validated budget.
+    """
+
+    vectors: np.ndarray
+    labeled: np.ndarray
+    candidates: np.ndarray
+    budget: int
+
+
+def _as_mask(labeled: Any, n: int) -> np.ndarray:
+    if labeled is None:
+        return np.zeros(n, dtype=bool)
+    arr = np.asarray(labeled)
+    if arr.dtype == bool:
+        if arr.shape != (n,):
+            raise InvalidInputError(
+                f"labeled mask has shape {arr.shape}, expected ({n},) to match the {n} rows of "
+                "vectors"
+            )
+        return arr.copy()
+    if arr.size == 0:
+        return np.zeros(n, dtype=bool)
+    if not np.issubdtype(arr.dtype, np.integer) or arr.ndim != 1:
+        raise InvalidInputError(
+            "labeled must be a boolean mask of length N or a 1-D integer array of row positions; "
+            f"got dtype {arr.dtype} and shape {arr.shape}"
+        )
+    if arr.min() < 0 or arr.max() >= n:
+        raise InvalidInputError(
+            f"labeled row positions must lie in [0, {n}); got min {arr.min()} and max {arr.max()}"
+        )
+    mask = np.zeros(n, dtype=bool)
+    mask[arr] = True
+    return mask
+
+
+def validate_inputs(
+    vectors: Any,
+    budget: Any,
+    labeled: Any = None,
+    *,
+    allow_partial_budget: bool = False,
+) -> ValidatedInputs:
+    """Check the arguments of ``select`` and normalise them.
+
+    Parameters
+    ----------
+    vectors : array-like
+        ``(N, d)`` finite numbers.
+    budget : int
+        Number of rows to pick, ``0 <= budget <= number of unlabeled rows``.
+    labeled : array-like, optional
+        Boolean mask or row positions of labeled rows.
+    allow_partial_budget : bool
+        If true, a budget larger than the pool is clipped instead of rejected.
+
+    Returns
+    -------
+    ValidatedInputs
+
+    Raises
+    ------
+    InvalidInputError
+        Wrong shape, non-finite values or a malformed ``labeled``.
+    BudgetError
+        Negative budget, empty pool, or budget larger than the number of candidates.
+
+    Notes
+    -----
+    O(N*d) time for the finiteness check, no copy when ``vectors`` is already C-contiguous
+    float32.
+    """
+    arr = np.asarray(vectors)
+    if arr.ndim != 2:
+        raise InvalidInputError(
+            f"vectors must be a 2-D (N, d) array; got {arr.ndim}-D with shape {arr.shape}"
+        )
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise InvalidInputError(f"vectors must be numeric; got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    n = arr.shape[0]
+    if n == 0:
+        raise BudgetError("the pool is empty: no vectors to select from (check --where and ingest)")
+    if arr.shape[1] == 0:
+        raise InvalidInputError("vectors have dimension 0")
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise InvalidInputError(
+            f"vectors contain NaN or inf in {bad.size} row(s), first at row {int(bad[0])}; "
+            "re-embed those frames or drop them before selecting"
+        )
+    try:
+        b = int(budget)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"budget must be an integer; got {budget!r}") from None
+    if b != budget or b < 0:
+        raise BudgetError(f"budget must be a non-negative integer; got {budget!r}")
+    mask = _as_mask(labeled, n)
+    candidates = np.flatnonzero(~mask).astype(np.int64)
+    if candidates.size == 0 and b > 0:
+        raise BudgetError(
+            f"the pool has no unlabeled candidates ({n} rows, all labeled); nothing to select"
+        )
+    if b > candidates.size:
+        if not allow_partial_budget:
+            raise BudgetError(
+                f"budget {b} is larger than the {candidates.size} unlabeled candidates; "
+                f"lower the budget to at most {candidates.size} or widen the filter"
+            )
+        b = int(candidates.size)
+    return ValidatedInputs(vectors=arr, labeled=mask, candidates=candidates, budget=b)
+
+
+class Selector:
+    """Base class of selection strategies.
+
+    Subclasses set :attr:`name`, store parameters in ``__init__`` and implement :meth:`select`.
+    :meth:`params` returns the constructor parameters, which the workspace stores with each run so
+    that the run can be repeated.
+    """
+
+    name: str = ""
+    #: whether the strategy reads ``scores`` (uncertainty); the workspace then requires them.
+    needs_scores: bool = False
+
+    def params(self) -> dict[str, Any]:
+        """Return the JSON-serialisable constructor parameters of this selector."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def select(
+        self,
+        vectors: np.ndarray,
+        budget: int,
+        *,
+        labeled: Any = None,
+        scores: ScoresLike = None,
+        seed: int = 0,
+    ) -> Selection:
+        """Pick ``budget`` unlabeled rows of ``vectors``; see the module docstring."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,532 @@
+"""The embedded (in-process) implementation of the curate API over ``index`` and ``embedders``.
+
+A workspace is one directory of LanceDB tables (see :mod:`curate._tables` for the data model).
+``curate.connect(path)`` returns a :class:`Workspace`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence, Union
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate import _tables as T
+from curate._version import __version__
+from curate.api import EmbedReport, IngestReport, LabelReport, RunRecord, SelectionResult
+from curate.api import finite_or_none
+from curate.errors import BudgetError, CurateError, InvalidInputError, NotFoundError
+from curate.export import export_run
+from curate.progress import progress_bar
+from curate.selectors import Selector, create_selector
+from curate.selectors._distances import min_sq_dist_to_set
+from curate.sources.base import FrameRecord, Source
+from curate.sources.pointcloud import read_points
+from index.store import Store
+
+__all__ = ["Workspace"]
+
+logger = logging.getLogger(__name__)
+
+_ID_CHUNK = 2000
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _id_in(ids: Sequence[str]) -> str:
+    return "id IN (" + ", ".join(_sql_str(i) for i in ids) + ")"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Workspace:
+    """A local curate workspace: frames, embeddings, labels and selection runs in one directory.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Workspace directory; created when missing unless ``create=False``.
+    create : bool
+        Whether to create a missing directory.
+
+    Examples
+    --------
+    >>> ws = curate.connect("./curate-workspace")          # doctest: +SKIP
+    >>> ws.ingest(KittiSource("data/kitti"))                 # doctest: +SKIP
+    >>> ws.embed("recon-tiny")                               # doctest: +SKIP
+    >>> sel = ws.select("kcenter", 50, embedding="recon-tiny")  # doctest: +SKIP
+    """
+
+    def __init__(self, path: Union[str, Path], *, create: bool = True) -> None:
+        self.path = Path(path)
+        self.store = Store(self.path, create=create)
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ frames
+    def ingest(
+        self, source: Source, *, batch_size: int = 2000, progress: Optional[bool] = None
+    ) -> IngestReport:
+        """Add (or update) every frame of ``source`` in ``samples`` and its boxes in ``labels``.
+
+        Upsert by frame id: ingesting the same data twice changes nothing, and the label state
+        of frames already in the workspace is kept. If the source raises part-way (a corrupt
+        file, say), the tables are restored to the versions they had before the call.
+
+        Parameters
+        ----------
+        source : Source
+            Iterable of :class:`~curate.sources.base.FrameRecord`.
+        batch_size : int
+            Frames per write.
+        progress : bool, optional
+            Show a progress bar (default: when stderr is a terminal).
+
+        Returns
+        -------
+        IngestReport
+
+        Notes
+        -----
+        Memory O(batch_size); time O(frames).
+        """
+        start = time.perf_counter()
+        before = {t: self.store.version(t) for t in (T.SAMPLES, T.LABELS) if self.store.has_table(t)}
+        frames = boxes = 0
+        try:
+            batch: list[FrameRecord] = []
+            total = len(source) if hasattr(source, "__len__") else None
+            with progress_bar(total=total, desc="ingest", unit="frame", enable=progress) as bar:
+                for record in source:
+                    batch.append(record)
+                    if len(batch) >= batch_size:
+                        boxes += self._write_frames(batch)
+                        frames += len(batch)
+                        bar.update(len(batch))
+                        batch = []
+                if batch:
+                    boxes += self._write_frames(batch)
+                    frames += len(batch)
+                    bar.update(len(batch))
+        except BaseException:
+            self._rollback(before)
+            raise
+        if frames == 0:
+            logger.warning("source %s yielded no frames", getattr(source, "name", source))
+        return IngestReport(
+            source=str(getattr(source, "name", type(source).__name__)),
+            frames_seen=frames,
+            frames_total=self.store.count(T.SAMPLES) if self.store.has_table(T.SAMPLES) else 0,
+            boxes_seen=boxes,
+            samples_version=self.store.version(T.SAMPLES) if self.store.has_table(T.SAMPLES) else 0,
+            seconds=time.perf_counter() - start,
+        )
+
+    def _write_frames(self, batch: list[FrameRecord]) -> int:
+        ids = [r.id for r in batch]
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            dup = next(i for i in ids if i in seen or seen.add(i))
+            raise InvalidInputError(
+                f"the source yields frame id {dup!r} twice; give each source a distinct prefix"
+            )
+        labeled: dict[str, bool] = {}
+        if self.store.has_table(T.SAMPLES):
+            existing = self.store.read(
+                T.SAMPLES, columns=["id", "labeled"], ids=ids, missing="ignore"
+            )
+            labeled = dict(zip(existing["id"].to_pylist(), existing["labeled"].to_pylist()))
+        self.store.upsert(T.SAMPLES, T.samples_rows(batch, labeled))
+        rows = T.labels_rows(batch)
+        if rows.num_rows:
+            self.store.upsert(T.LABELS, rows)
+        return rows.num_rows
+
+    def _rollback(self, before: dict[str, int]) -> None:
+        for table in (T.SAMPLES, T.LABELS):
+            if not self.store.has_table(table):
+                continue
+            try:
+                if table in before:
+                    if self.store.version(table) != before[table]:
+                        self.store.restore(table, before[table])
+                else:
+                    self.store.drop_table(table)
+            except Exception:  # pragma: no cover - best effort, report the original error
+                logger.exception("could not roll back table %s", table)
+
+    def count(self, where: Optional[str] = None) -> int:
+        """Number of frames (matching ``where``)."""
+        if not self.store.has_table(T.SAMPLES):
+            return 0
+        return self.store.count(T.SAMPLES, where=where)
+
+    def frames(
+        self,
+        *,
+        where: Optional[str] = None,
+        columns: Optional[Sequence[str]] = None,
+        ids: Optional[Sequence[str]] = None,
+        version: Optional[int] = None,
+    ) -> pa.Table:
+        """Rows of ``samples`` (optionally filtered, restricted to ``ids`` or at a version)."""
+        self._require_samples()
+        return self.store.read(
+            T.SAMPLES, columns=list(columns) if columns else None, where=where, ids=ids,
+            version=version,
+        )
+
+    def boxes(self, frame_ids: Sequence[str], *, labeled_only: bool = True) -> pa.Table:
+        """Boxes of the given frames; by default only for frames marked labeled."""
+        if not self.store.has_table(T.LABELS):
+            return T.LABELS_SCHEMA.empty_table()
+        ids = list(frame_ids)
+        if labeled_only:
+            state = self.frames(columns=["id", "labeled"], ids=ids)
+            ids = [i for i, lab in zip(state["id"].to_pylist(), state["labeled"].to_pylist()) if lab]
+        parts = []
+        for k in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[k : k + _ID_CHUNK]
+            where = "frame_id IN (" + ", ".join(_sql_str(i) for i in chunk) + ")"
+            parts.append(self.store.read(T.LABELS, where=where))
+        return pa.concat_tables(parts) if parts else T.LABELS_SCHEMA.empty_table()
+
+    def _require_samples(self) -> None:
+        if not self.store.has_table(T.SAMPLES):
+            raise NotFoundError(
+                f"workspace {self.path} has no frames yet; ingest a source first "
+                "(curate ingest kitti DIR)"
+            )
+
+    # ------------------------------------------------------------------ labels
+    def label(self, ids: Iterable[str]) -> LabelReport:
+        """Mark frames as labeled: their stored boxes now count as labels and selectors skip them.
+
+        Unknown ids raise :class:`NotFoundError` (listing up to five) and change nothing.
+        """
+        self._require_samples()
+        wanted = list(dict.fromkeys(str(i).strip() for i in ids if str(i).strip()))
+        if not wanted:
+            raise InvalidInputError("no frame ids given to label")
+        state = self.store.read(T.SAMPLES, columns=["id", "labeled"], ids=wanted, missing="ignore")
+        found = set(state["id"].to_pylist())
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise NotFoundError(
+                f"{len(missing)} of {len(wanted)} ids are not frames of this workspace "
+                f"(first: {', '.join(missing[:5])}); nothing was labeled"
+            )
+        todo = [i for i, lab in zip(state["id"].to_pylist(), state["labeled"].to_pylist()) if not lab]
+        version = self.store.version(T.SAMPLES)
+        for k in range(0, len(todo), _ID_CHUNK):
+            version = self.store.update(
+                T.SAMPLES, where=_id_in(todo[k : k + _ID_CHUNK]), values={"labeled": True}
+            )
+        return LabelReport(
+            requested=len(wanted),
+            newly_labeled=len(todo),
+            labeled_total=self.store.count(T.SAMPLES, where="labeled = true"),
+            samples_version=version,
+        )
+
+    def labeled_ids(self) -> list[str]:
+        """Ids of the frames marked labeled, sorted."""
+        self._require_samples()
+        return [str(i) for i in self.store.ids(T.SAMPLES, where="labeled = true")]
+
+    # ------------------------------------------------------------------ embeddings
+    def embeddings(self) -> list[str]:
+        """Names of the embeddings stored in this workspace."""
+        n = len(T.EMBEDDING_PREFIX)
+        return sorted(t[n:] for t in self.store.table_names() if t.startswith(T.EMBEDDING_PREFIX))
+
+    def embedding_info(self, name: str) -> dict[str, str]:
+        """Schema metadata (embedder, config, weights checksum) of the embedding ``name``."""
+        self._require_embedding(name)
+        return self.store.table_metadata(T.embedding_table(name))
+
+    def _require_embedding(self, name: str) -> str:
+        table = T.embedding_table(name)
+        if not self.store.has_table(table):
+            have = ", ".join(self.embeddings()) or "none yet"
+            raise NotFoundError(
+                f"no embedding named {name!r} in {self.path} (available: {have}); "
+                f"run `curate embed --model {name}` first"
+            )
+        return table
+
+    def embed(
+        self,
+        model: Any,
+        *,
+        name: Optional[str] = None,
+        batch_size: int = 8,
+        write_every: int = 256,
+        device: str = "auto",
+        progress: Optional[bool] = None,
+        **config: Any,
+    ) -> EmbedReport:
+        """Embed every frame with ``model`` into the embedding table ``name``.
+
+        Parameters
+        ----------
+        model : str or embedders.Embedder
+            Registry name (``curate embed --model``) or an embedder object.
+        name : str, optional
+            Embedding name (default: the embedder's registry name).
+        batch_size : int
+            Frames per forward pass.
+        write_every : int
+            Vectors buffered before a write; an interruption loses at most this many.
+        device : str
+            ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        progress : bool, optional
+            Show a progress bar (default: when stderr is a terminal).
+        **config
+            Embedder configuration when ``model`` is a name.
+
+        Returns
+        -------
+        EmbedReport
+
+        Notes
+        -----
+        Only frames without a vector from the same model (same name, config and weights
+        checksum) are computed, so an interrupted job resumes where it stopped. A different
+        model replaces the table's vectors in a new version; vectors of two models are never
+        mixed in one table.
+        """
+        from curate.embedding import build_embedder, embedder_metadata
+
+        self._require_samples()
+        start = time.perf_counter()
+        emb = build_embedder(model, **config)
+        name = name or emb.name
+        table = T.embedding_table(name)
+        meta = embedder_metadata(emb)
+        all_ids = [str(i) for i in self.store.ids(T.SAMPLES)]
+        done: set[str] = set()
+        mode = "overwrite"
+        if self.store.has_table(table):
+            old = self.store.table_metadata(table)
+            if old.get("weights_sha256") == meta["weights_sha256"] and old.get("config") == meta["config"]:
+                done = set(str(i) for i in self.store.ids(table))
+                mode = "upsert"
+            else:
+                logger.info(
+                    "embedding %s was made by another model (%s); recomputing every frame",
+                    name, old.get("weights_sha256", "?")[:12],
+                )
+        todo = [i for i in all_ids if i not in done]
+        paths = {}
+        if todo:
+            rows = self.store.read(T.SAMPLES, columns=["id", "lidar_path"], ids=todo)
+            paths = dict(zip(rows["id"].to_pylist(), rows["lidar_path"].to_pylist()))
+        buf_ids: list[str] = []
+        buf_vecs: list[np.ndarray] = []
+
+        def flush() -> None:
+            nonlocal mode
+            if not buf_ids:
+                return
+            self.store.write_vectors(
+                table, buf_ids, np.concatenate(buf_vecs, axis=0), metadata=meta, mode=mode
+            )
+            mode = "upsert"
+            buf_ids.clear()
+            buf_vecs.clear()
+
+        with progress_bar(total=len(todo), desc=f"embed {name}", unit="frame", enable=progress) as bar:
+            for k in range(0, len(todo), batch_size):
+                chunk = todo[k : k + batch_size]
+                clouds = [read_points(paths[i]) for i in chunk]
+                vecs = np.asarray(emb.embed(clouds, device=device), dtype=np.float32)
+                buf_ids.extend(chunk)
+                buf_vecs.append(vecs)
+                if len(buf_ids) >= write_every:
+                    flush()
+                bar.update(len(chunk))
+            flush()
+        return EmbedReport(
+            embedding=name,
+            embedder=emb.name,
+            dim=int(emb.dim),
+            weights_sha256=meta["weights_sha256"],
+            computed=len(todo),
+            skipped=len(done),
+            total=self.store.count(table) if self.store.has_table(table) else 0,
+            version=self.store.version(table) if self.store.has_table(table) else 0,
+            seconds=time.perf_counter() - start,
+        )
+
+    def vectors(
+        self, embedding: str, ids: Optional[Sequence[str]] = None, *, version: Optional[int] = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, vectors)`` of an embedding (all rows sorted by id, or the given ids in order)."""
+        table = self._require_embedding(embedding)
+        return self.store.read_vectors(table, ids=ids, version=version)
+
+    # ------------------------------------------------------------------ selection
+    def select(
+        self,
+        strategy: Union[str, Selector],
+        budget: int,
+        *,
+        embedding: str,
+        where: Optional[str] = None,
+        seed: int = 0,
+        **params: Any,
+    ) -> SelectionResult:
+        """Choose ``budget`` unlabeled frames and store the run.
+
+        Parameters
+        ----------
+        strategy : str or Selector
+            A selector object, or a registry name (``random``, ``kcenter``, ...) built with
+            ``**params``.
+        budget : int
+            Frames to select.
+        embedding : str
+            Embedding the selector works on.
+        where : str, optional
+            SQL filter on ``samples`` columns restricting the candidates (labeled frames are
+            always used as context, whatever the filter).
+        seed : int
+            Seed of the selector: same data versions + same config + same seed = same ids.
+
+        Returns
+        -------
+        SelectionResult
+        """
+        selector = strategy if isinstance(strategy, Selector) else create_selector(strategy, **params)
+        if params and isinstance(strategy, Selector):
+            raise InvalidInputError("pass parameters to the selector's constructor, not to select()")
+        self._require_samples()
+        table = self._require_embedding(embedding)
+        if where is not None:
+            self.store.validate_where(T.SAMPLES, where)
+        samples_version = self.store.version(T.SAMPLES)
+        embedding_version = self.store.version(table)
+        run = self._run_selection(
+            selector, budget, table=table, embedding=embedding, where=where, seed=seed,
+            samples_version=samples_version, embedding_version=embedding_version,
+        )
+        run = run.model_copy(update={"run_id": self._next_run_id()})
+        self.store.append(T.RUNS, T.run_row(run))
+        logger.info("stored %s: %s picked %d frames", run.run_id, run.strategy, len(run.ids))
+        return SelectionResult(run=run)
+
+    def _run_selection(
+        self,
+        selector: Selector,
+        budget: int,
+        *,
+        table: str,
+        embedding: str,
+        where: Optional[str],
+        seed: int,
+        samples_version: int,
+        embedding_version: int,
+    ) -> RunRecord:
+        start = time.perf_counter()
+        cand_where = "labeled = false" if where is None else f"({where}) AND labeled = false"
+        candidates = [str(i) for i in self.store.ids(T.SAMPLES, where=cand_where, version=samples_version)]
+        labeled = [str(i) for i in self.store.ids(T.SAMPLES, where="labeled = true", version=samples_version)]
+        if not candidates:
+            scope = f" matching {where!r}" if where else ""
+            raise BudgetError(f"no unlabeled frames{scope} to select from")
+        if budget > len(candidates):
+            scope = f" matching {where!r}" if where else ""
+            raise BudgetError(
+                f"budget {budget} is larger than the {len(candidates)} unlabeled frames{scope}; "
+                f"lower --budget to at most {len(candidates)}"
+            )
+        pool = candidates + labeled
+        have = self.store.ids(table, version=embedding_version)
+        missing = np.asarray(pool, dtype=object)[~np.isin(np.asarray(pool, dtype=object), have)]
+        if missing.size:
+            raise NotFoundError(
+                f"{missing.size} of {len(pool)} frames have no {embedding!r} vector "
+                f"(first: {', '.join(map(str, missing[:5]))}); run `curate embed` for them first"
+            )
+        _, vecs = self.store.read_vectors(table, ids=pool, version=embedding_version)
+        mask = np.zeros(len(pool), dtype=bool)
+        mask[len(candidates):] = True
+        result = selector.select(vecs, budget, labeled=mask, seed=seed)
+        info = dict(result.info)
+        if "coverage_radius" not in info:
+            centers = np.concatenate([result.indices, np.flatnonzero(mask)])
+            radius_sq = min_sq_dist_to_set(vecs, vecs[centers])
+            info["coverage_radius"] = float(np.sqrt(radius_sq.max())) if centers.size else None
+        return RunRecord(
+            run_id="",
+            created_at=_now(),
+            strategy=selector.name,
+            params=selector.params(),
+            budget=int(budget),
+            seed=int(seed),
+            embedding=embedding,
+            embedding_version=int(embedding_version),
+            samples_version=int(samples_version),
+            where=where,
+            num_candidates=len(candidates),
+            num_labeled=len(labeled),
+            ids=[pool[i] for i in result.indices],
+            gains=[finite_or_none(g) for g in result.gains],
+            info=info,
+            package_version=__version__,
+            seconds=time.perf_counter() - start,
+        )
+
+    def reproduce(self, run_id: str) -> list[str]:
+        """Recompute a stored run at the table versions it read; returns the ids (not stored).
+
+        Same data versions + same config + same seed give the same ids, so the result equals
+        ``run(run_id).ids`` unless the selector's code changed.
+        """
+        run = self.run(run_id)
+        selector = create_selector(run.strategy, **run.params)
+        again = self._run_selection(
+            selector, run.budget, table=self._require_embedding(run.embedding),
+            embedding=run.embedding, where=run.where, seed=run.seed,
+            samples_version=run.samples_version, embedding_version=run.embedding_version,
+        )
+        return again.ids
+
+    def _next_run_id(self) -> str:
+        n = self.store.count(T.RUNS) if self.store.has_table(T.RUNS) else 0
+        return f"run-{n + 1:06d}"
+
+    def runs(self) -> list[RunRecord]:
+        """Every stored run, oldest first."""
+        if not self.store.has_table(T.RUNS):
+            return []
+        table = self.store.read(T.RUNS)
+        return [T.run_from_row(r) for r in table.to_pylist()]
+
+    def run(self, run_id: str) -> RunRecord:
+        """The stored run ``run_id``."""
+        if self.store.has_table(T.RUNS):
+            rows = self.store.read(T.RUNS, where=f"id = {_sql_str(run_id)}").to_pylist()
+            if rows:
+                return T.run_from_row(rows[0])
+        known = [r.run_id for r in self.runs()][-5:]
+        raise NotFoundError(
+            f"no run {run_id!r} in {self.path} (latest: {', '.join(known) or 'none'}); "
+            "`curate runs` lists them"
+        )
+
+    # ------------------------------------------------------------------ export
+    def export(self, run_id: str, fmt: str, out: Union[str, Path]) -> Path:
+        """Write the selection of ``run_id`` to ``out`` as ``csv``, ``json``, ``parquet`` or ``imagesets``."""
+        return export_run(self.run(run_id), fmt, Path(out))
