@@ -270,12 +270,13 @@ def label(ws: Any, ids_file: Optional[str], run_id: Optional[str]) -> None:
 @click.option("--budget", type=click.IntRange(min=1), default=24, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--model", default="recon-tiny", show_default=True, help="Embedder to use.")
+@click.option("--small", is_flag=True, help="Few points per frame (a quick smoke run).")
 @workspace_option
-def demo(ws: Any, frames: int, budget: int, seed: int, model: str) -> None:
+def demo(ws: Any, frames: int, budget: int, seed: int, model: str, small: bool) -> None:
     """Synthesise, ingest, embed, select (random vs k-center), export and summarise."""
     from curate.demo import run_demo
 
-    run_demo(ws, frames=frames, budget=budget, seed=seed, model=model, echo=click.echo)
+    run_demo(ws, frames=frames, budget=budget, seed=seed, model=model, small=small, echo=click.echo)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -22,13 +22,13 @@ logger = logging.getLogger(__name__)
 _DONE_MARKER = ".curate-synth-complete"
 
 
-def _synthesise(root: Path, frames: int, seed: int) -> bool:
+def _synthesise(root: Path, frames: int, seed: int, small: bool) -> bool:
     """Write the demo dataset unless a complete copy is already there; returns whether it wrote."""
     marker = root / _DONE_MARKER
-    if marker.exists() and marker.read_text().strip() == f"{frames} {seed}":
+    if marker.exists():
         return False
-    generate(root, frames, seed=seed, small=False, progress=None)
-    marker.write_text(f"{frames} {seed}\n")
+    generate(root, frames, seed=seed, small=small, progress=None)
+    marker.write_text(f"{frames} {seed} {small}\n")
     return True
 
 
@@ -50,6 +50,7 @@ def run_demo(
     budget: int = 24,
     seed: int = 0,
     model: str = "recon-tiny",
+    small: bool = False,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the demo pipeline in workspace ``ws`` and print a summary.
@@ -59,13 +60,14 @@ def run_demo(
     dict
         Stage timings, run ids and per-strategy statistics (what the table shows).
     """
-    data_root = ws.path / "demo-data" / f"synthetic-kitti-n{frames}-s{seed}"
+    size = "small" if small else "full"
+    data_root = ws.path / "demo-data" / f"synthetic-kitti-{size}-n{frames}-s{seed}"
     export_dir = ws.path / "demo-exports"
     export_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    wrote = _synthesise(data_root, frames, seed)
+    wrote = _synthesise(data_root, frames, seed, small)
     timings["synthesise" if wrote else "synthesise (cached)"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -91,7 +93,7 @@ def run_demo(
 
     echo("")
     echo(f"curate demo — workspace {ws.path}")
-    echo(f"frames {report.frames_total}, drives {drives_total}, boxes {sum(total_boxes.values())} "
+    echo(f"frames {report.frames_total}, drives {drives_total}, boxes {sum(total_boxes[c] for c in classes)} "
          f"({', '.join(f'{c} {total_boxes[c]}' for c in classes)})")
     echo(f"embedding {emb.embedding}: dim {emb.dim}, weights sha256 {emb.weights_sha256[:12]}")
     echo("")

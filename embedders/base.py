@@ -17,12 +17,29 @@ import numpy as np
 
 from embedders.errors import EmbedderError
 
-__all__ = ["Embedder", "validate_clouds", "resolve_device"]
+__all__ = ["Embedder", "validate_clouds", "resolve_device", "check_options"]
 
 logger = logging.getLogger(__name__)
 
 #: Accepted column counts of an input cloud: x, y, z and optionally intensity.
 VALID_COLUMNS = (3, 4)
+
+
+def check_options(name: str, options: Sequence[str], valid: Sequence[str]) -> None:
+    """Raise :class:`EmbedderError` naming any option not in ``valid``.
+
+    Parameters
+    ----------
+    name : str
+        Embedder name, for the message.
+    options : sequence of str
+        Option names given by the caller.
+    valid : sequence of str
+        Accepted option names, listed in the message.
+    """
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise EmbedderError(f"{name}: unknown option(s) {unknown}; valid options: {list(valid)}")
 
 
 def resolve_device(device: str) -> str:
@@ -46,7 +63,9 @@ def resolve_device(device: str) -> str:
     import torch  # local import: parameter-free embedders need no torch at import time
 
     if not isinstance(device, str):
-        raise EmbedderError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}")
+        raise EmbedderError(
+            f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}"
+        )
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -88,16 +107,18 @@ def validate_clouds(clouds: Sequence[np.ndarray]) -> list[np.ndarray]:
     if isinstance(clouds, np.ndarray):
         if clouds.ndim == 2:
             raise EmbedderError(
-                f"embed() takes a sequence of clouds but got a single 2-D array of shape {clouds.shape}; "
-                "wrap it in a list: embed([cloud])"
+                f"embed() takes a sequence of clouds but got a single 2-D array of shape "
+                f"{clouds.shape}; wrap it in a list: embed([cloud])"
             )
         if clouds.ndim != 3:
             raise EmbedderError(
-                f"embed() takes a sequence of (N_i, 3|4) clouds; got an array of shape {clouds.shape}"
+                f"embed() takes a sequence of (N_i, 3|4) clouds; got an array of shape "
+                f"{clouds.shape}"
             )
     elif isinstance(clouds, (str, bytes)) or not isinstance(clouds, Sequence):
         raise EmbedderError(
-            f"embed() takes a sequence (list or tuple) of (N_i, 3|4) arrays, got {type(clouds).__name__}"
+            "embed() takes a sequence (list or tuple) of (N_i, 3|4) arrays, got "
+            f"{type(clouds).__name__}"
         )
     checked: list[np.ndarray] = []
     for index, cloud in enumerate(clouds):
@@ -167,7 +188,7 @@ class Embedder(abc.ABC):
 
     @abc.abstractmethod
     def _embed_clouds(self, clouds: list[np.ndarray]) -> np.ndarray:
-        """Embed validated, non-empty float32 clouds; return an array of shape ``(len(clouds), dim)``."""
+        """Embed validated, non-empty float32 clouds into a ``(len(clouds), dim)`` array."""
 
     def embed(self, clouds: Sequence[np.ndarray], *, device: str = "auto") -> np.ndarray:
         """Embed a batch of point clouds.
@@ -201,14 +222,16 @@ class Embedder(abc.ABC):
         vectors = np.asarray(self._embed_clouds(checked))
         if vectors.shape != (len(checked), self.dim):
             raise RuntimeError(
-                f"embedder {self.name!r} produced shape {vectors.shape}, expected {(len(checked), self.dim)}"
+                f"embedder {self.name!r} produced shape {vectors.shape}, "
+                f"expected {(len(checked), self.dim)}"
             )
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         finite_rows = np.isfinite(vectors).all(axis=1)
         if not finite_rows.all():
             bad = np.flatnonzero(~finite_rows)
             raise EmbedderError(
-                f"embedder {self.name!r} produced non-finite vectors for cloud(s) {bad[:10].tolist()}; "
+                f"embedder {self.name!r} produced non-finite vectors for cloud(s) "
+                f"{bad[:10].tolist()}; "
                 "the weights may be corrupt (check the checkpoint) or the clouds degenerate"
             )
         return vectors

@@ -70,14 +70,17 @@ def state_dict_sha256(state_dict: Mapping[str, Tensor]) -> str:
     return digest.hexdigest()
 
 
-def read_checkpoint(path_or_state_dict: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Tensor]:
+def read_checkpoint(
+    path_or_state_dict: str | os.PathLike[str] | Mapping[str, Any],
+) -> dict[str, Tensor]:
     """Return the raw state dict held by a checkpoint file or checkpoint dict.
 
     Parameters
     ----------
     path_or_state_dict : path or mapping
         A file written by ``torch.save`` holding ``{'base_model': state_dict, ...}`` (official
-        ReCon and :func:`save_checkpoint` layout), or such a dict, or a bare state dict.
+        ReCon and :func:`save_checkpoint` layout; ``'model'`` is accepted too, as in ReCon's
+        ``load_model``), or such a dict, or a bare state dict.
 
     Returns
     -------
@@ -107,10 +110,13 @@ def read_checkpoint(path_or_state_dict: str | os.PathLike[str] | Mapping[str, An
         content = path_or_state_dict
     if not isinstance(content, Mapping):
         raise CheckpointError(f"{source} holds a {type(content).__name__}, expected a dict")
-    if "base_model" in content:
-        state = content["base_model"]
+    container = next((key for key in ("base_model", "model") if key in content), None)
+    if container is not None:
+        state = content[container]
         if not isinstance(state, Mapping):
-            raise CheckpointError(f"{source}: 'base_model' is a {type(state).__name__}, expected a state dict")
+            raise CheckpointError(
+                f"{source}: {container!r} is a {type(state).__name__}, expected a state dict"
+            )
     elif content and all(isinstance(value, Tensor) for value in content.values()):
         state = content
     else:
@@ -190,7 +196,9 @@ def load_recon_checkpoint(
             ignored.append(raw_key)
             continue
         if key in state:
-            raise CheckpointError(f"checkpoint holds key {key!r} twice (as {raw_key!r} and another spelling)")
+            raise CheckpointError(
+                f"checkpoint holds key {key!r} twice (as {raw_key!r} and another spelling)"
+            )
         state[key] = value
     missing = [key for key in expected if key not in state]
     if missing:

@@ -8,7 +8,11 @@ message says what was wrong, where, and what to do about it.
 
 from __future__ import annotations
 
+import logging
+
 __all__ = ["EmbedderError", "CheckpointError"]
+
+logger = logging.getLogger(__name__)
 
 
 class EmbedderError(ValueError):

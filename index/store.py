@@ -422,6 +422,28 @@ class Store:
             self._validate_where_on(handle, table, where)
             return int(handle.delete(where).version)
 
+    def restore(self, table: str, version: int) -> int:
+        """Make the content of ``version`` the latest again, as a new version; return it.
+
+        Older versions stay readable; nothing is deleted.
+        """
+        with self._lock:
+            self._open(table, version)  # VersionError / TableNotFoundError with a clear message
+            handle = self._open(table)
+            handle.restore(int(version))
+            logger.info("restored table %r to version %d -> version %d", table, version, handle.version)
+            return int(handle.version)
+
+    def drop_table(self, table: str, *, missing_ok: bool = False) -> None:
+        """Delete ``table`` with all its versions (TableNotFoundError unless ``missing_ok``)."""
+        with self._lock:
+            if not self.has_table(table):
+                if missing_ok:
+                    return
+                raise TableNotFoundError(table, str(self._path), self.table_names())
+            self._db.drop_table(table)
+            logger.info("dropped table %r", table)
+
     def _create(self, table: str, rows: pa.Table) -> int:
         try:
             handle = self._db.create_table(table, rows)

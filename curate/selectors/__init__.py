@@ -12,14 +12,32 @@ from typing import Any
 
 from curate.errors import InvalidInputError, NotFoundError
 from curate.selectors.base import Selection, Selector, validate_inputs
+from curate.selectors.balance import ClassBalance, QuerySimilarity
+from curate.selectors.compose import Composite
+from curate.selectors.constraints import Constrained
+from curate.selectors.hybrid import UncertaintyKCenter, UncertaintyPrefilter
 from curate.selectors.kcenter import KCenterGreedy
+from curate.selectors.probcover import ProbCover, UncertaintyProbCover
 from curate.selectors.random import Random
+from curate.selectors.typiclust import TypiClust
+from curate.selectors.uncertainty import ClassQuota, TopK
 
 __all__ = [
     "Selection",
     "Selector",
     "Random",
     "KCenterGreedy",
+    "ProbCover",
+    "UncertaintyProbCover",
+    "TypiClust",
+    "TopK",
+    "ClassQuota",
+    "UncertaintyKCenter",
+    "UncertaintyPrefilter",
+    "ClassBalance",
+    "QuerySimilarity",
+    "Composite",
+    "Constrained",
     "SELECTORS",
     "create_selector",
     "list_selectors",
@@ -32,6 +50,17 @@ logger = logging.getLogger(__name__)
 SELECTORS: dict[str, type[Selector]] = {
     Random.name: Random,
     KCenterGreedy.name: KCenterGreedy,
+    ProbCover.name: ProbCover,
+    UncertaintyProbCover.name: UncertaintyProbCover,
+    TypiClust.name: TypiClust,
+    TopK.name: TopK,
+    ClassQuota.name: ClassQuota,
+    UncertaintyKCenter.name: UncertaintyKCenter,
+    UncertaintyPrefilter.name: UncertaintyPrefilter,
+    ClassBalance.name: ClassBalance,
+    QuerySimilarity.name: QuerySimilarity,
+    Composite.name: Composite,
+    Constrained.name: Constrained,
 }
 
 

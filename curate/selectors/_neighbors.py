@@ -117,10 +117,8 @@ def range_graph(index, queries: np.ndarray, radius: float) -> CSRGraph:
         ind = np.asarray(ind)
         nq = lims.shape[0] - 1
         counts[s : s + nq] = np.diff(lims)
-        # sort columns within each row: key = row * N + col is monotone in (row, col)
-        rows = np.repeat(np.arange(nq, dtype=np.int64), np.diff(lims))
-        order = np.lexsort((ind, rows))
-        parts.append(ind[order].astype(np.int32))
+        # VectorIndex.range_search returns indices ascending within each query
+        parts.append(ind.astype(np.int32))
     ptr = np.zeros(q + 1, dtype=np.int64)
     np.cumsum(counts, out=ptr[1:])
     idx = np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)

@@ -10,6 +10,13 @@ A selector stores its parameters in ``__init__`` (no work there) and does all wo
 (a 1-D array or a mapping of named 1-D arrays). The returned :class:`Selection` holds row positions
 in pick order, the per-pick gains and diagnostics. Selectors never return a labeled row or the same
 row twice, are deterministic for a seed and never build an ``N x N`` matrix.
+
+Constraints that need per-row data that is neither a vector nor a score declare it with
+:attr:`Selector.needs_groups` / :attr:`Selector.needs_costs`; such selectors (only those) also
+accept the optional keyword-only arguments ``groups=`` (one group key per row, e.g. the drive,
+for "at most M frames per drive") and ``costs=`` (annotation cost per row, e.g. predicted boxes,
+for a budget in boxes). Callers pass them only when the flag is true, so every other selector
+keeps the plain signature above.
 """
 
 from __future__ import annotations
@@ -190,6 +197,10 @@ class Selector:
     name: str = ""
     #: whether the strategy reads ``scores`` (uncertainty); the workspace then requires them.
     needs_scores: bool = False
+    #: whether ``select`` takes ``groups=`` (one group key per row, e.g. the drive).
+    needs_groups: bool = False
+    #: whether ``select`` takes ``costs=`` (annotation cost per row, e.g. predicted boxes).
+    needs_costs: bool = False
 
     def params(self) -> dict[str, Any]:
         """Return the JSON-serialisable constructor parameters of this selector."""

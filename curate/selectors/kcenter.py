@@ -9,6 +9,8 @@ torch path is tested against the numpy path on machines without a GPU).
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Any, Optional
 
 import numpy as np
@@ -26,6 +28,11 @@ _DEVICES = ("auto", "cpu", "cuda")
 
 
 def _torch_cuda_available() -> bool:
+    """Whether torch sees a CUDA GPU; avoids importing torch (seconds) when no NVIDIA device exists."""
+    if "torch" not in sys.modules and not (
+        os.path.exists("/dev/nvidia0") or os.path.exists("/proc/driver/nvidia")
+    ):
+        return False
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a core dependency

@@ -68,6 +68,19 @@ def _as_points(points: np.ndarray, where: str) -> np.ndarray:
     return arr[:, :3]
 
 
+def _affine(xyz: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``xyz @ m[:3, :3].T + m[:3, 3]`` column by column.
+
+    For ``(N, 3)`` inputs this is an order of magnitude faster than a BLAS matmul with a 3-wide
+    inner dimension, and bitwise reproducible.
+    """
+    x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    out = np.empty((xyz.shape[0], 3), dtype=np.float64)
+    for r in range(3):
+        out[:, r] = x * m[r, 0] + y * m[r, 1] + z * m[r, 2] + (m[r, 3] if m.shape[1] > 3 else 0.0)
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class Calibration:
     """Calibration of one KITTI frame.
@@ -99,27 +112,38 @@ class Calibration:
     Tr_imu_to_velo: Optional[np.ndarray] = None
     path: Optional[str] = None
 
-    # -- transforms --------------------------------------------------------------------------
-
-    def velo_to_rect_matrix(self) -> np.ndarray:
-        """4x4 homogeneous matrix mapping LiDAR points to rectified camera coordinates."""
+    def __post_init__(self) -> None:
+        for name, shape in _SHAPES.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            arr = np.asarray(value, dtype=np.float64)
+            if arr.shape != shape:
+                raise InvalidInputError(f"Calibration.{name} must have shape {shape}, got {arr.shape}")
+            object.__setattr__(self, name, arr)
         tr = np.eye(4)
         tr[:3, :4] = self.Tr_velo_to_cam
         r0 = np.eye(4)
         r0[:3, :3] = self.R0_rect
-        return r0 @ tr
+        m = r0 @ tr
+        object.__setattr__(self, "_velo_to_rect", m)
+        object.__setattr__(self, "_rect_to_velo", np.linalg.inv(m))
+
+    # -- transforms --------------------------------------------------------------------------
+
+    def velo_to_rect_matrix(self) -> np.ndarray:
+        """4x4 homogeneous matrix mapping LiDAR points to rectified camera coordinates."""
+        return self._velo_to_rect.copy()
 
     def lidar_to_camera(self, points: np.ndarray) -> np.ndarray:
         """Map ``(N, >=3)`` LiDAR points to ``(N, 3)`` rectified camera coordinates."""
         xyz = _as_points(points, "Calibration.lidar_to_camera")
-        m = self.velo_to_rect_matrix()
-        return xyz @ m[:3, :3].T + m[:3, 3]
+        return _affine(xyz, self._velo_to_rect)
 
     def camera_to_lidar(self, points_cam: np.ndarray) -> np.ndarray:
         """Map ``(N, 3)`` rectified camera coordinates back to LiDAR coordinates."""
         xyz = _as_points(points_cam, "Calibration.camera_to_lidar")
-        inv = np.linalg.inv(self.velo_to_rect_matrix())
-        return xyz @ inv[:3, :3].T + inv[:3, 3]
+        return _affine(xyz, self._rect_to_velo)
 
     def projection(self, camera: int = 2) -> np.ndarray:
         """The 3x4 projection matrix of camera ``camera`` (0-3)."""
@@ -155,7 +179,7 @@ class Calibration:
         """
         xyz = _as_points(points_cam, "Calibration.project_to_image")
         proj = self.projection(camera)
-        hom = xyz @ proj[:, :3].T + proj[:, 3]
+        hom = _affine(xyz, proj)
         depth = hom[:, 2]
         uv = np.full((xyz.shape[0], 2), np.nan)
         front = depth > 0
@@ -183,9 +207,9 @@ class Calibration:
         centre_cam = loc.copy()
         centre_cam[:, 1] -= dims[:, 0] / 2.0  # camera y points down; the centre is above the bottom
         centre = self.camera_to_lidar(centre_cam)
-        inv = np.linalg.inv(self.velo_to_rect_matrix())
+        inv = self._rect_to_velo
         heading_cam = np.stack([np.cos(ry), np.zeros_like(ry), -np.sin(ry)], axis=1)
-        heading = heading_cam @ inv[:3, :3].T
+        heading = _affine(heading_cam, inv[:3, :3])
         yaw = np.arctan2(heading[:, 1], heading[:, 0])
         return np.column_stack([centre, dims[:, 2], dims[:, 1], dims[:, 0], yaw])
 
@@ -193,8 +217,8 @@ class Calibration:
         """Convert LiDAR-frame headings (radians around z) to KITTI ``rotation_y``."""
         yaw = np.asarray(yaw, dtype=np.float64)
         heading = np.stack([np.cos(yaw), np.sin(yaw), np.zeros_like(yaw)], axis=-1)
-        m = self.velo_to_rect_matrix()
-        cam = heading @ m[:3, :3].T
+        flat = heading.reshape(-1, 3)
+        cam = _affine(flat, self._velo_to_rect[:3, :3]).reshape(heading.shape)
         return np.arctan2(-cam[..., 2], cam[..., 0])
 
     # -- construction ------------------------------------------------------------------------

@@ -51,7 +51,9 @@ KNN_CHUNK_ELEMENTS = 1 << 22
 
 def _check_xyz(xyz: Tensor, what: str) -> None:
     if not isinstance(xyz, Tensor):
-        raise EmbedderError(f"{what} must be a torch.Tensor of shape (B, N, 3), got {type(xyz).__name__}")
+        raise EmbedderError(
+            f"{what} must be a torch.Tensor of shape (B, N, 3), got {type(xyz).__name__}"
+        )
     if xyz.ndim != 3 or xyz.shape[-1] != 3:
         raise EmbedderError(f"{what} must have shape (B, N, 3), got {tuple(xyz.shape)}")
     if not xyz.is_floating_point():
@@ -228,11 +230,14 @@ def knn_indices(xyz: Tensor, centers: Tensor, k: int, *, chunk_size: int | None 
     _check_xyz(centers, "centers")
     if centers.shape[0] != xyz.shape[0]:
         raise EmbedderError(
-            f"xyz and centers must have the same batch size, got {xyz.shape[0]} and {centers.shape[0]}"
+            "xyz and centers must have the same batch size, got "
+            f"{xyz.shape[0]} and {centers.shape[0]}"
         )
     batch, num_points, _ = xyz.shape
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= num_points:
-        raise EmbedderError(f"k must be an integer in [1, {num_points}] (points per cloud), got {k!r}")
+        raise EmbedderError(
+            f"k must be an integer in [1, {num_points}] (points per cloud), got {k!r}"
+        )
     num_centers = centers.shape[1]
     if chunk_size is None:
         chunk_size = max(1, KNN_CHUNK_ELEMENTS // max(1, batch * num_points))
@@ -244,9 +249,7 @@ def knn_indices(xyz: Tensor, centers: Tensor, k: int, *, chunk_size: int | None 
     return result
 
 
-def knn_group(
-    xyz: Tensor, centers: Tensor, k: int, *, chunk_size: int | None = None
-) -> Tensor:
+def knn_group(xyz: Tensor, centers: Tensor, k: int, *, chunk_size: int | None = None) -> Tensor:
     """Gather the ``k`` nearest points of each centre, relative to that centre.
 
     Parameters

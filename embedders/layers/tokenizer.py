@@ -62,7 +62,8 @@ class PatchTokenizer(nn.Module):
             tokens = self._tokens(points)
         else:
             tokens = torch.cat(
-                [self._tokens(chunk) for chunk in torch.split(points, self.patches_per_chunk)], dim=0
+                [self._tokens(chunk) for chunk in torch.split(points, self.patches_per_chunk)],
+                dim=0,
             )
         return tokens.reshape(batch, groups, self.encoder_channel)
 
@@ -74,4 +75,3 @@ class PatchTokenizer(nn.Module):
         feature = torch.cat([patch_feature.expand(-1, -1, size), feature], dim=1)  # (BG, 512, k)
         feature = self.second_conv(feature)  # (BG, C, k)
         return feature.max(dim=2).values  # (BG, C)
-

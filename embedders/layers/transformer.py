@@ -23,10 +23,17 @@ from __future__ import annotations
 import logging
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import functional
 
-__all__ = ["Mlp", "Attention", "CrossAttention", "ReconBlock", "ReconTransformer", "NUM_QUERY_TOKENS"]
+__all__ = [
+    "Mlp",
+    "Attention",
+    "CrossAttention",
+    "ReconBlock",
+    "ReconTransformer",
+    "NUM_QUERY_TOKENS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +103,7 @@ class Attention(nn.Module):
         batch, tokens, channels = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, channels // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        return self.proj(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
+        return self.proj(_merge_heads(functional.scaled_dot_product_attention(q, k, v)))
 
 
 class CrossAttention(nn.Module):
@@ -122,10 +129,12 @@ class CrossAttention(nn.Module):
     def forward(self, x: Tensor, context: Tensor) -> Tensor:
         """Attend from ``(B, Tq, C)`` queries to ``(B, Tk, C)`` context tokens."""
         batch, context_tokens, channels = context.shape
-        kv = self.kv(context).reshape(batch, context_tokens, 2, self.num_heads, channels // self.num_heads)
+        kv = self.kv(context).reshape(
+            batch, context_tokens, 2, self.num_heads, channels // self.num_heads
+        )
         k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
         q = _split_heads(self.q(x), self.num_heads)
-        return self.proj(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
+        return self.proj(_merge_heads(functional.scaled_dot_product_attention(q, k, v)))
 
 
 class ReconBlock(nn.Module):
@@ -206,7 +215,13 @@ class ReconTransformer(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(
             [
-                ReconBlock(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, detach_context=detach_context)
+                ReconBlock(
+                    dim,
+                    num_heads,
+                    mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    detach_context=detach_context,
+                )
                 for _ in range(depth)
             ]
         )

@@ -1,0 +1,293 @@
+"""Selector benchmark: time and peak RSS of curate's selectors, side by side with scikit-activeml.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/selectors.py                      # N = 10k, 50k, 100k (minutes)
+    .venv/bin/python benchmarks/selectors.py --sizes 10000,50000  # choose sizes
+    .venv/bin/python benchmarks/selectors.py --with-1m            # add N = 1M (long, ~1 GiB data)
+
+Data: a Gaussian mixture (200 components) in ``--dim`` (256) dimensions, seeded. Each
+(method, N) runs in its own child process so that its peak RSS (``wait4`` rusage) is its own;
+the RSS includes the data itself (N*d*4 bytes, printed). Time is the ``select`` call only.
+
+Peers (``pip install scikit-activeml``; skipped when missing): ``CoreSet`` (compared pick by pick
+with curate's k-center from the same labeled first center), ``ProbCover`` (given curate's delta;
+it builds an N x N float64 matrix, so it only runs where that fits: ``--peer-probcover-max``),
+``TypiClust`` (``--peer-typiclust-max``). ProbCover selections are compared by their exact
+coverage at the same delta (tie-breaking differs: scikit-activeml breaks ties at random).
+
+k-center is also compared with the memory-bandwidth bound ``budget * N * d * 4 bytes / BW``,
+with the read bandwidth BW measured in the same run (threaded ``numpy`` sums over 1 GiB).
+"""
+
+from __future__ import annotations
+
+import sys
+
+# This file is named like the stdlib module ``selectors`` (used by subprocess): take its own
+# folder off the import path before anything imports ``selectors``.
+sys.path[:] = [p for p in sys.path if p and not p.rstrip("/").endswith("benchmarks")]
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+# --------------------------------------------------------------------------------------- data
+def make_data(n: int, d: int, seed: int = 0) -> np.ndarray:
+    """Gaussian mixture: 200 unit-variance centers scaled by 1, noise 0.6 (float32, blocks)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(200, d)).astype(np.float32)
+    x = np.empty((n, d), dtype=np.float32)
+    for s in range(0, n, 100_000):
+        m = min(100_000, n - s)
+        x[s : s + m] = centers[rng.integers(200, size=m)]
+        x[s : s + m] += rng.normal(scale=0.6, size=(m, d)).astype(np.float32)
+    return x
+
+
+def read_bandwidth(gib: float = 1.0, threads: int = 2) -> float:
+    """Best-of-3 read bandwidth (bytes/s) of threaded numpy sums over ``gib`` GiB of float32."""
+    a = np.ones(int(gib * (1 << 30) // 4), dtype=np.float32)
+    parts = np.array_split(a, threads)
+    best = np.inf
+    kernels = (np.add.reduce, lambda p: np.dot(p, p))  # the faster one is the bound
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(3):
+            for kernel in kernels:
+                t = time.perf_counter()
+                list(pool.map(kernel, parts))
+                best = min(best, time.perf_counter() - t)
+    return a.nbytes / best
+
+
+# ------------------------------------------------------------------------------------- child
+def child(method: str, data: str, budget: int, out: str, extra: str) -> None:
+    x = np.load(data)
+    opts = json.loads(extra)
+    labeled = np.zeros(len(x), dtype=bool)
+    labeled[0] = True  # the same first center for curate and the peers
+    info: dict = {}
+    y = np.full(len(x), np.nan)
+    y[0] = 0
+    if method == "kcenter":
+        from curate.selectors import KCenterGreedy
+
+        t = time.perf_counter()
+        sel = KCenterGreedy().select(x, budget, labeled=labeled)
+        idx = sel.indices
+        info = {"radius": sel.info["coverage_radius"]}
+    elif method == "probcover":
+        from curate.selectors import ProbCover
+
+        t = time.perf_counter()
+        sel = ProbCover(**opts).select(x, budget, labeled=labeled)
+        idx = sel.indices
+        info = {k: sel.info[k] for k in ("delta", "coverage", "graph_edges", "fallbacks")}
+    elif method == "typiclust":
+        from curate.selectors import TypiClust
+
+        t = time.perf_counter()
+        sel = TypiClust().select(x, budget, labeled=labeled)
+        idx = sel.indices
+        info = {"clusters": sel.info["n_clusters"]}
+    elif method == "skal-coreset":
+        from skactiveml.pool import CoreSet
+
+        t = time.perf_counter()
+        idx = CoreSet(random_state=0).query(x, y, batch_size=budget)
+    elif method == "skal-probcover":
+        from skactiveml.pool import ProbCover as SkProbCover
+
+        from curate.selectors.probcover import normalize_rows
+
+        xn = normalize_rows(x)
+        t = time.perf_counter()  # normalisation is not part of the peer's cost
+        idx = SkProbCover(deltas=[opts["delta"]], random_state=0).query(xn, y, batch_size=budget)
+    elif method == "skal-typiclust":
+        from skactiveml.pool import TypiClust as SkTypiClust
+
+        t = time.perf_counter()
+        idx = SkTypiClust(random_state=0).query(x, y, batch_size=budget)
+    else:
+        raise SystemExit(f"unknown method {method}")
+    elapsed = time.perf_counter() - t
+    np.save(out, np.asarray(idx, dtype=np.int64))
+    hwm = 0.0
+    with open("/proc/self/status") as fh:  # VmHWM: this process's own peak (ru_maxrss survives exec)
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                hwm = float(line.split()[1]) / 1024
+    print(json.dumps({"time": elapsed, "info": info, "rss_mib": hwm}))
+
+
+def run_child(method: str, data: Path, budget: int, workdir: Path, extra: dict) -> dict:
+    out = workdir / f"{method}-{data.stem}.npy"
+    cmd = [sys.executable, __file__, "--child", method, "--data", str(data), "--budget",
+           str(budget), "--out", str(out), "--extra", json.dumps(extra)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    status = os.waitstatus_to_exitcode(status)
+    stdout = proc.stdout.read() if proc.stdout else ""
+    stderr = proc.stderr.read() if proc.stderr else ""
+    if status != 0:
+        return {"error": (stderr.strip().splitlines() or ["failed"])[-1][:120]}
+    res = json.loads(stdout.strip().splitlines()[-1])
+    del usage
+    res["indices"] = np.load(out)
+    return res
+
+
+# ------------------------------------------------------------------------------------ checks
+def exact_coverage(xn: np.ndarray, centers: np.ndarray, delta: float, rows: np.ndarray) -> float:
+    """Fraction of ``rows`` within ``delta`` (strict) of a center, by brute force in blocks."""
+    c = xn[centers].astype(np.float32)
+    cn = (c.astype(np.float64) ** 2).sum(1)
+    hit = 0
+    for s in range(0, rows.size, 8192):
+        q = xn[rows[s : s + 8192]]
+        d2 = (q.astype(np.float64) ** 2).sum(1)[:, None] - 2 * (q @ c.T) + cn[None, :]
+        hit += int((d2 < delta * delta).any(axis=1).sum())
+    return hit / rows.size
+
+
+def has(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def fmt_row(cols: list, widths: list) -> str:
+    return "  ".join(str(c).rjust(w) for c, w in zip(cols, widths))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,50000,100000")
+    ap.add_argument("--with-1m", action="store_true", help="add N = 1,000,000")
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--budget", type=int, default=1000)
+    ap.add_argument("--methods", default="kcenter,probcover,typiclust")
+    ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--ivf-nprobe", type=int, default=16,
+                    help="ProbCover's IVF nprobe above 100k rows (the index is exact below)")
+    ap.add_argument("--peer-coreset-max", type=int, default=100_000)
+    ap.add_argument("--peer-probcover-max", type=int, default=12_000)
+    ap.add_argument("--peer-typiclust-max", type=int, default=10_000)
+    ap.add_argument("--child")
+    ap.add_argument("--data")
+    ap.add_argument("--out")
+    ap.add_argument("--extra", default="{}")
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.data, args.budget, args.out, args.extra)
+        return
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    if args.with_1m and 1_000_000 not in sizes:
+        sizes.append(1_000_000)
+    methods = args.methods.split(",")
+    peers = not args.no_peers and has("skactiveml")
+    if not args.no_peers and not peers:
+        print("scikit-activeml not installed: peers skipped (pip install scikit-activeml)")
+    bw = read_bandwidth()
+    print(f"machine: {os.cpu_count()} CPUs, read bandwidth {bw / 1e9:.1f} GB/s (threaded numpy sum)")
+    print(f"d = {args.dim}, budget = {args.budget}, one labeled row (row 0) as the first center\n")
+    widths = [9, 16, 9, 9, 50]
+    print(fmt_row(["N", "method", "time s", "peak MiB", "notes"], widths))
+    with tempfile.TemporaryDirectory(prefix="curate-bench-") as tmp:
+        workdir = Path(tmp)
+        for n in sizes:
+            x = make_data(n, args.dim)
+            data = workdir / f"x{n}.npy"
+            np.save(data, x)
+            data_mib = x.nbytes / (1 << 20)
+            del x
+            results: dict[str, dict] = {}
+            pc_opts = {"nprobe": args.ivf_nprobe} if n > 100_000 else {}
+            plan: list[tuple[str, dict]] = [(m, pc_opts if m == "probcover" else {}) for m in methods]
+            if peers:
+                if "kcenter" in methods and n <= args.peer_coreset_max:
+                    plan.append(("skal-coreset", {}))
+                if "typiclust" in methods and n <= args.peer_typiclust_max:
+                    plan.append(("skal-typiclust", {}))
+            for method, extra in plan:
+                res = run_child(method, data, args.budget, workdir, extra)
+                results[method] = res
+                notes = ""
+                if "error" in res:
+                    notes = "FAILED: " + res["error"]
+                elif method == "kcenter":
+                    bound = args.budget * n * args.dim * 4 / bw
+                    notes = (f"radius {res['info']['radius']:.3f}; bandwidth bound {bound:.2f}s, "
+                             f"ratio {res['time'] / bound:.2f}")
+                elif method == "probcover":
+                    inf = res["info"]
+                    notes = (f"delta {inf['delta']:.3f} cov {inf['coverage']:.3f} "
+                             f"edges {inf['graph_edges']} fallback {inf['fallbacks']}")
+                elif method == "typiclust":
+                    notes = f"{res['info']['clusters']} clusters"
+                elif method == "skal-coreset" and "kcenter" in results:
+                    ours = results["kcenter"]
+                    same = np.array_equal(ours["indices"], res["indices"])
+                    agree = int(np.argmin(np.append(ours["indices"] == res["indices"], False)))
+                    notes = (f"identical selection: {same} (first {agree} picks agree); "
+                             f"curate {res['time'] / ours['time']:.1f}x faster")
+                elif method == "skal-typiclust" and "typiclust" in results:
+                    notes = f"curate {res['time'] / results['typiclust']['time']:.1f}x faster"
+                t = f"{res.get('time', float('nan')):.2f}"
+                rss = f"{res.get('rss_mib', float('nan')):.0f}"
+                print(fmt_row([n, method, t, rss, notes], widths), flush=True)
+                if method == "probcover" and "error" not in res:
+                    pc_peer = peers and n <= args.peer_probcover_max
+                    xn = None
+                    if pc_peer or n > 100_000:
+                        from curate.selectors.probcover import normalize_rows
+
+                        xn = normalize_rows(np.load(data))
+                    delta = res["info"]["delta"]
+                    centers = np.append(res["indices"], 0)
+                    if n > 100_000:
+                        # approximate (IVF) graph: check coverage exactly on a subsample
+                        rows = np.random.default_rng(1).choice(n, 20_000, replace=False)
+                        exact = exact_coverage(xn, centers, delta, rows)
+                        print(fmt_row(["", "  exact check", "", "", (
+                            f"exact coverage on 20k subsample {exact:.4f} vs graph "
+                            f"{res['info']['coverage']:.4f} (diff "
+                            f"{abs(exact - res['info']['coverage']) * 100:.2f}%)")], widths))
+                    if pc_peer:
+                        peer = run_child("skal-probcover", data, args.budget, workdir, {"delta": delta})
+                        if "error" in peer:
+                            note = "FAILED: " + peer["error"]
+                        else:
+                            allrows = np.arange(n)
+                            cov_peer = exact_coverage(xn, np.append(peer["indices"], 0), delta, allrows)
+                            cov_ours = exact_coverage(xn, centers, delta, allrows)
+                            note = (f"coverage {cov_peer:.4f} vs curate {cov_ours:.4f}; curate "
+                                    f"{peer['time'] / res['time']:.1f}x faster")
+                        print(fmt_row([n, "skal-probcover", f"{peer.get('time', float('nan')):.2f}",
+                                       f"{peer.get('rss_mib', float('nan')):.0f}", note], widths), flush=True)
+                    elif peers:
+                        print(fmt_row([n, "skal-probcover", "-", "-",
+                                       f"skipped: N x N float64 = {n * n * 8 / 2**30:.0f} GiB"], widths))
+            if peers and "typiclust" in methods and n > args.peer_typiclust_max:
+                print(fmt_row([n, "skal-typiclust", "-", "-", "skipped (--peer-typiclust-max)"], widths))
+            if peers and "kcenter" in methods and n > args.peer_coreset_max:
+                print(fmt_row([n, "skal-coreset", "-", "-",
+                               f"skipped: utilities budget x N float64 = {args.budget * n * 8 / 2**30:.1f} GiB"], widths))
+            print(f"{'':>9}  (data {data_mib:.0f} MiB included in peak RSS)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,569 @@
+"""ProbCover (Yehuda et al., NeurIPS 2022): max coverage of delta-balls for low-budget labeling.
+
+Features are L2-normalised. The directed delta-ball graph has an edge ``x -> y`` whenever
+``d(x, y) < delta`` (self edges included). Balls of labeled rows count as covered. Each pick is the
+candidate whose ball holds the most uncovered rows (lowest row on ties); covering its members
+decrements the out-degree of every ball that contains them, through the reverse (CSC) adjacency,
+so the whole greedy run touches every edge at most twice. Once nothing is left to cover the
+remaining picks are seeded-random (``info["fallbacks"]``).
+
+The graph is sparse (CSR, int32 columns) and is built from FAISS neighbour queries through
+:class:`index.vectors.VectorIndex`; there is never an ``N x N`` matrix.
+
+``delta="auto"`` applies the paper's purity rule: pseudo-labels from seeded k-means; the ball of
+``x`` is pure when every member shares ``x``'s cluster, i.e. when ``delta <= r(x)`` with ``r(x)``
+the distance from ``x`` to the nearest row of another cluster. The fraction of pure balls is
+therefore ``mean(r >= delta)`` and the largest delta with purity ``>= alpha`` is read off the
+sorted ``r`` in one pass (or the largest value of ``delta_grid`` satisfying it). ``r`` comes from
+one kNN search; rows whose ``k`` neighbours all share their cluster only give a lower bound and
+are resolved exactly (chunked brute force) when that bound could change the answer. The same kNN
+results give the graph for every ball with fewer than ``k`` members; only the larger balls need a
+range search.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from curate.errors import InvalidInputError
+from curate.selectors._distances import block_rows, squared_norms
+from curate.selectors._kmeans import kmeans
+from curate.selectors._neighbors import (
+    CSRGraph,
+    build_index,
+    gather_rows,
+    knn,
+    range_graph,
+    transpose_csr,
+)
+from curate.selectors._scores import get_score
+from curate.selectors.base import ScoresLike, Selection, Selector, validate_inputs
+
+__all__ = [
+    "ProbCover",
+    "UncertaintyProbCover",
+    "normalize_rows",
+    "purity_radii",
+    "delta_from_purity",
+    "build_ball_graph",
+    "greedy_max_coverage",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Largest distance between two unit vectors; a delta above it connects everything.
+_MAX_UNIT_DIST = 2.0
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """L2-normalise the rows of ``x`` (float32 copy; all-zero rows stay zero). O(N*d)."""
+    norms = np.sqrt(squared_norms(x))
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(x / norms[:, None], dtype=np.float32)
+
+
+def _nearest_other_label(x: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Exact distance from each of ``rows`` to the nearest row with a different label.
+
+    Chunked brute force: O(len(rows)*N*d) time, O(block*N) memory. ``inf`` when no such row.
+    """
+    out = np.full(rows.shape[0], np.inf, dtype=np.float64)
+    if rows.size == 0:
+        return out
+    norms = squared_norms(x)
+    step = block_rows(x.shape[0])
+    for s in range(0, rows.shape[0], step):
+        r = rows[s : s + step]
+        d2 = x[r] @ x.T
+        d2 *= np.float32(-2.0)
+        d2 += norms[None, :]
+        d2 += norms[r][:, None]
+        d2[labels[None, :] == labels[r][:, None]] = np.inf
+        out[s : s + step] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+    return out
+
+
+def purity_radii(
+    x: np.ndarray, labels: np.ndarray, nn_dist: np.ndarray, nn_ind: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distance to the nearest row of another cluster, from a kNN result.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``(N, d)`` float32 rows (used only by :func:`delta_from_purity` refinement).
+    labels : numpy.ndarray
+        Cluster of every row.
+    nn_dist, nn_ind : numpy.ndarray
+        ``(N, k)`` kNN distances (ascending) and indices (``-1`` for missing).
+
+    Returns
+    -------
+    r : numpy.ndarray
+        float64 ``(N,)``: the exact radius where a row of another cluster is among the ``k``
+        neighbours, else the lower bound ``nn_dist[:, -1]``.
+    exact : numpy.ndarray
+        bool ``(N,)``, which entries of ``r`` are exact.
+    """
+    valid = nn_ind >= 0
+    other = valid & (labels[np.where(valid, nn_ind, 0)] != labels[:, None])
+    has_other = other.any(axis=1)
+    first = np.argmax(other, axis=1)
+    rows = np.arange(x.shape[0])
+    r = nn_dist[rows, first].astype(np.float64)
+    # all k neighbours share the cluster: r >= distance of the k-th neighbour (inf if the index
+    # had fewer than k rows, which means there is no other row at all)
+    last = np.where(valid, nn_dist, -np.inf).max(axis=1).astype(np.float64)
+    full = valid.all(axis=1)
+    r[~has_other] = np.where(full[~has_other], last[~has_other], np.inf)
+    exact = has_other | ~full
+    return r, exact
+
+
+def _largest_pure_delta(r: np.ndarray, alpha: float, grid: Optional[np.ndarray]) -> float:
+    """Largest delta with ``mean(r >= delta) >= alpha`` (over ``grid`` when given, else exact)."""
+    n = r.shape[0]
+    need = max(1, int(math.ceil(alpha * n - 1e-9)))
+    if grid is None:
+        return float(np.sort(r)[::-1][need - 1])
+    ok = [float(g) for g in grid if np.count_nonzero(r >= g) >= need]
+    return max(ok) if ok else 0.0
+
+
+def delta_from_purity(
+    x: np.ndarray,
+    labels: np.ndarray,
+    nn_dist: np.ndarray,
+    nn_ind: np.ndarray,
+    *,
+    alpha: float = 0.95,
+    grid: Optional[np.ndarray] = None,
+) -> tuple[float, float, int]:
+    """Largest delta whose fraction of pure balls is ``>= alpha``.
+
+    Lower bounds from the kNN are refined exactly (chunked brute force over all rows) only for
+    rows whose bound is below the current answer, until no bound can change it.
+
+    Returns
+    -------
+    delta : float
+        The chosen delta (0 when no positive delta reaches ``alpha``).
+    purity : float
+        Fraction of pure balls at ``delta``.
+    refined : int
+        Number of rows whose radius needed the brute-force refinement.
+
+    Notes
+    -----
+    O(N log N) for the sort plus O(R*N*d) for ``R`` refined rows.
+    """
+    r, exact = purity_radii(x, labels, nn_dist, nn_ind)
+    grid = None if grid is None else np.asarray(grid, dtype=np.float64)
+    refined = 0
+    while True:
+        delta = _largest_pure_delta(r, alpha, grid)
+        # a censored row with bound <= delta may have a larger true r (raising delta) or be the
+        # row that decides it: resolve those exactly; bounds above delta cannot change it
+        if grid is None:
+            unsure = np.flatnonzero(~exact & (r <= delta))
+        else:  # only the next grid value could still become feasible
+            above = grid[grid > delta]
+            nxt = float(above.min()) if above.size else -np.inf
+            unsure = np.flatnonzero(~exact & (r < nxt))
+        if unsure.size == 0:
+            break
+        r[unsure] = _nearest_other_label(x, labels, unsure)
+        exact[unsure] = True
+        refined += int(unsure.size)
+    purity = float(np.mean(r >= delta)) if delta > 0 else 0.0
+    return delta, purity, refined
+
+
+def _graph_from_knn(
+    nn_dist: np.ndarray, nn_ind: np.ndarray, delta: float
+) -> tuple[CSRGraph, np.ndarray]:
+    """Edges ``d < delta`` from a kNN result; also the rows whose ball may exceed ``k``."""
+    keep = (nn_ind >= 0) & (nn_dist < delta)
+    counts = keep.sum(axis=1).astype(np.int64)
+    k = nn_ind.shape[1]
+    incomplete = np.flatnonzero(counts == k)
+    ptr = np.zeros(nn_ind.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    cols = np.where(keep, nn_ind, np.iinfo(np.int64).max)
+    cols.sort(axis=1)
+    idx = cols[keep.sum(axis=1)[:, None] > np.arange(k)[None, :]].astype(np.int32)
+    return CSRGraph(ptr, idx), incomplete
+
+
+def _replace_rows(g: CSRGraph, rows: np.ndarray, sub: CSRGraph) -> CSRGraph:
+    """Return ``g`` with the rows ``rows`` replaced by the rows of ``sub`` (same order)."""
+    counts = np.diff(g.ptr)
+    counts[rows] = np.diff(sub.ptr)
+    ptr = np.zeros_like(g.ptr)
+    np.cumsum(counts, out=ptr[1:])
+    idx = np.empty(int(ptr[-1]), dtype=np.int32)
+    keep_rows = np.ones(g.n, dtype=bool)
+    keep_rows[rows] = False
+    old_rows = np.flatnonzero(keep_rows)
+    # scatter unchanged rows
+    src = gather_rows(g, old_rows)
+    dst = gather_rows(CSRGraph(ptr, np.arange(ptr[-1], dtype=np.int64)), old_rows)
+    idx[dst] = src
+    dst_new = gather_rows(CSRGraph(ptr, np.arange(ptr[-1], dtype=np.int64)), rows)
+    idx[dst_new] = sub.idx
+    return CSRGraph(ptr, idx)
+
+
+def _ensure_self_edges(g: CSRGraph) -> CSRGraph:
+    """Add ``i -> i`` where an approximate search missed it (keeps rows sorted)."""
+    rows = np.repeat(np.arange(g.n, dtype=np.int64), np.diff(g.ptr))
+    has_self = np.zeros(g.n, dtype=bool)
+    has_self[rows[g.idx == rows]] = True
+    missing = np.flatnonzero(~has_self)
+    if missing.size == 0:
+        return g
+    logger.debug("adding %d missing self edges", missing.size)
+    all_rows = np.concatenate([rows, missing])
+    all_cols = np.concatenate([g.idx.astype(np.int64), missing])
+    order = np.lexsort((all_cols, all_rows))
+    counts = np.bincount(all_rows, minlength=g.n)
+    ptr = np.zeros(g.n + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    return CSRGraph(ptr, all_cols[order].astype(np.int32))
+
+
+def build_ball_graph(
+    xn: np.ndarray,
+    delta: float,
+    *,
+    index: Any = None,
+    knn_result: Optional[tuple[np.ndarray, np.ndarray]] = None,
+    index_kind: str = "auto",
+    nprobe: Optional[int] = None,
+    seed: int = 0,
+) -> CSRGraph:
+    """The delta-ball graph of ``xn`` in CSR form: row ``x`` lists every ``y`` with ``d(x,y) < delta``.
+
+    Parameters
+    ----------
+    xn : numpy.ndarray
+        ``(N, d)`` float32 (normalised) rows.
+    delta : float
+        Ball radius (strict).
+    index : index.vectors.VectorIndex, optional
+        Index over ``xn``; built when needed and not given.
+    knn_result : tuple, optional
+        A kNN ``(dist, ind)`` over ``xn``; balls smaller than ``k`` are read from it and only the
+        others are range-searched.
+    index_kind, nprobe, seed
+        Passed to :meth:`VectorIndex.build`.
+
+    Notes
+    -----
+    Time: one range search (FAISS, exact O(N^2 d) or approximate with ``index_kind="ivf"``).
+    Memory O(N + E), E the number of edges, stored as int32.
+    """
+    if knn_result is not None:
+        g, incomplete = _graph_from_knn(knn_result[0], knn_result[1], delta)
+        if incomplete.size:
+            if index is None:
+                index = build_index(xn, kind=index_kind, nprobe=nprobe, seed=seed)
+            sub = range_graph(index, xn[incomplete], delta)
+            g = _replace_rows(g, incomplete, sub)
+    else:
+        if index is None:
+            index = build_index(xn, kind=index_kind, nprobe=nprobe, seed=seed)
+        g = range_graph(index, xn, delta)
+    return _ensure_self_edges(g)
+
+
+def _fixed_point(w: np.ndarray) -> np.ndarray:
+    """Weights as int64 fixed point, so incremental sums are exact (ties stay ties).
+
+    The scale leaves room for a sum over all rows: ``n * max < 2**62``.
+    """
+    n = max(w.shape[0], 1)
+    top = float(w.max()) if w.size else 0.0
+    if top <= 0:
+        return np.zeros(w.shape[0], dtype=np.int64)
+    bits = min(40, 62 - int(np.ceil(np.log2(n + 1))))
+    return np.rint(w * (2.0**bits / top)).astype(np.int64)
+
+
+def _int_bincount(rows: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
+    """Exact int64 weighted bincount (``np.bincount`` would sum in float64)."""
+    out = np.zeros(n, dtype=np.int64)
+    np.add.at(out, rows, weights)
+    return out
+
+
+def greedy_max_coverage(
+    graph: CSRGraph,
+    reverse: CSRGraph,
+    labeled: np.ndarray,
+    budget: int,
+    *,
+    weights: Optional[np.ndarray] = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Greedy max coverage over the balls of ``graph`` with incremental value updates.
+
+    Parameters
+    ----------
+    graph : CSRGraph
+        Ball members of every row (out-edges).
+    reverse : CSRGraph
+        Balls containing every row (in-edges, :func:`transpose_csr` of ``graph``).
+    labeled : numpy.ndarray
+        Boolean mask; labeled balls start covered and labeled rows are never picked.
+    budget : int
+        Number of picks (``<=`` number of unlabeled rows).
+    weights : numpy.ndarray, optional
+        Non-negative value of covering each row (uncertainty); default 1 (plain ProbCover).
+    seed : int
+        Seed of the random fallback.
+
+    Returns
+    -------
+    picks : numpy.ndarray
+        int64 rows in pick order.
+    gains : numpy.ndarray
+        float64 value newly covered by each pick (0 for fallbacks).
+    covered : numpy.ndarray
+        Boolean mask of covered rows after the picks.
+    fallbacks : int
+        Number of random picks made once no ball had any value left.
+
+    Notes
+    -----
+    Time O(E + N) to initialise, then per pick O(N) for the argmax plus the edges of the newly
+    covered rows (every edge is touched once over the whole run): O(E + budget*N) in total.
+    Memory O(N) beyond the two graphs. Ball values are exact int64 (weights in fixed point with
+    2**-40 relative resolution), so incremental updates equal a full recount and ties go to the
+    lowest row.
+    """
+    n = graph.n
+    w = np.ones(n, dtype=np.float64) if weights is None else np.asarray(weights, np.float64)
+    wq = _fixed_point(w)
+    covered = np.zeros(n, dtype=bool)
+    lab_rows = np.flatnonzero(labeled)
+    if lab_rows.size:
+        covered[gather_rows(graph, lab_rows)] = True
+    edge_rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(graph.ptr))
+    live = ~covered[graph.idx]
+    value = np.bincount(edge_rows[live], minlength=n).astype(np.int64) if weights is None else (
+        _int_bincount(edge_rows[live], wq[graph.idx[live]], n)
+    )
+    del edge_rows, live
+    value[labeled] = -1
+    picks: list[int] = []
+    gains: list[float] = []
+    fallbacks = 0
+    for step in range(budget):
+        p = int(np.argmax(value))
+        if value[p] <= 0:
+            rng = np.random.default_rng(seed)
+            pool = np.flatnonzero(value >= 0)
+            rest = rng.choice(pool, size=budget - step, replace=False)
+            picks.extend(int(v) for v in rest)
+            gains.extend([0.0] * (budget - step))
+            fallbacks = budget - step
+            break
+        members = graph.idx[graph.ptr[p] : graph.ptr[p + 1]]
+        new = members[~covered[members]]
+        covered[new] = True
+        picks.append(p)
+        gains.append(float(w[new].sum()))
+        if new.size:
+            balls = gather_rows(reverse, new)
+            if weights is None:
+                np.subtract.at(value, balls, 1)
+            else:
+                lens = reverse.ptr[new + 1] - reverse.ptr[new]
+                np.subtract.at(value, balls, np.repeat(wq[new], lens))
+        value[p] = -1
+    return np.asarray(picks, np.int64), np.asarray(gains, np.float64), covered, fallbacks
+
+
+class ProbCover(Selector):
+    """ProbCover: greedily cover the most uncovered points with delta-balls.
+
+    Parameters
+    ----------
+    delta : float or "auto"
+        Ball radius on L2-normalised features (strict ``d < delta``), or ``"auto"`` for the
+        purity rule (see the module docstring).
+    alpha : float
+        Purity threshold of ``delta="auto"``.
+    purity_clusters : int, optional
+        k of the k-means pseudo-labels of ``delta="auto"``; default ``labeled + budget`` clipped
+        to ``[2, min(max_purity_clusters, N)]``.
+    max_purity_clusters : int
+        Upper bound of the default ``purity_clusters``.
+    delta_grid : sequence of float, optional
+        Restrict ``delta="auto"`` to these candidates (the paper's grid); default: the exact
+        largest delta.
+    knn_k : int
+        Neighbours per row in the kNN search of ``delta="auto"``.
+    index_kind : {"auto", "flat", "ivf"}
+        Vector index for the neighbour searches (``"flat"`` is exact).
+    nprobe : int, optional
+        IVF lists probed (approximate search).
+
+    Notes
+    -----
+    ``info``: ``delta``, ``coverage`` (fraction of all rows covered after the picks),
+    ``initial_coverage``, ``fallbacks``, ``graph_edges``, ``mean_degree``; with
+    ``delta="auto"`` also ``purity``, ``purity_clusters`` and ``purity_refined``.
+
+    Time: one FAISS kNN (auto delta) or range search, O(N^2 d) exact or sub-quadratic with IVF;
+    k-means O(iter*N*k*d); greedy O(E + budget*N). Memory O(N*d + E + N*knn_k); no N x N matrix.
+    """
+
+    name = "probcover"
+    _weighted = False
+
+    def __init__(
+        self,
+        delta: Union[float, str] = "auto",
+        alpha: float = 0.95,
+        purity_clusters: Optional[int] = None,
+        max_purity_clusters: int = 500,
+        delta_grid: Optional[Sequence[float]] = None,
+        knn_k: int = 32,
+        index_kind: str = "auto",
+        nprobe: Optional[int] = None,
+    ) -> None:
+        if isinstance(delta, str):
+            if delta != "auto":
+                raise InvalidInputError(f"delta must be a positive number or 'auto'; got {delta!r}")
+        elif not (isinstance(delta, (int, float)) and math.isfinite(delta) and delta > 0):
+            raise InvalidInputError(f"delta must be a positive number or 'auto'; got {delta!r}")
+        if not 0.0 < float(alpha) <= 1.0:
+            raise InvalidInputError(f"alpha must lie in (0, 1]; got {alpha!r}")
+        if purity_clusters is not None and int(purity_clusters) < 2:
+            raise InvalidInputError(f"purity_clusters must be >= 2; got {purity_clusters!r}")
+        if int(knn_k) < 2:
+            raise InvalidInputError(f"knn_k must be >= 2; got {knn_k!r}")
+        self.delta = delta if isinstance(delta, str) else float(delta)
+        self.alpha = float(alpha)
+        self.purity_clusters = None if purity_clusters is None else int(purity_clusters)
+        self.max_purity_clusters = int(max_purity_clusters)
+        self.delta_grid = None if delta_grid is None else [float(v) for v in delta_grid]
+        self.knn_k = int(knn_k)
+        self.index_kind = index_kind
+        self.nprobe = None if nprobe is None else int(nprobe)
+
+    def _weights(self, scores: ScoresLike, n: int) -> Optional[np.ndarray]:
+        return None
+
+    def select(
+        self,
+        vectors: np.ndarray,
+        budget: int,
+        *,
+        labeled: Any = None,
+        scores: ScoresLike = None,
+        seed: int = 0,
+    ) -> Selection:
+        """Pick ``budget`` rows by greedy delta-ball coverage; see :class:`Selector`."""
+        inp = validate_inputs(vectors, budget, labeled)
+        weights = self._weights(scores, inp.vectors.shape[0])
+        xn = normalize_rows(inp.vectors)
+        n = xn.shape[0]
+        info: dict[str, Any] = {}
+        index = None
+        knn_result = None
+        if self.delta == "auto":
+            k_clusters = self.purity_clusters
+            if k_clusters is None:
+                k_clusters = int(inp.labeled.sum()) + inp.budget
+                k_clusters = max(2, min(k_clusters, self.max_purity_clusters))
+            k_clusters = min(k_clusters, n)
+            labels, _ = kmeans(xn, k_clusters, seed=seed)
+            index = build_index(xn, kind=self.index_kind, nprobe=self.nprobe, seed=seed)
+            knn_result = knn(index, xn, min(self.knn_k, n))
+            grid = None if self.delta_grid is None else np.asarray(self.delta_grid)
+            delta, purity, refined = delta_from_purity(
+                xn, labels, knn_result[0], knn_result[1], alpha=self.alpha, grid=grid
+            )
+            if not np.isfinite(delta):
+                delta = _MAX_UNIT_DIST * (1 + 1e-6)
+            if delta <= 0:
+                positive = knn_result[0][knn_result[0] > 0]
+                delta = float(positive.min()) if positive.size else _MAX_UNIT_DIST * (1 + 1e-6)
+                logger.warning(
+                    "no positive delta reaches purity %.2f (many duplicate rows across "
+                    "clusters); using the smallest neighbour distance %.4g",
+                    self.alpha,
+                    delta,
+                )
+            info.update(
+                purity=purity, purity_clusters=k_clusters, purity_refined=refined
+            )
+        else:
+            delta = float(self.delta)
+        graph = build_ball_graph(
+            xn,
+            delta,
+            index=index,
+            knn_result=knn_result,
+            index_kind=self.index_kind,
+            nprobe=self.nprobe,
+            seed=seed,
+        )
+        reverse = transpose_csr(graph, n)
+        initial = np.zeros(n, dtype=bool)
+        lab_rows = np.flatnonzero(inp.labeled)
+        if lab_rows.size:
+            initial[gather_rows(graph, lab_rows)] = True
+        picks, gains, covered, fallbacks = greedy_max_coverage(
+            graph, reverse, inp.labeled, inp.budget, weights=weights, seed=seed
+        )
+        info.update(
+            delta=float(delta),
+            coverage=float(covered.mean()),
+            initial_coverage=float(initial.mean()),
+            fallbacks=int(fallbacks),
+            graph_edges=graph.n_edges,
+            mean_degree=graph.n_edges / n,
+        )
+        if fallbacks:
+            logger.info("%s: %d random fallback picks (everything covered)", self.name, fallbacks)
+        return Selection(indices=picks, gains=gains, info=info)
+
+
+class UncertaintyProbCover(ProbCover):
+    """Uncertainty-weighted ProbCover: a ball is worth the summed uncertainty of its uncovered rows.
+
+    Same graph, purity rule and incremental updates as :class:`ProbCover`; the per-pick gain is
+    the uncertainty newly covered. Random fallback once no ball holds uncertainty.
+
+    Parameters
+    ----------
+    score : str, optional
+        Score column (when ``scores`` is a mapping); values must be non-negative.
+    **kwargs
+        The parameters of :class:`ProbCover`.
+    """
+
+    name = "probcover_weighted"
+    needs_scores = True
+    _weighted = True
+
+    def __init__(self, score: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.score = score
+
+    def _weights(self, scores: ScoresLike, n: int) -> Optional[np.ndarray]:
+        u = get_score(scores, self.score, n, who=self.name)
+        if (u < 0).any():
+            raise InvalidInputError(
+                f"strategy {self.name!r} needs non-negative uncertainty; row "
+                f"{int(np.flatnonzero(u < 0)[0])} has {float(u.min())}"
+            )
+        return u

@@ -1,0 +1,258 @@
+"""TypiClust (Hacohen et al., ICML 2022): the most typical row of each uncovered cluster.
+
+1. Cluster all rows (labeled and unlabeled) with seeded k-means into
+   ``min(n_labeled + budget, max_clusters)`` clusters (full k-means up to 50 clusters, sampled
+   "mini-batch" training above, see :mod:`curate.selectors._kmeans`).
+2. Drop clusters of ``min_cluster_size`` (5) rows or fewer.
+3. Order clusters by labeled count ascending, then size descending (then cluster id), and visit
+   them round-robin. At each visit pick the most typical remaining unlabeled row of the cluster,
+   typicality being ``1 / mean distance to its k nearest neighbours`` among the cluster's remaining
+   unlabeled rows, ``k = min(knn, remaining // 2)`` (the reference implementation, which also
+   removes labeled and picked rows from the cluster before measuring typicality).
+
+Typicality of a cluster is computed with a FAISS kNN inside the cluster, and recomputed only
+when the cluster is visited again (its rows changed).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+import numpy as np
+
+from curate.errors import InvalidInputError
+from curate.selectors._kmeans import kmeans
+from curate.selectors._neighbors import build_index, knn
+from curate.selectors.base import ScoresLike, Selection, Selector, validate_inputs
+
+__all__ = ["TypiClust", "typicality", "typiclust_order", "cluster_visit_order"]
+
+logger = logging.getLogger(__name__)
+
+#: Added to the mean distance (reference implementation) so duplicates do not divide by zero.
+_EPS = 1e-5
+#: Clusters up to this size use a dense in-cluster distance block instead of a FAISS index.
+_DENSE_MAX = 1448
+
+
+def typicality(x: np.ndarray, k: int) -> np.ndarray:
+    """``1 / (mean distance to the k nearest other rows + 1e-5)`` for every row of ``x``.
+
+    Exact; O(n^2 d) time. Memory O(n^2) for ``n <= 1448`` (a dense block of at most 16 MiB),
+    else O(n*k) with a flat FAISS index. ``k`` must be in ``[1, n-1]``.
+    """
+    n = x.shape[0]
+    if not 1 <= k <= n - 1:
+        raise InvalidInputError(f"typicality needs 1 <= k <= n-1; got k={k} for n={n}")
+    if n <= _DENSE_MAX:
+        # small cluster: an n x n block (at most 16 MiB) is cheaper than building an index
+        x64 = x.astype(np.float64)
+        sq = np.einsum("ij,ij->i", x64, x64)
+        d2 = sq[:, None] + sq[None, :] - 2.0 * (x64 @ x64.T)
+        np.fill_diagonal(d2, np.inf)
+        near = np.partition(d2, k - 1, axis=1)[:, :k]
+        return 1.0 / (np.sqrt(np.maximum(near, 0.0)).mean(axis=1) + _EPS)
+    index = build_index(x, kind="flat")
+    dist, ind = knn(index, x, k + 1)
+    # drop each row itself (first column unless a duplicate at distance 0 came first)
+    is_self = ind == np.arange(n)[:, None]
+    no_self = ~is_self.any(axis=1)
+    is_self[no_self, -1] = True
+    rest = dist[~is_self].reshape(n, k).astype(np.float64)
+    return 1.0 / (rest.mean(axis=1) + _EPS)
+
+
+def cluster_visit_order(
+    clusters: np.ndarray, labeled: np.ndarray, n_clusters: int, min_cluster_size: int
+) -> np.ndarray:
+    """Cluster ids kept (size > ``min_cluster_size``) in visiting order.
+
+    Order: labeled count ascending, size descending, cluster id ascending.
+    """
+    sizes = np.bincount(clusters, minlength=n_clusters)
+    lab_counts = np.bincount(clusters[labeled], minlength=n_clusters)
+    ids = np.flatnonzero(sizes > min_cluster_size)
+    order = np.lexsort((ids, -sizes[ids], lab_counts[ids]))
+    return ids[order]
+
+
+def typiclust_order(
+    x: np.ndarray,
+    clusters: np.ndarray,
+    labeled: np.ndarray,
+    budget: int,
+    *,
+    knn_k: int = 20,
+    min_cluster_size: int = 5,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """TypiClust picks given the cluster of every row.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``(N, d)`` float32.
+    clusters : numpy.ndarray
+        int ``(N,)`` cluster ids in ``[0, K)``.
+    labeled : numpy.ndarray
+        Boolean mask.
+    budget : int
+        Number of picks.
+    knn_k : int
+        Upper bound of the typicality neighbourhood.
+    min_cluster_size : int
+        Clusters with at most this many rows are dropped.
+
+    Returns
+    -------
+    picks, gains : numpy.ndarray
+        Rows in pick order and the typicality of each pick (0 for a lone remaining row).
+    info : dict
+        ``clusters_used``, ``clusters_dropped``, ``fallbacks`` (random-order picks made once
+        every kept cluster was exhausted).
+
+    Notes
+    -----
+    Time O(sum over visits of s^2 d) with ``s`` the remaining size of the visited cluster
+    (each cluster's typicality is computed once per visit); memory O(N + s*knn_k).
+    """
+    n_clusters = int(clusters.max()) + 1 if clusters.size else 0
+    order = cluster_visit_order(clusters, labeled, n_clusters, min_cluster_size)
+    available = ~labeled
+    by_cluster = np.argsort(clusters, kind="stable")  # rows grouped by cluster, ascending
+    bounds = np.zeros(n_clusters + 1, dtype=np.int64)
+    np.cumsum(np.bincount(clusters, minlength=n_clusters), out=bounds[1:])
+    members: dict[int, np.ndarray] = {}
+    cache: dict[int, np.ndarray] = {}
+    picks: list[int] = []
+    gains: list[float] = []
+    active = [int(c) for c in order]
+    pos = 0
+    while len(picks) < budget and active:
+        c = active[pos % len(active)]
+        if c not in members:
+            rows_c = by_cluster[bounds[c] : bounds[c + 1]]
+            members[c] = rows_c[available[rows_c]]
+        rows = members[c]
+        if rows.size == 0:
+            active.remove(c)
+            continue  # same position now points at the next cluster
+        if c not in cache:
+            k = min(knn_k, rows.size // 2)
+            cache[c] = typicality(x[rows], k) if k >= 1 else np.zeros(rows.size)
+        t = cache[c]
+        j = int(np.argmax(t))
+        pick = int(rows[j])
+        picks.append(pick)
+        gains.append(float(t[j]))
+        available[pick] = False
+        members[c] = np.delete(rows, j)
+        del cache[c]
+        pos += 1
+    fallbacks = budget - len(picks)
+    if fallbacks:
+        # every kept cluster is exhausted: take the rest of the pool in row order
+        rest = np.flatnonzero(available)[:fallbacks]
+        picks.extend(int(v) for v in rest)
+        gains.extend([0.0] * rest.size)
+    info = {
+        "clusters_used": int(order.size),
+        "clusters_dropped": int(np.count_nonzero(np.bincount(clusters, minlength=n_clusters)))
+        - int(order.size),
+        "fallbacks": int(fallbacks),
+    }
+    return np.asarray(picks, np.int64), np.asarray(gains, np.float64), info
+
+
+class TypiClust(Selector):
+    """TypiClust: typical rows of the largest clusters that hold the fewest labeled rows.
+
+    Parameters
+    ----------
+    max_clusters : int
+        Cap on the number of k-means clusters (the paper's 500).
+    knn_k : int
+        Typicality neighbourhood (20 in the paper), capped at half the cluster.
+    min_cluster_size : int
+        Clusters of this many rows or fewer are dropped (5 in the paper).
+    normalize : bool
+        L2-normalise the features before clustering (for cosine-trained embeddings).
+
+    Notes
+    -----
+    Time: k-means O(iter * T * K * d) plus O(N*K*d) for the assignment, and the in-cluster kNN
+    O(sum s_c^2 d) over the visited clusters. Memory O(N*d + N*knn_k); no N x N matrix.
+    """
+
+    name = "typiclust"
+
+    def __init__(
+        self,
+        max_clusters: int = 500,
+        knn_k: int = 20,
+        min_cluster_size: int = 5,
+        normalize: bool = False,
+    ) -> None:
+        if int(max_clusters) < 1:
+            raise InvalidInputError(f"max_clusters must be >= 1; got {max_clusters!r}")
+        if int(knn_k) < 1:
+            raise InvalidInputError(f"knn_k must be >= 1; got {knn_k!r}")
+        if int(min_cluster_size) < 0:
+            raise InvalidInputError(f"min_cluster_size must be >= 0; got {min_cluster_size!r}")
+        self.max_clusters = int(max_clusters)
+        self.knn_k = int(knn_k)
+        self.min_cluster_size = int(min_cluster_size)
+        self.normalize = bool(normalize)
+
+    def n_clusters(self, n_rows: int, n_labeled: int, budget: int) -> int:
+        """``min(n_labeled + budget, max_clusters)``, at least 1 and at most ``n_rows``."""
+        return max(1, min(n_labeled + budget, self.max_clusters, n_rows))
+
+    def cluster(self, x: np.ndarray, k: int, seed: int) -> np.ndarray:
+        """Seeded k-means labels of the rows of ``x`` (after the optional normalisation)."""
+        return kmeans(x, k, seed=seed)[0]
+
+    def select(
+        self,
+        vectors: np.ndarray,
+        budget: int,
+        *,
+        labeled: Any = None,
+        scores: ScoresLike = None,
+        seed: int = 0,
+        clusters: Optional[np.ndarray] = None,
+    ) -> Selection:
+        """Pick ``budget`` typical rows, round-robin over clusters; see :class:`Selector`.
+
+        ``clusters`` (optional, keyword-only) gives precomputed cluster ids per row instead of
+        running k-means.
+        """
+        inp = validate_inputs(vectors, budget, labeled)
+        x = inp.vectors
+        if self.normalize:
+            from curate.selectors.probcover import normalize_rows
+
+            x = normalize_rows(x)
+        k = self.n_clusters(x.shape[0], int(inp.labeled.sum()), inp.budget)
+        if clusters is None:
+            clusters = self.cluster(x, k, seed)
+        else:
+            clusters = np.asarray(clusters)
+            if clusters.shape != (x.shape[0],) or not np.issubdtype(clusters.dtype, np.integer):
+                raise InvalidInputError(
+                    f"clusters must be an integer array with one id per row ({x.shape[0]}); got "
+                    f"dtype {clusters.dtype} and shape {clusters.shape}"
+                )
+            if clusters.size and clusters.min() < 0:
+                raise InvalidInputError("cluster ids must be >= 0")
+            clusters = clusters.astype(np.int64)
+        picks, gains, info = typiclust_order(
+            x,
+            clusters,
+            inp.labeled,
+            inp.budget,
+            knn_k=self.knn_k,
+            min_cluster_size=self.min_cluster_size,
+        )
+        info["n_clusters"] = int(k)
+        return Selection(indices=picks, gains=gains, info=info)
