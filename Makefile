@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) benchmarks/selectors.py
+	$(PY) -m benchmarks.selectors
 
 clean:
 	rm -rf $(VENV) curate-workspace .pytest_cache

@@ -181,7 +181,8 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=1000)
     ap.add_argument("--methods", default="kcenter,probcover,typiclust")
     ap.add_argument("--no-peers", action="store_true")
-    ap.add_argument("--ivf-nprobe", type=int, default=16,
+    ap.add_argument("--ivf-nlist", type=int, default=2048, help="ProbCover's IVF lists above 100k rows")
+    ap.add_argument("--ivf-nprobe", type=int, default=8,
                     help="ProbCover's IVF nprobe above 100k rows (the index is exact below)")
     ap.add_argument("--peer-coreset-max", type=int, default=100_000)
     ap.add_argument("--peer-probcover-max", type=int, default=12_000)
@@ -215,7 +216,7 @@ def main() -> None:
             data_mib = x.nbytes / (1 << 20)
             del x
             results: dict[str, dict] = {}
-            pc_opts = {"nprobe": args.ivf_nprobe} if n > 100_000 else {}
+            pc_opts = {"nprobe": args.ivf_nprobe, "nlist": args.ivf_nlist} if n > 100_000 else {}
             plan: list[tuple[str, dict]] = [(m, pc_opts if m == "probcover" else {}) for m in methods]
             if peers:
                 if "kcenter" in methods and n <= args.peer_coreset_max:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Optional, Union
 
 from curate import selectors
 from curate._version import __version__
@@ -27,6 +27,9 @@ from curate.errors import (
 )
 from curate.selectors import KCenterGreedy, Random, Selection, Selector
 from curate.workspace import Workspace
+
+if TYPE_CHECKING:
+    from curate.client import RemoteWorkspace
 
 __all__ = [
     "__version__",
@@ -52,18 +55,30 @@ __all__ = [
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
-def connect(path: Union[str, Path] = "./curate-workspace", *, create: bool = True) -> Workspace:
-    """Open (or create) the workspace at ``path``.
+def connect(
+    path: Union[str, Path] = "./curate-workspace",
+    *,
+    create: bool = True,
+    token: Optional[str] = None,
+) -> Union[Workspace, "RemoteWorkspace"]:
+    """Open (or create) the workspace at ``path``, or connect to a ``curate serve`` URL.
 
     Parameters
     ----------
     path : str or pathlib.Path
-        Workspace directory.
+        Workspace directory, or ``http://host:port`` of a server.
     create : bool
-        Create the directory when missing.
+        Create the directory when missing (local workspaces only).
+    token : str, optional
+        Bearer token for a server (default: ``$CURATE_TOKEN``); ignored for directories.
 
     Returns
     -------
-    Workspace
+    Workspace or curate.client.RemoteWorkspace
+        Both have the same methods and return the same result types.
     """
+    from curate.client import RemoteWorkspace, is_url
+
+    if is_url(path):
+        return RemoteWorkspace(str(path), token=token)
     return Workspace(path, create=create)

@@ -12,12 +12,15 @@ from typing import Iterable
 import pyarrow as pa
 
 from curate.api import RunRecord
+from curate.scores_table import SCORES, SCORES_SCHEMA  # the ``scores`` table (prediction runs)
 from curate.sources.base import METADATA_FIELDS, FrameRecord
 
 __all__ = [
     "SAMPLES",
     "LABELS",
     "RUNS",
+    "SCORES",
+    "SCORES_SCHEMA",
     "EMBEDDING_PREFIX",
     "SAMPLES_SCHEMA",
     "LABELS_SCHEMA",

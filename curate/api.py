@@ -7,11 +7,33 @@ Workspace` today and the HTTP client later, so that a script works the same agai
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["IngestReport", "EmbedReport", "RunRecord", "SelectionResult", "LabelReport"]
+__all__ = [
+    "IngestReport",
+    "EmbedReport",
+    "RunRecord",
+    "SelectionResult",
+    "LabelReport",
+    "Neighbors",
+    "SearchResult",
+    "JobStatus",
+    "SourceSpec",
+    "FramesRequest",
+    "BoxesRequest",
+    "LabelRequest",
+    "VectorsRequest",
+    "EmbedRequest",
+    "SelectRequest",
+    "SearchRequest",
+    "ExportRequest",
+    "LabelImportRequest",
+    "FuseRequest",
+    "ScoresWriteRequest",
+    "ScoresReadRequest",
+]
 
 
 class _Model(BaseModel):
@@ -181,3 +203,200 @@ def finite_or_none(value: float) -> Optional[float]:
     """Return ``value`` as float, or ``None`` when it is NaN or infinite (JSON has neither)."""
     v = float(value)
     return v if math.isfinite(v) else None
+
+
+# ---------------------------------------------------------------------- search and jobs
+class Neighbors(_Model):
+    """The nearest frames of one query.
+
+    Attributes
+    ----------
+    query : str or None
+        The query frame id (``None`` for a query vector).
+    ids : list of str
+        Neighbour frame ids, nearest first (fewer than ``k`` when fewer frames qualify).
+    distances : list of float
+        Euclidean distances ascending (``l2``, ``cosine``) or inner products descending (``ip``).
+    """
+
+    query: Optional[str] = None
+    ids: list[str]
+    distances: list[float]
+
+
+class SearchResult(_Model):
+    """What ``search`` returns: one :class:`Neighbors` per query, in query order."""
+
+    embedding: str
+    embedding_version: int
+    samples_version: Optional[int] = None
+    metric: str
+    k: int
+    where: Optional[str] = None
+    results: list[Neighbors]
+
+
+class JobStatus(_Model):
+    """State of a background job of the HTTP service (``GET /v1/jobs/{id}``).
+
+    Attributes
+    ----------
+    job_id : str
+    kind : str
+        ``embed``.
+    state : str
+        ``queued``, ``running``, ``succeeded`` or ``failed``.
+    done, total : int or None
+        Progress in frames (``None`` while unknown).
+    result : dict or None
+        The job's report (an :class:`EmbedReport` as a dict) once it succeeded.
+    error : dict or None
+        ``{"type", "module", "message"}`` once it failed.
+    created_at, finished_at : str or None
+        ISO-8601 UTC times.
+    """
+
+    job_id: str
+    kind: str
+    state: Literal["queued", "running", "succeeded", "failed"]
+    done: Optional[int] = None
+    total: Optional[int] = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    result: Optional[dict[str, Any]] = None
+    error: Optional[dict[str, Any]] = None
+    created_at: str
+    finished_at: Optional[str] = None
+
+
+# ---------------------------------------------------------------------- request bodies (HTTP)
+_WHERE = Field(default=None, max_length=8192, description="SQL filter on samples columns")
+
+
+class SourceSpec(_Model):
+    """A data source named by kind and a server-side root (``POST /v1/ingest``).
+
+    ``root`` is resolved on the server and must lie inside one of its data roots
+    (``curate serve --data-root DIR``).
+    """
+
+    kind: Literal["kitti", "folder"]
+    root: str = Field(min_length=1, max_length=4096)
+    split: str = Field(default="training", min_length=1, max_length=256)
+    prefix: Optional[str] = Field(default=None, min_length=1, max_length=256)
+    pattern: Optional[str] = Field(default=None, min_length=1, max_length=256)
+    batch_size: int = Field(default=2000, ge=1, le=100_000)
+
+
+class FramesRequest(_Model):
+    """``POST /v1/frames``: rows of ``samples`` (Arrow IPC stream)."""
+
+    where: Optional[str] = _WHERE
+    columns: Optional[list[str]] = None
+    ids: Optional[list[str]] = None
+    version: Optional[int] = Field(default=None, ge=1)
+
+
+class BoxesRequest(_Model):
+    """``POST /v1/boxes``: boxes of frames (Arrow IPC stream)."""
+
+    frame_ids: list[str]
+    labeled_only: bool = True
+
+
+class LabelRequest(_Model):
+    """``POST /v1/label``: mark frames as labeled."""
+
+    ids: list[str]
+
+
+class VectorsRequest(_Model):
+    """``POST /v1/embeddings/{name}/vectors``: ids and vectors (Arrow IPC stream)."""
+
+    ids: Optional[list[str]] = None
+    version: Optional[int] = Field(default=None, ge=1)
+
+
+class EmbedRequest(_Model):
+    """``POST /v1/jobs/embed``: start an embedding job.
+
+    Values are checked by the workspace (same messages as in-process), not by the schema.
+    """
+
+    model: str = Field(min_length=1, max_length=256)
+    name: Optional[str] = Field(default=None, min_length=1, max_length=256)
+    batch_size: int = 8
+    write_every: int = 256
+    device: str = Field(default="auto", min_length=1, max_length=32)
+    num_workers: Optional[int] = Field(
+        default=None,
+        description="reader processes; None = 0 on the server (no fork inside a threaded server)",
+    )
+    precision: str = Field(default="auto", min_length=1, max_length=16)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class SelectRequest(_Model):
+    """``POST /v1/select``: run a selector and store the run."""
+
+    strategy: str = Field(min_length=1, max_length=256)
+    budget: int
+    embedding: str = Field(min_length=1, max_length=256)
+    where: Optional[str] = _WHERE
+    seed: int = 0
+    score_run: Optional[str] = Field(default=None, min_length=1, max_length=256)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SearchRequest(_Model):
+    """``POST /v1/search``: k nearest frames of frame ids or of query vectors."""
+
+    embedding: str = Field(min_length=1, max_length=256)
+    ids: Optional[list[str]] = None
+    vectors: Optional[list[list[float]]] = None
+    k: int = 10
+    where: Optional[str] = _WHERE
+    metric: Literal["l2", "cosine", "ip"] = "l2"
+    exclude_self: bool = True
+    version: Optional[int] = Field(default=None, ge=1)
+
+
+class ExportRequest(_Model):
+    """``POST /v1/runs/{run_id}/export``: write an export file inside the workspace."""
+
+    format: str = Field(min_length=1, max_length=64)
+    path: str = Field(min_length=1, max_length=1024, description="relative to the workspace exports/ folder")
+    base_url: Optional[str] = Field(default=None, min_length=1, max_length=2048)
+    path_root: Optional[str] = Field(default=None, min_length=1, max_length=4096)
+
+
+class LabelImportRequest(_Model):
+    """``POST /v1/labels/import``: import annotation files that the server reads.
+
+    Every path must lie below one of the server's data roots.
+    """
+
+    paths: list[str] = Field(min_length=1, max_length=100_000)
+    format: str = Field(default="kitti", min_length=1, max_length=64)
+    prefix: Optional[str] = Field(default=None, min_length=1, max_length=256)
+
+
+class ScoresWriteRequest(_Model):
+    """``POST /v1/scores/{run}``: per-frame score columns of a prediction run."""
+
+    ids: list[str]
+    columns: dict[str, list[float]]
+
+
+class ScoresReadRequest(_Model):
+    """``POST /v1/scores/{run}/read``: scores of a run (Arrow IPC: ``frame_id`` + one column each)."""
+
+    ids: Optional[list[str]] = None
+
+
+class FuseRequest(_Model):
+    """``POST /v1/embeddings/fuse``: combine stored embeddings into a new one."""
+
+    sources: list[str] = Field(min_length=1, max_length=64)
+    name: str = Field(default="fused", min_length=1, max_length=256)
+    weights: Optional[list[float]] = None
+    method: str = Field(default="concat", min_length=1, max_length=32)

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 import click
 
 from curate.errors import CurateError, InvalidInputError
+from curate.export import EXPORT_FORMATS
 
 __all__ = ["main", "cli"]
 
@@ -43,7 +44,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def workspace_option(fn: Callable) -> Callable:
-    """Add ``--workspace`` to a command and pass an opened workspace as ``ws``."""
+    """Add ``--workspace`` (a directory or a ``curate serve`` URL) and ``--token``; pass ``ws``.
+
+    With a URL the command runs against the server through :class:`curate.client.RemoteWorkspace`
+    (token from ``--token`` or ``$CURATE_TOKEN``): dataset roots and checkpoints are paths on the
+    server (below its ``--data-root``), id files are read here and uploaded, exports are written
+    here.
+    """
 
     @click.option(
         "--workspace",
@@ -51,15 +58,28 @@ def workspace_option(fn: Callable) -> Callable:
         envvar="CURATE_WORKSPACE",
         default=DEFAULT_WORKSPACE,
         show_default=True,
-        help="Workspace directory (or $CURATE_WORKSPACE).",
+        help="Workspace directory or server URL http://HOST:PORT (or $CURATE_WORKSPACE).",
+    )
+    @click.option(
+        "--token",
+        "token",
+        envvar="CURATE_TOKEN",
+        default=None,
+        help="Bearer token when --workspace is a URL (or $CURATE_TOKEN).",
     )
     @functools.wraps(fn)
-    def wrapper(*args: Any, workspace: str, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, workspace: str, token: Optional[str], **kwargs: Any) -> Any:
         import curate
 
-        return fn(*args, ws=curate.connect(workspace), **kwargs)
+        return fn(*args, ws=curate.connect(workspace, token=token), **kwargs)
 
     return wrapper
+
+
+def _is_remote(ws: Any) -> bool:
+    from curate.client import RemoteWorkspace
+
+    return isinstance(ws, RemoteWorkspace)
 
 
 def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -110,9 +130,15 @@ def ingest() -> None:
 @workspace_option
 def ingest_kitti(ws: Any, root: str, split: str, prefix: Optional[str]) -> None:
     """Ingest a KITTI-format dataset (velodyne, image_2, calib, label_2, ImageSets)."""
-    from curate.sources.kitti import KittiSource
+    if _is_remote(ws):  # the server reads ROOT (a path on the server, below its --data-root)
+        from curate.api import SourceSpec
 
-    report = ws.ingest(KittiSource(root, split=split, prefix=prefix))
+        source: Any = SourceSpec(kind="kitti", root=root, split=split, prefix=prefix)
+    else:
+        from curate.sources.kitti import KittiSource
+
+        source = KittiSource(root, split=split, prefix=prefix)
+    report = ws.ingest(source)
     click.echo(
         f"ingested {report.frames_seen} frames ({report.boxes_seen} boxes); "
         f"workspace has {report.frames_total} frames"
@@ -125,9 +151,15 @@ def ingest_kitti(ws: Any, root: str, split: str, prefix: Optional[str]) -> None:
 @workspace_option
 def ingest_folder(ws: Any, root: str, prefix: Optional[str]) -> None:
     """Ingest a folder of point clouds (.bin, .npy, .pcd, .ply)."""
-    from curate.sources.folder import FolderSource
+    if _is_remote(ws):  # the server reads ROOT (a path on the server, below its --data-root)
+        from curate.api import SourceSpec
 
-    report = ws.ingest(FolderSource(root, prefix=prefix))
+        source: Any = SourceSpec(kind="folder", root=root, prefix=prefix)
+    else:
+        from curate.sources.folder import FolderSource
+
+        source = FolderSource(root, prefix=prefix)
+    report = ws.ingest(source)
     click.echo(f"ingested {report.frames_seen} frames; workspace has {report.frames_total} frames")
 
 
@@ -138,16 +170,48 @@ def ingest_folder(ws: Any, root: str, prefix: Optional[str]) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Embedder option.")
+@click.option("--num-workers", type=click.IntRange(min=0), default=None,
+              help="Processes reading frame files [default: min(2, CPUs)].")
+@click.option("--write-every", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Vectors per write (the most an interruption can lose).")
+@click.option("--precision", default="auto", show_default=True,
+              type=click.Choice(["auto", "fp32", "fp16"]), help="auto = fp16 autocast on CUDA.")
 @workspace_option
 def embed(ws: Any, model: str, name: Optional[str], checkpoint: Optional[str], batch_size: int,
-          device: str, params: tuple[str, ...]) -> None:
+          device: str, params: tuple[str, ...], num_workers: Optional[int], write_every: int,
+          precision: str) -> None:
     """Embed every frame (resumes: only frames without a vector are computed)."""
     config = _parse_params(params)
     if checkpoint:
         config["checkpoint"] = checkpoint
-    report = ws.embed(model, name=name, batch_size=batch_size, device=device, progress=None, **config)
+    job: dict[str, Any] = {}
+    if num_workers is not None:
+        job["num_workers"] = num_workers
+    if write_every != 256:
+        job["write_every"] = write_every
+    if precision != "auto":
+        job["precision"] = precision
+    report = ws.embed(model, name=name, batch_size=batch_size, device=device, progress=None,
+                      **job, **config)
     click.echo(
         f"embedding {report.embedding}: {report.computed} computed, {report.skipped} already there, "
+        f"{report.total} vectors of dim {report.dim} ({report.seconds:.1f} s)"
+    )
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--name", default="fused", show_default=True, help="Name of the fused embedding.")
+@click.option("--weight", "weights", type=float, multiple=True,
+              help="Weight per source, in order (repeat; default all 1).")
+@click.option("--method", default="concat", show_default=True, type=click.Choice(["concat", "mean"]))
+@workspace_option
+def fuse(ws: Any, sources: tuple[str, ...], name: str, weights: tuple[float, ...],
+         method: str) -> None:
+    """Fuse embeddings (L2-normalised, weighted, concatenated or averaged) into a new one."""
+    report = ws.fuse(list(sources), name=name, weights=list(weights) or None, method=method)
+    click.echo(
+        f"embedding {report.embedding}: {method} of {', '.join(sources)}, "
         f"{report.total} vectors of dim {report.dim} ({report.seconds:.1f} s)"
     )
 
@@ -178,33 +242,89 @@ def strategies() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Strategy parameter.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Also export (format from suffix).")
+@click.option("--out-format", "out_fmt", default=None, type=click.Choice(list(EXPORT_FORMATS)),
+              help="Format of --out (default: from its suffix).")
+@click.option("--url-prefix", "base_url", default=None,
+              help="labelstudio: URL prefix standing for --path-root in file paths.")
+@click.option("--path-root", "path_root", default=None, type=click.Path(file_okay=False),
+              help="labelstudio: folder that --url-prefix stands for (default: common folder).")
 @workspace_option
 def select(ws: Any, strategy: str, budget: int, embedding: str, where: Optional[str], seed: int,
-           params: tuple[str, ...], out: Optional[str]) -> None:
+           params: tuple[str, ...], out: Optional[str], out_fmt: Optional[str],
+           base_url: Optional[str], path_root: Optional[str]) -> None:
     """Select frames to label; prints the run id."""
     from curate.export import format_from_suffix
 
-    fmt = format_from_suffix(Path(out)) if out else None
+    fmt = (out_fmt or format_from_suffix(Path(out))) if out else None
     result = ws.select(strategy, budget, embedding=embedding, where=where, seed=seed,
                        **_parse_params(params))
     if out:
-        ws.export(result.run_id, fmt, out)
+        ws.export(result.run_id, fmt, out, **_url_options(base_url, path_root))
         click.echo(f"wrote {len(result)} ids to {out}", err=True)
     click.echo(result.run_id)
 
 
 @cli.command()
 @click.argument("run_id")
-@click.option("--format", "fmt", default=None, type=click.Choice(["csv", "json", "parquet", "imagesets"]),
+@click.option("--format", "fmt", default=None, type=click.Choice(list(EXPORT_FORMATS)),
               help="Default: from the suffix of --out.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--url-prefix", "base_url", default=None,
+              help="labelstudio: URL prefix standing for --path-root in file paths.")
+@click.option("--path-root", "path_root", default=None, type=click.Path(file_okay=False),
+              help="labelstudio: folder that --url-prefix stands for (default: common folder).")
 @workspace_option
-def export(ws: Any, run_id: str, fmt: Optional[str], out: str) -> None:
-    """Export a stored selection."""
+def export(ws: Any, run_id: str, fmt: Optional[str], out: str, base_url: Optional[str],
+           path_root: Optional[str]) -> None:
+    """Export a stored selection (non-embedding formats get a sidecar OUT.manifest.json)."""
     from curate.export import format_from_suffix
 
-    path = ws.export(run_id, fmt or format_from_suffix(Path(out)), out)
+    path = ws.export(run_id, fmt or format_from_suffix(Path(out)), out,
+                     **_url_options(base_url, path_root))
     click.echo(f"wrote {path}")
+
+
+def _url_options(base_url: Optional[str], path_root: Optional[str]) -> dict[str, str]:
+    """Only the URL options that were given (a remote workspace may not take them)."""
+    options = {"base_url": base_url, "path_root": path_root}
+    return {k: v for k, v in options.items() if v is not None}
+
+
+@cli.command("import-labels")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", default="kitti", show_default=True, type=click.Choice(["kitti"]),
+              help="Annotation format of the files.")
+@click.option("--prefix", default=None, help="Id prefix of the frames (e.g. kitti for kitti/000123).")
+@workspace_option
+def import_labels(ws: Any, paths: tuple[str, ...], fmt: str, prefix: Optional[str]) -> None:
+    """Import KITTI label_2 files (<frame id>.txt, or folders of them) and mark the frames labeled."""
+    if not hasattr(ws, "import_labels"):
+        raise InvalidInputError("this workspace cannot import labels (run it against a local workspace)")
+    report = ws.import_labels(list(paths), format=fmt, prefix=prefix)
+    click.echo(
+        f"imported {report.boxes} boxes for {report.frames} frames from {report.files} files "
+        f"({report.replaced} earlier imported boxes replaced); "
+        f"{report.labeled_total} frames labeled in total"
+    )
+
+
+@cli.command()
+@click.option("--config", "config", required=True, type=click.Path(dir_okay=False),
+              help="Loop config (JSON or YAML fields of curate.loop.LoopConfig).")
+@click.option("--rounds", type=click.IntRange(min=1), default=None, help="Override the number of rounds.")
+@click.option("--stop-after", type=click.IntRange(min=1), default=None,
+              help="Stop after this many rounds in total (run again to resume).")
+@workspace_option
+def loop(ws: Any, config: str, rounds: Optional[int], stop_after: Optional[int]) -> None:
+    """Run or resume an active-learning detector loop (mmdet3d: pip install curate[mm3d])."""
+    if _is_remote(ws):
+        raise InvalidInputError("`curate loop` runs against a local workspace directory, not a server URL")
+    from curate.loop import run_loop
+
+    report = run_loop(ws, config, rounds=rounds, stop_after=stop_after,
+                      on_round=lambda r: click.echo(f"round {r.round}: {r.labeled_frames} frames labeled, "
+                                                    f"mAP3d {r.metrics.get('map_3d', 0.0):.2f}, {r.seconds:.1f} s"))
+    click.echo(report.table())
 
 
 @cli.command()
@@ -276,7 +396,69 @@ def demo(ws: Any, frames: int, budget: int, seed: int, model: str, small: bool) 
     """Synthesise, ingest, embed, select (random vs k-center), export and summarise."""
     from curate.demo import run_demo
 
+    if _is_remote(ws):
+        raise InvalidInputError(
+            "the demo synthesises data next to the workspace and needs a workspace directory; "
+            "run `curate demo` on the server host (or without a URL)"
+        )
     run_demo(ws, frames=frames, budget=budget, seed=seed, model=model, small=small, echo=click.echo)
+
+
+@cli.command()
+@click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False),
+              help="TOML pretraining config (keys: see embedders.pretrain.config).")
+@workspace_option
+def pretrain(ws: Any, config_file: str) -> None:
+    """Self-supervised ReCon pretraining on the workspace's frames; prints the checkpoint path.
+
+    Resumes from the run's last.pt when interrupted.
+    """
+    if _is_remote(ws):
+        raise InvalidInputError("pretraining runs on the workspace host; give a directory")
+    report = ws.pretrain(config_file)
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in report.final_losses.items())
+    click.echo(f"pretrained {report.steps} steps on {report.frames} frames in "
+               f"{report.seconds:.0f} s ({losses})", err=True)
+    click.echo(report.checkpoint)
+
+
+@cli.command()
+@click.option("--workspace", "workspace", envvar="CURATE_WORKSPACE", default=DEFAULT_WORKSPACE,
+              show_default=True, help="Workspace directory to serve (or $CURATE_WORKSPACE).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True)
+@click.option("--token-read", "read_tokens", multiple=True, metavar="TOKEN",
+              help="Accept TOKEN for reads (repeatable; also $CURATE_TOKENS='T:read,T2:write').")
+@click.option("--token-write", "write_tokens", multiple=True, metavar="TOKEN",
+              help="Accept TOKEN for reads and writes (repeatable).")
+@click.option("--data-root", "data_roots", multiple=True, type=click.Path(file_okay=False),
+              help="Directory whose datasets/checkpoints clients may ingest (repeatable).")
+@click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=16.0, show_default=True,
+              help="Largest request body accepted (413 above).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def serve(workspace: str, host: str, port: int, read_tokens: tuple[str, ...],
+          write_tokens: tuple[str, ...], data_roots: tuple[str, ...], max_body_mb: float,
+          log_level: str) -> None:
+    """Serve the workspace over HTTP (FastAPI): the same API as the Python client.
+
+    Tokens come from --token-read/--token-write, $CURATE_TOKENS and WORKSPACE/tokens.json. With
+    none configured, a write token is generated and printed once.
+    """
+    import secrets
+
+    from curate.auth import load_tokens
+    from curate.server import serve as run_server
+
+    tokens = {t: "read" for t in read_tokens}
+    tokens.update({t: "write" for t in write_tokens})
+    if not len(load_tokens(workspace, tokens)):
+        generated = secrets.token_urlsafe(32)
+        tokens[generated] = "write"
+        click.echo(f"no tokens configured; generated a write token for this run:\n  {generated}", err=True)
+    click.echo(f"serving {workspace} on http://{host}:{port} (docs at /docs)", err=True)
+    run_server(workspace, host=host, port=port, tokens=tokens, data_roots=data_roots,
+               max_body_bytes=int(max_body_mb * 1024 * 1024), log_level=log_level)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

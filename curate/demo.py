@@ -21,6 +21,16 @@ logger = logging.getLogger(__name__)
 
 _DONE_MARKER = ".curate-synth-complete"
 
+#: Strategies the demo compares, with their parameters (``constrained``: k-center, at most 2
+#: frames per drive).
+DEMO_STRATEGIES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("random", {}),
+    ("kcenter", {}),
+    ("probcover", {}),
+    ("typiclust", {}),
+    ("constrained", {"inner": "kcenter", "max_per_group": 2}),
+)
+
 
 def _synthesise(root: Path, frames: int, seed: int, small: bool) -> bool:
     """Write the demo dataset unless a complete copy is already there; returns whether it wrote."""
@@ -79,13 +89,17 @@ def run_demo(
     timings[f"embed {model}"] = time.perf_counter() - t
 
     results = {}
-    for strategy in ("random", "kcenter"):
+    for strategy, params in DEMO_STRATEGIES:
+        label = strategy if not params else f"{strategy}*"
         t = time.perf_counter()
-        sel = ws.select(strategy, budget, embedding=emb.embedding, seed=seed)
-        for fmt, suffix in (("csv", "csv"), ("json", "json"), ("parquet", "parquet"), ("imagesets", "txt")):
-            ws.export(sel.run_id, fmt, export_dir / f"{sel.run_id}-{strategy}.{suffix}")
-        timings[f"select+export {strategy}"] = time.perf_counter() - t
-        results[strategy] = {"run": sel.run, **_selection_stats(ws, sel.ids)}
+        sel = ws.select(strategy, budget, embedding=emb.embedding, seed=seed, **params)
+        ws.export(sel.run_id, "json", export_dir / f"{sel.run_id}-{strategy}.json")
+        if strategy == "kcenter":
+            for fmt, suffix in (("csv", "csv"), ("parquet", "parquet"), ("imagesets", "txt"),
+                                ("labelstudio", "labelstudio.json")):
+                ws.export(sel.run_id, fmt, export_dir / f"{sel.run_id}-{strategy}.{suffix}")
+        timings[f"select {label}"] = time.perf_counter() - t
+        results[label] = {"run": sel.run, **_selection_stats(ws, sel.ids)}
 
     total_boxes = Counter(ws.boxes(ws.frames(columns=["id"])["id"].to_pylist(), labeled_only=False)["type"].to_pylist())
     classes = [c for c, _ in total_boxes.most_common() if c != "DontCare"]
@@ -102,18 +116,19 @@ def run_demo(
         echo(f"{stage:<28}{secs:>10.1f}")
     echo("")
     cls_cols = classes[:5]
-    head = f"{'strategy':<10}{'run':<12}{'picked':>7}{'coverage radius':>17}{'drives':>8}{'night':>7}"
+    head = f"{'strategy':<13}{'run':<12}{'picked':>7}{'coverage radius':>17}{'drives':>8}{'night':>7}"
     head += "".join(f"{c[:10]:>11}" for c in cls_cols)
     echo(head)
     for strategy, r in results.items():
         run = r["run"]
         line = (
-            f"{strategy:<10}{run.run_id:<12}{len(run.ids):>7}{run.info['coverage_radius']:>17.3f}"
+            f"{strategy:<13}{run.run_id:<12}{len(run.ids):>7}{run.info['coverage_radius']:>17.3f}"
             f"{r['drives']:>8}{r['night']:>7}"
         )
         line += "".join(f"{r['boxes'].get(c, 0):>11}" for c in cls_cols)
         echo(line)
     echo("")
     echo("coverage radius: largest distance from any frame to its nearest selected frame (lower is better)")
+    echo("constrained*: k-center with at most 2 frames per drive")
     echo(f"exports: {export_dir}")
     return {"timings": timings, "results": results}

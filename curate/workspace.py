@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from curate import _tables as T
 from curate._version import __version__
 from curate.api import EmbedReport, IngestReport, LabelReport, RunRecord, SelectionResult
-from curate.api import finite_or_none
+from curate.api import SearchResult, finite_or_none
 from curate.errors import BudgetError, CurateError, InvalidInputError, NotFoundError
 from curate.export import export_run
 from curate.progress import progress_bar
@@ -274,6 +274,8 @@ class Workspace:
         write_every: int = 256,
         device: str = "auto",
         progress: Optional[bool] = None,
+        num_workers: Optional[int] = None,
+        precision: str = "auto",
         **config: Any,
     ) -> EmbedReport:
         """Embed every frame with ``model`` into the embedding table ``name``.
@@ -292,6 +294,10 @@ class Workspace:
             ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         progress : bool, optional
             Show a progress bar (default: when stderr is a terminal).
+        num_workers : int, optional
+            Processes reading the frame files (default ``min(2, CPUs)``; 0 = in this process).
+        precision : {"auto", "fp32", "fp16"}
+            ``auto`` = fp16 autocast on CUDA, fp32 on CPU (recorded in the table metadata).
         **config
             Embedder configuration when ``model`` is a name.
 
@@ -301,72 +307,44 @@ class Workspace:
 
         Notes
         -----
-        Only frames without a vector from the same model (same name, config and weights
-        checksum) are computed, so an interrupted job resumes where it stopped. A different
-        model replaces the table's vectors in a new version; vectors of two models are never
-        mixed in one table.
+        Runs :func:`curate.jobs.embed.run_embed_job`. Only frames without a vector from the same
+        model (same name, config, weights checksum and precision) are computed, so an
+        interrupted job (even ``kill -9``) resumes where it stopped. A different model replaces
+        the table's vectors in a new version; vectors of two models are never mixed in one
+        table. Image embedders read each frame's ``image_paths``.
         """
-        from curate.embedding import build_embedder, embedder_metadata
+        from curate.embedding import build_embedder
+        from curate.jobs.embed import EmbedJob, run_embed_job
 
         self._require_samples()
-        start = time.perf_counter()
         emb = build_embedder(model, **config)
-        name = name or emb.name
-        table = T.embedding_table(name)
-        meta = embedder_metadata(emb)
-        all_ids = [str(i) for i in self.store.ids(T.SAMPLES)]
-        done: set[str] = set()
-        mode = "overwrite"
-        if self.store.has_table(table):
-            old = self.store.table_metadata(table)
-            if old.get("weights_sha256") == meta["weights_sha256"] and old.get("config") == meta["config"]:
-                done = set(str(i) for i in self.store.ids(table))
-                mode = "upsert"
-            else:
-                logger.info(
-                    "embedding %s was made by another model (%s); recomputing every frame",
-                    name, old.get("weights_sha256", "?")[:12],
-                )
-        todo = [i for i in all_ids if i not in done]
-        paths = {}
-        if todo:
-            rows = self.store.read(T.SAMPLES, columns=["id", "lidar_path"], ids=todo)
-            paths = dict(zip(rows["id"].to_pylist(), rows["lidar_path"].to_pylist()))
-        buf_ids: list[str] = []
-        buf_vecs: list[np.ndarray] = []
+        job = EmbedJob(
+            name=name or emb.name, batch_size=batch_size, write_every=write_every,
+            device=device, num_workers=num_workers, precision=precision, progress=progress,
+        )
+        return run_embed_job(self.store, emb, job)
 
-        def flush() -> None:
-            nonlocal mode
-            if not buf_ids:
-                return
-            self.store.write_vectors(
-                table, buf_ids, np.concatenate(buf_vecs, axis=0), metadata=meta, mode=mode
-            )
-            mode = "upsert"
-            buf_ids.clear()
-            buf_vecs.clear()
+    def fuse(
+        self,
+        sources: Sequence[str],
+        *,
+        name: str = "fused",
+        weights: Optional[Sequence[float]] = None,
+        method: str = "concat",
+        progress: Optional[bool] = None,
+    ) -> EmbedReport:
+        """Combine embeddings of the same frames into one embedding ``name`` (see :mod:`curate.fusion`).
 
-        with progress_bar(total=len(todo), desc=f"embed {name}", unit="frame", enable=progress) as bar:
-            for k in range(0, len(todo), batch_size):
-                chunk = todo[k : k + batch_size]
-                clouds = [read_points(paths[i]) for i in chunk]
-                vecs = np.asarray(emb.embed(clouds, device=device), dtype=np.float32)
-                buf_ids.extend(chunk)
-                buf_vecs.append(vecs)
-                if len(buf_ids) >= write_every:
-                    flush()
-                bar.update(len(chunk))
-            flush()
-        return EmbedReport(
-            embedding=name,
-            embedder=emb.name,
-            dim=int(emb.dim),
-            weights_sha256=meta["weights_sha256"],
-            computed=len(todo),
-            skipped=len(done),
-            total=self.store.count(table) if self.store.has_table(table) else 0,
-            version=self.store.version(table) if self.store.has_table(table) else 0,
-            seconds=time.perf_counter() - start,
+        Each source vector is L2-normalised and multiplied by its weight; ``method="concat"``
+        concatenates, ``method="mean"`` averages (equal dims). The table metadata records the
+        method, the sources with their table versions and weights checksums. Frames missing
+        from a source raise :class:`NotFoundError` and nothing is written.
+        """
+        from curate.fusion import fuse_embeddings
+
+        self._require_samples()
+        return fuse_embeddings(
+            self.store, sources, name=name, weights=weights, method=method, progress=progress
         )
 
     def vectors(
@@ -385,6 +363,7 @@ class Workspace:
         embedding: str,
         where: Optional[str] = None,
         seed: int = 0,
+        score_run: Optional[str] = None,
         **params: Any,
     ) -> SelectionResult:
         """Choose ``budget`` unlabeled frames and store the run.
@@ -403,6 +382,10 @@ class Workspace:
             always used as context, whatever the filter).
         seed : int
             Seed of the selector: same data versions + same config + same seed = same ids.
+        score_run : str, optional
+            Stored prediction run (:meth:`scores`) whose per-frame scores are passed to the
+            selector as ``scores=`` (every column, by name; labeled rows get 0). Required by
+            uncertainty and hybrid strategies.
 
         Returns
         -------
@@ -420,6 +403,7 @@ class Workspace:
         run = self._run_selection(
             selector, budget, table=table, embedding=embedding, where=where, seed=seed,
             samples_version=samples_version, embedding_version=embedding_version,
+            score_run=score_run,
         )
         run = run.model_copy(update={"run_id": self._next_run_id()})
         self.store.append(T.RUNS, T.run_row(run))
@@ -437,8 +421,14 @@ class Workspace:
         seed: int,
         samples_version: int,
         embedding_version: int,
+        score_run: Optional[str] = None,
     ) -> RunRecord:
         start = time.perf_counter()
+        if score_run is None and getattr(selector, "needs_scores", False):
+            raise InvalidInputError(
+                f"strategy {selector.name!r} needs uncertainty scores; pass score_run= (a stored "
+                f"prediction run: {', '.join(self.score_runs()) or 'none yet, run `curate loop`'})"
+            )
         cand_where = "labeled = false" if where is None else f"({where}) AND labeled = false"
         candidates = [str(i) for i in self.store.ids(T.SAMPLES, where=cand_where, version=samples_version)]
         labeled = [str(i) for i in self.store.ids(T.SAMPLES, where="labeled = true", version=samples_version)]
@@ -462,8 +452,23 @@ class Workspace:
         _, vecs = self.store.read_vectors(table, ids=pool, version=embedding_version)
         mask = np.zeros(len(pool), dtype=bool)
         mask[len(candidates):] = True
-        result = selector.select(vecs, budget, labeled=mask, seed=seed)
+        scores = None
+        if score_run is not None:
+            from curate.scores_table import read_scores
+
+            _, cand_scores = read_scores(self.store, score_run, ids=candidates)
+            scores = {
+                k: np.concatenate([v, np.zeros(len(labeled))]) for k, v in cand_scores.items()
+            }
+        constraints: dict[str, Any] = {}
+        if getattr(selector, "needs_groups", False):
+            # per-drive caps: the group of a frame is its scene (drive)
+            rows = self.store.read(T.SAMPLES, columns=["id", "scene"], ids=pool, version=samples_version)
+            constraints["groups"] = np.asarray(rows["scene"].to_pylist(), dtype=object)
+        result = selector.select(vecs, budget, labeled=mask, scores=scores, seed=seed, **constraints)
         info = dict(result.info)
+        if score_run is not None:
+            info["score_run"] = score_run
         if "coverage_radius" not in info:
             centers = np.concatenate([result.indices, np.flatnonzero(mask)])
             radius_sq = min_sq_dist_to_set(vecs, vecs[centers])
@@ -500,8 +505,62 @@ class Workspace:
             selector, run.budget, table=self._require_embedding(run.embedding),
             embedding=run.embedding, where=run.where, seed=run.seed,
             samples_version=run.samples_version, embedding_version=run.embedding_version,
+            score_run=run.info.get("score_run"),
         )
         return again.ids
+
+    # ------------------------------------------------------------------ scores
+    def write_scores(
+        self,
+        run: str,
+        ids: Sequence[str],
+        columns: Any,
+        *,
+        predictions: Optional[Sequence[Any]] = None,
+    ) -> int:
+        """Store per-frame scores (``columns``: name -> values aligned with ``ids``) of the
+        prediction run ``run`` in the ``scores`` table (upsert by run and frame id); optional
+        :class:`~curate.scores_table.FramePrediction` per frame keep the raw detections.
+
+        Unknown frame ids raise :class:`NotFoundError` and write nothing. Returns the table version.
+        """
+        from curate.scores_table import SCORES, scores_rows
+
+        self._require_samples()
+        ids = [str(i) for i in ids]
+        rows = scores_rows(run, ids, columns, predictions)
+        known = self.store.read(T.SAMPLES, columns=["id"], ids=ids, missing="ignore")
+        if known.num_rows != len(set(ids)):
+            have = set(known.column("id").to_pylist())
+            missing = [i for i in ids if i not in have]
+            raise NotFoundError(
+                f"{len(missing)} of {len(ids)} ids are not frames of {self.path} "
+                f"(first: {', '.join(missing[:5])}); no scores written"
+            )
+        return self.store.upsert(SCORES, rows)
+
+    def scores(self, run: str, ids: Optional[Sequence[str]] = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``(frame ids, {column: values})`` of the stored score run ``run`` (aligned with ``ids``)."""
+        from curate.scores_table import read_scores
+
+        return read_scores(self.store, run, ids)
+
+    def score_runs(self) -> list[str]:
+        """Names of the stored score (prediction) runs."""
+        from curate.scores_table import score_runs
+
+        return score_runs(self.store)
+
+    # ------------------------------------------------------------------ detector loop
+    def loop(self, config: Any = None, **options: Any) -> Any:
+        """Run (or resume) an active-learning detector loop; see :func:`curate.loop.run_loop`.
+
+        ``config`` is a :class:`curate.loop.LoopConfig`, a dict or a path to a YAML/JSON file;
+        ``options`` override its fields. Returns a :class:`curate.loop.LoopReport`.
+        """
+        from curate.loop import run_loop
+
+        return run_loop(self, config, **options)
 
     def _next_run_id(self) -> str:
         n = self.store.count(T.RUNS) if self.store.has_table(T.RUNS) else 0
@@ -526,7 +585,74 @@ class Workspace:
             "`curate runs` lists them"
         )
 
+    # ------------------------------------------------------------------ search
+    def search(
+        self,
+        embedding: str,
+        *,
+        ids: Optional[Sequence[str]] = None,
+        vectors: Any = None,
+        k: int = 10,
+        where: Optional[str] = None,
+        metric: str = "l2",
+        exclude_self: bool = True,
+        version: Optional[int] = None,
+    ) -> SearchResult:
+        """The ``k`` nearest frames of query frame ids or query vectors (FAISS, cached index).
+
+        ``where`` restricts the neighbours to frames matching the filter. See
+        :func:`curate.search.search` for the parameters; O(N d) to build the index of a table
+        version (cached), O(Q N d) per call.
+        """
+        from curate.search import search
+
+        return search(self, embedding, ids=ids, vectors=vectors, k=k, where=where, metric=metric,
+                      exclude_self=exclude_self, version=version)
+
     # ------------------------------------------------------------------ export
-    def export(self, run_id: str, fmt: str, out: Union[str, Path]) -> Path:
-        """Write the selection of ``run_id`` to ``out`` as ``csv``, ``json``, ``parquet`` or ``imagesets``."""
-        return export_run(self.run(run_id), fmt, Path(out))
+    def export(
+        self,
+        run_id: str,
+        fmt: str,
+        out: Union[str, Path],
+        *,
+        base_url: Optional[str] = None,
+        path_root: Optional[str] = None,
+    ) -> Path:
+        """Write the selection of ``run_id`` to ``out`` (see :data:`curate.export.EXPORT_FORMATS`).
+
+        ``base_url`` / ``path_root`` map file paths to URLs in the ``labelstudio`` format. Formats
+        without room for the run record get a sidecar ``<out>.manifest.json``.
+        """
+        return export_run(self.run(run_id), fmt, Path(out), workspace=self, base_url=base_url,
+                          path_root=path_root)
+
+    def import_labels(
+        self,
+        paths: Union[str, Path, Sequence[Union[str, Path]]],
+        *,
+        format: str = "kitti",
+        prefix: Optional[str] = None,
+    ) -> Any:
+        """Import annotation files as labels and mark their frames labeled.
+
+        Thin wrapper of :func:`curate.labels_import.import_labels` (validates every file before
+        writing anything; returns an :class:`~curate.labels_import.ImportReport`).
+        """
+        from curate.labels_import import import_labels
+
+        return import_labels(self, paths, format=format, prefix=prefix)
+
+    # ------------------------------------------------------------------ pretraining
+    def pretrain(self, config: Any = None, *, progress: Optional[bool] = None) -> Any:
+        """Self-supervised ReCon pretraining on this workspace's frames.
+
+        Thin wrapper of :func:`curate.pretraining.pretrain`: ``config`` is a TOML path, a dict
+        or a :class:`embedders.pretrain.PretrainConfig` (None = the tiny defaults); checkpoints
+        go to ``<workspace>/checkpoints/<name>/`` and an interrupted run resumes from
+        ``last.pt``. Returns a :class:`~curate.pretraining.PretrainReport`; embed with
+        ``ws.embed(report.model, name=..., checkpoint=report.checkpoint, **report.embed_options)``.
+        """
+        from curate.pretraining import pretrain
+
+        return pretrain(self, config, progress=progress)

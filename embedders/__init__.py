@@ -14,6 +14,7 @@ from embedders._registry import create_embedder, list_embedders, register_embedd
 from embedders.base import Embedder, resolve_device, validate_clouds
 from embedders.checkpoint import load_recon_checkpoint, save_checkpoint, state_dict_sha256
 from embedders.errors import CheckpointError, EmbedderError
+from embedders.models.image import image_features, load_efficientnet_lite0
 from embedders.preprocess import PreprocessConfig, ScenePreprocessor
 
 __all__ = [
@@ -23,7 +24,9 @@ __all__ = [
     "PreprocessConfig",
     "ScenePreprocessor",
     "create_embedder",
+    "image_features",
     "list_embedders",
+    "load_efficientnet_lite0",
     "load_recon_checkpoint",
     "register_embedder",
     "resolve_device",

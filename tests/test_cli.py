@@ -114,4 +114,9 @@ def test_demo_smoke(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "coverage radius" in res.stdout and "kcenter" in res.stdout and "random" in res.stdout
     exports = sorted(p.name for p in (tmp_path / "ws" / "demo-exports").iterdir())
-    assert len(exports) == 8
+    for strategy in ("random", "kcenter", "probcover", "typiclust", "constrained"):
+        assert strategy in res.stdout
+        assert sum(e.endswith(f"-{strategy}.json") for e in exports) == 1
+    kcenter = [e for e in exports if "-kcenter." in e]
+    # json, csv, parquet, imagesets txt, labelstudio, and sidecar manifests for csv, txt, labelstudio
+    assert len(kcenter) == 8, kcenter

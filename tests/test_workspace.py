@@ -138,3 +138,12 @@ def test_unembedded_frames_are_reported(ws: curate.Workspace, synth_root: Path) 
         ws.select("random", 5, embedding="bev-hist")
     ws.embed("bev-hist", progress=False)
     assert len(ws.select("random", 5, embedding="bev-hist").ids) == 5
+
+
+def test_max_per_drive_uses_scenes(ws: curate.Workspace) -> None:
+    sel = ws.select("constrained", 6, embedding="bev-hist", inner="kcenter", max_per_group=1)
+    scenes = ws.frames(columns=["id", "scene"], ids=sel.ids)["scene"].to_pylist()
+    drives = len(set(ws.frames(columns=["scene"])["scene"].to_pylist()))
+    assert len(sel.ids) == min(6, drives)
+    assert len(set(scenes)) == len(scenes)  # at most one frame per drive
+    assert ws.reproduce(sel.run_id) == sel.ids

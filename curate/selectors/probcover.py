@@ -413,6 +413,8 @@ class ProbCover(Selector):
         Vector index for the neighbour searches (``"flat"`` is exact).
     nprobe : int, optional
         IVF lists probed (approximate search).
+    nlist : int, optional
+        IVF lists (default: the index's ~4 sqrt(N)).
 
     Notes
     -----
@@ -437,6 +439,7 @@ class ProbCover(Selector):
         knn_k: int = 32,
         index_kind: str = "auto",
         nprobe: Optional[int] = None,
+        nlist: Optional[int] = None,
     ) -> None:
         if isinstance(delta, str):
             if delta != "auto":
@@ -457,6 +460,7 @@ class ProbCover(Selector):
         self.knn_k = int(knn_k)
         self.index_kind = index_kind
         self.nprobe = None if nprobe is None else int(nprobe)
+        self.nlist = None if nlist is None else int(nlist)
 
     def _weights(self, scores: ScoresLike, n: int) -> Optional[np.ndarray]:
         return None
@@ -485,7 +489,9 @@ class ProbCover(Selector):
                 k_clusters = max(2, min(k_clusters, self.max_purity_clusters))
             k_clusters = min(k_clusters, n)
             labels, _ = kmeans(xn, k_clusters, seed=seed)
-            index = build_index(xn, kind=self.index_kind, nprobe=self.nprobe, seed=seed)
+            index = build_index(
+                xn, kind=self.index_kind, nprobe=self.nprobe, nlist=self.nlist, seed=seed
+            )
             knn_result = knn(index, xn, min(self.knn_k, n))
             grid = None if self.delta_grid is None else np.asarray(self.delta_grid)
             delta, purity, refined = delta_from_purity(
@@ -507,6 +513,10 @@ class ProbCover(Selector):
             )
         else:
             delta = float(self.delta)
+        if index is None:
+            index = build_index(
+                xn, kind=self.index_kind, nprobe=self.nprobe, nlist=self.nlist, seed=seed
+            )
         graph = build_ball_graph(
             xn,
             delta,

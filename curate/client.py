@@ -1,0 +1,601 @@
+"""HTTP client of ``curate serve``: :class:`RemoteWorkspace`, the same methods as the workspace.
+
+``curate.connect("http://host:port", token=...)`` returns a :class:`RemoteWorkspace`. Its methods
+take the same arguments and return the same types as :class:`curate.workspace.Workspace`
+(pydantic models from :mod:`curate.api`, Arrow tables, numpy arrays), and errors raised by the
+server come back as the *same exception classes with the same messages* (``NotFoundError``,
+``BudgetError``, ``index.errors.FilterError``, ...), so a script or the CLI behaves identically
+against both.
+
+Where the two necessarily differ (documented per method):
+
+* ``ingest(source)`` sends the source's kind and root (``KittiSource``/``FolderSource`` or a
+  :class:`~curate.api.SourceSpec`); the server reads the files, and only below its data roots
+  (``curate serve --data-root DIR``).
+* ``export(run_id, fmt, out)`` writes ``out`` on the *client* machine (the server renders the file
+  and sends its bytes); :meth:`RemoteWorkspace.export_on_server` writes inside the server's
+  workspace ``exports/`` folder instead.
+* ``embed(...)`` starts a background job on the server and waits for it, showing progress;
+  :meth:`RemoteWorkspace.submit_embed` returns at once with a :class:`~curate.api.JobStatus`.
+
+Wire protocol: JSON request bodies (the request models of :mod:`curate.api`), JSON results, Arrow
+IPC streams for tables and vectors, bearer-token auth. Errors are JSON objects
+``{"detail": message, "error": {"type", "module", "message", "attrs"}}``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence, Union
+
+import numpy as np
+import pyarrow as pa
+
+from curate.api import (
+    EmbedReport,
+    IngestReport,
+    JobStatus,
+    LabelReport,
+    RunRecord,
+    SearchResult,
+    SelectionResult,
+    SourceSpec,
+)
+from curate.errors import CurateError, InvalidInputError, NotFoundError
+
+__all__ = [
+    "RemoteWorkspace",
+    "ServiceError",
+    "ServiceBusyError",
+    "RemoteNotSupportedError",
+    "ARROW_STREAM",
+    "is_url",
+    "import_httpx",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Media type of Arrow IPC stream bodies.
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+#: Packages whose exception classes the client re-raises by name (anything else: by status).
+_ERROR_PACKAGES = ("curate", "index", "embedders")
+
+
+class ServiceError(CurateError):
+    """The server could not be reached, or failed on its side (HTTP 5xx)."""
+
+
+class ServiceBusyError(ServiceError):
+    """The server's single writer stayed busy longer than it waits for a write (HTTP 503)."""
+
+
+class RemoteNotSupportedError(InvalidInputError, AttributeError):
+    """A workspace method that has no HTTP route yet (also an AttributeError, for ``hasattr``)."""
+
+
+def is_url(value: Any) -> bool:
+    """Whether ``value`` names an HTTP(S) service rather than a directory."""
+    return isinstance(value, str) and value.lower().startswith(("http://", "https://"))
+
+
+def import_httpx() -> Any:
+    """Import httpx or raise an ImportError that says what to install."""
+    try:
+        import httpx
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "the curate HTTP client needs httpx: pip install 'curate[server]'"
+        ) from exc
+    return httpx
+
+
+def _error_class(module: str, name: str) -> Optional[type]:
+    """The project's exception class ``module.name`` (None for anything else)."""
+    if module.split(".", 1)[0] not in _ERROR_PACKAGES or not name.isidentifier():
+        return None
+    try:
+        cls = getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+    if not isinstance(cls, type):
+        return None
+    from embedders.errors import EmbedderError
+    from index.errors import StoreError
+
+    return cls if issubclass(cls, (CurateError, StoreError, EmbedderError)) else None
+
+
+def _fallback_class(status: int) -> type:
+    from curate.auth import AuthenticationError, PermissionDeniedError
+
+    if status == 401:
+        return AuthenticationError
+    if status == 403:
+        return PermissionDeniedError
+    if status == 404:
+        return NotFoundError
+    if status == 503:
+        return ServiceBusyError
+    if 400 <= status < 500:
+        return InvalidInputError
+    return ServiceError
+
+
+def error_from_response(status: int, body: Any) -> Exception:
+    """Rebuild the server's exception: same class (when known) and same message."""
+    info = body.get("error") if isinstance(body, dict) else None
+    message = None
+    cls = None
+    attrs: dict[str, Any] = {}
+    if isinstance(info, dict):
+        message = info.get("message")
+        cls = _error_class(str(info.get("module", "")), str(info.get("type", "")))
+        attrs = info.get("attrs") or {}
+    if message is None:
+        detail = body.get("detail") if isinstance(body, dict) else body
+        message = detail if isinstance(detail, str) else f"HTTP {status}: {detail!r}"
+    cls = cls or _fallback_class(status)
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    for key, value in attrs.items():
+        try:
+            setattr(exc, key, value)
+        except AttributeError:  # pragma: no cover - read-only attribute
+            pass
+    return exc
+
+
+def _table_from_ipc(data: bytes) -> pa.Table:
+    with pa.ipc.open_stream(pa.py_buffer(data)) as reader:
+        return reader.read_all()
+
+
+def _source_spec(source: Any, batch_size: int) -> SourceSpec:
+    """A :class:`SourceSpec` for a KITTI/folder source object, a SourceSpec or a dict."""
+    if isinstance(source, SourceSpec):
+        return source.model_copy(update={"batch_size": batch_size})
+    if isinstance(source, dict):
+        return SourceSpec(**{"batch_size": batch_size, **source})
+    kind = type(source).__name__
+    if kind == "KittiSource":
+        return SourceSpec(kind="kitti", root=str(source.root), split=source.split,
+                          prefix=source.prefix, batch_size=batch_size)
+    if kind == "FolderSource":
+        return SourceSpec(kind="folder", root=str(source.root), prefix=source.prefix,
+                          pattern=source.pattern, batch_size=batch_size)
+    raise InvalidInputError(
+        f"a remote workspace ingests KittiSource, FolderSource or a SourceSpec "
+        f"(kind + server-side root), not {kind}; the server reads the files itself"
+    )
+
+
+class RemoteWorkspace:
+    """A curate workspace served by ``curate serve``, used over HTTP.
+
+    Parameters
+    ----------
+    url : str
+        Base URL, e.g. ``http://127.0.0.1:8000``.
+    token : str, optional
+        Bearer token (default: ``$CURATE_TOKEN``).
+    timeout : float
+        Seconds to wait for one response (writes wait for the server's single writer).
+    poll_interval : float
+        Seconds between job status polls in :meth:`embed`.
+
+    Examples
+    --------
+    >>> ws = curate.connect("http://127.0.0.1:8000", token="...")   # doctest: +SKIP
+    >>> ws.select("kcenter", 10, embedding="bev-hist").ids          # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: Optional[str] = None,
+        timeout: float = 600.0,
+        poll_interval: float = 0.2,
+    ) -> None:
+        httpx = import_httpx()
+        if not is_url(url):
+            raise InvalidInputError(f"{url!r} is not an http:// or https:// URL")
+        self.url = url.rstrip("/")
+        token = token if token is not None else os.environ.get("CURATE_TOKEN")
+        headers = {"User-Agent": "curate-client"}
+        if token:
+            headers["Authorization"] = f"Bearer {token.strip()}"
+        self.poll_interval = float(poll_interval)
+        self._client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"RemoteWorkspace({self.url!r})"
+
+    def __getattr__(self, name: str) -> Any:
+        """A clear error for workspace methods without a route (e.g. ``loop``, ``pretrain``)."""
+        from curate.workspace import Workspace
+
+        if not name.startswith("_") and hasattr(Workspace, name):
+            raise RemoteNotSupportedError(
+                f"Workspace.{name} is not available over HTTP: run it on the server host against "
+                "the workspace directory (curate.connect(DIR))"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> "RemoteWorkspace":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ transport
+    def _request(self, method: str, path: str, *, json: Any = None, params: Any = None) -> Any:
+        httpx = import_httpx()
+        try:
+            response = self._client.request(method, path, json=json, params=params)
+        except httpx.TransportError as exc:
+            raise ServiceError(
+                f"cannot reach the curate server at {self.url} ({type(exc).__name__}: {exc}); "
+                "is `curate serve` running there?"
+            ) from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"detail": response.text[:500] or response.reason_phrase}
+            raise error_from_response(response.status_code, body)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    def _table(self, path: str, body: Any) -> pa.Table:
+        return _table_from_ipc(self._request("POST", path, json=body).content)
+
+    # ------------------------------------------------------------------ service
+    def health(self) -> dict[str, Any]:
+        """``{"status": "ok", "version": ...}`` of the server (no token needed)."""
+        return self._json("GET", "/health")
+
+    def info(self) -> dict[str, Any]:
+        """Workspace summary: package version, frames, embeddings, runs."""
+        return self._json("GET", "/v1/info")
+
+    # ------------------------------------------------------------------ frames
+    def ingest(self, source: Any, *, batch_size: int = 2000, progress: Optional[bool] = None) -> IngestReport:
+        """Ingest a source that the *server* reads (its root must be under a server data root).
+
+        ``source`` is a ``KittiSource``/``FolderSource`` (its root, split, prefix and pattern are
+        sent), a :class:`~curate.api.SourceSpec` or a dict of one. ``progress`` is accepted for
+        congruence and ignored (the server logs progress).
+        """
+        spec = _source_spec(source, batch_size)
+        return IngestReport(**self._json("POST", "/v1/ingest", json=spec.model_dump()))
+
+    def count(self, where: Optional[str] = None) -> int:
+        """Number of frames (matching ``where``)."""
+        return int(self._json("GET", "/v1/frames/count", params={"where": where} if where else None)["count"])
+
+    def frames(
+        self,
+        *,
+        where: Optional[str] = None,
+        columns: Optional[Sequence[str]] = None,
+        ids: Optional[Sequence[str]] = None,
+        version: Optional[int] = None,
+    ) -> pa.Table:
+        """Rows of ``samples`` (Arrow table, as the workspace returns)."""
+        body = {"where": where, "columns": list(columns) if columns else None,
+                "ids": None if ids is None else [str(i) for i in ids], "version": version}
+        return self._table("/v1/frames", body)
+
+    def boxes(self, frame_ids: Sequence[str], *, labeled_only: bool = True) -> pa.Table:
+        """Boxes of the given frames; by default only for frames marked labeled."""
+        return self._table("/v1/boxes", {"frame_ids": [str(i) for i in frame_ids],
+                                         "labeled_only": labeled_only})
+
+    # ------------------------------------------------------------------ labels
+    def label(self, ids: Iterable[str]) -> LabelReport:
+        """Mark frames as labeled (the ids are uploaded)."""
+        return LabelReport(**self._json("POST", "/v1/label", json={"ids": [str(i) for i in ids]}))
+
+    def labeled_ids(self) -> list[str]:
+        """Ids of the frames marked labeled, sorted."""
+        return list(self._json("GET", "/v1/labeled"))
+
+    # ------------------------------------------------------------------ embeddings
+    def embeddings(self) -> list[str]:
+        """Names of the embeddings stored in the workspace."""
+        return list(self._json("GET", "/v1/embeddings"))
+
+    def embedding_info(self, name: str) -> dict[str, str]:
+        """Schema metadata (embedder, config, weights checksum) of the embedding ``name``."""
+        return dict(self._json("GET", f"/v1/embeddings/{_quote(name)}"))
+
+    def submit_embed(
+        self,
+        model: str,
+        *,
+        name: Optional[str] = None,
+        batch_size: int = 8,
+        write_every: int = 256,
+        device: str = "auto",
+        num_workers: Optional[int] = None,
+        precision: str = "auto",
+        **config: Any,
+    ) -> JobStatus:
+        """Start an embedding job on the server; returns its status at once.
+
+        ``num_workers=None`` reads frames in the job's own thread on the server (0 reader
+        processes).
+        """
+        if not isinstance(model, str):
+            raise InvalidInputError(
+                "a remote workspace embeds with a registry name (see `curate models`), "
+                f"not a {type(model).__name__} object"
+            )
+        body = {"model": model, "name": name, "batch_size": batch_size, "write_every": write_every,
+                "device": device, "num_workers": num_workers, "precision": precision, "config": config}
+        return JobStatus(**self._json("POST", "/v1/jobs/embed", json=body))
+
+    def job(self, job_id: str) -> JobStatus:
+        """Status and progress of a job."""
+        return JobStatus(**self._json("GET", f"/v1/jobs/{_quote(job_id)}"))
+
+    def jobs(self) -> list[JobStatus]:
+        """Every job the server knows since it started, oldest first."""
+        return [JobStatus(**j) for j in self._json("GET", "/v1/jobs")]
+
+    def wait(self, job_id: str, *, progress: Optional[bool] = None) -> JobStatus:
+        """Poll a job until it finishes; re-raise its error (same class and message) if it failed."""
+        from curate.progress import progress_bar
+
+        status = self.job(job_id)
+        with progress_bar(total=status.total, desc=f"job {job_id}", unit="frame", enable=progress) as bar:
+            while status.state in ("queued", "running"):
+                time.sleep(self.poll_interval)
+                status = self.job(job_id)
+                if status.total is not None and bar.total != status.total:
+                    bar.total = status.total
+                if status.done is not None and status.done > bar.n:
+                    bar.update(status.done - bar.n)
+        if status.state == "failed":
+            raise error_from_response(500, {"error": status.error or {}})
+        return status
+
+    def embed(
+        self,
+        model: str,
+        *,
+        name: Optional[str] = None,
+        batch_size: int = 8,
+        write_every: int = 256,
+        device: str = "auto",
+        progress: Optional[bool] = None,
+        num_workers: Optional[int] = None,
+        precision: str = "auto",
+        **config: Any,
+    ) -> EmbedReport:
+        """Embed every frame on the server (a background job) and wait for it.
+
+        Same arguments and result as :meth:`curate.workspace.Workspace.embed`, except that
+        ``model`` must be a registry name. A ``checkpoint`` path is read on the server and must
+        be under its data roots.
+        """
+        status = self.submit_embed(model, name=name, batch_size=batch_size, write_every=write_every,
+                                   device=device, num_workers=num_workers, precision=precision,
+                                   **config)
+        final = self.wait(status.job_id, progress=progress)
+        return EmbedReport(**(final.result or {}))
+
+    def vectors(
+        self, embedding: str, ids: Optional[Sequence[str]] = None, *, version: Optional[int] = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, vectors)`` of an embedding (all rows sorted by id, or the given ids in order)."""
+        body = {"ids": None if ids is None else [str(i) for i in ids], "version": version}
+        table = self._table(f"/v1/embeddings/{_quote(embedding)}/vectors", body)
+        out_ids = np.asarray(table.column("id").to_pylist(), dtype=object)
+        column = table.column("vector").combine_chunks()
+        dim = column.type.list_size
+        flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        return out_ids, np.ascontiguousarray(flat.reshape(len(out_ids), dim))
+
+    # ------------------------------------------------------------------ selection
+    def select(
+        self,
+        strategy: Any,
+        budget: int,
+        *,
+        embedding: str,
+        where: Optional[str] = None,
+        seed: int = 0,
+        score_run: Optional[str] = None,
+        **params: Any,
+    ) -> SelectionResult:
+        """Choose ``budget`` unlabeled frames and store the run (see ``Workspace.select``).
+
+        A selector object is sent as its registry name and constructor parameters, so it must be
+        a registered strategy.
+        """
+        from curate.selectors import Selector
+
+        if isinstance(strategy, Selector):
+            if params:
+                raise InvalidInputError("pass parameters to the selector's constructor, not to select()")
+            name, params = strategy.name, strategy.params()
+        else:
+            name = str(strategy)
+        body = {"strategy": name, "budget": budget, "embedding": embedding, "where": where,
+                "seed": seed, "score_run": score_run, "params": params}
+        return SelectionResult(**self._json("POST", "/v1/select", json=body))
+
+    def reproduce(self, run_id: str) -> list[str]:
+        """Recompute a stored run at the table versions it read; returns the ids."""
+        return list(self._json("GET", f"/v1/runs/{_quote(run_id)}/reproduce")["ids"])
+
+    def runs(self) -> list[RunRecord]:
+        """Every stored run, oldest first."""
+        return [RunRecord(**r) for r in self._json("GET", "/v1/runs")]
+
+    def run(self, run_id: str) -> RunRecord:
+        """The stored run ``run_id``."""
+        return RunRecord(**self._json("GET", f"/v1/runs/{_quote(run_id)}"))
+
+    # ------------------------------------------------------------------ search
+    def search(
+        self,
+        embedding: str,
+        *,
+        ids: Optional[Sequence[str]] = None,
+        vectors: Any = None,
+        k: int = 10,
+        where: Optional[str] = None,
+        metric: str = "l2",
+        exclude_self: bool = True,
+        version: Optional[int] = None,
+    ) -> SearchResult:
+        """The ``k`` nearest frames of query frame ids or query vectors (see ``Workspace.search``)."""
+        if isinstance(ids, str):
+            raise InvalidInputError("ids must be a list of frame ids, not a single string")
+        if vectors is not None:
+            matrix = np.asarray(vectors, dtype=np.float64)
+            if not np.isfinite(matrix).all():
+                raise InvalidInputError("query vectors contain NaN or inf")
+            vectors = (matrix[None, :] if matrix.ndim == 1 else matrix).tolist()
+        body = {"embedding": embedding, "ids": None if ids is None else [str(i) for i in ids],
+                "vectors": vectors, "k": k, "where": where, "metric": metric,
+                "exclude_self": exclude_self, "version": version}
+        return SearchResult(**self._json("POST", "/v1/search", json=body))
+
+    # ------------------------------------------------------------------ export
+    def export(
+        self,
+        run_id: str,
+        fmt: str,
+        out: Union[str, Path],
+        *,
+        base_url: Optional[str] = None,
+        path_root: Optional[str] = None,
+    ) -> Path:
+        """Write the selection of ``run_id`` to ``out`` on this (the client's) machine.
+
+        The server renders the file (and, for formats without an embedded run record, the sidecar
+        ``<out>.manifest.json``, written next to ``out``); ``path_root`` is a server path.
+        """
+        out = Path(out)
+        params = {"format": fmt, "filename": out.name or "export"}
+        params.update({k: v for k, v in (("base_url", base_url), ("path_root", path_root)) if v is not None})
+        path = f"/v1/runs/{_quote(run_id)}/export"
+        response = self._request("GET", path, params=params)  # run and format errors first, as locally
+        if not out.parent.exists():
+            raise InvalidInputError(f"cannot write {str(out)!r}: directory {str(out.parent)!r} does not exist")
+        if out.is_dir():
+            raise InvalidInputError(f"cannot write {str(out)!r}: it is a directory; give a file name")
+        files = [(out, response.content)]
+        if response.headers.get("x-curate-manifest") == "sidecar":
+            from curate.export import manifest_path
+
+            side = self._request("GET", path, params={**params, "part": "manifest"}).content
+            files.append((manifest_path(out), side))
+        for target, data in files:  # temporary names, renamed into place
+            tmp = target.with_name(f".{target.name}.part")
+            tmp.write_bytes(data)
+            tmp.replace(target)
+        return out
+
+    def export_on_server(
+        self,
+        run_id: str,
+        fmt: str,
+        path: str,
+        *,
+        base_url: Optional[str] = None,
+        path_root: Optional[str] = None,
+    ) -> str:
+        """Write the export inside the server workspace's ``exports/`` folder; returns its path there."""
+        body = {"format": fmt, "path": str(path), "base_url": base_url, "path_root": path_root}
+        return str(self._json("POST", f"/v1/runs/{_quote(run_id)}/export", json=body)["path"])
+
+    # ------------------------------------------------------------------ scores
+    def score_runs(self) -> list[str]:
+        """Names of the stored score (prediction) runs."""
+        return list(self._json("GET", "/v1/scores"))
+
+    def write_scores(
+        self,
+        run: str,
+        ids: Sequence[str],
+        columns: Any,
+        *,
+        predictions: Optional[Sequence[Any]] = None,
+    ) -> int:
+        """Store per-frame score columns of the prediction run ``run``; returns the table version.
+
+        Raw ``predictions`` are not sent over HTTP: run the detector loop on the server for them.
+        """
+        if predictions is not None:
+            raise InvalidInputError(
+                "a remote workspace stores score columns only; pass predictions=None "
+                "(raw detections are kept by loops that run on the server)"
+            )
+        body = {"ids": [str(i) for i in ids],
+                "columns": {str(k): np.asarray(v, dtype=np.float64).tolist() for k, v in dict(columns).items()}}
+        return int(self._json("POST", f"/v1/scores/{_quote(run)}", json=body)["version"])
+
+    def scores(self, run: str, ids: Optional[Sequence[str]] = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``(frame ids, {column: values})`` of the stored score run ``run`` (aligned with ``ids``)."""
+        body = {"ids": None if ids is None else [str(i) for i in ids]}
+        table = self._table(f"/v1/scores/{_quote(run)}/read", body)
+        frame_ids = np.asarray(table.column("frame_id").to_pylist(), dtype=object)
+        return frame_ids, {name: table.column(name).to_numpy().astype(np.float64)
+                           for name in table.column_names if name != "frame_id"}
+
+    # ------------------------------------------------------------------ labels import, fusion
+    def import_labels(
+        self,
+        paths: Union[str, Path, Sequence[Union[str, Path]]],
+        *,
+        format: str = "kitti",
+        prefix: Optional[str] = None,
+    ) -> Any:
+        """Import annotation files that the *server* reads (below its data roots).
+
+        Returns a :class:`curate.labels_import.ImportReport`, as the workspace does.
+        """
+        from curate.labels_import import ImportReport
+
+        items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        body = {"paths": [str(p) for p in items], "format": format, "prefix": prefix}
+        return ImportReport(**self._json("POST", "/v1/labels/import", json=body))
+
+    def fuse(
+        self,
+        sources: Sequence[str],
+        *,
+        name: str = "fused",
+        weights: Optional[Sequence[float]] = None,
+        method: str = "concat",
+        progress: Optional[bool] = None,
+    ) -> EmbedReport:
+        """Combine stored embeddings into the embedding ``name`` (see ``Workspace.fuse``)."""
+        if isinstance(sources, str):  # the workspace's own message
+            raise InvalidInputError(f"sources must be a non-empty list of embedding names, got {sources!r}")
+        body = {"sources": list(sources), "name": name,
+                "weights": None if weights is None else [float(w) for w in weights], "method": method}
+        return EmbedReport(**self._json("POST", "/v1/embeddings/fuse", json=body))
+
+
+def _quote(segment: str) -> str:
+    from urllib.parse import quote
+
+    if not isinstance(segment, str) or not segment:
+        raise InvalidInputError(f"expected a non-empty name, got {segment!r}")
+    return quote(segment, safe="")

@@ -1,0 +1,363 @@
+"""The embedding job: every frame of ``samples`` through an embedder into an embedding table.
+
+How it runs
+    1. The job compares the metadata of an existing table ``emb_<name>`` (embedder, config,
+       dimension, modality, weights checksum, precision) with the embedder's. Equal: only frames
+       without a vector are computed (resume). Different: every frame is recomputed and the
+       first write replaces the table in a new version, so vectors of two models (or two
+       precisions) are never mixed in one table version.
+    2. The ids still to do are taken in *segments* (``segment_size`` frames): the segment's file
+       paths are read from the store in one query, and a torch ``DataLoader`` with
+       ``num_workers`` worker processes reads the files (point clouds, or a frame's camera images
+       for ``modality == "image"`` embedders) in order, ``batch_size`` frames at a time.
+    3. The main process embeds each batch on the embedder's device (``"auto"`` = CUDA when
+       present, with fp16 autocast there unless ``precision="fp32"``), buffers the vectors and
+       writes every ``write_every`` vectors (one atomic LanceDB commit each).
+
+Interruptions
+    A ``kill -9`` loses only the unflushed buffer (< ``write_every`` vectors); committed rows are
+    complete and unique (upsert by id), so running the job again computes exactly the missing
+    ids. A frame whose file is missing or corrupt stops the job with :class:`FrameReadError`
+    naming the frame and the file, after the vectors computed before it have been written; fix
+    or remove the file and run again to resume.
+
+Costs
+    Memory O(segment_size) paths + O(write_every * dim) buffered vectors + O(batch_size) decoded
+    frames (x ``num_workers`` prefetch); the id bookkeeping is O(N) strings. Time is dominated
+    by the embedder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from curate import _tables as T
+from curate.api import EmbedReport
+from curate.embedding import embedder_metadata
+from curate.errors import CorruptDataError, CurateError, InvalidInputError, NotFoundError
+from curate.progress import progress_bar
+from curate.sources.pointcloud import read_points
+from index.store import Store
+
+__all__ = ["EmbedJob", "FrameReadError", "run_embed_job", "default_num_workers", "read_frame"]
+
+logger = logging.getLogger(__name__)
+
+#: Frames whose paths are read from the store at once.
+DEFAULT_SEGMENT = 4096
+PRECISIONS = ("auto", "fp32", "fp16")
+
+
+class FrameReadError(CorruptDataError):
+    """A frame's point cloud or camera image is missing or unreadable (names frame and file)."""
+
+
+def default_num_workers() -> int:
+    """``min(2, usable CPUs)``: reader processes of the embedding job by default."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(2, cpus))
+
+
+def _read_image(path: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except FileNotFoundError:
+        raise NotFoundError(f"image file {path} does not exist") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise CorruptDataError(f"image file {path} cannot be decoded ({exc})") from None
+
+
+def read_frame(frame_id: str, modality: str, lidar_path: Optional[str],
+               image_paths: Optional[Sequence[str]]) -> Any:
+    """Read what an embedder of ``modality`` takes for one frame.
+
+    Returns the ``(N, 4)`` point cloud for ``"points"``, the list of ``(H, W, 3)`` uint8 camera
+    images for ``"image"``.
+
+    Raises
+    ------
+    FrameReadError
+        Missing or corrupt file; the message names the frame and the file.
+    """
+    if modality == "image":
+        paths = list(image_paths or [])
+        if not paths:
+            raise FrameReadError(
+                f"frame {frame_id!r} has no camera images (image_paths is empty); an image "
+                "embedder needs at least one — ingest the images or embed with a point model"
+            )
+        images = []
+        for camera, path in enumerate(paths):
+            try:
+                images.append(_read_image(path))
+            except CurateError as exc:
+                raise FrameReadError(
+                    f"frame {frame_id!r}, camera {camera}: {exc}; fix or restore the file and "
+                    "run the embedding again (vectors already written are kept)"
+                ) from None
+        return images
+    if not lidar_path:
+        raise FrameReadError(f"frame {frame_id!r} has no lidar_path")
+    try:
+        return read_points(lidar_path)
+    except CurateError as exc:
+        raise FrameReadError(
+            f"frame {frame_id!r}: {exc}; fix or restore the file and run the embedding again "
+            "(vectors already written are kept)"
+        ) from None
+
+
+class _FrameFiles:
+    """Map-style dataset over one segment: item ``i`` is ``(id, payload or None, error or None)``.
+
+    Read errors are returned, not raised, so the main process can write the vectors computed so
+    far before it stops with a clean message.
+    """
+
+    def __init__(self, ids: list[str], lidar: list[Optional[str]],
+                 images: list[Optional[list[str]]], modality: str) -> None:
+        self.ids = ids
+        self.lidar = lidar
+        self.images = images
+        self.modality = modality
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[str, Any, Optional[str]]:
+        frame_id = self.ids[index]
+        try:
+            payload = read_frame(frame_id, self.modality, self.lidar[index], self.images[index])
+        except FrameReadError as exc:
+            return frame_id, None, str(exc)
+        return frame_id, payload, None
+
+
+def _as_list(batch: list[Any]) -> list[Any]:
+    return batch
+
+
+@dataclass
+class EmbedJob:
+    """Configuration of one embedding job (see the module docstring).
+
+    Attributes
+    ----------
+    name : str
+        Embedding (table ``emb_<name>``) to fill.
+    batch_size : int
+        Frames per forward pass.
+    write_every : int
+        Vectors buffered before a write (the most a ``kill -9`` can lose).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    num_workers : int or None
+        Reader processes; None = :func:`default_num_workers`; 0 reads in the main process.
+    precision : {"auto", "fp32", "fp16"}
+        ``"auto"`` = fp16 autocast on CUDA, fp32 on CPU. Recorded in the table metadata.
+    segment_size : int
+        Frames whose paths are fetched from the store at once.
+    progress : bool or None
+        Progress bar (default: when stderr is a terminal).
+    """
+
+    name: str
+    batch_size: int = 8
+    write_every: int = 256
+    device: str = "auto"
+    num_workers: Optional[int] = None
+    precision: str = "auto"
+    segment_size: int = DEFAULT_SEGMENT
+    progress: Optional[bool] = None
+
+    def validate(self) -> None:
+        """Raise :class:`InvalidInputError` naming the first bad setting."""
+        for field_name in ("batch_size", "write_every", "segment_size"):
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"{field_name} must be a positive integer, got {value!r}")
+        if self.num_workers is not None and (
+            isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int)
+            or self.num_workers < 0
+        ):
+            raise InvalidInputError(
+                f"num_workers must be a non-negative integer, got {self.num_workers!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise InvalidInputError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
+
+
+def _resolve_precision(precision: str, device: str) -> str:
+    if precision == "auto":
+        return "fp16" if device.startswith("cuda") else "fp32"
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise InvalidInputError("precision='fp16' needs a CUDA device; use precision='fp32' on CPU")
+    return precision
+
+
+def _autocast(precision: str, device: str) -> contextlib.AbstractContextManager[Any]:
+    if precision != "fp16":
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast(device_type="cuda", dtype=torch.float16)
+
+
+def _segments(ids: Sequence[str], size: int) -> Iterator[list[str]]:
+    for begin in range(0, len(ids), size):
+        yield list(ids[begin : begin + size])
+
+
+def _loader(dataset: _FrameFiles, batch_size: int, num_workers: int) -> Any:
+    from torch.utils.data import DataLoader
+
+    workers = min(num_workers, max(1, len(dataset) // batch_size)) if num_workers else 0
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+        collate_fn=_as_list, prefetch_factor=2 if workers else None,
+    )
+
+
+def run_embed_job(store: Store, emb: Any, job: EmbedJob) -> EmbedReport:
+    """Embed every frame of ``samples`` that lacks a vector from ``emb`` (see module docstring).
+
+    Parameters
+    ----------
+    store : index.store.Store
+        Workspace store.
+    emb : embedders.Embedder
+        The embedder (its ``modality`` decides what is read: ``"points"`` or ``"image"``).
+    job : EmbedJob
+        Job settings.
+
+    Returns
+    -------
+    EmbedReport
+
+    Raises
+    ------
+    FrameReadError
+        A frame's file is missing or corrupt (after writing what was computed before it).
+    InvalidInputError
+        Bad settings, or the embedder rejects a frame (the message names the frames).
+    """
+    job.validate()
+    start = time.perf_counter()
+    modality = str(getattr(emb, "modality", "points"))
+    if modality not in ("points", "image"):
+        raise InvalidInputError(
+            f"embedder {emb.name!r} has modality {modality!r}; the job reads 'points' or 'image'"
+        )
+    from embedders import EmbedderError
+
+    try:
+        emb.to(job.device)
+    except EmbedderError as exc:
+        raise InvalidInputError(str(exc)) from exc
+    device = str(emb.device)
+    precision = _resolve_precision(job.precision, device)
+    num_workers = default_num_workers() if job.num_workers is None else job.num_workers
+    table = T.embedding_table(job.name)
+    meta = embedder_metadata(emb)
+    meta["precision"] = precision
+    all_ids = store.ids(T.SAMPLES)
+    done = np.asarray([], dtype=object)
+    mode = "overwrite"
+    if store.has_table(table):
+        old = store.table_metadata(table)
+        if old == meta:
+            done = store.ids(table)
+            mode = "upsert"
+        else:
+            changed = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
+            logger.info(
+                "embedding %s was made by another model or setting (differs in %s); "
+                "recomputing every frame", job.name, ", ".join(changed),
+            )
+    todo = all_ids[~np.isin(all_ids, done)].tolist() if done.size else all_ids.tolist()
+    skipped = int(all_ids.size - len(todo))
+    logger.info("embedding %d frames with %s on %s (%s, %d reader processes), %d already done",
+                len(todo), emb.name, device, precision, num_workers, skipped)
+    buf_ids: list[str] = []
+    buf_vecs: list[np.ndarray] = []
+    computed = 0
+
+    def flush() -> None:
+        nonlocal mode, computed
+        if not buf_ids:
+            return
+        store.write_vectors(table, buf_ids, np.concatenate(buf_vecs, axis=0), metadata=meta,
+                            mode=mode)
+        mode = "upsert"
+        computed += len(buf_ids)
+        buf_ids.clear()
+        buf_vecs.clear()
+
+    columns = ["id", "image_paths"] if modality == "image" else ["id", "lidar_path"]
+    with progress_bar(total=len(todo), desc=f"embed {job.name}", unit="frame",
+                      enable=job.progress) as bar:
+        try:
+            for segment in _segments(todo, job.segment_size):
+                rows = store.read(T.SAMPLES, columns=columns, ids=segment)
+                by_id = dict(zip(rows["id"].to_pylist(), rows[columns[1]].to_pylist()))
+                values = [by_id.get(i) for i in segment]
+                dataset = _FrameFiles(
+                    segment,
+                    values if modality == "points" else [None] * len(segment),
+                    values if modality == "image" else [None] * len(segment),
+                    modality,
+                )
+                for batch in _loader(dataset, job.batch_size, num_workers):
+                    ids = [item[0] for item in batch]
+                    for frame_id, _, error in batch:
+                        if error is not None:
+                            raise FrameReadError(error)
+                    payloads = [item[1] for item in batch]
+                    try:
+                        with _autocast(precision, device):
+                            vectors = emb.embed(payloads, device="auto")
+                    except EmbedderError as exc:
+                        raise InvalidInputError(
+                            f"embedder {emb.name!r} rejected a frame of the batch "
+                            f"{ids[0]}..{ids[-1]}: {exc}"
+                        ) from exc
+                    buf_ids.extend(ids)
+                    buf_vecs.append(np.asarray(vectors, dtype=np.float32))
+                    if len(buf_ids) >= job.write_every:
+                        flush()
+                    bar.update(len(ids))
+        except BaseException:
+            # Keep what was computed (also on Ctrl-C); a kill -9 cannot run this.
+            try:
+                flush()
+            except Exception:  # pragma: no cover - report the original error
+                logger.exception("could not write the buffered vectors of %s", job.name)
+            raise
+        flush()
+    return EmbedReport(
+        embedding=job.name,
+        embedder=str(emb.name),
+        dim=int(emb.dim),
+        weights_sha256=meta["weights_sha256"],
+        computed=computed,
+        skipped=skipped,
+        total=store.count(table) if store.has_table(table) else 0,
+        version=store.version(table) if store.has_table(table) else 0,
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,356 @@
+"""Import annotations made outside curate (KITTI ``label_2`` files) into the ``labels`` table.
+
+A labeling team returns one ``<frame id>.txt`` per frame; :func:`import_labels` turns them into
+``labels`` rows with ``origin = "import"`` (replacing the frame's earlier imported boxes, never its
+source ground truth) and marks the frames labeled. Everything is validated first: an unknown
+frame id or a malformed line raises an error that names the file and line, and nothing is
+written. If a write fails part-way the tables are restored to the versions they had before.
+
+Imported rows are keyed ``<frame id>#import#<box index>`` so that they never collide with the
+boxes a source shipped (``<frame id>#<box index>``, ``origin = "source"``);
+:func:`frame_labels` gives each frame's effective labels (imported when it has any, else source).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence, Union
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict
+
+from curate import _tables as T
+from curate.errors import CorruptDataError, InvalidInputError, NotFoundError
+from curate.export import kitti_frame_id
+from curate.sources.base import Box3D
+from curate.sources.kitti import parse_label_file
+
+if TYPE_CHECKING:  # pragma: no cover
+    from curate.workspace import Workspace
+
+__all__ = ["ImportReport", "import_labels", "resolve_label_files", "frame_labels", "IMPORT_FORMATS"]
+
+logger = logging.getLogger(__name__)
+
+#: Formats :func:`import_labels` reads.
+IMPORT_FORMATS: tuple[str, ...] = ("kitti",)
+#: ``origin`` of imported rows in the ``labels`` table.
+ORIGIN = "import"
+
+_CHUNK = 500
+_MAX_LISTED = 5
+
+PathArg = Union[str, Path, Sequence[Union[str, Path]]]
+
+
+class ImportReport(BaseModel):
+    """What a label import did.
+
+    Attributes
+    ----------
+    files : int
+        Label files read.
+    frames : int
+        Frames that received labels.
+    boxes : int
+        Boxes imported (``DontCare`` included).
+    replaced : int
+        Earlier imported boxes of those frames that were replaced.
+    newly_labeled : int
+        Frames that were not labeled before.
+    labeled_total : int
+        Labeled frames in the workspace afterwards.
+    labels_version, samples_version : int
+        Table versions after the import.
+    seconds : float
+        Wall time.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    files: int
+    frames: int
+    boxes: int
+    replaced: int
+    newly_labeled: int
+    labeled_total: int
+    labels_version: int
+    samples_version: int
+    seconds: float
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _in_list(column: str, values: Sequence[str]) -> str:
+    return f"{column} IN (" + ", ".join(_sql_str(v) for v in values) + ")"
+
+
+def resolve_label_files(paths: PathArg) -> list[Path]:
+    """The label files named by ``paths``: files as given, folders as their ``*.txt`` files.
+
+    Raises
+    ------
+    NotFoundError
+        A path does not exist.
+    InvalidInputError
+        No label file found, a file that is not ``.txt``, or two files for the same frame.
+    """
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not items:
+        raise InvalidInputError("no label files or folders given to import")
+    files: list[Path] = []
+    for item in items:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix == ".txt" and f.is_file())
+            if not found:
+                hint = " (it has a label_2 folder: pass that)" if (p / "label_2").is_dir() else ""
+                raise InvalidInputError(f"{p}: folder holds no KITTI label files (*.txt){hint}")
+            files.extend(found)
+        elif p.is_file():
+            if p.suffix != ".txt":
+                raise InvalidInputError(f"{p}: a KITTI label file is named <frame id>.txt")
+            files.append(p)
+        else:
+            raise NotFoundError(f"{p}: no such label file or folder")
+    seen: dict[str, Path] = {}
+    for f in files:
+        if f.stem in seen and seen[f.stem].resolve() != f.resolve():
+            raise InvalidInputError(
+                f"two label files for frame {f.stem!r}: {seen[f.stem]} and {f}; import one of them"
+            )
+        seen[f.stem] = f
+    return list(seen.values())
+
+
+def _match_frames(
+    stems: Sequence[str], ids: Sequence[str], prefix: Optional[str]
+) -> tuple[dict[str, str], list[str], list[str]]:
+    """Map file stems to workspace ids; returns the mapping, unknown and ambiguous stems."""
+    id_set = set(ids)
+    by_bare: dict[str, list[str]] = {}
+    for fid in ids:
+        by_bare.setdefault(kitti_frame_id(fid), []).append(fid)
+    mapping: dict[str, str] = {}
+    problems: list[str] = []
+    ambiguous: list[str] = []
+    for stem in stems:
+        if prefix is not None:
+            target = f"{prefix}/{stem}"
+            if target in id_set:
+                mapping[stem] = target
+            else:
+                problems.append(f"{stem}.txt: frame {target!r} is not in the workspace")
+            continue
+        if stem in id_set:
+            mapping[stem] = stem
+            continue
+        candidates = by_bare.get(stem, [])
+        if len(candidates) == 1:
+            mapping[stem] = candidates[0]
+        elif candidates:
+            ambiguous.append(
+                f"{stem}.txt: frame id {stem!r} is ambiguous ({', '.join(sorted(candidates)[:3])}); "
+                "pass prefix= (--prefix) to say which source the labels belong to"
+            )
+        else:
+            problems.append(f"{stem}.txt: no frame {stem!r} in the workspace")
+    return mapping, problems, ambiguous
+
+
+def _rows(frames: dict[str, list[Box3D]]) -> pa.Table:
+    cols: dict[str, list] = {f.name: [] for f in T.LABELS_SCHEMA}
+    for frame_id, boxes in frames.items():
+        for i, b in enumerate(boxes):
+            cols["id"].append(f"{frame_id}#{ORIGIN}#{i}")
+            cols["frame_id"].append(frame_id)
+            cols["box_index"].append(i)
+            cols["origin"].append(ORIGIN)
+            cols["type"].append(b.type)
+            cols["truncated"].append(float(b.truncated))
+            cols["occluded"].append(int(b.occluded))
+            cols["alpha"].append(float(b.alpha))
+            cols["bbox"].append([float(v) for v in b.bbox])
+            cols["dimensions"].append([float(v) for v in b.dimensions])
+            cols["location"].append([float(v) for v in b.location])
+            cols["rotation_y"].append(float(b.rotation_y))
+    return pa.table(cols, schema=T.LABELS_SCHEMA)
+
+
+def _rollback(ws: "Workspace", before: dict[str, Optional[int]]) -> None:
+    for table, version in before.items():
+        try:
+            if not ws.store.has_table(table):
+                continue
+            if version is None:
+                ws.store.drop_table(table)
+            elif ws.store.version(table) != version:
+                ws.store.restore(table, version)
+        except Exception:  # pragma: no cover - best effort; the original error is re-raised
+            logger.exception("could not roll back table %s", table)
+
+
+def import_labels(
+    ws: "Workspace",
+    paths: PathArg,
+    *,
+    format: str = "kitti",
+    prefix: Optional[str] = None,
+) -> ImportReport:
+    """Import KITTI ``label_2`` files into ``labels`` and mark their frames labeled.
+
+    Parameters
+    ----------
+    ws : Workspace
+        Target workspace (its frames must already be ingested).
+    paths : str, Path or sequence of them
+        Label files named ``<frame id>.txt`` and/or folders of them.
+    format : str
+        Annotation format; only ``"kitti"``.
+    prefix : str, optional
+        Source prefix of the frame ids (``kitti`` for ids like ``kitti/000123``). Without it a
+        stem matches the id itself, or the one id whose last ``/`` part equals it.
+
+    Returns
+    -------
+    ImportReport
+
+    Raises
+    ------
+    NotFoundError
+        A path or frame does not exist (every unknown frame file is listed, up to five).
+    CorruptDataError
+        A malformed line; the message names the file and the line number.
+    InvalidInputError
+        An unknown format, or ambiguous / duplicate frame files.
+
+    Notes
+    -----
+    Each frame's earlier imported boxes are replaced; its source boxes stay. An empty file is a
+    frame with no objects: it becomes labeled with zero imported boxes. Detection scores (a 16th
+    field) are ignored. Time O(files + boxes + frames in the workspace), memory O(boxes + frames);
+    nothing is written unless every file is valid.
+    """
+    start = time.perf_counter()
+    if format not in IMPORT_FORMATS:
+        raise InvalidInputError(
+            f"unknown label format {format!r}; valid formats: {', '.join(IMPORT_FORMATS)}"
+        )
+    ws._require_samples()
+    files = resolve_label_files(paths)
+
+    # 1. validate everything: frame ids and every line of every file
+    all_ids = [str(i) for i in ws.store.ids(T.SAMPLES)]
+    mapping, problems, ambiguous = _match_frames([f.stem for f in files], all_ids, prefix)
+    if ambiguous:
+        raise InvalidInputError(
+            f"{len(ambiguous)} label files match frames of several sources: "
+            f"{'; '.join(ambiguous[:_MAX_LISTED])}. Nothing was imported"
+        )
+    if problems:
+        shown = "; ".join(problems[:_MAX_LISTED])
+        more = f" (and {len(problems) - _MAX_LISTED} more)" if len(problems) > _MAX_LISTED else ""
+        raise NotFoundError(
+            f"{len(problems)} of {len(files)} label files do not match a frame: {shown}{more}. "
+            "Nothing was imported"
+        )
+    parsed: dict[str, list[Box3D]] = {}
+    errors: list[str] = []
+    scored = 0
+    for f in files:
+        try:
+            boxes = parse_label_file(f)
+        except CorruptDataError as exc:
+            errors.append(str(exc))
+            continue
+        scored += sum(b.score is not None for b in boxes)
+        parsed[mapping[f.stem]] = boxes
+    if errors:
+        shown = "; ".join(errors[:_MAX_LISTED])
+        more = f" (and {len(errors) - _MAX_LISTED} more)" if len(errors) > _MAX_LISTED else ""
+        raise CorruptDataError(
+            f"{len(errors)} label files are malformed: {shown}{more}. Fix them and import again; "
+            "nothing was imported"
+        )
+    if scored:
+        logger.warning("ignored the detection score of %d imported boxes", scored)
+
+    # 2. write: upsert the new boxes, delete stale imported ones, mark the frames labeled
+    rows = _rows(parsed)
+    counts = {fid: len(b) for fid, b in parsed.items()}
+    frame_ids = list(parsed)
+    before = {
+        T.LABELS: ws.store.version(T.LABELS) if ws.store.has_table(T.LABELS) else None,
+        T.SAMPLES: ws.store.version(T.SAMPLES),
+    }
+    replaced = 0
+    try:
+        if ws.store.has_table(T.LABELS):
+            for k in range(0, len(frame_ids), _CHUNK):
+                chunk = frame_ids[k : k + _CHUNK]
+                replaced += ws.store.count(
+                    T.LABELS, where=f"origin = '{ORIGIN}' AND {_in_list('frame_id', chunk)}"
+                )
+        if rows.num_rows:
+            ws.store.upsert(T.LABELS, rows)
+        if ws.store.has_table(T.LABELS):
+            for k in range(0, len(frame_ids), _CHUNK):
+                chunk = frame_ids[k : k + _CHUNK]
+                stale = " OR ".join(
+                    f"(frame_id = {_sql_str(f)} AND box_index >= {counts[f]})" for f in chunk
+                )
+                where = f"origin = '{ORIGIN}' AND ({stale})"
+                if ws.store.count(T.LABELS, where=where):
+                    ws.store.delete(T.LABELS, where)
+        state = ws.store.read(T.SAMPLES, columns=["id", "labeled"], ids=frame_ids)
+        todo = [i for i, lab in zip(state["id"].to_pylist(), state["labeled"].to_pylist()) if not lab]
+        for k in range(0, len(todo), _CHUNK):
+            ws.store.update(T.SAMPLES, where=_in_list("id", todo[k : k + _CHUNK]),
+                            values={"labeled": True})
+    except BaseException:
+        _rollback(ws, before)
+        raise
+    report = ImportReport(
+        files=len(files),
+        frames=len(frame_ids),
+        boxes=rows.num_rows,
+        replaced=replaced,
+        newly_labeled=len(todo),
+        labeled_total=ws.store.count(T.SAMPLES, where="labeled = true"),
+        labels_version=ws.store.version(T.LABELS) if ws.store.has_table(T.LABELS) else 0,
+        samples_version=ws.store.version(T.SAMPLES),
+        seconds=time.perf_counter() - start,
+    )
+    logger.info("imported %d boxes for %d frames from %d files", report.boxes, report.frames, report.files)
+    return report
+
+
+def frame_labels(ws: "Workspace", frame_ids: Sequence[str], *, labeled_only: bool = False) -> pa.Table:
+    """Effective label boxes of frames: the imported boxes of a frame when it has any, else its
+    source boxes. Rows are ordered by frame (as given) and box index.
+
+    Notes
+    -----
+    O(boxes of these frames).
+    """
+    ids = list(dict.fromkeys(frame_ids))
+    table = ws.boxes(ids, labeled_only=labeled_only)
+    if table.num_rows == 0:
+        return table
+    imported = set(
+        pc.unique(table.filter(pc.equal(table["origin"], ORIGIN))["frame_id"]).to_pylist()
+    )
+    origin = table["origin"].to_pylist()
+    frame = table["frame_id"].to_pylist()
+    keep = [(o == ORIGIN) == (f in imported) for o, f in zip(origin, frame)]
+    table = table.filter(pa.array(keep, type=pa.bool_()))
+    position = {fid: i for i, fid in enumerate(ids)}
+    frames = table["frame_id"].to_pylist()
+    index = table["box_index"].to_pylist()
+    order = sorted(range(table.num_rows), key=lambda r: (position.get(frames[r], len(ids)), index[r]))
+    return table.take(pa.array(order, type=pa.int64()))

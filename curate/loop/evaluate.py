@@ -1,0 +1,117 @@
+"""Evaluate detector predictions of workspace frames against their stored ground truth (KITTI AP).
+
+Predicted LiDAR boxes are converted to KITTI camera annotations with each frame's calibration:
+bottom centre to the rectified camera frame, yaw to ``rotation_y``, and the 2-D box as the
+image-clipped projection of the 8 corners (as mmdet3d's KITTI metric does); boxes whose 2-D box
+misses the image are dropped. With reduced-size images (the synthetic ``small`` set) the 2-D
+height thresholds of the difficulty levels scale with the image height (375 px = KITTI).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+
+from curate.evaluation.kitti import KITTI_CLASSES, KittiResult, annotations_from_boxes, empty_annotation, kitti_eval
+from curate.loop.infos import _frame_boxes
+from curate.scores_table import FramePrediction
+from curate.sources.base import Box3D
+from curate.sources.calib import Calibration, read_calibration
+
+__all__ = ["prediction_annotation", "ground_truth_annotations", "evaluate_predictions"]
+
+logger = logging.getLogger(__name__)
+
+KITTI_IMAGE_HEIGHT = 375.0
+
+
+def _corners_lidar(boxes: np.ndarray) -> np.ndarray:
+    """``(n, 8, 3)`` corners of LiDAR boxes ``x, y, z_bottom, l, w, h, yaw``."""
+    x, y, z, length, width, height, yaw = (boxes[:, k] for k in range(7))
+    dx = np.array([1, 1, -1, -1, 1, 1, -1, -1]) * 0.5
+    dy = np.array([1, -1, -1, 1, 1, -1, -1, 1]) * 0.5
+    dz = np.array([0, 0, 0, 0, 1, 1, 1, 1], dtype=np.float64)
+    lx = dx[None] * length[:, None]
+    ly = dy[None] * width[:, None]
+    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    px = x[:, None] + c * lx - s * ly
+    py = y[:, None] + s * lx + c * ly
+    pz = z[:, None] + dz[None] * height[:, None]
+    return np.stack([px, py, pz], axis=-1)
+
+
+def prediction_annotation(
+    pred: FramePrediction, calib: Calibration, image_size: tuple[int, int]
+) -> dict[str, np.ndarray]:
+    """KITTI camera-frame annotation dict (with ``score``) of one frame's predictions."""
+    n = len(pred.labels)
+    if n == 0:
+        return empty_annotation(with_score=True)
+    boxes = np.asarray(pred.boxes, dtype=np.float64).reshape(n, 7)
+    height, width = image_size
+    corners = _corners_lidar(boxes).reshape(-1, 3)
+    cam = calib.lidar_to_camera(corners)
+    uv, depth = calib.project_to_image(cam, return_depth=True)
+    uv = uv.reshape(n, 8, 2)
+    depth = depth.reshape(n, 8)
+    front = (depth > 0).all(axis=1)
+    uv = np.where(np.isfinite(uv), uv, 0.0)
+    x1 = np.clip(uv[..., 0].min(axis=1), 0, width)
+    y1 = np.clip(uv[..., 1].min(axis=1), 0, height)
+    x2 = np.clip(uv[..., 0].max(axis=1), 0, width)
+    y2 = np.clip(uv[..., 1].max(axis=1), 0, height)
+    valid = front & (x1 < width) & (y1 < height) & (x2 > 0) & (y2 > 0) & (x2 > x1) & (y2 > y1)
+    bottom = calib.lidar_to_camera(boxes[:, :3])
+    ry = calib.lidar_heading_to_rotation_y(boxes[:, 6])
+    out = empty_annotation(with_score=True)
+    keep = np.flatnonzero(valid)
+    out["name"] = np.array([pred.classes[int(c)] for c in pred.labels[keep]], dtype=object)
+    out["truncated"] = np.zeros(keep.size)
+    out["occluded"] = np.zeros(keep.size, dtype=np.int64)
+    out["alpha"] = np.full(keep.size, -10.0)
+    out["bbox"] = np.stack([x1, y1, x2, y2], axis=1)[keep]
+    out["dimensions"] = boxes[keep][:, [3, 5, 4]]  # l, h, w
+    out["location"] = bottom[keep]
+    out["rotation_y"] = ry[keep]
+    out["score"] = np.asarray(pred.scores, dtype=np.float64)[keep]
+    return out
+
+
+def ground_truth_annotations(workspace: Any, ids: Sequence[str]) -> list[dict[str, np.ndarray]]:
+    """Annotation dicts of the stored ground truth (any label state) of ``ids``, in order."""
+    boxes = _frame_boxes(workspace.boxes(list(ids), labeled_only=False))
+    out = []
+    for fid in ids:
+        objs = [
+            Box3D(
+                type=b["type"], truncated=b["truncated"], occluded=b["occluded"], alpha=b["alpha"],
+                bbox=tuple(b["bbox"]), dimensions=tuple(b["dimensions"]),
+                location=tuple(b["location"]), rotation_y=b["rotation_y"],
+            )
+            for b in boxes.get(fid, [])
+        ]
+        out.append(annotations_from_boxes(objs))
+    return out
+
+
+def evaluate_predictions(
+    workspace: Any,
+    predictions: Sequence[FramePrediction],
+    *,
+    classes: Sequence[str] = KITTI_CLASSES,
+) -> KittiResult:
+    """KITTI AP (2-D, BEV, 3-D) of ``predictions`` against the workspace's ground truth."""
+    ids = [p.frame_id for p in predictions]
+    rows = workspace.frames(ids=ids, columns=["id", "calib_path", "image_paths"]).to_pylist()
+    from curate.loop.infos import _image_size
+
+    dts = []
+    scale = 1.0
+    for p, r in zip(predictions, rows):
+        size = _image_size(r["image_paths"] or [])
+        scale = size[0] / KITTI_IMAGE_HEIGHT
+        dts.append(prediction_annotation(p, read_calibration(r["calib_path"]), size))
+    gts = ground_truth_annotations(workspace, ids)
+    return kitti_eval(gts, dts, classes=classes, min_height_scale=scale)

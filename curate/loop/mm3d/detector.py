@@ -1,0 +1,339 @@
+"""``MMDet3DDetector``: the loop's :class:`curate.loop.Detector` implemented with mmdet3d.
+
+* ``train`` runs mmengine's ``Runner`` on an info pkl written by
+  :func:`curate.loop.infos.write_info_pkl`: a fresh ``work_dir`` per call, ``load_from`` the
+  given checkpoint (the previous round) or random initialisation, never ``resume=True``; a hook
+  records the total loss of every iteration.
+* ``predict`` runs the model(s) over an info pkl with mmdet3d's own dataset and test pipeline
+  and returns every frame's boxes after NMS with the per-class sigmoid scores of each box
+  (:class:`curate.loop.mm3d.heads.ProbAnchor3DHead`). Several checkpoints form an ensemble and
+  ``mc_samples > 0`` draws MC-dropout passes: the class score maps are averaged over the members
+  before NMS (the boxes are decoded from the mean regression), and each member's scores of the
+  kept boxes are returned in ``FramePrediction.member_probs`` (MagLev-style disagreement).
+
+Needs ``curate[mm3d]``; CPU by default. Cost: training is detector-bound (the tiny config runs
+a few iterations per second on 2 cores); prediction is O(frames * members) forward passes,
+memory O(batch * members * anchors * C).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from curate.errors import InvalidInputError, NotFoundError
+from curate.loop.detector import TrainResult
+from curate.loop.infos import read_info_pkl
+from curate.loop.mm3d._imports import require_mm3d
+from curate.loop.mm3d.configs import detector_config
+from curate.scores_table import FramePrediction
+
+__all__ = ["MMDet3DDetector"]
+
+logger = logging.getLogger(__name__)
+
+#: Anchor z-centre and size (l, w, h) per class in the shipped tiny config (KITTI means).
+_TINY_ANCHORS = {
+    "Pedestrian": (-0.6, [0.8, 0.6, 1.73], (0.5, 0.35)),
+    "Cyclist": (-0.6, [1.76, 0.6, 1.73], (0.5, 0.35)),
+    "Car": (-1.78, [3.9, 1.6, 1.56], (0.6, 0.45)),
+    "Van": (-1.78, [5.0, 1.9, 2.1], (0.6, 0.45)),
+    "Truck": (-1.78, [10.0, 2.5, 3.2], (0.6, 0.45)),
+}
+
+
+def _loss_recorder() -> Any:
+    from mmengine.hooks import Hook
+
+    class LossRecorder(Hook):
+        """Collects the total training loss of every iteration."""
+
+        priority = "LOW"
+
+        def __init__(self) -> None:
+            self.losses: list[float] = []
+
+        def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+            if outputs and "loss" in outputs:
+                self.losses.append(float(outputs["loss"]))
+
+    return LossRecorder()
+
+
+class MMDet3DDetector:
+    """mmdet3d detector trained and run through mmengine (see the module docstring).
+
+    Parameters
+    ----------
+    config : str
+        A name of :func:`curate.loop.mm3d.configs.list_detector_configs` or an mmengine config
+        file path.
+    classes : sequence of str
+        Detector classes, in label order (the KITTI names of the info pkls).
+    epochs : int, optional
+        Training epochs per round (default: the config's ``epochs``, 2 for the tiny config).
+    batch_size : int, optional
+    lr : float, optional
+        AdamW learning rate (default: the config's).
+    num_workers : int
+        Data loader workers (0: load in the main process).
+    feat_dropout : float
+        Dropout on the head's input features; needed for ``mc_samples > 0``.
+    device : str
+        ``"cpu"`` or ``"cuda"``.
+    predict_batch_size : int
+        Frames per forward pass at prediction time.
+    """
+
+    def __init__(
+        self,
+        config: str = "pointpillars-tiny",
+        *,
+        classes: Sequence[str] = ("Pedestrian", "Cyclist", "Car"),
+        epochs: Optional[int] = None,
+        batch_size: Optional[int] = None,
+        lr: Optional[float] = None,
+        num_workers: int = 0,
+        feat_dropout: float = 0.0,
+        device: str = "cpu",
+        predict_batch_size: int = 4,
+    ) -> None:
+        require_mm3d()
+        import curate.loop.mm3d.heads  # noqa: F401  (registers ProbAnchor3DHead)
+
+        self.config_name = str(config)
+        self.classes = tuple(str(c) for c in classes)
+        if not self.classes:
+            raise InvalidInputError("MMDet3DDetector: classes is empty")
+        self.base = detector_config(self.config_name)
+        self.epochs = int(epochs if epochs is not None else self.base.get("epochs", 2))
+        self.batch_size = int(batch_size if batch_size is not None else self.base.get("batch_size", 2))
+        if self.epochs < 1 or self.batch_size < 1:
+            raise InvalidInputError(f"epochs and batch_size must be >= 1 (got {self.epochs}, {self.batch_size})")
+        self.lr = lr
+        self.num_workers = int(num_workers)
+        self.feat_dropout = float(feat_dropout)
+        self.device = device
+        self.predict_batch_size = max(1, int(predict_batch_size))
+        self.model_cfg = self._model_config()
+
+    # ------------------------------------------------------------------ config
+    def _model_config(self) -> dict:
+        model = copy.deepcopy(self.base.model)
+        model = model.to_dict() if hasattr(model, "to_dict") else dict(model)
+        head = model.get("bbox_head") or {}
+        if head.get("type") == "ProbAnchor3DHead":
+            if self.feat_dropout > 0:
+                head["feat_dropout"] = self.feat_dropout
+            if self.config_name == "pointpillars-tiny" and tuple(self.base.class_names) != self.classes:
+                self._adapt_tiny_classes(model)
+            head["num_classes"] = len(self.classes)
+        elif self.feat_dropout > 0:
+            raise InvalidInputError(f"feat_dropout needs an anchor head; {self.config_name!r} has {head.get('type')}")
+        return model
+
+    def _adapt_tiny_classes(self, model: dict) -> None:
+        unknown = [c for c in self.classes if c not in _TINY_ANCHORS]
+        if unknown:
+            raise InvalidInputError(
+                f"pointpillars-tiny has anchors for {', '.join(_TINY_ANCHORS)}; not for {', '.join(unknown)}"
+            )
+        head = model["bbox_head"]
+        x0, y0, _, x1, y1, _ = self.base.point_cloud_range
+        head["anchor_generator"]["ranges"] = [[x0, y0, _TINY_ANCHORS[c][0], x1, y1, _TINY_ANCHORS[c][0]] for c in self.classes]
+        head["anchor_generator"]["sizes"] = [_TINY_ANCHORS[c][1] for c in self.classes]
+        template = model["train_cfg"]["assigner"][0]
+        model["train_cfg"]["assigner"] = [
+            dict(template, pos_iou_thr=_TINY_ANCHORS[c][2][0], neg_iou_thr=_TINY_ANCHORS[c][2][1],
+                 min_pos_iou=_TINY_ANCHORS[c][2][1])
+            for c in self.classes
+        ]
+
+    def _dataset(self, ann_file: Path, pipeline: list, *, test_mode: bool) -> dict:
+        ds = dict(
+            type="KittiDataset", data_root="", ann_file=str(ann_file), data_prefix=dict(pts="", img=""),
+            pipeline=copy.deepcopy(pipeline), modality=dict(use_lidar=True, use_camera=False),
+            metainfo=dict(classes=list(self.classes)), box_type_3d="LiDAR", test_mode=test_mode,
+        )
+        if test_mode:
+            ds["load_eval_anns"] = False
+        return ds
+
+    def train_config(self, train_pkl: Path, work_dir: Path, *, load_from: Optional[str], seed: int) -> Any:
+        """The full mmengine config of one training run (datasets, schedule, hooks)."""
+        from mmengine.config import Config
+
+        cfg = Config(dict(model=copy.deepcopy(self.model_cfg)))
+        cfg.default_scope = "mmdet3d"
+        cfg.work_dir = str(work_dir)
+        cfg.train_dataloader = dict(
+            batch_size=self.batch_size, num_workers=self.num_workers, persistent_workers=False,
+            sampler=dict(type="DefaultSampler", shuffle=True),
+            dataset=self._dataset(train_pkl, self.base.train_pipeline, test_mode=False),
+        )
+        cfg.train_cfg = dict(by_epoch=True, max_epochs=self.epochs, val_interval=self.epochs + 1)
+        optim = copy.deepcopy(self.base.optim_wrapper)
+        optim = optim.to_dict() if hasattr(optim, "to_dict") else dict(optim)
+        if self.lr is not None:
+            optim["optimizer"]["lr"] = float(self.lr)
+        cfg.optim_wrapper = optim
+        cfg.default_hooks = dict(
+            timer=dict(type="IterTimerHook"),
+            logger=dict(type="LoggerHook", interval=10),
+            param_scheduler=dict(type="ParamSchedulerHook"),
+            checkpoint=dict(type="CheckpointHook", interval=self.epochs, by_epoch=True, max_keep_ckpts=1),
+            sampler_seed=dict(type="DistSamplerSeedHook"),
+        )
+        cfg.env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
+                           dist_cfg=dict(backend="gloo"))
+        cfg.log_processor = dict(type="LogProcessor", window_size=1, by_epoch=True)
+        cfg.log_level = "WARNING"
+        cfg.randomness = dict(seed=int(seed), deterministic=False)
+        cfg.launcher = "none"
+        # mmengine keys its global logger / visualizer instances by experiment name: one per run
+        cfg.experiment_name = f"curate-{work_dir.name}-{time.time_ns()}"
+        cfg.load_from = load_from
+        cfg.resume = False
+        return cfg
+
+    # ------------------------------------------------------------------ Detector protocol
+    def train(self, train_pkl: Path, work_dir: Path, *, load_from: Optional[str] = None, seed: int = 0) -> TrainResult:
+        """Train on ``train_pkl`` in the fresh ``work_dir`` (see the module docstring)."""
+        from mmengine.runner import Runner
+
+        train_pkl, work_dir = Path(train_pkl), Path(work_dir)
+        infos = read_info_pkl(train_pkl)
+        n_boxes = sum(
+            1 for f in infos["data_list"] for inst in f.get("instances", [])
+            if _label_name(infos, inst.get("bbox_label_3d", -1)) in self.classes
+        )
+        if n_boxes == 0:
+            raise InvalidInputError(
+                f"{train_pkl}: no labeled box of the classes {', '.join(self.classes)} in "
+                f"{len(infos['data_list'])} frames; label more frames before training"
+            )
+        if load_from is not None and not Path(load_from).is_file():
+            raise NotFoundError(f"checkpoint {load_from} to fine-tune does not exist")
+        if work_dir.exists() and any(work_dir.iterdir()):
+            # an interrupted attempt of this round: start it over, never resume its state
+            import shutil
+
+            shutil.rmtree(work_dir)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        cfg = self.train_config(train_pkl, work_dir, load_from=load_from, seed=seed)
+        start = time.perf_counter()
+        runner = Runner.from_cfg(cfg)
+        recorder = _loss_recorder()
+        runner.register_hook(recorder)
+        runner.train()
+        checkpoint = work_dir / f"epoch_{self.epochs}.pth"
+        if not checkpoint.is_file():
+            raise NotFoundError(f"training finished but wrote no checkpoint {checkpoint}")
+        seconds = time.perf_counter() - start
+        logger.info("trained %s on %d frames in %.1f s (loss %.3f -> %.3f)", self.config_name,
+                    len(infos["data_list"]), seconds, recorder.losses[0], recorder.losses[-1])
+        return TrainResult(checkpoint=str(checkpoint), losses=recorder.losses, seconds=seconds, work_dir=str(work_dir))
+
+    def load_model(self, checkpoint: Optional[str]) -> Any:
+        """The model of this config with ``checkpoint``'s weights (random ones for ``None``), eval mode."""
+        import torch
+        from mmengine.registry import init_default_scope
+        from mmengine.runner import load_checkpoint
+        from mmdet3d.registry import MODELS
+
+        from mmengine.config import ConfigDict
+
+        init_default_scope("mmdet3d")
+        model = MODELS.build(ConfigDict(copy.deepcopy(self.model_cfg)))
+        if checkpoint is not None:
+            if not Path(checkpoint).is_file():
+                raise NotFoundError(f"checkpoint {checkpoint} does not exist")
+            load_checkpoint(model, str(checkpoint), map_location="cpu", logger="silent")
+        model.to(torch.device(self.device))
+        model.eval()
+        return model
+
+    def predict(
+        self, infos_pkl: Path, checkpoints: Sequence[Optional[str]], *, mc_samples: int = 0, seed: int = 0,
+    ) -> list[FramePrediction]:
+        """Boxes after NMS with per-class scores for every frame of ``infos_pkl``, in order."""
+        import torch
+        from mmengine.dataset import pseudo_collate
+        from mmdet3d.registry import DATASETS
+
+        if not checkpoints:
+            raise InvalidInputError("predict needs at least one checkpoint")
+        models = [self.load_model(c) for c in checkpoints]
+        heads = [m.bbox_head for m in models]
+        if not all(hasattr(h, "set_mc_dropout") for h in heads):
+            raise InvalidInputError(
+                f"{self.config_name!r} has no ProbAnchor3DHead: per-class score distributions are "
+                "kept for anchor-head configs (pointpillars-tiny, pointpillars, second)"
+            )
+        if mc_samples > 0 and any(h.feat_dropout is None for h in heads):
+            raise InvalidInputError(
+                f"MC-dropout ({mc_samples} passes) needs a head with dropout: set "
+                "detector_options feat_dropout > 0 (e.g. 0.2) when training"
+            )
+        passes = max(1, int(mc_samples))
+        for h in heads:
+            h.set_mc_dropout(mc_samples > 0)
+        members = len(models) * passes
+        infos = read_info_pkl(infos_pkl)
+        ids = [str(f.get("curate_id", f.get("sample_idx"))) for f in infos["data_list"]]
+        dataset = DATASETS.build(self._dataset(Path(infos_pkl), self.base.test_pipeline, test_mode=True))
+        if len(dataset) != len(ids):
+            raise InvalidInputError(f"{infos_pkl}: mmdet3d read {len(dataset)} of {len(ids)} frames")
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(int(seed))
+        out: list[FramePrediction] = []
+        try:
+            with torch.no_grad():
+                for start in range(0, len(ids), self.predict_batch_size):
+                    batch = pseudo_collate([dataset[i] for i in range(start, min(len(ids), start + self.predict_batch_size))])
+                    data = models[0].data_preprocessor(batch, training=False)
+                    metas = [s.metainfo for s in data["data_samples"]]
+                    outs = [m.bbox_head(m.extract_feat(data["inputs"])) for m in models for _ in range(passes)]
+                    if members == 1:
+                        results = heads[0].predict_by_feat(*outs[0], batch_input_metas=metas)
+                    else:
+                        levels = range(len(outs[0][0]))
+                        member_probs = [torch.stack([o[0][lv].sigmoid() for o in outs]) for lv in levels]
+                        bbox = [torch.stack([o[1][lv] for o in outs]).mean(0) for lv in levels]
+                        direction = [torch.stack([o[2][lv] for o in outs]).mean(0) for lv in levels]
+                        results = heads[0].predict_by_feat(outs[0][0], bbox, direction, batch_input_metas=metas,
+                                                           member_probs=member_probs)
+                    for k, res in enumerate(results):
+                        out.append(self._frame_prediction(ids[start + k], res, members))
+        finally:
+            for h in heads:
+                h.set_mc_dropout(False)
+            torch.random.set_rng_state(generator_state)
+        return out
+
+    def _frame_prediction(self, frame_id: str, res: Any, members: int) -> FramePrediction:
+        boxes = res.bboxes_3d.tensor.detach().cpu().numpy().astype(np.float64)[:, :7]
+        member = None
+        if members > 1:
+            member = res.member_cls_scores.detach().cpu().numpy().astype(np.float64).transpose(1, 0, 2)
+        return FramePrediction(
+            frame_id=frame_id,
+            boxes=boxes.reshape(-1, 7),
+            labels=res.labels_3d.detach().cpu().numpy().astype(np.int64),
+            scores=res.scores_3d.detach().cpu().numpy().astype(np.float64),
+            probs=res.cls_scores.detach().cpu().numpy().astype(np.float64).reshape(-1, len(self.classes)),
+            classes=self.classes,
+            member_probs=member,
+        )
+
+
+def _label_name(infos: dict, label: int) -> Optional[str]:
+    for name, idx in infos["metainfo"].get("categories", {}).items():
+        if idx == label:
+            return name
+    return None

@@ -1,0 +1,338 @@
+"""The active-learning loop: SELECT -> label (oracle) -> TRAIN -> evaluate -> predict the pool
+-> score, round after round, every round stored in ``runs``.
+
+Round 0 selects a random seed set; round ``r > 0`` runs the configured selector with the scores
+of round ``r - 1``'s predictions (``score_run = <name>-r<r-1>``). Each round:
+
+1. selection (a stored ``select`` run; its id is written to ``<work_dir>/round-<r>.json`` at once
+   so an interruption after it reuses the same frames),
+2. the oracle labels them,
+3. the detector trains on the labeled frames (or the new ones plus a replay sample) in a fresh
+   ``<work_dir>/round-<r>/member-<k>`` directory, from the previous round's weights or the
+   initial ones (never ``resume=True``),
+4. prediction over the validation split (KITTI AP) and the unlabeled pool (per-box class
+   distributions -> ``scores`` table),
+5. a ``loop`` run row with the selected ids, config, checkpoints, metrics, losses and seconds.
+
+The ``runs`` table is the truth: a loop started again with the same name skips the rounds it
+finds there and resumes at the next one.
+
+Cost per round: training (detector-bound) + prediction over the pool, O(pool) memory for scores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from curate import _tables as T
+from curate._version import __version__
+from curate.api import RunRecord
+from curate.errors import InvalidInputError
+from curate.evaluation.cost import annotation_cost
+from curate.loop.config import LoopConfig, load_loop_config
+from curate.loop.detector import Detector
+from curate.loop.evaluate import evaluate_predictions
+from curate.loop.infos import write_info_pkl
+from curate.loop.oracle import create_oracle
+from curate.loop.uncertainty import prediction_scores
+
+__all__ = ["LoopReport", "RoundReport", "run_loop", "loop_rounds", "validation_ids"]
+
+logger = logging.getLogger(__name__)
+
+LOOP_KIND = "loop"
+
+
+@dataclass
+class RoundReport:
+    """One finished round (also stored as a ``loop`` run)."""
+
+    round: int
+    run_id: str
+    selected: list[str]
+    labeled_frames: int
+    labeled_boxes: int
+    metrics: dict[str, Any]
+    checkpoints: list[str]
+    losses: list[float]
+    seconds: float
+    score_run: Optional[str]
+
+
+@dataclass
+class LoopReport:
+    """All rounds of a loop (resumed ones included)."""
+
+    name: str
+    rounds: list[RoundReport] = field(default_factory=list)
+    resumed_from: int = 0
+
+    def table(self) -> str:
+        """Plain-text table: round, labeled frames / boxes, mAP (3-D moderate), seconds."""
+        lines = [f"{'round':>5} {'frames':>7} {'boxes':>7} {'mAP3d':>7} {'mAPbev':>7} {'box/1%':>8} {'sec':>7}"]
+        for r in self.rounds:
+            m = r.metrics
+            per = m.get("boxes_per_map_point")
+            lines.append(
+                f"{r.round:>5} {r.labeled_frames:>7} {r.labeled_boxes:>7} {m.get('map_3d', 0):>7.2f} "
+                f"{m.get('map_bev', 0):>7.2f} {('-' if per is None else f'{per:.1f}'):>8} {r.seconds:>7.1f}"
+            )
+        return "\n".join(lines)
+
+
+def _config_hash(cfg: LoopConfig) -> str:
+    keep = cfg.model_dump(exclude={"rounds", "work_dir", "label_dir"})
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def loop_rounds(workspace: Any, name: str) -> list[RunRecord]:
+    """Stored rounds of the loop ``name``, in round order."""
+    runs = [r for r in workspace.runs() if r.kind == LOOP_KIND and r.info.get("loop") == name]
+    return sorted(runs, key=lambda r: int(r.info.get("round", 0)))
+
+
+def _sql_list(values: Sequence[str]) -> str:
+    return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
+
+
+def validation_ids(workspace: Any, cfg: LoopConfig) -> tuple[list[str], str]:
+    """Validation frame ids and the SQL filter of the selectable pool (its complement).
+
+    Without ``val_where``, whole scenes are held out (frames of a scene are near-duplicates):
+    scenes are shuffled with ``seed`` and taken until ``val_fraction`` of the frames is reached.
+    """
+    if cfg.val_where:
+        val = [str(i) for i in workspace.store.ids(T.SAMPLES, where=cfg.val_where)]
+        if not val:
+            raise InvalidInputError(f"val_where {cfg.val_where!r} matches no frame")
+        return val, f"NOT ({cfg.val_where})"
+    table = workspace.frames(columns=["id", "scene"])
+    scenes = np.asarray([s or "" for s in table.column("scene").to_pylist()], dtype=object)
+    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
+    names, counts = np.unique(scenes, return_counts=True)
+    order = np.random.default_rng(cfg.seed).permutation(len(names))
+    target = cfg.val_fraction * len(ids)
+    chosen: list[str] = []
+    total = 0
+    for k in order:
+        if total >= target or len(chosen) == len(names) - 1:
+            break
+        chosen.append(str(names[k]))
+        total += int(counts[k])
+    if not chosen:
+        raise InvalidInputError(
+            "cannot hold out a validation split: the workspace has a single scene; pass val_where"
+        )
+    val = sorted(str(i) for i in ids[np.isin(scenes, chosen)])
+    return val, f"scene NOT IN {_sql_list(chosen)}"
+
+
+def _atomic_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _count_boxes(workspace: Any, ids: Sequence[str]) -> int:
+    if not ids:
+        return 0
+    boxes = workspace.boxes(list(ids), labeled_only=True)
+    return sum(1 for t in boxes.column("type").to_pylist() if t != "DontCare")
+
+
+def _default_detector(cfg: LoopConfig) -> Detector:
+    from curate.loop.mm3d import INSTALL_HINT
+
+    try:
+        from curate.loop.mm3d.detector import MMDet3DDetector
+
+        return MMDet3DDetector(cfg.detector, classes=tuple(cfg.classes), **cfg.detector_options)
+    except ImportError as exc:
+        raise InvalidInputError(
+            f"no detector given and the mmdet3d detector {cfg.detector!r} needs the mmdet3d stack "
+            f"({exc}); install it: {INSTALL_HINT}, or pass detector= (an object implementing "
+            "curate.loop.Detector)"
+        ) from None
+    except TypeError as exc:
+        raise InvalidInputError(f"bad detector_options {cfg.detector_options}: {exc}") from None
+
+
+def run_loop(
+    workspace: Any,
+    config: Any = None,
+    *,
+    detector: Optional[Detector] = None,
+    stop_after: Optional[int] = None,
+    on_round: Optional[Callable[[RoundReport], None]] = None,
+    **overrides: Any,
+) -> LoopReport:
+    """Run the loop ``config`` describes on ``workspace``, resuming stored rounds.
+
+    Parameters
+    ----------
+    workspace : curate.Workspace
+    config : LoopConfig, dict, str or Path
+        The configuration (or a JSON / YAML file of it); ``overrides`` replace fields.
+    detector : Detector, optional
+        Default: the mmdet3d detector named by ``config.detector``.
+    stop_after : int, optional
+        Stop after this many rounds in total (an interruption between rounds, for tests and
+        for running a loop a round at a time).
+    on_round : callable, optional
+        Called with each finished :class:`RoundReport`.
+
+    Returns
+    -------
+    LoopReport
+
+    Raises
+    ------
+    InvalidInputError
+        A stored loop of the same name has a different configuration (use a new name).
+    """
+    cfg = load_loop_config(config, **overrides)
+    workspace._require_embedding(cfg.embedding)
+    config_hash = _config_hash(cfg)
+    done = loop_rounds(workspace, cfg.name)
+    for r in done:
+        if r.info.get("config_hash") != config_hash:
+            raise InvalidInputError(
+                f"loop {cfg.name!r} already has rounds stored with another configuration; "
+                "resume it with the same configuration or choose a new name"
+            )
+    work_dir = Path(cfg.work_dir) if cfg.work_dir else workspace.path / "loops" / cfg.name
+    work_dir.mkdir(parents=True, exist_ok=True)
+    oracle = create_oracle(cfg.oracle, cfg.label_dir)
+    det = detector if detector is not None else _default_detector(cfg)
+    val_ids, pool_where = validation_ids(workspace, cfg)
+    report = LoopReport(name=cfg.name, resumed_from=len(done))
+    for r in done:
+        report.rounds.append(_report_from_run(r))
+    last = stop_after if stop_after is not None else cfg.rounds
+    last = min(last, cfg.rounds)
+    for rnd in range(len(done), last):
+        previous = loop_rounds(workspace, cfg.name)
+        rep = _run_round(workspace, cfg, det, oracle, rnd, previous, val_ids, pool_where, work_dir, config_hash)
+        report.rounds.append(rep)
+        logger.info("loop %s round %d: mAP3d %.2f with %d frames", cfg.name, rnd, rep.metrics.get("map_3d", 0.0), rep.labeled_frames)
+        if on_round is not None:
+            on_round(rep)
+    return report
+
+
+def _report_from_run(run: RunRecord) -> RoundReport:
+    info = run.info
+    return RoundReport(
+        round=int(info["round"]), run_id=run.run_id, selected=list(run.ids),
+        labeled_frames=int(info["labeled_frames"]), labeled_boxes=int(info["labeled_boxes"]),
+        metrics=dict(info["metrics"]), checkpoints=list(info["checkpoints"]),
+        losses=list(info.get("losses", [])), seconds=float(run.seconds), score_run=info.get("score_run"),
+    )
+
+
+def _select(workspace: Any, cfg: LoopConfig, rnd: int, previous: list[RunRecord], pool_where: str, state_path: Path) -> tuple[list[str], str]:
+    if state_path.is_file():
+        state = json.loads(state_path.read_text())
+        sel = workspace.run(state["selection_run"])
+        logger.info("round %d: reusing selection %s from an interrupted attempt", rnd, sel.run_id)
+        return list(sel.ids), sel.run_id
+    if rnd == 0:
+        result = workspace.select("random", cfg.initial, embedding=cfg.embedding, where=pool_where, seed=cfg.seed)
+    else:
+        score_run = previous[-1].info.get("score_run")
+        result = workspace.select(
+            cfg.strategy, cfg.budget, embedding=cfg.embedding, where=pool_where,
+            seed=cfg.seed + rnd, score_run=score_run, **cfg.strategy_params,
+        )
+    _atomic_json(state_path, {"round": rnd, "selection_run": result.run.run_id})
+    return list(result.run.ids), result.run.run_id
+
+
+def _training_ids(workspace: Any, cfg: LoopConfig, rnd: int, selected: list[str], pool_where: str) -> list[str]:
+    labeled = [str(i) for i in workspace.store.ids(T.SAMPLES, where=f"({pool_where}) AND labeled = true")]
+    if cfg.train_on == "all" or rnd == 0:
+        return labeled
+    new = set(selected)
+    old = sorted(i for i in labeled if i not in new)
+    n_replay = min(len(old), int(round(cfg.replay * len(selected))))
+    rng = np.random.default_rng(cfg.seed * 7919 + rnd)
+    replay = [old[k] for k in sorted(rng.choice(len(old), size=n_replay, replace=False))] if n_replay else []
+    return sorted(new) + replay
+
+
+def _run_round(
+    workspace: Any, cfg: LoopConfig, det: Detector, oracle: Any, rnd: int, previous: list[RunRecord],
+    val_ids: list[str], pool_where: str, work_dir: Path, config_hash: str,
+) -> RoundReport:
+    start = time.perf_counter()
+    round_dir = work_dir / f"round-{rnd}"
+    round_dir.mkdir(parents=True, exist_ok=True)
+    selected, selection_run = _select(workspace, cfg, rnd, previous, pool_where, work_dir / f"round-{rnd}.json")
+    oracle.label(workspace, selected)
+    train_ids = _training_ids(workspace, cfg, rnd, selected, pool_where)
+    train_pkl = write_info_pkl(workspace, train_ids, round_dir / "train_infos.pkl")
+    if cfg.start == "latest" and previous:
+        init = list(previous[-1].info["checkpoints"])
+    else:
+        init = [cfg.pretrained] * cfg.ensemble if cfg.pretrained else [None] * cfg.ensemble
+    checkpoints, losses, train_seconds = [], [], 0.0
+    for k in range(cfg.ensemble):
+        load_from = init[k % len(init)] if init else None
+        res = det.train(train_pkl, round_dir / f"member-{k}", load_from=load_from, seed=cfg.seed * 1000 + rnd * 10 + k)
+        checkpoints.append(res.checkpoint)
+        if k == 0:
+            losses = list(res.losses)
+        train_seconds += res.seconds
+    # evaluate on the held-out split
+    val_pkl = write_info_pkl(workspace, val_ids, round_dir / "val_infos.pkl", with_labels=False)
+    val_preds = det.predict(val_pkl, checkpoints, mc_samples=cfg.mc_dropout, seed=cfg.seed)
+    result = evaluate_predictions(workspace, val_preds, classes=[c for c in ("Car", "Pedestrian", "Cyclist") if c in cfg.classes])
+    # predict and score the unlabeled pool
+    pool = [str(i) for i in workspace.store.ids(T.SAMPLES, where=f"({pool_where}) AND labeled = false")]
+    score_run = None
+    if pool:
+        pool_pkl = write_info_pkl(workspace, pool, round_dir / "pool_infos.pkl", with_labels=False)
+        preds = det.predict(pool_pkl, checkpoints, mc_samples=cfg.mc_dropout, seed=cfg.seed)
+        columns = prediction_scores(preds, cfg.classes)
+        score_run = f"{cfg.name}-r{rnd}"
+        workspace.write_scores(score_run, pool, columns, predictions=preds)
+    labeled = [str(i) for i in workspace.store.ids(T.SAMPLES, where=f"({pool_where}) AND labeled = true")]
+    n_boxes = _count_boxes(workspace, labeled)
+    map_3d = result.mean_ap("3d")
+    cost = annotation_cost(len(labeled), n_boxes, map_3d)
+    metrics = {
+        "map_3d": map_3d,
+        "map_bev": result.mean_ap("bev"),
+        "map_2d": result.mean_ap("bbox"),
+        "ap": result.to_dict(),
+        "boxes_per_map_point": cost.boxes_per_map_point,
+        "frames_per_map_point": cost.frames_per_map_point,
+        "val_frames": len(val_ids),
+        "train_seconds": train_seconds,
+    }
+    seconds = time.perf_counter() - start
+    info = {
+        "loop": cfg.name, "round": rnd, "config_hash": config_hash, "selection_run": selection_run,
+        "checkpoints": checkpoints, "metrics": metrics, "losses": losses, "score_run": score_run,
+        "labeled_frames": len(labeled), "labeled_boxes": n_boxes, "train_frames": len(train_ids),
+        "pool_size": len(pool),
+    }
+    run = RunRecord(
+        run_id=workspace._next_run_id(), kind=LOOP_KIND, created_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        strategy="random" if rnd == 0 else cfg.strategy, params=cfg.model_dump(), budget=len(selected),
+        seed=cfg.seed, embedding=cfg.embedding, embedding_version=workspace.store.version(T.embedding_table(cfg.embedding)),
+        samples_version=workspace.store.version(T.SAMPLES), where=pool_where, num_candidates=len(pool) + len(selected),
+        num_labeled=len(labeled), ids=selected, gains=[None] * len(selected), info=info,
+        package_version=__version__, seconds=seconds,
+    )
+    workspace.store.append(T.RUNS, T.run_row(run))
+    return _report_from_run(run)
