@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import pyarrow as pa
 
 from curate.api import RunRecord
 from curate.scores_table import SCORES, SCORES_SCHEMA  # the ``scores`` table (prediction runs)
-from curate.sources.base import METADATA_FIELDS, FrameRecord
+from curate.sources.base import METADATA_FIELDS, Box3D, FrameRecord
 
 __all__ = [
     "SAMPLES",
@@ -27,6 +27,7 @@ __all__ = [
     "RUNS_SCHEMA",
     "samples_rows",
     "labels_rows",
+    "box_rows",
     "run_row",
     "run_from_row",
     "embedding_table",
@@ -131,13 +132,18 @@ def samples_rows(records: Iterable[FrameRecord], labeled: dict[str, bool]) -> pa
     return pa.table(cols, schema=SAMPLES_SCHEMA)
 
 
-def labels_rows(records: Iterable[FrameRecord], origin: str = "source") -> pa.Table:
-    """Build ``labels`` rows, one per box, keyed ``<frame id>#<box index>``."""
+def box_rows(frames: Iterable[tuple[str, Sequence[Box3D]]], origin: str = "source") -> pa.Table:
+    """Build ``labels`` rows, one per box, from ``(frame id, boxes)`` pairs.
+
+    Boxes shipped with the source are keyed ``<frame id>#<box index>``; boxes of any other
+    origin (``import``, ...) ``<frame id>#<origin>#<box index>`` so they never overwrite the
+    source's ground truth.
+    """
     cols: dict[str, list] = {f.name: [] for f in LABELS_SCHEMA}
-    for r in records:
-        for i, b in enumerate(r.boxes):
-            cols["id"].append(f"{r.id}#{i}")
-            cols["frame_id"].append(r.id)
+    for frame_id, boxes in frames:
+        for i, b in enumerate(boxes):
+            cols["id"].append(f"{frame_id}#{i}" if origin == "source" else f"{frame_id}#{origin}#{i}")
+            cols["frame_id"].append(frame_id)
             cols["box_index"].append(i)
             cols["origin"].append(origin)
             cols["type"].append(b.type)
@@ -149,6 +155,11 @@ def labels_rows(records: Iterable[FrameRecord], origin: str = "source") -> pa.Ta
             cols["location"].append([float(v) for v in b.location])
             cols["rotation_y"].append(float(b.rotation_y))
     return pa.table(cols, schema=LABELS_SCHEMA)
+
+
+def labels_rows(records: Iterable[FrameRecord], origin: str = "source") -> pa.Table:
+    """Build ``labels`` rows for the ground-truth boxes of source records."""
+    return box_rows(((r.id, r.boxes) for r in records), origin)
 
 
 def run_row(run: RunRecord) -> pa.Table:

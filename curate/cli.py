@@ -393,7 +393,7 @@ def label(ws: Any, ids_file: Optional[str], run_id: Optional[str]) -> None:
 @click.option("--small", is_flag=True, help="Few points per frame (a quick smoke run).")
 @workspace_option
 def demo(ws: Any, frames: int, budget: int, seed: int, model: str, small: bool) -> None:
-    """Synthesise, ingest, embed, select (random vs k-center), export and summarise."""
+    """Synthesise, ingest, embed, select with every diversity strategy, export, summarise."""
     from curate.demo import run_demo
 
     if _is_remote(ws):

@@ -164,22 +164,7 @@ def _match_frames(
 
 
 def _rows(frames: dict[str, list[Box3D]]) -> pa.Table:
-    cols: dict[str, list] = {f.name: [] for f in T.LABELS_SCHEMA}
-    for frame_id, boxes in frames.items():
-        for i, b in enumerate(boxes):
-            cols["id"].append(f"{frame_id}#{ORIGIN}#{i}")
-            cols["frame_id"].append(frame_id)
-            cols["box_index"].append(i)
-            cols["origin"].append(ORIGIN)
-            cols["type"].append(b.type)
-            cols["truncated"].append(float(b.truncated))
-            cols["occluded"].append(int(b.occluded))
-            cols["alpha"].append(float(b.alpha))
-            cols["bbox"].append([float(v) for v in b.bbox])
-            cols["dimensions"].append([float(v) for v in b.dimensions])
-            cols["location"].append([float(v) for v in b.location])
-            cols["rotation_y"].append(float(b.rotation_y))
-    return pa.table(cols, schema=T.LABELS_SCHEMA)
+    return T.box_rows(frames.items(), ORIGIN)
 
 
 def _rollback(ws: "Workspace", before: dict[str, Optional[int]]) -> None:
