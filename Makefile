@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench clean
+.PHONY: install mm3d demo test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,10 +13,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# mmdet3d stack for the detector loop: mmcv 2.1.0 is built from source with CPU ops once
+# (10-30 minutes on 2 cores) and cached in ~/.cache/curate/wheels; later installs reuse it.
+MM3D_STAMP := $(VENV)/.mm3d-stamp
+$(MM3D_STAMP): $(STAMP) scripts/install_mm3d.sh
+	bash scripts/install_mm3d.sh $(VENV)
+	touch $(MM3D_STAMP)
+
+mm3d: $(MM3D_STAMP)
+
 demo: $(STAMP)
 	$(VENV)/bin/curate demo
 
-test: $(STAMP)
+test: $(STAMP) $(MM3D_STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -2,160 +2,425 @@
 
 Usage::
 
-    python benchmarks/embedders.py --workspace /tmp/curate-bench/ws \
-        --checkpoint /tmp/curate-bench/ws/checkpoints/bench-tiny/last.pt
+    python benchmarks/embedders.py --workspace /tmp/curate-bench2/ws \
+        --checkpoint /tmp/curate-bench2/ws/checkpoints/bench-tiny/last.pt
 
-The workspace must hold the ingested pool (``curate ingest kitti DATA``); the checkpoint comes
-from ``curate pretrain`` (its ``embed_options`` are read from the checkpoint). Prints:
+The workspace must hold the ingested pool (``curate ingest kitti DATA``) and its labels; the
+checkpoint comes from ``curate pretrain`` (its ``embed_options`` -- the tokenization and
+preprocessing it was trained with -- are read from the checkpoint). Prints four tables:
 
-1. quality: kNN (k=10, cosine, leave-one-out, majority vote) accuracy of frame attributes
-   (dominant class, object-count bucket, drive, location, time of day) and near-duplicate
-   retrieval (fraction of the 10 neighbours that are frames of the same drive within +-5 frames)
-   for the pretrained tiny encoder, the same architecture with random weights, ``bev-hist`` and
-   the image embedder (``effnet-lite0``) when registered; ratio against random weights;
-2. speed: frames per second and peak RSS growth for recon tiny / small / base at the pretraining
-   tokenization;
-3. tokenization: quality and speed of the pretrained encoder at other (num_points, num_group).
+1. **quality** of each embedder on every frame of the pool:
 
-kNN uses FAISS inner product on L2-normalised vectors (O(N*k) memory, no N x N matrix).
+   * *cross-drive kNN accuracy* (k=10, cosine on centred vectors, majority vote) of frame
+     attributes -- dominant object class, object-count bucket, time of day, weather, location --
+     where the neighbours of a frame are taken only from **other drives**. Consecutive frames of
+     one drive are near-duplicates that share every attribute, so allowing them would let any
+     embedder that recognises its own drive look perfect (table 2 shows that leaky variant);
+   * *drive* accuracy (leave-one-out, same drive allowed: can the vector tell which drive a frame
+     comes from) and *near-dup R@10*: recall at 10 of the frames of the same drive within +-5
+     frame indices (the query excluded);
+   * rows: pretrained recon-tiny (``svm`` and ``finetune`` features), the same architecture with
+     random weights (same tokenization), ``bev-hist`` (hand-crafted bird's-eye occupancy
+     histogram), EfficientNet-Lite0 on the front camera (the frozen teacher features cached by
+     pretraining, if present), a fused vector (pretrained svm + bev-hist, each centred and
+     L2-normalised, concatenated), and the majority-class prior;
+2. the leaky leave-one-out kNN (same drive allowed) for comparison;
+3. **tokenization** ablation on a subset of drives: quality and frames/s of the pretrained and
+   the random-init tiny encoder at several ``(num_points, num_group)``;
+4. **speed**: frames/s and peak RSS of recon tiny / small / base, each in a fresh child process
+   (so peak RSS is that model's own), at the pretraining tokenization and at the embedder
+   default.
+
+kNN uses FAISS exact inner product (``IndexFlatIP``) on L2-normalised vectors: memory
+O(N * (k + largest drive)), no N x N matrix; its neighbours are checked against a numpy
+brute-force reference on the first rows. Numbers depend on the load of the machine; compare rows
+of one run only.
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
+from pathlib import Path
+
+# This folder holds benchmarks/selectors.py, which would shadow the standard-library module
+# ``selectors`` (used by subprocess and asyncio) when this file is run as a script.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
 import collections
 import json
 import logging
-import resource
+import os
+import subprocess
 import time
-from pathlib import Path
+from collections.abc import Sequence
 
 import faiss
 import numpy as np
 import torch
 
 import curate
-from embedders import create_embedder, list_embedders
+from curate.sources.pointcloud import read_points
+from embedders import create_embedder
+from embedders.base import validate_clouds
+from embedders.models.recon import FEATURES, pool_features
 
 logger = logging.getLogger(__name__)
 
 K = 10
+NEAR = 5
+ATTRIBUTES = ("dominant class", "count bucket", "time of day", "weather", "location")
+TEACHER_TABLE = "emb_pretrain-teacher-efficientnet-lite0"
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+# --------------------------------------------------------------------------------------------
+# data
 
 
 def frame_attributes(ws: curate.Workspace, ids: list[str]) -> dict[str, np.ndarray]:
-    """Per-frame labels: dominant class, count bucket, drive, location, time of day."""
-    rows = {r["id"]: r for r in ws.frames(columns=["id", "scene", "frame_index", "location",
-                                                    "time_of_day"]).to_pylist()}
-    boxes = ws.boxes(ids, labeled_only=False).to_pylist()
+    """Per-frame labels of ``ids``: attributes plus ``drive`` and ``_frame`` (frame index)."""
+    table = ws.frames(columns=["id", "scene", "frame_index", "time_of_day", "weather", "location"])
+    rows = {r["id"]: r for r in table.to_pylist()}
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    for box in boxes:
+    for box in ws.boxes(ids, labeled_only=False).to_pylist():
         if box["type"] != "DontCare":
             counts[box["frame_id"]][box["type"]] += 1
     dominant = [counts[i].most_common(1)[0][0] if counts[i] else "none" for i in ids]
     total = np.array([sum(counts[i].values()) for i in ids])
-    bucket = np.digitize(total, [3, 8, 15])
     return {
         "dominant class": np.array(dominant),
-        "count bucket": bucket.astype(str),
+        "count bucket": np.digitize(total, [3, 6, 10]).astype(str),
+        "time of day": np.array([str(rows[i]["time_of_day"]) for i in ids]),
+        "weather": np.array([str(rows[i]["weather"]) for i in ids]),
+        "location": np.array([str(rows[i]["location"]) for i in ids]),
         "drive": np.array([rows[i]["scene"] for i in ids]),
-        "location": np.array([rows[i]["location"] for i in ids]),
-        "time of day": np.array([rows[i]["time_of_day"] for i in ids]),
-        "_frame": np.array([rows[i]["frame_index"] for i in ids]),
+        "_frame": np.array([rows[i]["frame_index"] for i in ids], dtype=np.int64),
     }
 
 
-def knn_scores(vectors: np.ndarray, attrs: dict[str, np.ndarray]) -> dict[str, float]:
-    """Leave-one-out kNN accuracy per attribute and near-duplicate retrieval rate."""
+def load_clouds(ws: curate.Workspace, ids: list[str]) -> list[np.ndarray]:
+    """Raw ``(N, 4)`` clouds of ``ids`` (read once, reused by every embedder)."""
+    table = ws.frames(columns=["id", "lidar_path"])
+    path = dict(zip(table["id"].to_pylist(), table["lidar_path"].to_pylist()))
+    return [read_points(path[i]) for i in ids]
+
+
+# --------------------------------------------------------------------------------------------
+# metrics
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(vectors, dtype=np.float32)
-    x = x - x.mean(axis=0)
+    x = np.ascontiguousarray(x - x.mean(axis=0), dtype=np.float32)
     faiss.normalize_L2(x)
+    return x
+
+
+def neighbours(vectors: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` nearest other rows by cosine of centred vectors, ``(N, k)``.
+
+    FAISS exact search; the first 64 rows are checked against numpy brute force (similarities
+    must agree; ties may be ordered differently). Memory O(N * k).
+    """
+    x = _normalised(vectors)
     index = faiss.IndexFlatIP(x.shape[1])
     index.add(x)
-    _, neighbours = index.search(x, K + 1)
-    neighbours = neighbours[:, 1:]
-    out = {}
-    for name, labels in attrs.items():
-        if name.startswith("_"):
-            continue
-        votes = labels[neighbours]
-        predicted = np.array([collections.Counter(row).most_common(1)[0][0] for row in votes])
-        out[name] = float((predicted == labels).mean())
-    drive, frame = attrs["drive"], attrs["_frame"]
-    near = (drive[neighbours] == drive[:, None]) & (np.abs(frame[neighbours] - frame[:, None]) <= 5)
-    out["near-dup@10"] = float(near.mean())
+    scores, found = index.search(x, k + 1)
+    probe = min(64, len(x))
+    reference = np.sort(x[:probe] @ x.T, axis=1)[:, ::-1][:, : k + 1]
+    if not np.allclose(reference, scores[:probe], atol=1e-4):
+        raise RuntimeError("FAISS neighbours disagree with the numpy brute-force reference")
+    # drop the query itself (normally column 0; exact duplicates may swap places)
+    out = np.empty((len(x), k), dtype=np.int64)
+    for row in range(len(x)):
+        others = found[row][found[row] != row]
+        out[row] = others[:k]
     return out
 
 
-def embed_all(ws: curate.Workspace, name: str, model: str, **options) -> tuple[np.ndarray, float]:
+def _vote(labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    return np.array([collections.Counter(labels[row]).most_common(1)[0][0] for row in chosen])
+
+
+def quality(vectors: np.ndarray, attrs: dict[str, np.ndarray]) -> dict[str, float]:
+    """Cross-drive and leaky kNN accuracy per attribute, drive accuracy, near-dup recall@10.
+
+    Keys: ``"<attribute>"`` (cross-drive), ``"<attribute> (loo)"`` (same drive allowed),
+    ``"drive"`` and ``"near-dup R@10"``.
+    """
+    drive, frame = attrs["drive"], attrs["_frame"]
+    largest = max(collections.Counter(drive).values())
+    near = neighbours(vectors, K + largest)  # guarantees >= K neighbours from other drives
+    same = drive[near] == drive[:, None]
+    cross = np.empty((len(near), K), dtype=np.int64)
+    for row in range(len(near)):
+        cross[row] = near[row][~same[row]][:K]
+    loo = near[:, :K]
+    out: dict[str, float] = {}
+    for name in ATTRIBUTES:
+        labels = attrs[name]
+        out[name] = float((_vote(labels, cross) == labels).mean())
+        out[name + " (loo)"] = float((_vote(labels, loo) == labels).mean())
+    out["drive"] = float((_vote(drive, loo) == drive).mean())
+    gap = np.abs(frame[loo] - frame[:, None])
+    hits = ((drive[loo] == drive[:, None]) & (gap <= NEAR)).sum(axis=1)
+    positives = np.zeros(len(drive), dtype=np.int64)
+    for d in np.unique(drive):
+        rows = np.flatnonzero(drive == d)
+        f = frame[rows]
+        positives[rows] = (np.abs(f[:, None] - f[None, :]) <= NEAR).sum(axis=1) - 1
+    valid = positives > 0
+    out["near-dup R@10"] = float((hits[valid] / np.minimum(positives[valid], K)).mean())
+    return out
+
+
+def majority(attrs: dict[str, np.ndarray]) -> dict[str, float]:
+    """Accuracy of always answering the most frequent value (the prior)."""
+    out: dict[str, float] = {}
+    for name in ATTRIBUTES:
+        share = collections.Counter(attrs[name]).most_common(1)[0][1] / len(attrs[name])
+        out[name] = out[name + " (loo)"] = share
+    out["drive"] = collections.Counter(attrs["drive"]).most_common(1)[0][1] / len(attrs["drive"])
+    out["near-dup R@10"] = float("nan")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# embedding
+
+
+def embed(model: str, clouds: Sequence[np.ndarray], **options) -> tuple[np.ndarray, float]:
+    """Vectors of ``clouds`` and seconds of the embed call (model construction excluded)."""
+    embedder = create_embedder(model, **options)
     start = time.perf_counter()
-    ws.embed(model, name=name, progress=False, **options)
+    vectors = embedder.embed(list(clouds))
+    return vectors, time.perf_counter() - start
+
+
+def embed_svm_and_finetune(
+    clouds: Sequence[np.ndarray], **options
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Both pooled features of a recon-tiny encoder from one forward pass per batch.
+
+    Same preprocessing, batching and pooling as :meth:`ReconEmbedder.embed` (``feature="svm"``
+    and ``"finetune"``), computed once: returns ``(svm, finetune, seconds)``.
+    """
+    embedder = create_embedder("recon-tiny", feature="svm", **options)
+    checked = validate_clouds(list(clouds))
+    num_points = embedder.preprocess_config.num_points
+    svm = np.empty((len(checked), FEATURES["svm"] * embedder.model_config.trans_dim), np.float32)
+    finetune = np.empty((len(checked), FEATURES["finetune"] * embedder.model_config.trans_dim),
+                        np.float32)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for first in range(0, len(checked), embedder.max_batch):
+            chunk = checked[first : first + embedder.max_batch]
+            points = np.empty((len(chunk), num_points, 3), dtype=np.float32)
+            for offset, cloud in enumerate(chunk):
+                points[offset] = embedder.preprocessor(cloud, first + offset)
+            tokens = embedder.model(torch.from_numpy(points))
+            svm[first : first + len(chunk)] = pool_features(tokens, "svm").float().numpy()
+            finetune[first : first + len(chunk)] = pool_features(tokens, "finetune").float().numpy()
+    return svm, finetune, time.perf_counter() - start
+
+
+def fused(*parts: np.ndarray) -> np.ndarray:
+    """Concatenation of centred, L2-normalised parts (equal weight per part)."""
+    return np.concatenate([_normalised(p) for p in parts], axis=1)
+
+
+def _vm_hwm_mb() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def speed_worker(args: argparse.Namespace) -> None:
+    """Child process: embed ``--speed-frames`` clouds with one model, print JSON."""
+    ws = curate.connect(args.workspace)
+    ids = sorted(str(i) for i in ws.store.ids("samples"))[: args.speed_frames]
+    clouds = load_clouds(ws, ids)
+    options = json.loads(args.worker_options)
+    embedder = create_embedder(args.worker, **options)
+    embedder.embed(clouds[:2])  # warm-up
+    start = time.perf_counter()
+    embedder.embed(clouds)
     seconds = time.perf_counter() - start
-    ids, vectors = ws.store.read_vectors(f"emb_{name}")
-    return vectors, seconds
+    print(json.dumps({"fps": len(clouds) / seconds, "peak_mb": _vm_hwm_mb(), "dim": embedder.dim}))
+
+
+def run_speed(args: argparse.Namespace, model: str, options: dict) -> dict:
+    command = [
+        sys.executable, os.path.abspath(__file__), "--workspace", args.workspace,
+        "--checkpoint", args.checkpoint, "--speed-frames", str(args.speed_frames),
+        "--worker", model, "--worker-options", json.dumps(options),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"speed worker {model} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+
+
+def _print_quality(title: str, results: dict, keys: list[str], extra: dict[str, str]) -> None:
+    print(f"\n{title}")
+    header = f"{'embedder':34s}" + "".join(f"{k[:14]:>15s}" for k in keys)
+    header += "".join(f"{k:>10s}" for k in next(iter(extra.values())).keys()) if extra else ""
+    print(header)
+    for label, scores in results.items():
+        cells = "".join(f"{scores[k]:15.3f}" for k in keys)
+        more = "".join(f"{v:>10s}" for v in extra.get(label, {}).values()) if extra else ""
+        print(f"{label:34s}{cells}{more}")
+
+
+def _print_ratios(results: dict, keys: list[str], row: str, peers: list[str]) -> None:
+    for peer in peers:
+        if peer not in results or row not in results:
+            continue
+        cells = "".join(
+            f"{results[row][k] / results[peer][k]:15.2f}" if results[peer][k] > 0 else f"{'-':>15s}"
+            for k in keys
+        )
+        print(f"{'ratio ' + row.split(' (')[0] + ' / ' + peer:34s}{cells}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", required=True)
     parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N frames (0 = all)")
     parser.add_argument("--speed-frames", type=int, default=32)
+    parser.add_argument("--ablation-drives", type=int, default=15,
+                        help="drives (all their frames) used by the tokenization ablation")
+    parser.add_argument("--ablation", default="1024/32,1024/64,2048/64,4096/128,8192/256",
+                        help="comma list of num_points/num_group for the ablation")
+    parser.add_argument("--ablation-weights", default="pretrained,random")
+    parser.add_argument("--tokenizations", default="pretrain,8192/256",
+                        help="speed-table tokenizations: 'pretrain' (the checkpoint's) or P/G")
+    parser.add_argument("--skip", default="", help="comma list of sections to skip: "
+                        "quality,ablation,speed")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-options", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        speed_worker(args)
+        return
+    skip = set(filter(None, args.skip.split(",")))
+    torch.manual_seed(0)
     ws = curate.connect(args.workspace)
-    state = torch.load(args.checkpoint, weights_only=True)
+    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     options = dict(state["curate"]["embed_options"])
+    step = state.get("step")
     ids = sorted(str(i) for i in ws.store.ids("samples"))
+    if args.limit:
+        ids = ids[: args.limit]
     attrs = frame_attributes(ws, ids)
+    start = time.perf_counter()
+    clouds = load_clouds(ws, ids)
+    print(f"pool: {len(ids)} frames, {len(set(attrs['drive']))} drives, "
+          f"{np.mean([len(c) for c in clouds]):.0f} points/frame on average "
+          f"(read in {time.perf_counter() - start:.1f} s); checkpoint {args.checkpoint} "
+          f"(step {step}); embed_options {options}; torch threads {torch.get_num_threads()}")
+    keys_cross = list(ATTRIBUTES) + ["drive", "near-dup R@10"]
+    keys_loo = [a + " (loo)" for a in ATTRIBUTES]
 
-    candidates = {
-        "recon-tiny pretrained": ("recon-tiny", {"checkpoint": args.checkpoint, **options}),
-        "recon-tiny random": ("recon-tiny", dict(options)),
-        "bev-hist": ("bev-hist", {}),
-    }
-    if "effnet-lite0" in list_embedders():
-        candidates["effnet-lite0 (image)"] = ("effnet-lite0", {})
-    results = {}
-    for label, (model, opts) in candidates.items():
-        name = "bench-" + label.split(" ")[0] + ("-ssl" if "pretrained" in label else "-rand" if "random" in label else "")
-        vectors, seconds = embed_all(ws, name, model, **opts)
-        order = np.argsort(ws.store.read_vectors(f"emb_{name}")[0])
-        results[label] = (knn_scores(vectors[order], attrs), seconds)
-    metrics = list(next(iter(results.values()))[0])
-    print(f"\nkNN (k={K}) quality on {len(ids)} frames (ratio vs recon-tiny random in brackets)")
-    print(f"{'embedder':24s}" + "".join(f"{m:>16s}" for m in metrics) + f"{'embed s':>10s}")
-    base = results["recon-tiny random"][0]
-    for label, (scores, seconds) in results.items():
-        cells = "".join(f"{scores[m]:7.3f} ({scores[m] / max(base[m], 1e-9):4.2f})" for m in metrics)
-        print(f"{label:24s}{cells}{seconds:10.1f}")
+    if "quality" not in skip:
+        results: dict[str, dict[str, float]] = {}
+        extra: dict[str, dict[str, str]] = {}
+        vectors: dict[str, np.ndarray] = {}
+        for weights, opts in (("pretrained", {"checkpoint": args.checkpoint, **options}),
+                              ("random", dict(options))):
+            svm, finetune, seconds = embed_svm_and_finetune(clouds, **opts)
+            for feature, v in (("svm", svm), ("finetune", finetune)):
+                label = f"recon-tiny {weights} ({feature})"
+                vectors[label] = v
+                results[label] = quality(v, attrs)
+                extra[label] = {"dim": str(v.shape[1]), "frames/s": f"{len(ids) / seconds:.1f}"}
+            logger.warning("recon-tiny %s done in %.1f s", weights, seconds)
+        v, seconds = embed("bev-hist", clouds)
+        vectors["bev-hist"] = v
+        results["bev-hist"] = quality(v, attrs)
+        extra["bev-hist"] = {"dim": str(v.shape[1]), "frames/s": f"{len(ids) / seconds:.1f}"}
+        if ws.store.has_table(TEACHER_TABLE):
+            have, teacher = ws.store.read_vectors(TEACHER_TABLE, ids=ids)
+            if len(have) == len(ids):
+                label = "effnet-lite0 camera (96x320)"
+                vectors[label] = teacher
+                results[label] = quality(teacher, attrs)
+                extra[label] = {"dim": str(teacher.shape[1]), "frames/s": "cached"}
+        label = "fused: pretrained svm + bev-hist"
+        v = fused(vectors["recon-tiny pretrained (svm)"], vectors["bev-hist"])
+        results[label] = quality(v, attrs)
+        extra[label] = {"dim": str(v.shape[1]), "frames/s": "-"}
+        results["majority-class prior"] = majority(attrs)
+        extra["majority-class prior"] = {"dim": "-", "frames/s": "-"}
+        _print_quality(
+            f"1. quality on {len(ids)} frames: attribute columns = kNN (k={K}) accuracy with "
+            f"neighbours from OTHER drives only (leakage-free); drive = leave-one-out kNN drive "
+            f"id; near-dup R@10 = recall@10 of same-drive frames within +-{NEAR} indices",
+            results, keys_cross, extra,
+        )
+        for row in ("recon-tiny pretrained (svm)", "recon-tiny pretrained (finetune)"):
+            _print_ratios(results, keys_cross, row,
+                          [row.replace("pretrained", "random"), "bev-hist"])
+        _print_quality(
+            f"2. leaky variant: leave-one-out kNN (k={K}) accuracy, neighbours from the SAME drive "
+            "allowed (near-duplicates inflate it)",
+            results, keys_loo, {},
+        )
 
-    clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4)
-              for p in ws.frames(columns=["lidar_path"]).column("lidar_path").to_pylist()[: args.speed_frames]]
-    print(f"\nspeed on CPU ({torch.get_num_threads()} threads), {args.speed_frames} frames, "
-          f"num_points={options['num_points']}, num_group={options['num_group']}")
-    print(f"{'model':12s}{'frames/s':>10s}{'peak RSS MB':>13s}{'ratio vs tiny':>15s}")
-    tiny_fps = None
-    for size in ("tiny", "small", "base"):
-        emb = create_embedder(f"recon-{size}", **options)
-        emb.embed(clouds[:2])
-        start = time.perf_counter()
-        emb.embed(clouds)
-        fps = len(clouds) / (time.perf_counter() - start)
-        tiny_fps = tiny_fps or fps
-        print(f"{'recon-' + size:12s}{fps:10.2f}{_rss_mb():13.0f}{fps / tiny_fps:15.2f}")
+    if "ablation" not in skip:
+        drives = sorted(set(attrs["drive"]))[: args.ablation_drives]
+        rows = np.flatnonzero(np.isin(attrs["drive"], drives))
+        sub_attrs = {k: v[rows] for k, v in attrs.items()}
+        sub_clouds = [clouds[r] for r in rows]
+        print(f"\n3. tokenization ablation on {len(rows)} frames ({len(drives)} drives), svm "
+              f"feature; pretraining used num_points={options['num_points']}, "
+              f"num_group={options['num_group']}; 'mean attr' = mean cross-drive kNN accuracy "
+              f"over {len(ATTRIBUTES)} attributes")
+        print(f"{'weights':12s}{'num_points':>11s}{'num_group':>10s}{'mean attr':>11s}"
+              f"{'dominant':>10s}{'count':>8s}{'drive':>8s}{'near-dup':>10s}{'frames/s':>10s}")
+        settings = [tuple(int(v) for v in item.split("/")) for item in args.ablation.split(",")]
+        for points, groups in settings:
+            for weights in args.ablation_weights.split(","):
+                opts = {**options, "num_points": points, "num_group": groups}
+                if weights == "pretrained":
+                    opts["checkpoint"] = args.checkpoint
+                v, seconds = embed("recon-tiny", sub_clouds, **opts)
+                s = quality(v, sub_attrs)
+                mean_attr = float(np.mean([s[a] for a in ATTRIBUTES]))
+                print(f"{weights:12s}{points:11d}{groups:10d}{mean_attr:11.3f}"
+                      f"{s['dominant class']:10.3f}{s['count bucket']:8.3f}{s['drive']:8.3f}"
+                      f"{s['near-dup R@10']:10.3f}{len(rows) / seconds:10.1f}", flush=True)
 
-    print("\ntokenization (pretrained tiny): quality and speed")
-    print(f"{'num_points':>10s}{'num_group':>10s}{'drive':>8s}{'near-dup':>10s}{'frames/s':>10s}")
-    for points, groups in ((1024, 32), (2048, 64), (4096, 128)):
-        opts = {**options, "checkpoint": args.checkpoint, "num_points": points, "num_group": groups}
-        vectors, seconds = embed_all(ws, f"bench-tok-{points}-{groups}", "recon-tiny", **opts)
-        scores = knn_scores(vectors[np.argsort(ws.store.read_vectors(f"emb_bench-tok-{points}-{groups}")[0])], attrs)
-        print(f"{points:10d}{groups:10d}{scores['drive']:8.3f}{scores['near-dup@10']:10.3f}"
-              f"{len(ids) / seconds:10.2f}")
+    if "speed" not in skip:
+        print(f"\n4. speed on CPU, {args.speed_frames} frames after a 2-frame warm-up, each model "
+              "in a fresh process; peak RSS = the child's VmHWM (includes torch, ~300 MB)")
+        print(f"{'model':12s}{'num_points':>11s}{'num_group':>10s}{'dim':>6s}{'frames/s':>10s}"
+              f"{'peak RSS MB':>13s}{'fps vs tiny':>13s}")
+        tokenizations = [
+            (options["num_points"], options["num_group"]) if item == "pretrain"
+            else tuple(int(v) for v in item.split("/"))
+            for item in args.tokenizations.split(",")
+        ]
+        for points, groups in tokenizations:
+            tiny = None
+            for size in ("tiny", "small", "base"):
+                r = run_speed(args, f"recon-{size}",
+                              {**options, "num_points": points, "num_group": groups})
+                tiny = tiny or r["fps"]
+                print(f"{'recon-' + size:12s}{points:11d}{groups:10d}{r['dim']:6d}"
+                      f"{r['fps']:10.2f}{r['peak_mb']:13.0f}{r['fps'] / tiny:13.2f}", flush=True)
+        r = run_speed(args, "bev-hist", {})
+        print(f"{'bev-hist':12s}{'-':>11s}{'-':>10s}{r['dim']:6d}{r['fps']:10.2f}"
+              f"{r['peak_mb']:13.0f}{'-':>13s}")
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     main()

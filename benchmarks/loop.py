@@ -6,7 +6,8 @@ mmdet3d's stock ``Anchor3DHead`` prediction (``model.test_step``) with the same 
 a 2-model ensemble and 3 MC-dropout passes. Each measurement runs in a fresh child process;
 ``peak MiB`` is that child's ``VmHWM`` (imports included). Needs ``curate[mm3d]``.
 
-    .venv/bin/python benchmarks/loop.py --frames 48 [--full]
+    .venv/bin/python -m benchmarks.loop --frames 48 [--full]    (a module: benchmarks/selectors.py
+    would shadow the standard library's selectors if run as a script)
 
 Not a test: it asserts nothing about time.
 """
@@ -111,8 +112,9 @@ def main() -> None:
         (root / "state.json").write_text(json.dumps(state))
         rows = {}
         for mode in ("stock", "prob-head", "ensemble-2", "mc-dropout-3"):
-            out = subprocess.run([sys.executable, __file__, "--child", mode, "--state", str(root / "state.json")],
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run([sys.executable, "-m", "benchmarks.loop", "--child", mode, "--state",
+                                  str(root / "state.json")], capture_output=True, text=True, check=True,
+                                 cwd=Path(__file__).resolve().parents[1])
             rows[mode] = json.loads([ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")][-1][6:])
     scans = "64-beam" if args.full else "16-beam (small)"
     print(f"tiny PointPillars, {args.frames} synthetic {scans} frames, CPU")

@@ -93,7 +93,8 @@ def child(method: str, data: str, budget: int, out: str, extra: str) -> None:
         t = time.perf_counter()
         sel = ProbCover(**opts).select(x, budget, labeled=labeled)
         idx = sel.indices
-        info = {k: sel.info[k] for k in ("delta", "coverage", "graph_edges", "fallbacks")}
+        info = {k: sel.info[k] for k in ("delta", "coverage", "graph_edges", "fallbacks",
+                                         "seconds")}
     elif method == "typiclust":
         from curate.selectors import TypiClust
 
@@ -143,6 +144,7 @@ def run_child(method: str, data: Path, budget: int, workdir: Path, extra: dict) 
     if status != 0:
         return {"error": (stderr.strip().splitlines() or ["failed"])[-1][:120]}
     res = json.loads(stdout.strip().splitlines()[-1])
+    res["load"] = os.getloadavg()[0]  # 1-minute load average when the child ended
     del usage
     res["indices"] = np.load(out)
     return res
@@ -205,8 +207,10 @@ def main() -> None:
     bw = read_bandwidth()
     print(f"machine: {os.cpu_count()} CPUs, read bandwidth {bw / 1e9:.1f} GB/s (threaded numpy sum)")
     print(f"d = {args.dim}, budget = {args.budget}, one labeled row (row 0) as the first center\n")
-    widths = [9, 16, 9, 9, 50]
-    print(fmt_row(["N", "method", "time s", "peak MiB", "notes"], widths))
+    widths = [9, 16, 9, 9, 5, 50]
+    print("load = 1-minute load average when the run ended (2 cores: above 2 the timings are "
+          "inflated by other processes)")
+    print(fmt_row(["N", "method", "time s", "peak MiB", "load", "notes"], widths))
     with tempfile.TemporaryDirectory(prefix="curate-bench-") as tmp:
         workdir = Path(tmp)
         for n in sizes:
@@ -235,8 +239,10 @@ def main() -> None:
                              f"ratio {res['time'] / bound:.2f}")
                 elif method == "probcover":
                     inf = res["info"]
+                    stages = " ".join(f"{k} {v:.1f}" for k, v in inf["seconds"].items())
                     notes = (f"delta {inf['delta']:.3f} cov {inf['coverage']:.3f} "
-                             f"edges {inf['graph_edges']} fallback {inf['fallbacks']}")
+                             f"edges {inf['graph_edges']} fallback {inf['fallbacks']}; "
+                             f"stage s: {stages}")
                 elif method == "typiclust":
                     notes = f"{res['info']['clusters']} clusters"
                 elif method == "skal-coreset" and "kcenter" in results:
@@ -249,7 +255,8 @@ def main() -> None:
                     notes = f"curate {res['time'] / results['typiclust']['time']:.1f}x faster"
                 t = f"{res.get('time', float('nan')):.2f}"
                 rss = f"{res.get('rss_mib', float('nan')):.0f}"
-                print(fmt_row([n, method, t, rss, notes], widths), flush=True)
+                load = f"{res.get('load', float('nan')):.1f}"
+                print(fmt_row([n, method, t, rss, load, notes], widths), flush=True)
                 if method == "probcover" and "error" not in res:
                     pc_peer = peers and n <= args.peer_probcover_max
                     xn = None
@@ -263,7 +270,7 @@ def main() -> None:
                         # approximate (IVF) graph: check coverage exactly on a subsample
                         rows = np.random.default_rng(1).choice(n, 20_000, replace=False)
                         exact = exact_coverage(xn, centers, delta, rows)
-                        print(fmt_row(["", "  exact check", "", "", (
+                        print(fmt_row(["", "  exact check", "", "", "", (
                             f"exact coverage on 20k subsample {exact:.4f} vs graph "
                             f"{res['info']['coverage']:.4f} (diff "
                             f"{abs(exact - res['info']['coverage']) * 100:.2f}%)")], widths))
@@ -278,14 +285,16 @@ def main() -> None:
                             note = (f"coverage {cov_peer:.4f} vs curate {cov_ours:.4f}; curate "
                                     f"{peer['time'] / res['time']:.1f}x faster")
                         print(fmt_row([n, "skal-probcover", f"{peer.get('time', float('nan')):.2f}",
-                                       f"{peer.get('rss_mib', float('nan')):.0f}", note], widths), flush=True)
+                                       f"{peer.get('rss_mib', float('nan')):.0f}",
+                                       f"{peer.get('load', float('nan')):.1f}", note], widths),
+                              flush=True)
                     elif peers:
-                        print(fmt_row([n, "skal-probcover", "-", "-",
+                        print(fmt_row([n, "skal-probcover", "-", "-", "",
                                        f"skipped: N x N float64 = {n * n * 8 / 2**30:.0f} GiB"], widths))
             if peers and "typiclust" in methods and n > args.peer_typiclust_max:
-                print(fmt_row([n, "skal-typiclust", "-", "-", "skipped (--peer-typiclust-max)"], widths))
+                print(fmt_row([n, "skal-typiclust", "-", "-", "", "skipped (--peer-typiclust-max)"], widths))
             if peers and "kcenter" in methods and n > args.peer_coreset_max:
-                print(fmt_row([n, "skal-coreset", "-", "-",
+                print(fmt_row([n, "skal-coreset", "-", "-", "",
                                f"skipped: utilities budget x N float64 = {args.budget * n * 8 / 2**30:.1f} GiB"], widths))
             print(f"{'':>9}  (data {data_mib:.0f} MiB included in peak RSS)", flush=True)
 

@@ -89,11 +89,15 @@ else
 fi
 
 # runtime dependencies, listed explicitly (no resolver run over torch / numpy)
+# Runtime dependencies of mmengine / mmdet / mmdet3d / nuscenes-devkit, pinned to the versions
+# tested with torch 2.13 CPU and numpy 2.4 (mmdet3d's own pins would pull numpy<2 and a CUDA torch).
 "${PIP[@]}" install --quiet \
-    "addict" "yapf" "termcolor" "rich" "pyyaml" "regex" "opencv-python-headless" \
-    "shapely" "six" "terminaltables" "pycocotools" "scipy" "matplotlib" "tqdm" \
-    "numba" "plyfile" "scikit-image" "trimesh" "networkx" \
-    "pyquaternion" "descartes" "fire" "motmetrics" "cachetools" "pandas"
+    "addict==2.4.0" "yapf==0.43.0" "termcolor==3.3.0" "rich==15.0.0" "pyyaml==6.0.3" \
+    "regex==2026.11.15" "opencv-python-headless==5.0.0.93" "shapely==2.2.0" "six==1.17.0" \
+    "terminaltables==3.1.10" "pycocotools==2.0.11" "scipy==1.17.1" "matplotlib==3.11.2" \
+    "tqdm==4.70.1" "numba==0.68.1" "plyfile==1.1.5" "scikit-image==0.26.0" "trimesh==5.2.0" \
+    "networkx==3.6.1" "pyquaternion==0.9.9" "descartes==1.1.0" "fire==0.7.1" \
+    "motmetrics==1.4.0" "cachetools==8.0.1" "pandas==3.1.1"
 "${PIP[@]}" install --quiet --no-deps \
     "mmengine==0.10.7" "$WHEEL" "mmdet==3.2.0" "mmdet3d==1.4.0" \
     "nuscenes-devkit==1.1.11" "lyft_dataset_sdk==0.0.8"

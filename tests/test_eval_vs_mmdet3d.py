@@ -87,7 +87,7 @@ def _compare(ours: dict, theirs: dict) -> int:
     assert common, "no common AP keys"
     got = np.array([ours[k] for k in common])
     want = np.array([float(theirs[k]) for k in common])
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4, err_msg=str(common))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9, err_msg=str(common))
     return len(common)
 
 
@@ -100,6 +100,23 @@ def test_2d_ap_equals_mmdet3d(seed):
     ours = kitti_eval(gts, dts, classes=CLASSES, metrics=["bbox"]).to_dict()
     assert _compare(ours, theirs) >= 36
     assert any(v > 0 for k, v in ours.items() if "_2D_AP40_" in k)
+
+
+def test_class_without_any_detection_equals_mmdet3d():
+    """Ground truth of a class no detection claims (an untrained detector): AP 0, as mmdet3d."""
+    from mmdet3d.evaluation.functional.kitti_utils.eval import kitti_eval as mm_kitti_eval
+
+    gts, dts = random_frames(30, 4)
+    for d in dts:
+        keep = np.array([str(n) != "Cyclist" for n in d["name"]], dtype=bool)
+        for k in d:
+            d[k] = d[k][keep]
+    assert any("Cyclist" in list(g["name"]) for g in gts)
+    _, theirs = mm_kitti_eval(_for_mmdet3d(gts), _for_mmdet3d(dts), CLASSES, eval_types=["bbox"])
+    result = kitti_eval(gts, dts, classes=CLASSES, metrics=["bbox"])
+    assert _compare(result.to_dict(), theirs) >= 36
+    assert result.num_gt[("Cyclist", "hard")] > 0 and result.ap("bbox", "Cyclist", "hard") == 0.0
+    assert result.ap("bbox", "Car", "hard", strict=False) > 0
 
 
 _CUDASIM = """

@@ -61,7 +61,7 @@ needs_mm3d = pytest.mark.skipif(not _mm3d_available(), reason="the mmdet3d stack
 def detector():
     from curate.loop.mm3d import MMDet3DDetector
 
-    return MMDet3DDetector("pointpillars-tiny", epochs=3, batch_size=2, feat_dropout=0.2)
+    return MMDet3DDetector("pointpillars-tiny", epochs=2, batch_size=2, feat_dropout=0.2)
 
 
 @needs_mm3d

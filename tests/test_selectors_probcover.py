@@ -163,6 +163,8 @@ def test_auto_delta_selection_reports_its_choices(blobs: np.ndarray) -> None:
     got = sel.select(blobs, 12, seed=0)
     info = got.info
     assert info["purity"] >= 0.95 and info["purity_clusters"] == 6
+    assert set(info["seconds"]) == {"kmeans", "index", "knn", "purity", "graph", "greedy"}
+    assert all(v >= 0 for v in info["seconds"].values())
     assert 0 < info["delta"] < 2
     assert 0 < info["coverage"] <= 1 and info["graph_edges"] >= len(blobs)  # self edges
     # the same delta given explicitly builds the graph by range search: same coverage run
@@ -176,3 +178,50 @@ def test_delta_validation() -> None:
             ProbCover(delta=bad)
     with pytest.raises(InvalidInputError, match="alpha"):
         ProbCover(alpha=1.5)
+
+
+def brute_sampled_purity_delta(
+    dist: np.ndarray, labels: np.ndarray, rows: np.ndarray, alpha: float
+) -> float:
+    """Largest pairwise distance with fraction of pure balls >= alpha, over the rows ``rows``."""
+    other = (labels[rows][:, None] != labels[None, :])
+    for cand in np.unique(dist)[::-1]:
+        if np.mean(~(other & (dist[rows] < cand)).any(axis=1)) >= alpha:
+            return float(cand)
+    return 0.0
+
+
+@pytest.mark.parametrize("k_nn", [3, 32])
+def test_sampled_purity_matches_brute_force_on_the_sample(blobs: np.ndarray, k_nn: int) -> None:
+    from curate.selectors.probcover import purity_sample_rows
+
+    dist = dense_distances(blobs)
+    sel = ProbCover(delta="auto", purity_clusters=6, alpha=0.9, index_kind="flat",
+                    purity_sample=90, knn_k=k_nn)
+    got = sel.select(blobs, 10, seed=3)
+    assert got.info["purity_sample"] == 90
+    # the selector's pseudo-labels: the purity k-means settings
+    labels, _ = kmeans(normalize_rows(blobs), 6, seed=3, n_iter=10, sample_per_cluster=64)
+    rows = purity_sample_rows(len(blobs), 90, 3)
+    assert rows.size == 90 and np.unique(rows).size == 90
+    want = brute_sampled_purity_delta(dist, labels, rows, 0.9)
+    assert got.info["delta"] == pytest.approx(want, abs=1e-5)
+    assert got.info["purity"] >= 0.9
+    # the graph is the full range search at that delta: edge count equals the dense count
+    margin = np.abs(dist - got.info["delta"]) > 1e-5
+    assert margin.all() or got.info["graph_edges"] >= int((dist < got.info["delta"] - 1e-5).sum())
+    assert got.info["graph_edges"] <= int((dist < got.info["delta"] + 1e-5).sum())
+    # a sample as large as the pool is the unsampled rule
+    full = ProbCover(delta="auto", purity_clusters=6, alpha=0.9, index_kind="flat",
+                     purity_sample=None, knn_k=k_nn).select(blobs, 10, seed=3)
+    same = ProbCover(delta="auto", purity_clusters=6, alpha=0.9, index_kind="flat",
+                     purity_sample=len(blobs), knn_k=k_nn).select(blobs, 10, seed=3)
+    assert "purity_sample" not in same.info
+    assert same.indices.tolist() == full.indices.tolist()
+
+
+def test_purity_options_validation() -> None:
+    with pytest.raises(InvalidInputError, match="purity_sample"):
+        ProbCover(purity_sample=0)
+    with pytest.raises(InvalidInputError, match="purity_kmeans"):
+        ProbCover(purity_kmeans_iter=0)

@@ -91,3 +91,19 @@ def test_kmeans_is_seeded_and_switches_to_sampled_training() -> None:
     # labels are the nearest centroids
     d = ((x[:, None] - ca[None]) ** 2).sum(-1)
     np.testing.assert_array_equal(np.take_along_axis(d, a[:, None], 1)[:, 0], d.min(axis=1))
+
+
+def test_kmeans_sample_per_cluster_trains_on_a_seeded_sample() -> None:
+    from curate.errors import InvalidInputError
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 4)).astype(np.float32)
+    a, ca = kmeans(x, 60, seed=1, sample_per_cluster=8, n_iter=5)
+    b, cb = kmeans(x, 60, seed=1, sample_per_cluster=8, n_iter=5)
+    assert (a == b).all() and np.array_equal(ca, cb)
+    _, full = kmeans(x, 60, seed=1, n_iter=5)
+    assert not np.array_equal(ca, full)  # 480 training rows, not the 3000
+    d = ((x[:, None] - ca[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(np.take_along_axis(d, a[:, None], 1)[:, 0], d.min(axis=1))
+    with pytest.raises(InvalidInputError, match="sample_per_cluster"):
+        kmeans(x, 3, sample_per_cluster=0)

@@ -394,6 +394,9 @@ def _match(
     fn = np.zeros((n_t, n_f), dtype=np.int64)
     tp_scores = np.full((n_t, n_f, n_g), np.nan)
     frames = np.arange(n_f)[None, :]
+    if n_d == 0:  # no detection of this class in any frame: every valid ground truth is missed
+        fn += ((gt_ok & (ig_gt == 0)).sum(axis=1))[None, :]
+        return tp, fn, assigned, tp_scores
     live = det_ok[None] & ~ignored_thr  # (T, F, D)
     for i in range(n_g):
         ok_i = gt_ok[:, i]  # (F,)

@@ -9,6 +9,7 @@ papers use there), and every row is then assigned to its nearest centroid exactl
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
 import numpy as np
 
@@ -26,7 +27,14 @@ SAMPLE_PER_CLUSTER = 256
 N_ITER = 25
 
 
-def kmeans(x: np.ndarray, k: int, *, seed: int = 0, n_iter: int = N_ITER) -> tuple[np.ndarray, np.ndarray]:
+def kmeans(
+    x: np.ndarray,
+    k: int,
+    *,
+    seed: int = 0,
+    n_iter: int = N_ITER,
+    sample_per_cluster: Optional[int] = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Cluster the rows of ``x`` into ``k`` clusters.
 
     Parameters
@@ -39,6 +47,10 @@ def kmeans(x: np.ndarray, k: int, *, seed: int = 0, n_iter: int = N_ITER) -> tup
         Seed of the initialisation and of the training sample.
     n_iter : int
         Lloyd iterations.
+    sample_per_cluster : int, optional
+        Train on at most this many seeded random rows per cluster whatever ``k`` is (default:
+        every row up to 50 clusters, ``SAMPLE_PER_CLUSTER`` above). ProbCover's purity rule uses
+        a small value: its pseudo-labels only need to be a reasonable partition.
 
     Returns
     -------
@@ -49,7 +61,8 @@ def kmeans(x: np.ndarray, k: int, *, seed: int = 0, n_iter: int = N_ITER) -> tup
 
     Notes
     -----
-    Time O(n_iter * T * k * d) with ``T = N`` (k <= 50) or ``T = min(N, 256 k)`` plus O(N*k*d)
+    Time O(n_iter * T * k * d) with ``T = N`` (k <= 50) or ``T = min(N, 256 k)`` (or
+    ``min(N, sample_per_cluster * k)``) plus O(N*k*d)
     for the final assignment; memory O(N + k*d) beyond ``x`` (FAISS blocks its distance work).
     """
     import faiss
@@ -57,7 +70,14 @@ def kmeans(x: np.ndarray, k: int, *, seed: int = 0, n_iter: int = N_ITER) -> tup
     n, d = x.shape
     if not 1 <= k <= n:
         raise InvalidInputError(f"k-means needs 1 <= k <= N; got k={k} for N={n} rows")
-    per_centroid = -(-n // k) + 1 if k <= FULL_KMEANS_MAX_CLUSTERS else SAMPLE_PER_CLUSTER
+    if sample_per_cluster is not None:
+        if int(sample_per_cluster) < 1:
+            raise InvalidInputError(f"sample_per_cluster must be >= 1; got {sample_per_cluster!r}")
+        per_centroid = int(sample_per_cluster)
+    elif k <= FULL_KMEANS_MAX_CLUSTERS:
+        per_centroid = -(-n // k) + 1
+    else:
+        per_centroid = SAMPLE_PER_CLUSTER
     km = faiss.Kmeans(
         d,
         int(k),

@@ -18,13 +18,16 @@ sorted ``r`` in one pass (or the largest value of ``delta_grid`` satisfying it).
 one kNN search; rows whose ``k`` neighbours all share their cluster only give a lower bound and
 are resolved exactly (chunked brute force) when that bound could change the answer. The same kNN
 results give the graph for every ball with fewer than ``k`` members; only the larger balls need a
-range search.
+range search. Above ``purity_sample`` rows (100k) the purity fraction is measured on a seeded
+sample of query rows (radii still exact against all rows) and the graph comes from one range
+search, so the kNN never runs over every row of a large (IVF-indexed) pool.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -49,6 +52,7 @@ __all__ = [
     "normalize_rows",
     "purity_radii",
     "delta_from_purity",
+    "purity_sample_rows",
     "build_ball_graph",
     "greedy_max_coverage",
 ]
@@ -88,7 +92,11 @@ def _nearest_other_label(x: np.ndarray, labels: np.ndarray, rows: np.ndarray) ->
 
 
 def purity_radii(
-    x: np.ndarray, labels: np.ndarray, nn_dist: np.ndarray, nn_ind: np.ndarray
+    x: np.ndarray,
+    labels: np.ndarray,
+    nn_dist: np.ndarray,
+    nn_ind: np.ndarray,
+    rows: Optional[np.ndarray] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distance to the nearest row of another cluster, from a kNN result.
 
@@ -99,22 +107,25 @@ def purity_radii(
     labels : numpy.ndarray
         Cluster of every row.
     nn_dist, nn_ind : numpy.ndarray
-        ``(N, k)`` kNN distances (ascending) and indices (``-1`` for missing).
+        ``(Q, k)`` kNN distances (ascending) and indices (``-1`` for missing) of the query rows.
+    rows : numpy.ndarray, optional
+        The ``Q`` query rows (default: all ``N`` rows in order).
 
     Returns
     -------
     r : numpy.ndarray
-        float64 ``(N,)``: the exact radius where a row of another cluster is among the ``k``
+        float64 ``(Q,)``: the exact radius where a row of another cluster is among the ``k``
         neighbours, else the lower bound ``nn_dist[:, -1]``.
     exact : numpy.ndarray
-        bool ``(N,)``, which entries of ``r`` are exact.
+        bool ``(Q,)``, which entries of ``r`` are exact.
     """
+    if rows is None:
+        rows = np.arange(x.shape[0])
     valid = nn_ind >= 0
-    other = valid & (labels[np.where(valid, nn_ind, 0)] != labels[:, None])
+    other = valid & (labels[np.where(valid, nn_ind, 0)] != labels[rows][:, None])
     has_other = other.any(axis=1)
     first = np.argmax(other, axis=1)
-    rows = np.arange(x.shape[0])
-    r = nn_dist[rows, first].astype(np.float64)
+    r = nn_dist[np.arange(nn_ind.shape[0]), first].astype(np.float64)
     # all k neighbours share the cluster: r >= distance of the k-th neighbour (inf if the index
     # had fewer than k rows, which means there is no other row at all)
     last = np.where(valid, nn_dist, -np.inf).max(axis=1).astype(np.float64)
@@ -142,8 +153,13 @@ def delta_from_purity(
     *,
     alpha: float = 0.95,
     grid: Optional[np.ndarray] = None,
+    rows: Optional[np.ndarray] = None,
 ) -> tuple[float, float, int]:
     """Largest delta whose fraction of pure balls is ``>= alpha``.
+
+    With ``rows`` (the query rows of the kNN result, a sample of all rows) the fraction is
+    measured over those rows only: every radius is still exact against *all* rows, so this is
+    the purity rule estimated on a sample (the quantile's rank error is ``sqrt(a(1-a)/Q)``).
 
     Lower bounds from the kNN are refined exactly (chunked brute force over all rows) only for
     rows whose bound is below the current answer, until no bound can change it.
@@ -161,7 +177,8 @@ def delta_from_purity(
     -----
     O(N log N) for the sort plus O(R*N*d) for ``R`` refined rows.
     """
-    r, exact = purity_radii(x, labels, nn_dist, nn_ind)
+    r, exact = purity_radii(x, labels, nn_dist, nn_ind, rows)
+    query_rows = np.arange(x.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
     grid = None if grid is None else np.asarray(grid, dtype=np.float64)
     refined = 0
     while True:
@@ -176,11 +193,17 @@ def delta_from_purity(
             unsure = np.flatnonzero(~exact & (r < nxt))
         if unsure.size == 0:
             break
-        r[unsure] = _nearest_other_label(x, labels, unsure)
+        r[unsure] = _nearest_other_label(x, labels, query_rows[unsure])
         exact[unsure] = True
         refined += int(unsure.size)
     purity = float(np.mean(r >= delta)) if delta > 0 else 0.0
     return delta, purity, refined
+
+
+def purity_sample_rows(n: int, size: int, seed: int) -> np.ndarray:
+    """The sorted seeded sample of ``min(size, n)`` query rows used by ``purity_sample``."""
+    rng = np.random.default_rng([int(seed), 0x9C])
+    return np.sort(rng.choice(n, size=min(int(size), n), replace=False))
 
 
 def _graph_from_knn(
@@ -279,6 +302,20 @@ def build_ball_graph(
             index = build_index(xn, kind=index_kind, nprobe=nprobe, seed=seed)
         g = range_graph(index, xn, delta)
     return _ensure_self_edges(g)
+
+
+class _StageClock:
+    """Wall seconds per named stage (``seconds``), each stage measured from the previous one."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def stage(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._last, 4)
+        self._last = now
+        logger.debug("stage %s done after %.2f s", name, self.seconds[name])
 
 
 def _fixed_point(w: np.ndarray) -> np.ndarray:
@@ -415,15 +452,27 @@ class ProbCover(Selector):
         IVF lists probed (approximate search).
     nlist : int, optional
         IVF lists (default: the index's ~4 sqrt(N)).
+    purity_kmeans_iter, purity_kmeans_sample : int
+        Lloyd iterations (10) and training rows per cluster (64) of the purity k-means: the
+        pseudo-labels only need to be a reasonable partition, and a full 25-iteration k-means on
+        every row cost ~20% of a 50k-row run.
+    purity_sample : int or None
+        Above this many rows (default 100k) ``delta="auto"`` measures purity on a seeded sample
+        of this many query rows (:func:`purity_sample_rows`; each radius still exact against all
+        rows) instead of a kNN of every row, and the graph comes from one range search. ``None``
+        always uses every row.
 
     Notes
     -----
     ``info``: ``delta``, ``coverage`` (fraction of all rows covered after the picks),
     ``initial_coverage``, ``fallbacks``, ``graph_edges``, ``mean_degree``; with
-    ``delta="auto"`` also ``purity``, ``purity_clusters`` and ``purity_refined``.
+    ``delta="auto"`` also ``purity``, ``purity_clusters``, ``purity_refined`` and, when sampled,
+    ``purity_sample``; ``seconds``: wall time per stage (kmeans, index, knn, purity, graph,
+    greedy).
 
     Time: one FAISS kNN (auto delta) or range search, O(N^2 d) exact or sub-quadratic with IVF;
-    k-means O(iter*N*k*d); greedy O(E + budget*N). Memory O(N*d + E + N*knn_k); no N x N matrix.
+    k-means O(iter*min(N, 64 k)*k*d + N*k*d); greedy O(E + budget*N). Memory
+    O(N*d + E + N*knn_k); no N x N matrix.
     """
 
     name = "probcover"
@@ -440,6 +489,9 @@ class ProbCover(Selector):
         index_kind: str = "auto",
         nprobe: Optional[int] = None,
         nlist: Optional[int] = None,
+        purity_kmeans_iter: int = 10,
+        purity_kmeans_sample: int = 64,
+        purity_sample: Optional[int] = 100_000,
     ) -> None:
         if isinstance(delta, str):
             if delta != "auto":
@@ -461,6 +513,16 @@ class ProbCover(Selector):
         self.index_kind = index_kind
         self.nprobe = None if nprobe is None else int(nprobe)
         self.nlist = None if nlist is None else int(nlist)
+        if int(purity_kmeans_iter) < 1 or int(purity_kmeans_sample) < 1:
+            raise InvalidInputError(
+                "purity_kmeans_iter and purity_kmeans_sample must be >= 1; got "
+                f"{purity_kmeans_iter!r}, {purity_kmeans_sample!r}"
+            )
+        self.purity_kmeans_iter = int(purity_kmeans_iter)
+        self.purity_kmeans_sample = int(purity_kmeans_sample)
+        if purity_sample is not None and int(purity_sample) < 1:
+            raise InvalidInputError(f"purity_sample must be >= 1 or None; got {purity_sample!r}")
+        self.purity_sample = None if purity_sample is None else int(purity_sample)
 
     def _weights(self, scores: ScoresLike, n: int) -> Optional[np.ndarray]:
         return None
@@ -480,6 +542,7 @@ class ProbCover(Selector):
         xn = normalize_rows(inp.vectors)
         n = xn.shape[0]
         info: dict[str, Any] = {}
+        clock = _StageClock()
         index = None
         knn_result = None
         if self.delta == "auto":
@@ -488,19 +551,37 @@ class ProbCover(Selector):
                 k_clusters = int(inp.labeled.sum()) + inp.budget
                 k_clusters = max(2, min(k_clusters, self.max_purity_clusters))
             k_clusters = min(k_clusters, n)
-            labels, _ = kmeans(xn, k_clusters, seed=seed)
+            labels, _ = kmeans(
+                xn,
+                k_clusters,
+                seed=seed,
+                n_iter=self.purity_kmeans_iter,
+                sample_per_cluster=self.purity_kmeans_sample,
+            )
+            clock.stage("kmeans")
             index = build_index(
                 xn, kind=self.index_kind, nprobe=self.nprobe, nlist=self.nlist, seed=seed
             )
-            knn_result = knn(index, xn, min(self.knn_k, n))
+            clock.stage("index")
             grid = None if self.delta_grid is None else np.asarray(self.delta_grid)
+            if self.purity_sample is not None and n > self.purity_sample:
+                # purity estimated on a seeded sample of query rows (radii exact against all
+                # rows); the graph then comes from one range search over every row
+                qrows = purity_sample_rows(n, self.purity_sample, seed)
+                query_knn = knn(index, xn[qrows], min(self.knn_k, n))
+                info["purity_sample"] = int(qrows.size)
+            else:
+                qrows = None
+                query_knn = knn_result = knn(index, xn, min(self.knn_k, n))
+            clock.stage("knn")
             delta, purity, refined = delta_from_purity(
-                xn, labels, knn_result[0], knn_result[1], alpha=self.alpha, grid=grid
+                xn, labels, query_knn[0], query_knn[1], alpha=self.alpha, grid=grid, rows=qrows
             )
+            clock.stage("purity")
             if not np.isfinite(delta):
                 delta = _MAX_UNIT_DIST * (1 + 1e-6)
             if delta <= 0:
-                positive = knn_result[0][knn_result[0] > 0]
+                positive = query_knn[0][query_knn[0] > 0]
                 delta = float(positive.min()) if positive.size else _MAX_UNIT_DIST * (1 + 1e-6)
                 logger.warning(
                     "no positive delta reaches purity %.2f (many duplicate rows across "
@@ -517,6 +598,7 @@ class ProbCover(Selector):
             index = build_index(
                 xn, kind=self.index_kind, nprobe=self.nprobe, nlist=self.nlist, seed=seed
             )
+            clock.stage("index")
         graph = build_ball_graph(
             xn,
             delta,
@@ -527,6 +609,7 @@ class ProbCover(Selector):
             seed=seed,
         )
         reverse = transpose_csr(graph, n)
+        clock.stage("graph")
         initial = np.zeros(n, dtype=bool)
         lab_rows = np.flatnonzero(inp.labeled)
         if lab_rows.size:
@@ -542,6 +625,9 @@ class ProbCover(Selector):
             graph_edges=graph.n_edges,
             mean_degree=graph.n_edges / n,
         )
+        clock.stage("greedy")
+        info["seconds"] = clock.seconds
+        logger.info("%s on %d rows: stage seconds %s", self.name, n, clock.seconds)
         if fallbacks:
             logger.info("%s: %d random fallback picks (everything covered)", self.name, fallbacks)
         return Selection(indices=picks, gains=gains, info=info)

@@ -60,7 +60,8 @@ def _loss_recorder() -> Any:
 
         def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
             if outputs and "loss" in outputs:
-                self.losses.append(float(outputs["loss"]))
+                loss = outputs["loss"]
+                self.losses.append(float(loss.detach() if hasattr(loss, "detach") else loss))
 
     return LossRecorder()
 
