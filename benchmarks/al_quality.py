@@ -174,7 +174,8 @@ def probe_speed(data: dict[str, np.ndarray], sizes: list[int], n: int = 256) -> 
         t = time.perf_counter()
         embed_grey(model, data["train_x"][:n], size)
         dt = time.perf_counter() - t
-        print(f"size {size:4d}: {n / dt:7.1f} images/s  (30k images: {30000 / (n / dt) / 60:.1f} min)")
+        rate = n / dt
+        print(f"size {size:4d}: {rate:7.1f} images/s  (30k images: {30000 / rate / 60:.1f} min)")
 
 
 # ------------------------------------------------------------------------------- strategies
@@ -227,19 +228,20 @@ def pca(x: np.ndarray, x_test: np.ndarray, dim: int) -> tuple[np.ndarray, np.nda
         np.float32), kept
 
 
-def fit_score(x_pool, y_pool, rows, x_test, y_test) -> float:
+def fit_score(x_pool, y_pool, rows, x_test, y_test, c: float = 1.0) -> float:
     """Test accuracy of a fixed logistic regression trained on ``rows`` of the pool."""
     from sklearn.linear_model import LogisticRegression
 
     classes = np.unique(y_pool[rows])
     if classes.size < 2:
         return float(np.mean(y_test == classes[0]))
-    clf = LogisticRegression(C=1.0, max_iter=1000)
+    clf = LogisticRegression(C=c, max_iter=1000)
     clf.fit(x_pool[rows], y_pool[rows])
     return float(clf.score(x_test, y_test))
 
 
-def run_curve(pick, x, y, x_test, y_test, budgets, seed) -> tuple[list[float], float, list[int]]:
+def run_curve(pick, x, y, x_test, y_test, budgets, seed,
+              c: float = 1.0) -> tuple[list[float], float, list[int]]:
     """Cumulative AL: accuracies per budget, selection seconds, classes seen per budget."""
     rows = np.empty(0, dtype=np.int64)
     accs, seen, spent = [], [], 0.0
@@ -251,9 +253,21 @@ def run_curve(pick, x, y, x_test, y_test, budgets, seed) -> tuple[list[float], f
         if new.size != n_new or np.intersect1d(new, rows).size or np.unique(new).size != n_new:
             raise RuntimeError(f"strategy returned {new.size} rows for {n_new}, or repeats")
         rows = np.concatenate([rows, new])
-        accs.append(fit_score(x, y, rows, x_test, y_test))
+        accs.append(fit_score(x, y, rows, x_test, y_test, c))
         seen.append(int(np.unique(y[rows]).size))
     return accs, spent, seen
+
+
+def save_json(path: Path, results: dict, budgets: list[int], args: argparse.Namespace) -> None:
+    """Accuracies per strategy, seed and budget (written after every strategy, atomically)."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"budgets": budgets, "pool": args.pool, "test": args.test, "size": args.size,
+               "pca": args.pca, "seeds": args.seeds, "accuracy": results}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
 
 
 def plot(results: dict, budgets: list[int], out: Path, title: str) -> None:
@@ -300,6 +314,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "al_quality.png")
     ap.add_argument("--pca", type=int, default=256,
                     help="PCA dimension of the features seen by selectors and classifier (0: off)")
+    ap.add_argument("--C", type=float, default=1.0,
+                    help="inverse L2 strength of the logistic regression (fixed, not tuned)")
     ap.add_argument("--probe", action="store_true", help="only print embedding images/s")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -346,21 +362,22 @@ def main() -> None:
     print(f"Fashion-MNIST: pool {len(x)} train images, test {len(x_test)}; EfficientNet-Lite0 "
           f"{args.size}x{args.size} features (1280-d, L2-normalised"
           + (f", PCA {x.shape[1]}-d keeping {kept * 100:.1f}% of the variance, re-normalised"
-             if kept < 1 else "") + "); logistic regression C=1; "
+             if kept < 1 else "") + f"); logistic regression C={args.C:g}; "
           f"{args.seeds} seeds; load average {os.getloadavg()[0]:.1f}")
     results: dict[str, list[list[float]]] = {}
     for name, pick in strategies.items():
         accs, secs, seen = [], [], []
         for seed in range(args.seeds):
-            a, s, c = run_curve(pick, x, y, x_test, y_test, budgets, seed)
+            a, s, c = run_curve(pick, x, y, x_test, y_test, budgets, seed, args.C)
             accs.append(a)
             secs.append(s)
             seen.append(c)
         results[name] = accs
+        save_json(args.out.with_suffix(".json"), results, budgets, args)  # partial results too
         print(f"  {name}: done ({np.mean(secs):.1f} s selection per seed, classes seen at "
               f"{budgets[0]} labels: {np.mean([c[0] for c in seen]):.1f}; load "
               f"{os.getloadavg()[0]:.1f})", flush=True)
-    full = fit_score(x, y, np.arange(len(x)), x_test, y_test)
+    full = fit_score(x, y, np.arange(len(x)), x_test, y_test, args.C)
     width = max(len(n) for n in results) + 2
     print("\ntest accuracy %, mean +- std over seeds")
     print("budget".ljust(width) + "".join(f"{b:>13d}" for b in budgets))
@@ -377,7 +394,7 @@ def main() -> None:
                 print(name.ljust(width) + "".join(f"{v:+13.1f}" for v in d))
     print(f"\nall {len(x)} pool labels: {full * 100:.1f}%")
     plot(results, budgets, args.out, f"Fashion-MNIST, EfficientNet-Lite0 {args.size}px features, "
-         f"linear probe, {args.seeds} seeds (pool {len(x)})")
+         f"logistic regression C={args.C:g}, {args.seeds} seeds (pool {len(x)})")
     print(f"curves: {args.out}")
 
 
