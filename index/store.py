@@ -116,7 +116,12 @@ class Store:
         return self._path
 
     def table_names(self) -> list[str]:
-        """Return the names of all tables in the workspace, sorted."""
+        """Return the names of all tables in the workspace, sorted.
+
+        A table whose creation was interrupted (its directory exists but no version was ever
+        committed, e.g. after ``kill -9`` mid-create) is not a table: it is left out, so that
+        ``has_table`` is false and the next write creates it afresh.
+        """
         names: list[str] = []
         token: str | None = None
         while True:
@@ -125,7 +130,11 @@ class Store:
             token = response.page_token
             if not token:
                 break
-        return sorted(names)
+        return sorted(n for n in names if self._has_committed_version(n))
+
+    def _has_committed_version(self, name: str) -> bool:
+        versions = self._path / f"{name}.lance" / "_versions"
+        return versions.is_dir() and any(versions.iterdir())
 
     def has_table(self, name: str) -> bool:
         """Return whether table ``name`` exists."""
@@ -446,7 +455,9 @@ class Store:
 
     def _create(self, table: str, rows: pa.Table) -> int:
         try:
-            handle = self._db.create_table(table, rows)
+            # mode="overwrite": only reached when no version was ever committed, so what may be
+            # there is the debris of an interrupted create (see table_names).
+            handle = self._db.create_table(table, rows, mode="overwrite")
         except (ValueError, RuntimeError, OSError, pa.ArrowException) as exc:
             raise StoreError(f"could not create table {table!r} in {self._path}: {exc}") from exc
         logger.info("created table %r with %d rows", table, rows.num_rows)

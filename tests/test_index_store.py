@@ -359,3 +359,15 @@ def test_read_vectors_on_non_embedding_table(store: Store, samples: pa.Table) ->
     store.upsert("samples", samples)
     with pytest.raises(SchemaError, match="not an embedding table"):
         store.read_vectors("samples")
+
+
+def test_interrupted_create_is_not_a_table(tmp_path: Path) -> None:
+    """A table directory with no committed version (kill -9 mid-create) is ignored and replaced."""
+    store = Store(tmp_path / "ws")
+    debris = tmp_path / "ws" / "half.lance"
+    (debris / "data").mkdir(parents=True)
+    (debris / "data" / "partial.lance").write_bytes(b"\x00" * 64)
+    assert not store.has_table("half")
+    assert "half" not in store.table_names()
+    store.upsert("half", pa.table({"id": ["a", "b"], "x": [1, 2]}))
+    assert store.has_table("half") and store.count("half") == 2
