@@ -138,17 +138,19 @@ def score_runs(store: Any) -> list[str]:
     return sorted(set(runs))
 
 
-def _read_rows(store: Any, run: str, ids: Optional[Sequence[str]], columns: list[str]) -> pa.Table:
-    if not store.has_table(SCORES) or store.count(SCORES, where=f"run = {_sql(run)}") == 0:
+def _read_rows(
+    store: Any, run: str, ids: Optional[Sequence[str]], columns: list[str], version: Optional[int] = None
+) -> pa.Table:
+    if not store.has_table(SCORES) or store.count(SCORES, where=f"run = {_sql(run)}", version=version) == 0:
         have = ", ".join(score_runs(store)) or "none yet"
         raise NotFoundError(
             f"no scores stored for run {run!r} (available: {have}); run a prediction round "
             "(curate loop) or Workspace.write_scores first"
         )
     if ids is None:
-        return store.read(SCORES, columns=columns, where=f"run = {_sql(run)}")
+        return store.read(SCORES, columns=columns, where=f"run = {_sql(run)}", version=version)
     keys = [_key(run, str(i)) for i in ids]
-    got = store.read(SCORES, columns=columns, ids=keys, missing="ignore")
+    got = store.read(SCORES, columns=columns, ids=keys, missing="ignore", version=version)
     if got.num_rows != len(keys):
         have = set(got.column("frame_id").to_pylist())
         missing = [str(i) for i in ids if str(i) not in have]
@@ -159,15 +161,20 @@ def _read_rows(store: Any, run: str, ids: Optional[Sequence[str]], columns: list
     return got
 
 
-def read_scores(store: Any, run: str, ids: Optional[Sequence[str]] = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def read_scores(
+    store: Any, run: str, ids: Optional[Sequence[str]] = None, *, version: Optional[int] = None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """``(frame ids, {column: values})`` of a score run, aligned with ``ids`` when given.
+
+    ``version`` pins the scores table (a selection records the version it read, so
+    ``reproduce`` sees the same scores even if the run name is rewritten later).
 
     Raises
     ------
     NotFoundError
         Unknown run, or some ids without scores (lists up to five).
     """
-    rows = _read_rows(store, run, ids, ["frame_id", "names", "values"])
+    rows = _read_rows(store, run, ids, ["frame_id", "names", "values"], version)
     frame_ids = np.asarray(rows.column("frame_id").to_pylist(), dtype=object)
     names_col = rows.column("names").to_pylist()
     vals = rows.column("values").to_pylist()

@@ -422,6 +422,7 @@ class Workspace:
         samples_version: int,
         embedding_version: int,
         score_run: Optional[str] = None,
+        scores_version: Optional[int] = None,
     ) -> RunRecord:
         start = time.perf_counter()
         if score_run is None and getattr(selector, "needs_scores", False):
@@ -454,9 +455,11 @@ class Workspace:
         mask[len(candidates):] = True
         scores = None
         if score_run is not None:
-            from curate.scores_table import read_scores
+            from curate.scores_table import SCORES, read_scores
 
-            _, cand_scores = read_scores(self.store, score_run, ids=candidates)
+            if scores_version is None and self.store.has_table(SCORES):
+                scores_version = self.store.version(SCORES)
+            _, cand_scores = read_scores(self.store, score_run, ids=candidates, version=scores_version)
             scores = {
                 k: np.concatenate([v, np.zeros(len(labeled))]) for k, v in cand_scores.items()
             }
@@ -469,6 +472,7 @@ class Workspace:
         info = dict(result.info)
         if score_run is not None:
             info["score_run"] = score_run
+            info["scores_version"] = scores_version
         if "coverage_radius" not in info:
             centers = np.concatenate([result.indices, np.flatnonzero(mask)])
             radius_sq = min_sq_dist_to_set(vecs, vecs[centers])
@@ -505,7 +509,7 @@ class Workspace:
             selector, run.budget, table=self._require_embedding(run.embedding),
             embedding=run.embedding, where=run.where, seed=run.seed,
             samples_version=run.samples_version, embedding_version=run.embedding_version,
-            score_run=run.info.get("score_run"),
+            score_run=run.info.get("score_run"), scores_version=run.info.get("scores_version"),
         )
         return again.ids
 

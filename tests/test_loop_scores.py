@@ -25,6 +25,10 @@ def test_write_read_scores_and_select_topk(ws):
     assert ws.reproduce(sel.run.run_id) == pool[:3]
     hybrid = ws.select("kcenter_weighted", 4, embedding="bev-hist", score_run="pred-a", score="entropy_mean")
     assert not set(hybrid.run.ids) & set(ids[:5])
+    # rewriting the same score run later must not change what the stored selection reproduces
+    ws.write_scores("pred-a", pool, {"entropy_mean": values[::-1].copy(), "box_count": np.ones(len(pool))})
+    assert ws.select("topk", 3, embedding="bev-hist", score_run="pred-a", score="entropy_mean").run.ids == pool[-3:][::-1]
+    assert ws.reproduce(sel.run.run_id) == pool[:3]
 
 
 def test_scores_errors_leave_store_unchanged(ws):
