@@ -22,7 +22,7 @@ $(MM3D_STAMP): $(STAMP) scripts/install_mm3d.sh
 
 mm3d: $(MM3D_STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(MM3D_STAMP)
 	$(VENV)/bin/curate demo
 
 test: $(STAMP) $(MM3D_STAMP)

@@ -19,7 +19,8 @@ preprocessing it was trained with -- are read from the checkpoint). Prints four 
    * *drive* accuracy (leave-one-out, same drive allowed: can the vector tell which drive a frame
      comes from) and *near-dup R@10*: recall at 10 of the frames of the same drive within +-5
      frame indices (the query excluded);
-   * rows: pretrained recon-tiny (``svm`` and ``finetune`` features), the same architecture with
+   * rows: pretrained recon-tiny (``svm``, ``finetune`` and the layout-keeping ``svm-bev``
+     features, grid ``--bev-grid``), the same architecture with
      random weights (same tokenization), ``bev-hist`` (hand-crafted bird's-eye occupancy
      histogram), EfficientNet-Lite0 on the front camera (the frozen teacher features cached by
      pretraining, if present), a fused vector (pretrained svm + bev-hist, each centred and
@@ -28,8 +29,9 @@ preprocessing it was trained with -- are read from the checkpoint). Prints four 
 3. **tokenization** ablation on a subset of drives: quality and frames/s of the pretrained and
    the random-init tiny encoder at several ``(num_points, num_group)``;
 4. **speed**: frames/s and peak RSS of recon tiny / small / base, each in a fresh child process
-   (so peak RSS is that model's own), at the pretraining tokenization and at the embedder
-   default.
+   (so peak RSS is that model's own) with 1 and 2 torch threads (``--threads``), at the
+   pretraining tokenization (= the embedder default) and any other ``--tokenizations``; the
+   load average is printed next to every row (the machine is shared).
 
 kNN uses FAISS exact inner product (``IndexFlatIP``) on L2-normalised vectors: memory
 O(N * (k + largest drive)), no N x N matrix; its neighbours are checked against a numpy
@@ -63,7 +65,7 @@ import curate
 from curate.sources.pointcloud import read_points
 from embedders import create_embedder
 from embedders.base import validate_clouds
-from embedders.models.recon import FEATURES, pool_features
+from embedders.models.recon import FEATURES, feature_dim, pool_features
 
 logger = logging.getLogger(__name__)
 
@@ -197,20 +199,21 @@ def embed(model: str, clouds: Sequence[np.ndarray], **options) -> tuple[np.ndarr
     return vectors, time.perf_counter() - start
 
 
-def embed_svm_and_finetune(
-    clouds: Sequence[np.ndarray], **options
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Both pooled features of a recon-tiny encoder from one forward pass per batch.
+def embed_all_features(
+    clouds: Sequence[np.ndarray], bev_grid: int, **options
+) -> tuple[dict[str, np.ndarray], float]:
+    """Every pooled feature of a recon-tiny encoder from one forward pass per batch.
 
-    Same preprocessing, batching and pooling as :meth:`ReconEmbedder.embed` (``feature="svm"``
-    and ``"finetune"``), computed once: returns ``(svm, finetune, seconds)``.
+    Same preprocessing, batching and pooling as :meth:`ReconEmbedder.embed` with
+    ``feature="svm"``, ``"finetune"`` and ``"svm-bev"`` (grid ``bev_grid``), computed once:
+    returns ``({feature: vectors}, seconds)``.
     """
-    embedder = create_embedder("recon-tiny", feature="svm", **options)
+    embedder = create_embedder("recon-tiny", feature="svm", bev_grid=bev_grid, **options)
     checked = validate_clouds(list(clouds))
     num_points = embedder.preprocess_config.num_points
-    svm = np.empty((len(checked), FEATURES["svm"] * embedder.model_config.trans_dim), np.float32)
-    finetune = np.empty((len(checked), FEATURES["finetune"] * embedder.model_config.trans_dim),
-                        np.float32)
+    width = embedder.model_config.trans_dim
+    out = {f: np.empty((len(checked), feature_dim(f, width, bev_grid)), np.float32)
+           for f in FEATURES}
     start = time.perf_counter()
     with torch.inference_mode():
         for first in range(0, len(checked), embedder.max_batch):
@@ -218,15 +221,25 @@ def embed_svm_and_finetune(
             points = np.empty((len(chunk), num_points, 3), dtype=np.float32)
             for offset, cloud in enumerate(chunk):
                 points[offset] = embedder.preprocessor(cloud, first + offset)
-            tokens = embedder.model(torch.from_numpy(points))
-            svm[first : first + len(chunk)] = pool_features(tokens, "svm").float().numpy()
-            finetune[first : first + len(chunk)] = pool_features(tokens, "finetune").float().numpy()
-    return svm, finetune, time.perf_counter() - start
+            neighbourhoods, centers = embedder.model.group_divider(torch.from_numpy(points))
+            tokens = embedder.model.forward_patches(neighbourhoods, centers)
+            for feature, array in out.items():
+                array[first : first + len(chunk)] = pool_features(
+                    tokens, feature, centers=centers, bev_grid=bev_grid,
+                    half_extent=embedder.grid_half_extent,
+                ).float().numpy()
+    return out, time.perf_counter() - start
 
 
 def fused(*parts: np.ndarray) -> np.ndarray:
     """Concatenation of centred, L2-normalised parts (equal weight per part)."""
     return np.concatenate([_normalised(p) for p in parts], axis=1)
+
+
+def _uptime() -> str:
+    """1, 5 and 15 minute load averages (the machine is shared: timings depend on them)."""
+    with open("/proc/loadavg") as handle:
+        return " ".join(handle.read().split()[:3])
 
 
 def _vm_hwm_mb() -> float:
@@ -243,21 +256,26 @@ def speed_worker(args: argparse.Namespace) -> None:
     ids = sorted(str(i) for i in ws.store.ids("samples"))[: args.speed_frames]
     clouds = load_clouds(ws, ids)
     options = json.loads(args.worker_options)
+    torch.set_num_threads(args.worker_threads)
     embedder = create_embedder(args.worker, **options)
     embedder.embed(clouds[:2])  # warm-up
     start = time.perf_counter()
     embedder.embed(clouds)
     seconds = time.perf_counter() - start
-    print(json.dumps({"fps": len(clouds) / seconds, "peak_mb": _vm_hwm_mb(), "dim": embedder.dim}))
+    print(json.dumps({"fps": len(clouds) / seconds, "peak_mb": _vm_hwm_mb(), "dim": embedder.dim,
+                      "threads": torch.get_num_threads()}))
 
 
-def run_speed(args: argparse.Namespace, model: str, options: dict) -> dict:
+def run_speed(args: argparse.Namespace, model: str, options: dict, threads: int = 1) -> dict:
+    """Frames/s and peak RSS of ``model`` in a fresh child process using ``threads`` threads."""
     command = [
         sys.executable, os.path.abspath(__file__), "--workspace", args.workspace,
         "--checkpoint", args.checkpoint, "--speed-frames", str(args.speed_frames),
         "--worker", model, "--worker-options", json.dumps(options),
+        "--worker-threads", str(threads),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"speed worker {model} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -286,7 +304,7 @@ def _print_ratios(results: dict, keys: list[str], row: str, peers: list[str]) ->
             f"{results[row][k] / results[peer][k]:15.2f}" if results[peer][k] > 0 else f"{'-':>15s}"
             for k in keys
         )
-        print(f"{'ratio ' + row.split(' (')[0] + ' / ' + peer:34s}{cells}")
+        print(f"{'ratio ' + row.replace('recon-tiny ', '') + ' / ' + peer:34s}{cells}")
 
 
 def main() -> None:
@@ -306,6 +324,11 @@ def main() -> None:
                         "quality,ablation,speed")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-options", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-threads", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--bev-grid", type=int, default=3,
+                        help="grid cells per side of the svm-bev feature")
+    parser.add_argument("--threads", default="1,2",
+                        help="comma list of torch thread counts for the speed table")
     args = parser.parse_args()
     if args.worker:
         speed_worker(args)
@@ -335,8 +358,8 @@ def main() -> None:
         vectors: dict[str, np.ndarray] = {}
         for weights, opts in (("pretrained", {"checkpoint": args.checkpoint, **options}),
                               ("random", dict(options))):
-            svm, finetune, seconds = embed_svm_and_finetune(clouds, **opts)
-            for feature, v in (("svm", svm), ("finetune", finetune)):
+            features, seconds = embed_all_features(clouds, args.bev_grid, **opts)
+            for feature, v in features.items():
                 label = f"recon-tiny {weights} ({feature})"
                 vectors[label] = v
                 results[label] = quality(v, attrs)
@@ -365,7 +388,8 @@ def main() -> None:
             f"id; near-dup R@10 = recall@10 of same-drive frames within +-{NEAR} indices",
             results, keys_cross, extra,
         )
-        for row in ("recon-tiny pretrained (svm)", "recon-tiny pretrained (finetune)"):
+        for row in ("recon-tiny pretrained (svm)", "recon-tiny pretrained (finetune)",
+                    "recon-tiny pretrained (svm-bev)"):
             _print_ratios(results, keys_cross, row,
                           [row.replace("pretrained", "random"), "bev-hist"])
         _print_quality(
@@ -400,25 +424,31 @@ def main() -> None:
 
     if "speed" not in skip:
         print(f"\n4. speed on CPU, {args.speed_frames} frames after a 2-frame warm-up, each model "
-              "in a fresh process; peak RSS = the child's VmHWM (includes torch, ~300 MB)")
-        print(f"{'model':12s}{'num_points':>11s}{'num_group':>10s}{'dim':>6s}{'frames/s':>10s}"
-              f"{'peak RSS MB':>13s}{'fps vs tiny':>13s}")
+              "in a fresh process; peak RSS = the child's VmHWM (includes torch, ~300 MB); "
+              f"uptime before: {_uptime()}")
+        print(f"{'model':12s}{'num_points':>11s}{'num_group':>10s}{'threads':>8s}{'dim':>6s}"
+              f"{'frames/s':>10s}{'peak RSS MB':>13s}{'fps vs tiny':>13s}{'load avg':>10s}")
         tokenizations = [
             (options["num_points"], options["num_group"]) if item == "pretrain"
             else tuple(int(v) for v in item.split("/"))
             for item in args.tokenizations.split(",")
         ]
+        thread_counts = [int(v) for v in args.threads.split(",")]
         for points, groups in tokenizations:
-            tiny = None
-            for size in ("tiny", "small", "base"):
-                r = run_speed(args, f"recon-{size}",
-                              {**options, "num_points": points, "num_group": groups})
-                tiny = tiny or r["fps"]
-                print(f"{'recon-' + size:12s}{points:11d}{groups:10d}{r['dim']:6d}"
-                      f"{r['fps']:10.2f}{r['peak_mb']:13.0f}{r['fps'] / tiny:13.2f}", flush=True)
-        r = run_speed(args, "bev-hist", {})
-        print(f"{'bev-hist':12s}{'-':>11s}{'-':>10s}{r['dim']:6d}{r['fps']:10.2f}"
-              f"{r['peak_mb']:13.0f}{'-':>13s}")
+            for threads in thread_counts:
+                tiny = None
+                for size in ("tiny", "small", "base"):
+                    r = run_speed(args, f"recon-{size}",
+                                  {**options, "num_points": points, "num_group": groups}, threads)
+                    tiny = tiny or r["fps"]
+                    print(f"{'recon-' + size:12s}{points:11d}{groups:10d}{threads:8d}{r['dim']:6d}"
+                          f"{r['fps']:10.2f}{r['peak_mb']:13.0f}{r['fps'] / tiny:13.2f}"
+                          f"{_uptime().split()[0]:>10s}", flush=True)
+        for threads in thread_counts:
+            r = run_speed(args, "bev-hist", {}, threads)
+            print(f"{'bev-hist':12s}{'-':>11s}{'-':>10s}{threads:8d}{r['dim']:6d}{r['fps']:10.2f}"
+                  f"{r['peak_mb']:13.0f}{'-':>13s}{_uptime().split()[0]:>10s}")
+        print(f"uptime after: {_uptime()}")
 
 
 if __name__ == "__main__":

@@ -1,29 +1,71 @@
-"""Detector-loop benchmark: tiny PointPillars training and pool prediction on CPU.
+"""Detector-loop benchmarks: the strategy A/B active-learning run, and prediction timing.
 
-Prints one table: training time per iteration, prediction time per frame and peak memory of
-``ProbAnchor3DHead`` (per-class scores of every NMS survivor kept) against the named peer,
-mmdet3d's stock ``Anchor3DHead`` prediction (``model.test_step``) with the same weights, plus
-a 2-model ensemble and 3 MC-dropout passes. Each measurement runs in a fresh child process;
-``peak MiB`` is that child's ``VmHWM`` (imports included). Needs ``curate[mm3d]``.
+``al`` (the default): the strategy A/B on a synthetic KITTI-format set (16-beam ``small``
+scans): random vs k-center vs ProbCover vs box entropy (``topk`` on ``entropy_mean``) vs an
+uncertainty-weighted hybrid (``kcenter_weighted`` on ``entropy_mean``), several seeds, several
+rounds, the tiny CPU PointPillars fine-tuned from the previous round's weights on all labeled
+frames every round (the loop's default ``start="latest", train_on="all"``). Round 0 is the
+same random seed set for every strategy of a seed (trained once per seed). Every finished
+(strategy, seed, round) cell is appended to ``<root>/results.jsonl`` at once; running the
+command again skips the finished cells, so a killed run resumes where it stopped. ``--workers 2``
+runs two single-threaded worker processes that claim cells (claim files with the worker's pid; a
+dead worker's claims are taken over).
 
-    .venv/bin/python -m benchmarks.loop --frames 48 [--full]    (a module: benchmarks/selectors.py
-    would shadow the standard library's selectors if run as a script)
+The metric is KITTI BEV AP (40 recall positions) at the moderate level, IoU 0.7 Car / 0.5
+Pedestrian & Cyclist ("strict"), averaged over Car, Pedestrian and Cyclist, on held-out scenes
+that are never selected. The table gives the mean and std over seeds per round, labeled frames
+and boxes (non-DontCare), boxes per 1% mAP (the Lightly cost measure) and seconds per round
+(selection + training + validation + pool prediction when the strategy needs scores).
+The curves go to ``benchmarks/out/loop_curves.png``.
 
-Not a test: it asserts nothing about time.
+    .venv/bin/python -m benchmarks.loop al --root /tmp/loop/bench --workers 2
+    .venv/bin/python -m benchmarks.loop report --root /tmp/loop/bench   (table + PNG of what is done)
+
+``predict``: prediction over a pool with ``ProbAnchor3DHead`` (per-class scores of every NMS
+survivor kept) against the named peer, mmdet3d's stock ``Anchor3DHead`` (``model.test_step``)
+with the same weights, plus a 2-model ensemble and 3 MC-dropout passes. Each measurement runs in
+a fresh child process; ``peak MiB`` is that child's ``VmHWM`` (imports included). With
+``--from-al ROOT`` it uses two checkpoints of a finished A/B run (models trained for several
+rounds, which keep boxes); otherwise it trains two models on ``--frames`` frames first.
+
+    .venv/bin/python -m benchmarks.loop predict --from-al /tmp/loop/bench
+
+Run as a module (``benchmarks/selectors.py`` would shadow the standard library's selectors if
+run as a script). Needs ``curate[mm3d]``. Not a test: it asserts nothing about time.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
+import os
+import pickle
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ("Pedestrian", "Cyclist", "Car")
+EVAL_CLASSES = ("Car", "Pedestrian", "Cyclist")
+INITIAL = "initial"
+
+#: strategy label -> (selector name, parameters). The labels are the table's rows.
+STRATEGIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "random": ("random", {}),
+    "kcenter": ("kcenter", {}),
+    "probcover": ("probcover", {}),
+    "entropy": ("topk", {"score": "entropy_mean"}),
+    "kcenter_weighted": ("kcenter_weighted", {"score": "entropy_mean", "beta": 1.0}),
+}
 
 
 def _vmhwm_mib() -> float:
@@ -33,36 +75,433 @@ def _vmhwm_mib() -> float:
     return float("nan")
 
 
-def _prepare(root: Path, frames: int, full: bool) -> dict:
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# ====================================================================== A/B: data
+def _al_prepare(root: Path, args: argparse.Namespace) -> dict:
+    """Generate, ingest and embed the synthetic set once; hold out validation scenes."""
+    marker = root / "prepared.json"
+    if marker.is_file():
+        return json.loads(marker.read_text())
+    import curate
+    from curate.loop.config import LoopConfig
+    from curate.loop.infos import build_infos, write_info_pkl
+    from curate.loop.runner import validation_ids
+    from curate.sources.kitti import KittiSource
+    from curate.sources.synthetic import generate
+
+    root.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    generate(root / "kitti", args.frames, seed=args.data_seed, small=True, frames_per_drive=(10, 30),
+             progress=True, overwrite=True)
+    ws = curate.connect(root / "ws")
+    ws.ingest(KittiSource(root / "kitti"), progress=False)
+    ws.embed(args.embedding, progress=False)
+    val, _ = validation_ids(ws, LoopConfig(embedding=args.embedding, val_fraction=args.val_fraction, seed=0))
+    val_set = set(val)
+    all_ids = [str(i) for i in ws.store.ids("samples")]
+    pool = [i for i in all_ids if i not in val_set]
+    infos = build_infos(ws, all_ids, labeled_only=False)
+    with (root / "all_infos.pkl").open("wb") as fh:
+        pickle.dump(infos, fh, protocol=4)
+    write_info_pkl(ws, val, root / "val.pkl", with_labels=False)
+    _, vecs = ws.vectors(args.embedding, pool)
+    np.save(root / "pool_vectors.npy", np.asarray(vecs, dtype=np.float32))
+    types = ws.boxes(pool, labeled_only=False)
+    counts: dict[str, int] = {}
+    for fid, t in zip(types.column("frame_id").to_pylist(), types.column("type").to_pylist()):
+        if t != "DontCare":
+            counts[fid] = counts.get(fid, 0) + 1
+    state = {"pool": pool, "val": val, "boxes": [counts.get(i, 0) for i in pool],
+             "frames": args.frames, "embedding": args.embedding, "seconds": time.perf_counter() - start}
+    marker.write_text(json.dumps(state))
+    return state
+
+
+def _state(root: Path, args: argparse.Namespace) -> dict:
+    """The prepared data, the selectable pool cut to ``--pool-size`` frames (a seeded subset)."""
+    state = json.loads((root / "prepared.json").read_text())
+    vectors = np.load(root / "pool_vectors.npy")
+    keep = np.arange(len(state["pool"]))
+    if args.pool_size and args.pool_size < len(keep):
+        keep = np.sort(np.random.default_rng(12345).choice(len(keep), size=args.pool_size, replace=False))
+    state["pool"] = [state["pool"][i] for i in keep]
+    state["boxes"] = [state["boxes"][i] for i in keep]
+    state["vectors"] = np.ascontiguousarray(vectors[keep])
+    if args.val_size and args.val_size < len(state["val"]):
+        state["val"] = state["val"][: args.val_size]
+    return state
+
+
+def _subset_pkl(root: Path, ids: list[str], out: Path) -> Path:
+    cache = getattr(_subset_pkl, "_infos", None)
+    if cache is None:
+        with (root / "all_infos.pkl").open("rb") as fh:
+            cache = pickle.load(fh)
+        cache = (cache["metainfo"], {f["curate_id"]: f for f in cache["data_list"]})
+        _subset_pkl._infos = cache  # type: ignore[attr-defined]
+    meta, by_id = cache
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as fh:
+        pickle.dump({"metainfo": meta, "data_list": [by_id[i] for i in ids]}, fh, protocol=4)
+    os.replace(tmp, out)
+    return out
+
+
+# ====================================================================== A/B: results file
+def _read_results(root: Path) -> dict[tuple[str, int, int], dict]:
+    path = root / "results.jsonl"
+    out: dict[tuple[str, int, int], dict] = {}
+    if not path.is_file():
+        return out
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by kill -9: that cell runs again
+            continue
+        out[(rec["strategy"], int(rec["seed"]), int(rec["round"]))] = rec
+    return out
+
+
+def _append_result(root: Path, rec: dict) -> None:
+    with (root / "results.jsonl").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.write(json.dumps(rec) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+        fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _claim(root: Path, key: tuple[str, int, int]) -> bool:
+    claims = root / "claims"
+    claims.mkdir(exist_ok=True)
+    path = claims / f"{key[0]}-{key[1]}-{key[2]}"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(path.read_text() or "0")
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and Path(f"/proc/{pid}").exists():
+                return False
+            path.unlink(missing_ok=True)  # a dead worker's claim
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
+    return False
+
+
+def _needs_scores(label: str) -> bool:
+    from curate.selectors import create_selector
+
+    name, params = STRATEGIES[label]
+    return bool(getattr(create_selector(name, **params), "needs_scores", False))
+
+
+def _tasks(args: argparse.Namespace) -> list[tuple[str, int, int]]:
+    """Round-major order: every strategy reaches round r before any reaches r + 1."""
+    out = [(INITIAL, s, 0) for s in args.seeds]
+    for rnd in range(1, args.rounds):
+        for s in args.seeds:
+            out.extend((label, s, rnd) for label in args.strategies)
+    return out
+
+
+def _dependency(key: tuple[str, int, int]) -> Optional[tuple[str, int, int]]:
+    label, seed, rnd = key
+    if rnd == 0:
+        return None
+    return (INITIAL, seed, 0) if rnd == 1 else (label, seed, rnd - 1)
+
+
+# ====================================================================== A/B: one cell
+def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional[dict], args: argparse.Namespace) -> dict:
+    import torch
+
+    from curate.loop.mm3d import MMDet3DDetector
+    from curate.loop.uncertainty import prediction_scores
+    from curate.selectors import create_selector
+
+    import curate
+    from curate.loop.evaluate import evaluate_predictions
+
+    torch.set_num_threads(1)
+    label, seed, rnd = key
+    started = time.perf_counter()
+    pool = state["pool"]
+    vectors = state["vectors"]
+    cell_dir = root / "cells" / f"{label}-s{seed}-r{rnd}"
+    det = MMDet3DDetector("pointpillars-tiny", classes=CLASSES, epochs=args.initial_epochs if rnd == 0 else args.epochs,
+                          batch_size=args.batch_size, lr=args.lr, predict_batch_size=8, score_thr=args.score_thr)
+    t0 = time.perf_counter()
+    if rnd == 0:
+        sel = create_selector("random").select(vectors, args.initial, seed=seed)
+        previous: list[int] = []
+        new = [int(i) for i in sel.indices]
+        load_from = None
+    else:
+        previous = list(prev["rows"])
+        mask = np.zeros(len(pool), dtype=bool)
+        mask[previous] = True
+        scores = None
+        name, params = STRATEGIES[label]
+        selector = create_selector(name, **params)
+        if getattr(selector, "needs_scores", False):
+            with np.load(prev["scores_file"]) as z:
+                scores = {k: z[k] for k in z.files}
+        sel = selector.select(vectors, args.budget, labeled=mask, scores=scores, seed=seed * 1000 + rnd)
+        new = [int(i) for i in sel.indices]
+        load_from = prev["checkpoint"]
+    select_s = time.perf_counter() - t0
+    rows = previous + new
+    if len(set(rows)) != len(rows):
+        raise RuntimeError(f"{key}: the selector re-selected a labeled frame")
+    ids = [pool[i] for i in rows]
+    train_pkl = _subset_pkl(root, ids, cell_dir / "train.pkl")
+    res = det.train(train_pkl, cell_dir / "train", load_from=load_from, seed=seed * 100 + rnd)
+    t1 = time.perf_counter()
+    val_pkl = root / f"val-{len(state['val'])}.pkl"
+    if not val_pkl.is_file():
+        _subset_pkl(root, state["val"], val_pkl)
+    preds = det.predict(val_pkl, [res.checkpoint])
+    ws = curate.connect(root / "ws")
+    result = evaluate_predictions(ws, preds, classes=EVAL_CLASSES)
+    val_s = time.perf_counter() - t1
+    scores_file = None
+    predict_s = 0.0
+    needs = [lab for lab in args.strategies if _needs_scores(lab)]
+    if rnd < args.rounds - 1 and ((rnd == 0 and needs) or (rnd > 0 and label in needs)):
+        t2 = time.perf_counter()
+        mask = np.zeros(len(pool), dtype=bool)
+        mask[rows] = True
+        unl = np.flatnonzero(~mask)
+        pool_pkl = _subset_pkl(root, [pool[i] for i in unl], cell_dir / "pool.pkl")
+        ppreds = det.predict(pool_pkl, [res.checkpoint])
+        cols = prediction_scores(ppreds, CLASSES)
+        full = {k: np.zeros(len(pool)) for k in cols}
+        for k, v in cols.items():
+            full[k][unl] = np.asarray(v, dtype=np.float64)
+        scores_file = str(cell_dir / "scores.npz")
+        np.savez(scores_file, **full)
+        predict_s = time.perf_counter() - t2
+        pool_pkl.unlink()
+    boxes = int(sum(state["boxes"][i] for i in rows))
+    ap = {f"{m}_{c}": result.ap(m, c, "moderate") for m in ("bev", "3d") for c in EVAL_CLASSES}
+    return {
+        "strategy": label, "seed": seed, "round": rnd, "rows": rows, "new_rows": new,
+        "labeled_frames": len(rows), "labeled_boxes": boxes,
+        "new_boxes": int(sum(state["boxes"][i] for i in new)),
+        "map_bev": result.mean_ap("bev"), "map_3d": result.mean_ap("3d"),
+        "map_bev_loose": result.mean_ap("bev", strict=False), "ap": ap,
+        "val_boxes": int(sum(len(p.labels) for p in preds)),
+        "checkpoint": res.checkpoint, "scores_file": scores_file,
+        "loss_first": float(np.mean(res.losses[:5])), "loss_last": float(np.mean(res.losses[-5:])),
+        "iters": len(res.losses), "select_s": select_s, "train_s": res.seconds, "val_s": val_s,
+        "predict_s": predict_s, "seconds": time.perf_counter() - started, "load": _load(),
+        "epochs": det.epochs, "batch_size": det.batch_size, "worker": os.getpid(),
+    }
+
+
+def _worker(root: Path, args: argparse.Namespace) -> None:
+    state = _state(root, args)
+    tasks = _tasks(args)
+    while True:
+        done = _read_results(root)
+        todo = [k for k in tasks if k not in done]
+        if not todo:
+            return
+        ran = False
+        for key in todo:
+            dep = _dependency(key)
+            if dep is not None and dep not in done:
+                continue
+            if not _claim(root, key):
+                continue
+            if key in _read_results(root):  # finished by the other worker meanwhile
+                continue
+            rec = _run_cell(root, state, key, done.get(dep) if dep else None, args)
+            _append_result(root, rec)
+            print(f"[{time.strftime('%H:%M:%S')}] {key[0]:>16} seed {key[1]} round {key[2]}: "
+                  f"mAP bev {rec['map_bev']:.2f} (3d {rec['map_3d']:.2f}, loose bev {rec['map_bev_loose']:.2f}) "
+                  f"{rec['labeled_frames']} frames {rec['labeled_boxes']} boxes {rec['seconds']:.0f} s "
+                  f"(train {rec['train_s']:.0f}, pool {rec['predict_s']:.0f}) load {rec['load']}", flush=True)
+            ran = True
+            break
+        if not ran:
+            time.sleep(5)
+
+
+# ====================================================================== A/B: report
+def _report(root: Path, args: argparse.Namespace) -> str:
+    res = _read_results(root)
+    state = _state(root, args)
+    lines = [
+        f"A/B on {state['frames']} synthetic 16-beam frames ({len(state['pool'])} selectable, "
+        f"{len(state['val'])} held-out validation frames of whole scenes), embedding {state['embedding']}; "
+        f"tiny PointPillars (batch {args.batch_size}): round 0 (shared per seed, {args.initial} random frames) "
+        f"{args.initial_epochs} epochs from scratch, then +{args.budget} frames and {args.epochs} epochs per round "
+        "fine-tuned from the previous round on all labeled frames; "
+        f"load now {_load()}",
+        "mAP = KITTI BEV AP40 at the moderate level, mean of Car / Pedestrian / Cyclist, in %. Primary: "
+        "'loose' IoU (Car 0.5, Ped/Cyc 0.25), mean +- std over the n seeds finished; also strict BEV "
+        "(Car 0.7, Ped/Cyc 0.5), strict 3D, and strict Car BEV. box/1% = labeled boxes per loose mAP point.",
+        f"{'strategy':<17}{'round':>5}{'n':>3}{'frames':>7}{'boxes':>7}{'mAP loose':>15}{'strict':>7}"
+        f"{'3d':>6}{'Car':>6}{'box/1%':>8}{'vs random':>10}{'s/round':>8}",
+    ]
+    curves: dict[str, list[tuple[int, float, float, float]]] = {}
+    for label in args.strategies:
+        for rnd in range(args.rounds):
+            key_label = INITIAL if rnd == 0 else label
+            recs = [res[(key_label, s, rnd)] for s in args.seeds if (key_label, s, rnd) in res]
+            if not recs:
+                continue
+            m = np.array([r["map_bev_loose"] for r in recs])
+            strict = np.array([r["map_bev"] for r in recs])
+            m3 = np.array([r["map_3d"] for r in recs])
+            car = np.array([r["ap"]["bev_Car"] for r in recs])
+            boxes = np.array([r["labeled_boxes"] for r in recs], dtype=float)
+            per = [boxes.mean() / m.mean()] if m.mean() > 0 else []  # of the means (a seed near 0 mAP would explode a mean of ratios)
+            frames = recs[0]["labeled_frames"]
+            sec = np.mean([r["seconds"] for r in recs])
+            # vs random: paired over the seeds both have finished
+            ref_label = INITIAL if rnd == 0 else "random"
+            pairs = [(r["map_bev_loose"], res[(ref_label, r["seed"], rnd)]["map_bev_loose"]) for r in recs
+                     if (ref_label, r["seed"], rnd) in res]
+            ref_mean = float(np.mean([q for _, q in pairs])) if pairs else 0.0
+            rel = f"{100 * (np.mean([p for p, _ in pairs]) / ref_mean - 1):+.0f}%" if ref_mean > 0 else "-"
+            lines.append(
+                f"{label:<17}{rnd:>5}{len(recs):>3}{frames:>7}{boxes.mean():>7.0f}"
+                f"{m.mean():>8.2f} +-{m.std():>4.2f}{strict.mean():>7.2f}{m3.mean():>6.2f}{car.mean():>6.2f}"
+                f"{(f'{np.mean(per):.0f}' if per else '-'):>8}{rel:>10}{sec:>8.0f}"
+            )
+            curves.setdefault(label, []).append((frames, float(m.mean()), float(m.std()), float(boxes.mean())))
+    if "random" in curves:
+        lines.append("")
+        lines.append("summary over rounds 1+ (the selector-chosen rounds), paired by (seed, round) with random: "
+                     "mean loose mAP, its ratio to random's, and the seeds where it beat random")
+        for label in [lab for lab in curves if lab != "random"]:
+            pairs = [(r["map_bev_loose"], res[("random", s, rnd)]["map_bev_loose"])
+                     for (lab, s, rnd), r in res.items() if lab == label and rnd > 0 and ("random", s, rnd) in res]
+            if not pairs:
+                continue
+            mine = float(np.mean([p for p, _ in pairs]))
+            theirs = float(np.mean([q for _, q in pairs]))
+            wins = sum(p > q for p, q in pairs)
+            ratio = f"{100 * (mine / theirs - 1):+.0f}%" if theirs > 0 else "-"
+            lines.append(f"{label:<17} cells {len(pairs):>2}  mean mAP {mine:6.2f}  random {theirs:6.2f}  "
+                         f"ratio {ratio:>6}  beat random in {wins}/{len(pairs)}")
+    text = "\n".join(lines)
+    if curves:
+        _plot(curves, REPO / "benchmarks" / "out" / "loop_curves.png", lines[0])
+    return text
+
+
+def _plot(curves: dict, out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, pts in curves.items():
+        pts = sorted(pts)
+        x = np.array([p[0] for p in pts])
+        y = np.array([p[1] for p in pts])
+        s = np.array([p[2] for p in pts])
+        b = np.array([p[3] for p in pts])
+        axes[0].errorbar(x, y, yerr=s, marker="o", capsize=3, label=label)
+        axes[1].plot(b, y, marker="o", label=label)
+    axes[0].set_xlabel("labeled frames")
+    axes[1].set_xlabel("labeled boxes")
+    for ax in axes:
+        ax.set_ylabel("mAP BEV moderate, loose IoU (%)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title[:140], fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def _run_al(args: argparse.Namespace) -> None:
+    root = Path(args.root)
+    _al_prepare(root, args)
+    state = _state(root, args)
+    print(f"data ready: {len(state['pool'])} pool frames, {len(state['val'])} validation frames "
+          f"({state['seconds']:.0f} s to prepare)", flush=True)
+    if args.workers <= 1:
+        _worker(root, args)
+    else:
+        cmd = [sys.executable, "-m", "benchmarks.loop", *sys.argv[1:], "--worker"]
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        procs = [subprocess.Popen(cmd, cwd=REPO, env=env) for _ in range(args.workers)]
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            print(f"worker exit codes {codes}; run the command again to resume", flush=True)
+    print(_report(root, args))
+
+
+# ====================================================================== prediction timing
+def _prepare_predict(root: Path, args: argparse.Namespace) -> dict:
     import curate
     from curate.loop.infos import write_info_pkl
     from curate.loop.mm3d import MMDet3DDetector
     from curate.sources.kitti import KittiSource
     from curate.sources.synthetic import generate
 
-    generate(root / "kitti", frames, seed=0, small=not full, progress=False)
+    if args.from_al:
+        al = Path(args.from_al)
+        res = _read_results(al)
+        state = json.loads((al / "prepared.json").read_text())
+        # the two most trained models of the run that kept boxes on the validation split
+        done = sorted((r for r in res.values() if r["val_boxes"] > 0),
+                      key=lambda r: (r["round"], r["map_bev"]), reverse=True)
+        if len(done) < 2:
+            raise SystemExit(f"{al}: fewer than two finished cells with boxes; run the A/B first")
+        a, b = done[0], done[1]
+        pool_ids = state["val"][: args.frames] if args.frames else state["val"]
+        pool = _subset_pkl(al, pool_ids, root / "pool.pkl")
+        return {"pool": str(pool), "ckpt_a": a["checkpoint"], "ckpt_b": b["checkpoint"], "train_s": a["train_s"],
+                "iters": a["iters"], "source": f"A/B cells {a['strategy']}/s{a['seed']}/r{a['round']} and "
+                f"{b['strategy']}/s{b['seed']}/r{b['round']} (mAP bev {a['map_bev']:.1f}, {b['map_bev']:.1f})",
+                "pool_frames": len(pool_ids), "feat_dropout": 0.0}
+    generate(root / "kitti", args.frames, seed=0, small=True, progress=False)
     ws = curate.connect(root / "ws")
     ws.ingest(KittiSource(root / "kitti"), progress=False)
     ids = [str(i) for i in ws.store.ids("samples")]
-    n_train = max(4, frames // 3)
+    n_train = max(4, args.frames // 3)
     ws.label(ids[:n_train])
     train = write_info_pkl(ws, ids[:n_train], root / "train.pkl")
     pool = write_info_pkl(ws, ids[n_train:], root / "pool.pkl", with_labels=False)
-    det = MMDet3DDetector("pointpillars-tiny", epochs=2, batch_size=2, feat_dropout=0.2)
+    det = MMDet3DDetector("pointpillars-tiny", epochs=args.epochs, batch_size=2, feat_dropout=0.2)
     start = time.perf_counter()
     a = det.train(train, root / "a", seed=1)
     train_s = time.perf_counter() - start
     b = det.train(train, root / "b", seed=2)
-    return {"train": str(train), "pool": str(pool), "ckpt_a": a.checkpoint, "ckpt_b": b.checkpoint,
-            "train_s": train_s, "iters": len(a.losses), "pool_frames": len(ids) - n_train}
+    return {"pool": str(pool), "ckpt_a": a.checkpoint, "ckpt_b": b.checkpoint, "train_s": train_s,
+            "iters": len(a.losses), "pool_frames": len(ids) - n_train, "feat_dropout": 0.2,
+            "source": f"trained here: {args.epochs} epochs on {n_train} frames"}
 
 
 def _child(mode: str, state: dict) -> dict:
     import torch
+
     from curate.loop.infos import read_info_pkl
     from curate.loop.mm3d import MMDet3DDetector
 
-    det = MMDet3DDetector("pointpillars-tiny", feat_dropout=0.2)
+    torch.set_num_threads(1)
+    # MC-dropout needs a dropout layer; models trained without one get it at prediction time only
+    det = MMDet3DDetector("pointpillars-tiny", classes=CLASSES, feat_dropout=0.2)
     n = len(read_info_pkl(state["pool"])["data_list"])
     start = time.perf_counter()
     if mode == "stock":
@@ -95,36 +534,80 @@ def _child(mode: str, state: dict) -> dict:
     return {"seconds": seconds, "frames": n, "boxes": boxes, "peak_mib": _vmhwm_mib()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=48)
-    parser.add_argument("--full", action="store_true", help="64-beam scans instead of the small 16-beam ones")
-    parser.add_argument("--child", default=None)
-    parser.add_argument("--state", default=None)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    if args.child:
-        print("RESULT" + json.dumps(_child(args.child, json.loads(Path(args.state).read_text()))))
-        return
+def _run_predict(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="curate-bench-loop-") as tmp:
         root = Path(tmp)
-        state = _prepare(root, args.frames, args.full)
+        state = _prepare_predict(root, args)
         (root / "state.json").write_text(json.dumps(state))
         rows = {}
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         for mode in ("stock", "prob-head", "ensemble-2", "mc-dropout-3"):
-            out = subprocess.run([sys.executable, "-m", "benchmarks.loop", "--child", mode, "--state",
+            out = subprocess.run([sys.executable, "-m", "benchmarks.loop", "child", "--child", mode, "--state",
                                   str(root / "state.json")], capture_output=True, text=True, check=True,
-                                 cwd=Path(__file__).resolve().parents[1])
+                                 cwd=REPO, env=env)
             rows[mode] = json.loads([ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")][-1][6:])
-    scans = "64-beam" if args.full else "16-beam (small)"
-    print(f"tiny PointPillars, {args.frames} synthetic {scans} frames, CPU")
+    print(f"tiny PointPillars, {state['pool_frames']} synthetic 16-beam frames, CPU, 1 thread; "
+          f"models: {state['source']}; load {_load()}")
     print(f"training: {state['iters']} iterations in {state['train_s']:.1f} s "
-          f"({state['train_s'] / max(1, state['iters']):.2f} s/iter, 2 epochs)")
+          f"({state['train_s'] / max(1, state['iters']):.2f} s/iter)")
     base = rows["stock"]["seconds"]
     print(f"{'prediction over the pool':<28}{'frames':>7}{'boxes':>7}{'time s':>9}{'ms/frame':>10}{'peak MiB':>10}{'x stock':>9}")
     for mode, r in rows.items():
         print(f"{mode:<28}{r['frames']:>7}{r['boxes']:>7}{r['seconds']:>9.2f}"
               f"{1000 * r['seconds'] / max(1, r['frames']):>10.1f}{r['peak_mib']:>10.0f}{r['seconds'] / base:>9.2f}")
+
+
+# ====================================================================== CLI
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", nargs="?", default="al", choices=["al", "report", "predict", "child"])
+    parser.add_argument("--root", default="/tmp/curate-bench-loop", help="A/B working directory (resumable)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="A/B: frames generated (default 900); predict: pool frames (default 48)")
+    parser.add_argument("--val-fraction", type=float, default=0.15)
+    parser.add_argument("--pool-size", type=int, default=0, help="A/B: selectable frames (a seeded subset; 0: all)")
+    parser.add_argument("--initial", type=int, default=24)
+    parser.add_argument("--budget", type=int, default=24)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per round (A/B default 4; predict 2)")
+    parser.add_argument("--initial-epochs", type=int, default=None, help="A/B: epochs of the shared round 0")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default: the config's)")
+    parser.add_argument("--score-thr", type=float, default=0.01, help="prediction score threshold")
+    parser.add_argument("--val-size", type=int, default=0, help="A/B: validation frames used (a prefix; 0: all)")
+    parser.add_argument("--embedding", default="bev-hist")
+    parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--from-al", default=None, help="predict: use checkpoints of this A/B root")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--state", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.mode == "child":
+        print("RESULT" + json.dumps(_child(args.child, json.loads(Path(args.state).read_text()))))
+        return
+    if args.mode == "predict":
+        args.frames = args.frames if args.frames is not None else (0 if args.from_al else 48)
+        args.epochs = args.epochs or 2
+        _run_predict(args)
+        return
+    args.frames = args.frames or 900
+    args.epochs = args.epochs or 2
+    args.initial_epochs = args.initial_epochs or args.epochs
+    args.seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    args.strategies = [s.strip() for s in str(args.strategies).split(",") if s.strip()]
+    unknown = [s for s in args.strategies if s not in STRATEGIES]
+    if unknown:
+        raise SystemExit(f"unknown strategies {unknown}; valid: {', '.join(STRATEGIES)}")
+    if args.mode == "report":
+        print(_report(Path(args.root), args))
+    elif args.worker:
+        _worker(Path(args.root), args)
+    else:
+        _run_al(args)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,16 @@ it builds an N x N float64 matrix, so it only runs where that fits: ``--peer-pro
 ``TypiClust`` (``--peer-typiclust-max``). ProbCover selections are compared by their exact
 coverage at the same delta (tie-breaking differs: scikit-activeml breaks ties at random).
 
+Above 100k rows ProbCover runs on an approximate IVF graph (``--ivf-nlist`` / ``--ivf-nprobe``).
+Two checks follow it: (1) the exact coverage, by brute force on a 20k-row sample, of the centers
+it picked vs the coverage its graph reports; (2) the approximate-vs-exact check: on a seeded
+``--check-rows`` (50k) subsample, the same greedy at the same delta once on the exact (flat)
+graph and once on an IVF graph with the same nlist (capped at rows / 39) and nprobe; both
+selections' coverage is measured exactly and the IVF one must be within 1% of the exact one.
+
+``kcenter-f64`` (``--methods``) is k-center with ``dtype="float64"``: its picks equal
+scikit-activeml's ``CoreSet`` (float64 distances) where the float32 default may swap near ties.
+
 k-center is also compared with the memory-bandwidth bound ``budget * N * d * 4 bytes / BW``,
 with the read bandwidth BW measured in the same run (threaded ``numpy`` sums over 1 GiB).
 """
@@ -80,11 +90,12 @@ def child(method: str, data: str, budget: int, out: str, extra: str) -> None:
     info: dict = {}
     y = np.full(len(x), np.nan)
     y[0] = 0
-    if method == "kcenter":
+    if method in ("kcenter", "kcenter-f64"):
         from curate.selectors import KCenterGreedy
 
         t = time.perf_counter()
-        sel = KCenterGreedy().select(x, budget, labeled=labeled)
+        dtype = "float64" if method == "kcenter-f64" else "float32"
+        sel = KCenterGreedy(dtype=dtype).select(x, budget, labeled=labeled)
         idx = sel.indices
         info = {"radius": sel.info["coverage_radius"]}
     elif method == "probcover":
@@ -95,6 +106,33 @@ def child(method: str, data: str, budget: int, out: str, extra: str) -> None:
         idx = sel.indices
         info = {k: sel.info[k] for k in ("delta", "coverage", "graph_edges", "fallbacks",
                                          "seconds")}
+    elif method == "probcover-sub":
+        # the approximate-vs-exact check: a seeded subsample, the 1M run's delta, the same
+        # greedy; exact flat graph vs IVF graph with the 1M run's index parameters
+        from curate.selectors import ProbCover
+        from curate.selectors.probcover import normalize_rows
+
+        rows = np.sort(np.random.default_rng(7).choice(len(x), opts["rows"], replace=False))
+        xs = np.ascontiguousarray(x[rows])
+        lab = np.zeros(len(xs), dtype=bool)
+        lab[0] = True
+        xn = normalize_rows(xs)
+        t = time.perf_counter()
+        for kind in ("flat", "ivf"):
+            kw = {} if kind == "flat" else {"nlist": min(opts["nlist"], len(xs) // 39),
+                                           "nprobe": opts["nprobe"]}
+            t0 = time.perf_counter()
+            sel = ProbCover(delta=opts["delta"], index_kind=kind, **kw).select(xs, budget,
+                                                                              labeled=lab)
+            info[kind] = {
+                "graph_coverage": sel.info["coverage"],
+                "exact_coverage": exact_coverage(xn, np.append(sel.indices, 0), opts["delta"],
+                                                 np.arange(len(xs))),
+                "seconds": time.perf_counter() - t0,
+                "edges": sel.info["graph_edges"],
+                **kw,
+            }
+        idx = np.empty(0, dtype=np.int64)
     elif method == "typiclust":
         from curate.selectors import TypiClust
 
@@ -145,7 +183,9 @@ def run_child(method: str, data: Path, budget: int, workdir: Path, extra: dict) 
         return {"error": (stderr.strip().splitlines() or ["failed"])[-1][:120]}
     res = json.loads(stdout.strip().splitlines()[-1])
     res["load"] = os.getloadavg()[0]  # 1-minute load average when the child ended
-    del usage
+    # CPU seconds of the whole child (data loading included): on a loaded machine this, not the
+    # wall time, says what the run costs
+    res["cpu"] = usage.ru_utime + usage.ru_stime
     res["indices"] = np.load(out)
     return res
 
@@ -186,6 +226,8 @@ def main() -> None:
     ap.add_argument("--ivf-nlist", type=int, default=2048, help="ProbCover's IVF lists above 100k rows")
     ap.add_argument("--ivf-nprobe", type=int, default=8,
                     help="ProbCover's IVF nprobe above 100k rows (the index is exact below)")
+    ap.add_argument("--check-rows", type=int, default=50_000,
+                    help="subsample for the exact-vs-IVF ProbCover coverage check above 100k rows")
     ap.add_argument("--peer-coreset-max", type=int, default=100_000)
     ap.add_argument("--peer-probcover-max", type=int, default=12_000)
     ap.add_argument("--peer-typiclust-max", type=int, default=10_000)
@@ -233,6 +275,8 @@ def main() -> None:
                 notes = ""
                 if "error" in res:
                     notes = "FAILED: " + res["error"]
+                elif method == "kcenter-f64":
+                    notes = f"radius {res['info']['radius']:.3f}; float64 distances"
                 elif method == "kcenter":
                     bound = args.budget * n * args.dim * 4 / bw
                     notes = (f"radius {res['info']['radius']:.3f}; bandwidth bound {bound:.2f}s, "
@@ -251,8 +295,15 @@ def main() -> None:
                     agree = int(np.argmin(np.append(ours["indices"] == res["indices"], False)))
                     notes = (f"identical selection: {same} (first {agree} picks agree); "
                              f"curate {res['time'] / ours['time']:.1f}x faster")
+                    if "kcenter-f64" in results and "error" not in results["kcenter-f64"]:
+                        f64 = results["kcenter-f64"]
+                        notes += (f"; kcenter-f64 identical: "
+                                  f"{np.array_equal(f64['indices'], res['indices'])} "
+                                  f"({res['time'] / f64['time']:.1f}x faster)")
                 elif method == "skal-typiclust" and "typiclust" in results:
                     notes = f"curate {res['time'] / results['typiclust']['time']:.1f}x faster"
+                if "cpu" in res:
+                    notes = f"[child cpu {res['cpu']:.0f} s] " + notes
                 t = f"{res.get('time', float('nan')):.2f}"
                 rss = f"{res.get('rss_mib', float('nan')):.0f}"
                 load = f"{res.get('load', float('nan')):.1f}"
@@ -274,6 +325,25 @@ def main() -> None:
                             f"exact coverage on 20k subsample {exact:.4f} vs graph "
                             f"{res['info']['coverage']:.4f} (diff "
                             f"{abs(exact - res['info']['coverage']) * 100:.2f}%)")], widths))
+                        sub = run_child("probcover-sub", data, args.budget, workdir, {
+                            "rows": args.check_rows, "delta": delta, "nlist": args.ivf_nlist,
+                            "nprobe": args.ivf_nprobe})
+                        if "error" in sub:
+                            note = "FAILED: " + sub["error"]
+                        else:
+                            f, v = sub["info"]["flat"], sub["info"]["ivf"]
+                            rel = (f["exact_coverage"] - v["exact_coverage"]) / f["exact_coverage"]
+                            note = (f"{args.check_rows} rows, delta {delta:.3f}: exact graph "
+                                    f"coverage {f['exact_coverage']:.4f} ({f['seconds']:.0f} s) vs "
+                                    f"IVF nlist {v['nlist']} nprobe {v['nprobe']} "
+                                    f"{v['exact_coverage']:.4f} ({v['seconds']:.0f} s; its graph "
+                                    f"says {v['graph_coverage']:.4f}); IVF loses "
+                                    f"{rel * 100:.2f}% (target < 1%): "
+                                    f"{'OK' if rel < 0.01 else 'NOT MET'}")
+                        print(fmt_row(["", "  IVF vs exact", f"{sub.get('time', float('nan')):.0f}",
+                                       f"{sub.get('rss_mib', float('nan')):.0f}",
+                                       f"{sub.get('load', float('nan')):.1f}", note], widths),
+                              flush=True)
                     if pc_peer:
                         peer = run_child("skal-probcover", data, args.budget, workdir, {"delta": delta})
                         if "error" in peer:

@@ -7,7 +7,7 @@ Workspace` today and the HTTP client later, so that a script works the same agai
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +33,8 @@ __all__ = [
     "FuseRequest",
     "ScoresWriteRequest",
     "ScoresReadRequest",
+    "LoopRequest",
+    "PretrainRequest",
 ]
 
 
@@ -243,9 +245,10 @@ class JobStatus(_Model):
     ----------
     job_id : str
     kind : str
-        ``embed``.
+        ``embed``, ``loop`` or ``pretrain``.
     state : str
-        ``queued``, ``running``, ``succeeded`` or ``failed``.
+        ``queued``, ``running``, ``succeeded``, ``failed``, or ``interrupted`` (the server stopped
+        while the job was queued or running; ``error`` says how to resume it).
     done, total : int or None
         Progress in frames (``None`` while unknown).
     result : dict or None
@@ -258,7 +261,7 @@ class JobStatus(_Model):
 
     job_id: str
     kind: str
-    state: Literal["queued", "running", "succeeded", "failed"]
+    state: Literal["queued", "running", "succeeded", "failed", "interrupted"]
     done: Optional[int] = None
     total: Optional[int] = None
     params: dict[str, Any] = Field(default_factory=dict)
@@ -400,3 +403,27 @@ class FuseRequest(_Model):
     name: str = Field(default="fused", min_length=1, max_length=256)
     weights: Optional[list[float]] = None
     method: str = Field(default="concat", min_length=1, max_length=32)
+
+
+class LoopRequest(_Model):
+    """``POST /v1/jobs/loop``: run (or resume) an active-learning loop as a background job.
+
+    ``config`` is a mapping of :class:`curate.loop.LoopConfig` fields, or the path of a JSON /
+    YAML config file on the server (below one of its data roots); ``options`` override fields.
+    Paths inside the config (``label_dir``, ``pretrained``, ``work_dir``) must lie below a data
+    root (``work_dir`` may also lie inside the workspace).
+    """
+
+    config: Union[dict[str, Any], str, None] = Field(default=None, union_mode="left_to_right")
+    options: dict[str, Any] = Field(default_factory=dict)
+    stop_after: Optional[int] = Field(default=None, ge=1, le=10_000)
+
+
+class PretrainRequest(_Model):
+    """``POST /v1/jobs/pretrain``: self-supervised pretraining as a background job.
+
+    ``config`` is a nested mapping (the TOML layout) or the path of a TOML file on the server
+    (below one of its data roots); None = the defaults.
+    """
+
+    config: Union[dict[str, Any], str, None] = Field(default=None, union_mode="left_to_right")

@@ -317,13 +317,17 @@ def import_labels(ws: Any, paths: tuple[str, ...], fmt: str, prefix: Optional[st
 @workspace_option
 def loop(ws: Any, config: str, rounds: Optional[int], stop_after: Optional[int]) -> None:
     """Run or resume an active-learning detector loop (mmdet3d: pip install curate[mm3d])."""
-    if _is_remote(ws):
-        raise InvalidInputError("`curate loop` runs against a local workspace directory, not a server URL")
-    from curate.loop import run_loop
+    from curate.loop import load_loop_config, run_loop
 
-    report = run_loop(ws, config, rounds=rounds, stop_after=stop_after,
-                      on_round=lambda r: click.echo(f"round {r.round}: {r.labeled_frames} frames labeled, "
-                                                    f"mAP3d {r.metrics.get('map_3d', 0.0):.2f}, {r.seconds:.1f} s"))
+    def on_round(r: Any) -> None:
+        click.echo(f"round {r.round}: {r.labeled_frames} frames labeled, "
+                   f"mAP3d {r.metrics.get('map_3d', 0.0):.2f}, {r.seconds:.1f} s")
+
+    if _is_remote(ws):  # the config file is read here; paths inside it are server paths
+        report = ws.loop(load_loop_config(config).model_dump(), rounds=rounds, stop_after=stop_after,
+                         on_round=on_round)
+    else:
+        report = run_loop(ws, config, rounds=rounds, stop_after=stop_after, on_round=on_round)
     click.echo(report.table())
 
 
@@ -391,9 +395,14 @@ def label(ws: Any, ids_file: Optional[str], run_id: Optional[str]) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--model", default="recon-tiny", show_default=True, help="Embedder to use.")
 @click.option("--small", is_flag=True, help="Few points per frame (a quick smoke run).")
+@click.option("--pretrain-steps", type=click.IntRange(min=0), default=40, show_default=True,
+              help="Self-supervised pretraining steps on the pool (0: random weights).")
+@click.option("--loop-rounds", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Rounds of the detector loop (0: skip; needs `make mm3d`).")
 @workspace_option
-def demo(ws: Any, frames: int, budget: int, seed: int, model: str, small: bool) -> None:
-    """Synthesise, ingest, embed, select with every diversity strategy, export, summarise."""
+def demo(ws: Any, frames: int, budget: int, seed: int, model: str, small: bool,
+         pretrain_steps: int, loop_rounds: int) -> None:
+    """Synthesise, ingest, pretrain, embed, select with every strategy, export, run a loop, summarise."""
     from curate.demo import run_demo
 
     if _is_remote(ws):
@@ -401,7 +410,8 @@ def demo(ws: Any, frames: int, budget: int, seed: int, model: str, small: bool) 
             "the demo synthesises data next to the workspace and needs a workspace directory; "
             "run `curate demo` on the server host (or without a URL)"
         )
-    run_demo(ws, frames=frames, budget=budget, seed=seed, model=model, small=small, echo=click.echo)
+    run_demo(ws, frames=frames, budget=budget, seed=seed, model=model, small=small,
+             pretrain_steps=pretrain_steps, loop_rounds=loop_rounds, echo=click.echo)
 
 
 @cli.command()
@@ -413,11 +423,46 @@ def pretrain(ws: Any, config_file: str) -> None:
 
     Resumes from the run's last.pt when interrupted.
     """
-    if _is_remote(ws):
-        raise InvalidInputError("pretraining runs on the workspace host; give a directory")
-    report = ws.pretrain(config_file)
+    if _is_remote(ws):  # the TOML file is read here and sent; training runs on the server
+        from curate.pretraining import read_config
+
+        report = ws.pretrain(read_config(config_file).to_dict())
+    else:
+        report = ws.pretrain(config_file)
     losses = ", ".join(f"{k} {v:.4f}" for k, v in report.final_losses.items())
     click.echo(f"pretrained {report.steps} steps on {report.frames} frames in "
+               f"{report.seconds:.0f} s ({losses})", err=True)
+    click.echo(report.checkpoint)
+    if getattr(report, "interrupted", None):
+        click.echo(f"stopped by {report.interrupted} at step {report.steps}; run the same command "
+                   "again to resume", err=True)
+        sys.exit(143)
+
+
+@cli.command("pretrain-image")
+@click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False),
+              help="TOML config (keys: see embedders.pretrain_image.config); default settings "
+                   "when omitted.")
+@workspace_option
+def pretrain_image(ws: Any, config_file: Optional[str]) -> None:
+    """Self-supervised (SimCLR) training of the image-ssl embedder on the pool's camera images.
+
+    Prints the checkpoint path; embed with `curate embed --model image-ssl
+    --checkpoint PATH`. Resumes from the run's last.pt when interrupted.
+    """
+    if _is_remote(ws):  # the TOML file is read here and sent; training runs on the server
+        from embedders import EmbedderError
+        from embedders.pretrain_image import load_image_config
+
+        try:
+            config = None if config_file is None else load_image_config(config_file).to_dict()
+        except EmbedderError as exc:
+            raise InvalidInputError(str(exc)) from exc
+        report = ws.pretrain_image(config)
+    else:
+        report = ws.pretrain_image(config_file)
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in report.final_losses.items())
+    click.echo(f"pretrained image-ssl {report.steps} steps on {report.frames} frames in "
                f"{report.seconds:.0f} s ({losses})", err=True)
     click.echo(report.checkpoint)
 

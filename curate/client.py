@@ -15,8 +15,11 @@ Where the two necessarily differ (documented per method):
 * ``export(run_id, fmt, out)`` writes ``out`` on the *client* machine (the server renders the file
   and sends its bytes); :meth:`RemoteWorkspace.export_on_server` writes inside the server's
   workspace ``exports/`` folder instead.
-* ``embed(...)`` starts a background job on the server and waits for it, showing progress;
-  :meth:`RemoteWorkspace.submit_embed` returns at once with a :class:`~curate.api.JobStatus`.
+* ``embed(...)``, ``loop(...)``, ``pretrain(...)`` and ``pretrain_image(...)`` start a background
+  job on the server and wait for it (same result types as locally); ``submit_embed``,
+  ``submit_loop`` and ``submit_pretrain`` return at once with a :class:`~curate.api.JobStatus`
+  (``job``, ``jobs``, ``wait`` follow it). Config paths are server paths below its data roots,
+  and a loop's detector is the one its config names (no detector objects over HTTP).
 
 Wire protocol: JSON request bodies (the request models of :mod:`curate.api`), JSON results, Arrow
 IPC streams for tables and vectors, bearer-token auth. Errors are JSON objects
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -52,6 +56,9 @@ __all__ = [
     "ServiceError",
     "ServiceBusyError",
     "RemoteNotSupportedError",
+    "JobInterruptedError",
+    "encode_floats",
+    "decode_floats",
     "ARROW_STREAM",
     "is_url",
     "import_httpx",
@@ -75,6 +82,44 @@ class ServiceBusyError(ServiceError):
 
 class RemoteNotSupportedError(InvalidInputError, AttributeError):
     """A workspace method that has no HTTP route yet (also an AttributeError, for ``hasattr``)."""
+
+
+class JobInterruptedError(ServiceError):
+    """A server job stopped with the server (killed or crashed) before it finished.
+
+    The message says how to resume it (resubmitting resumes: embedding jobs compute only the
+    missing frames, loops skip stored rounds, pretraining continues from its last checkpoint).
+    """
+
+
+#: Key of the JSON object standing for a non-finite float in job results (JSON has none).
+_FLOAT_KEY = "$float"
+
+
+def encode_floats(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``{"$float": "nan" | "inf" | "-inf"}``.
+
+    Job results travel as JSON, which has no NaN or infinity; :func:`decode_floats` restores
+    them, so a remote result equals the local one. O(size of value).
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return {_FLOAT_KEY: "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+    if isinstance(value, dict):
+        return {k: encode_floats(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode_floats(v) for v in value]
+    return value
+
+
+def decode_floats(value: Any) -> Any:
+    """Inverse of :func:`encode_floats`."""
+    if isinstance(value, dict):
+        if len(value) == 1 and _FLOAT_KEY in value and value[_FLOAT_KEY] in ("nan", "inf", "-inf"):
+            return float(value[_FLOAT_KEY])
+        return {k: decode_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode_floats(v) for v in value]
+    return value
 
 
 def is_url(value: Any) -> bool:
@@ -216,7 +261,7 @@ class RemoteWorkspace:
         return f"RemoteWorkspace({self.url!r})"
 
     def __getattr__(self, name: str) -> Any:
-        """A clear error for workspace methods without a route (e.g. ``loop``, ``pretrain``)."""
+        """A clear error for workspace methods without a route (none today; kept for new ones)."""
         from curate.workspace import Workspace
 
         if not name.startswith("_") and hasattr(Workspace, name):
@@ -359,7 +404,8 @@ class RemoteWorkspace:
         from curate.progress import progress_bar
 
         status = self.job(job_id)
-        with progress_bar(total=status.total, desc=f"job {job_id}", unit="frame", enable=progress) as bar:
+        unit = {"loop": "round", "pretrain": "step"}.get(status.kind, "frame")
+        with progress_bar(total=status.total, desc=f"job {job_id}", unit=unit, enable=progress) as bar:
             while status.state in ("queued", "running"):
                 time.sleep(self.poll_interval)
                 status = self.job(job_id)
@@ -367,9 +413,106 @@ class RemoteWorkspace:
                     bar.total = status.total
                 if status.done is not None and status.done > bar.n:
                     bar.update(status.done - bar.n)
-        if status.state == "failed":
+        if status.state in ("failed", "interrupted"):
             raise error_from_response(500, {"error": status.error or {}})
         return status
+
+    # ------------------------------------------------------------------ loop and pretraining
+    def submit_loop(self, config: Any = None, *, stop_after: Optional[int] = None, **options: Any) -> JobStatus:
+        """Start (or resume) an active-learning loop on the server; returns its job status at once.
+
+        ``config``: a :class:`curate.loop.LoopConfig`, a dict of its fields, or the path of a
+        JSON / YAML file *on the server* (below its data roots); ``options`` override fields.
+        """
+        from curate.loop.config import LoopConfig
+
+        for name in ("detector", "on_round"):
+            if name in options:
+                raise InvalidInputError(
+                    f"a remote workspace cannot send a {name} object to the server (the config's "
+                    "'detector' field names the detector; RemoteWorkspace.loop takes on_round)"
+                )
+        if isinstance(config, LoopConfig):
+            config = config.model_dump()
+        elif isinstance(config, Path):
+            config = str(config)
+        body = {"config": config, "options": options, "stop_after": stop_after}
+        return JobStatus(**self._json("POST", "/v1/jobs/loop", json=body))
+
+    def loop(self, config: Any = None, **options: Any) -> Any:
+        """Run (or resume) an active-learning loop on the server and wait for it.
+
+        Same arguments and result (:class:`curate.loop.LoopReport`) as ``Workspace.loop``;
+        ``stop_after`` is honoured; ``on_round`` is called, once the job finished, with each
+        round this call ran; ``detector`` objects cannot be sent (the config names the
+        detector). Paths in the config are server paths below its data roots.
+        """
+        from curate.loop import LoopReport, RoundReport
+
+        on_round = options.pop("on_round", None)
+        stop_after = options.pop("stop_after", None)
+        if "detector" in options:
+            raise InvalidInputError(
+                "a remote workspace cannot send a detector object; the server builds the "
+                "detector named by the config's 'detector' field"
+            )
+        status = self.submit_loop(config, stop_after=stop_after, **options)
+        result = decode_floats(self.wait(status.job_id, progress=False).result or {})
+        rounds = [RoundReport(**r) for r in result.get("rounds", [])]
+        report = LoopReport(name=result["name"], rounds=rounds, resumed_from=int(result.get("resumed_from", 0)))
+        if on_round is not None:
+            for rnd in rounds[report.resumed_from:]:
+                on_round(rnd)
+        return report
+
+    def submit_pretrain(self, config: Any = None) -> JobStatus:
+        """Start (or resume) self-supervised pretraining on the server; returns its job status.
+
+        ``config``: a nested dict (the TOML layout), a ``PretrainConfig``, or the path of a TOML
+        file *on the server* (below its data roots); None = the defaults.
+        """
+        return JobStatus(**self._json("POST", "/v1/jobs/pretrain", json={"config": self._config_body(config)}))
+
+    def pretrain_image(self, config: Any = None, *, progress: Optional[bool] = None) -> Any:
+        """Self-supervised training of the image embedder on the server (``Workspace.pretrain_image``).
+
+        ``config``: a nested dict, an ``ImagePretrainConfig`` or a TOML path *on the server*.
+        Returns a :class:`curate.pretraining.PretrainReport` (server paths).
+        """
+        from curate.pretraining import PretrainReport
+
+        body = {"config": self._config_body(config)}
+        status = JobStatus(**self._json("POST", "/v1/jobs/pretrain-image", json=body))
+        final = self.wait(status.job_id, progress=progress)
+        return PretrainReport(**decode_floats(final.result or {}))
+
+    @staticmethod
+    def _config_body(config: Any) -> Any:
+        """A config as JSON: dicts and server paths as they are, config objects via ``to_dict``."""
+        if isinstance(config, Path):
+            return str(config)
+        if config is None or isinstance(config, (dict, str)):
+            return config
+        to_dict = getattr(config, "to_dict", None)
+        if to_dict is None:
+            raise InvalidInputError(
+                f"a config must be a dict, a TOML path on the server or a config object, not "
+                f"{type(config).__name__}"
+            )
+        return to_dict()
+
+    def pretrain(self, config: Any = None, *, progress: Optional[bool] = None) -> Any:
+        """Pretrain on the server's frames and wait (same result as ``Workspace.pretrain``).
+
+        Returns a :class:`curate.pretraining.PretrainReport`; its paths are server paths inside
+        the workspace (``checkpoints/<name>/``), usable as ``checkpoint=`` in :meth:`embed`
+        when the workspace lies below a server data root.
+        """
+        from curate.pretraining import PretrainReport
+
+        status = self.submit_pretrain(config)
+        final = self.wait(status.job_id, progress=progress)
+        return PretrainReport(**decode_floats(final.result or {}))
 
     def embed(
         self,
@@ -441,9 +584,24 @@ class RemoteWorkspace:
         """Recompute a stored run at the table versions it read; returns the ids."""
         return list(self._json("GET", f"/v1/runs/{_quote(run_id)}/reproduce")["ids"])
 
-    def runs(self) -> list[RunRecord]:
-        """Every stored run, oldest first."""
-        return [RunRecord(**r) for r in self._json("GET", "/v1/runs")]
+    def runs(
+        self,
+        kind: Optional[str] = None,
+        *,
+        run_ids: Optional[Sequence[str]] = None,
+        where: Optional[str] = None,
+    ) -> list[RunRecord]:
+        """Stored runs, oldest first, optionally filtered (see ``Workspace.runs``)."""
+        if run_ids is not None and not list(run_ids):
+            return []
+        params: dict[str, Any] = {}
+        if kind is not None:
+            params["kind"] = kind
+        if run_ids is not None:
+            params["run_id"] = [str(i) for i in run_ids]
+        if where is not None:
+            params["where"] = where
+        return [RunRecord(**r) for r in self._json("GET", "/v1/runs", params=params or None)]
 
     def run(self, run_id: str) -> RunRecord:
         """The stored run ``run_id``."""

@@ -14,7 +14,9 @@
    written every 256 frames, with the teacher's config and weights checksum in its metadata), so
    a resumed run does not recompute it;
 5. trains with :func:`embedders.pretrain.train` into ``<workspace>/checkpoints/<name>/``
-   (resuming from ``last.pt`` when present).
+   (resuming from ``last.pt`` when present). SIGTERM or SIGINT stops it cleanly: the step in
+   progress finishes, its checkpoint is written, and the report says ``interrupted="SIGTERM"``;
+   the same call again resumes from there.
 
 The result is an official-layout ReCon checkpoint:
 ``ws.embed("recon-tiny", name="recon-tiny-ssl", checkpoint=report.checkpoint,
@@ -86,6 +88,11 @@ class PretrainReport(BaseModel):
         "'recon-tiny', checkpoint=..., **embed_options)",
     )
     model: str = Field(description="registry name of the matching embedder, e.g. recon-tiny")
+    interrupted: Optional[str] = Field(
+        default=None,
+        description="signal (SIGTERM / SIGINT) that stopped the run early after checkpointing "
+        "the step reached; None when it ran to the end. Run again to resume",
+    )
 
 
 @dataclass(frozen=True)
@@ -377,4 +384,5 @@ def pretrain(
         teacher_embedding=teacher_name,
         embed_options=embed_options,
         model=f"recon-{cfg.model.size}",
+        interrupted=result.interrupted,
     )

@@ -12,7 +12,9 @@ Guarantees
   ``/docs``) are public.
 * One writer: every route that changes the workspace, and every background job, holds one lock;
   reads run concurrently (LanceDB reads are safe next to a writer, each write is one commit).
-  A write waits at most ``write_wait_s`` for the lock, then answers 503.
+  A write waits at most ``write_wait_s`` for the lock, then answers 503. ``select`` computes its
+  selection *outside* the lock at pinned table versions and takes the lock only to check that the
+  versions are unchanged and append the run record (it plans again when a write came between).
 * Request bodies larger than ``max_body_bytes`` (16 MiB default) are refused with 413 before
   they are parsed.
 * Paths: ingest roots and checkpoint files must resolve (symlinks followed) inside the server's
@@ -21,13 +23,17 @@ Guarantees
   "message", "attrs"}}`` with 404 (not found), 422 (bad input), 401/403 (auth), 413 (size),
   503 (busy); unexpected failures are logged and answered 500 without internals.
 
-Embedding jobs run one at a time on a worker thread (they hold the write lock); their state is in
-memory: after a restart, submit the job again and it resumes where the table stopped (the
-workspace only embeds frames without a vector).
+Background jobs (embedding, the detector loop, pretraining) run one at a time on a worker thread
+and hold the write lock. Their records are journaled in ``<workspace>/jobs.jsonl`` (rewritten
+atomically at every state change, progress saved every second), so ``GET /v1/jobs`` survives a
+restart; a job that was queued or running when the server died is listed as ``interrupted``, with
+how to resume it: submitting it again resumes (an embedding job computes only the frames without a
+vector, a loop skips its stored rounds, pretraining continues from ``last.pt``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -56,6 +62,8 @@ from curate.api import (
     LabelReport,
     LabelImportRequest,
     LabelRequest,
+    LoopRequest,
+    PretrainRequest,
     RunRecord,
     ScoresReadRequest,
     ScoresWriteRequest,
@@ -74,10 +82,11 @@ from curate.auth import (
     TokenSet,
     load_tokens,
 )
-from curate.client import ARROW_STREAM, ServiceBusyError
+from curate.client import ARROW_STREAM, ServiceBusyError, encode_floats
 from curate.errors import CurateError, InvalidInputError, NotFoundError
 
-__all__ = ["create_app", "import_fastapi", "DEFAULT_MAX_BODY_BYTES", "ServerState", "JobManager"]
+__all__ = ["create_app", "import_fastapi", "DEFAULT_MAX_BODY_BYTES", "ServerState", "JobManager",
+           "JobJournal", "JOBS_FILE"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +94,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 #: Most reader processes an embedding job may ask for.
 _MAX_WORKERS = 16
+#: Selections planned outside the writer lock before one is computed under it.
+_SELECT_ATTEMPTS = 3
+#: Seconds between saves of a running job's progress to the job journal.
+_PROGRESS_SAVE_S = 1.0
 #: Finished jobs remembered for ``GET /v1/jobs``.
 _MAX_JOBS_KEPT = 1000
 _EXPORT_MEDIA = {
@@ -184,7 +197,44 @@ def _confine(raw: str, roots: Sequence[Path], what: str) -> Path:
     )
 
 
+def _plain_name(name: str, what: str) -> str:
+    """Require a name usable as one path component (no separators, not ``.``/``..``)."""
+    if (not name or "/" in name or "\\" in name or "\x00" in name or name in (".", "..")
+            or name.startswith("~")):
+        raise InvalidInputError(
+            f"{what} {name!r} must be a plain name (it names a folder on the server); "
+            "use letters, digits, '-', '_' or '.'"
+        )
+    return name
+
+
+def _confine_loop_config(cfg: Any, roots: Sequence[Path], workspace: Path) -> Any:
+    """The loop config with its paths resolved and confined (read paths: data roots; work_dir:
+    data roots or the workspace)."""
+    _plain_name(cfg.name, "loop name")
+    changes: dict[str, Any] = {}
+    for field in ("label_dir", "pretrained"):
+        value = getattr(cfg, field)
+        if value is not None:
+            changes[field] = str(_confine(str(value), roots, f"loop {field}"))
+    if cfg.work_dir is not None:
+        changes["work_dir"] = str(_confine(str(cfg.work_dir), [workspace.resolve(), *roots],
+                                           "loop work_dir"))
+    return cfg.model_copy(update=changes) if changes else cfg
+
+
 # ---------------------------------------------------------------------- jobs
+#: Journal of the jobs of a workspace (JSON lines, one job each, rewritten atomically).
+JOBS_FILE = "jobs.jsonl"
+#: How to pick up each kind of job again after a server restart.
+_RESUME_HINTS = {
+    "embed": "submit the same embed job again: it resumes, only frames without a vector are computed",
+    "loop": "submit the same loop again (same name and config): it skips the rounds stored in runs "
+            "and resumes at the next one",
+    "pretrain": "submit the same pretraining again (same name): it resumes from the last checkpoint",
+}
+
+
 class _Job:
     def __init__(self, kind: str, params: dict[str, Any]) -> None:
         self.job_id = f"job-{uuid.uuid4().hex[:12]}"
@@ -199,6 +249,16 @@ class _Job:
         self.finished_at: Optional[str] = None
         self.progress: Optional[Callable[[], tuple[Optional[int], Optional[int]]]] = None
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "_Job":
+        """A job read back from the journal (a :class:`JobStatus` as a dict)."""
+        status = JobStatus(**record)
+        job = cls(status.kind, dict(status.params))
+        job.job_id, job.state, job.done, job.total = status.job_id, status.state, status.done, status.total
+        job.result, job.error = status.result, status.error
+        job.created_at, job.finished_at = status.created_at, status.finished_at
+        return job
+
     def status(self) -> JobStatus:
         done, total = self.done, self.total
         if self.state == "running" and self.progress is not None:
@@ -211,22 +271,127 @@ class _Job:
                          created_at=self.created_at, finished_at=self.finished_at)
 
 
+class JobJournal:
+    """The job records of a workspace in ``<workspace>/jobs.jsonl``, surviving server restarts.
+
+    The whole file is rewritten (temporary file, fsync, ``os.replace``) at every state change,
+    so a ``kill -9`` leaves either the old or the new journal, never a torn one. O(jobs kept)
+    per write; at most ``_MAX_JOBS_KEPT`` records.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The journal file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def load(self) -> list[_Job]:
+        """Jobs of the journal, oldest first; unreadable lines are skipped with a warning."""
+        if not self.path.is_file():
+            return []
+        jobs = []
+        for number, line in enumerate(self.path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                jobs.append(_Job.from_record(json.loads(line)))
+            except (ValueError, TypeError) as exc:
+                logger.warning("%s line %d: not a job record (%s); skipped", self.path, number, exc)
+        return jobs
+
+    def save(self, jobs: Sequence[_Job]) -> None:
+        """Write every job record (atomic replace)."""
+        lines = [json.dumps(_persisted(j).model_dump(mode="json"), sort_keys=True) for j in jobs]
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + ("\n" if lines else ""))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+
+def _persisted(job: _Job) -> JobStatus:
+    """The record written for a job: its status without calling the live progress function."""
+    return JobStatus(job_id=job.job_id, kind=job.kind, state=job.state, done=job.done,
+                     total=job.total, params=job.params, result=job.result, error=job.error,
+                     created_at=job.created_at, finished_at=job.finished_at)
+
+
+def _interrupted_error(job: _Job) -> dict[str, Any]:
+    hint = _RESUME_HINTS.get(job.kind, "submit it again")
+    message = (f"job {job.job_id} ({job.kind}) was {job.state} when the server stopped "
+               f"(killed or crashed); nothing of it runs any more. To finish it, {hint}")
+    return {"type": "JobInterruptedError", "module": "curate.client", "message": message,
+            "attrs": {"job_id": job.job_id, "resume": hint}}
+
+
 class JobManager:
     """Runs background jobs one at a time on a worker thread, each under the write lock.
+
+    Job records are kept in a :class:`JobJournal` when ``journal`` is given: queued, running and
+    finished jobs survive a restart, and jobs that were queued or running when the previous
+    server died are marked ``interrupted`` (with how to resume them) when the manager starts.
 
     Parameters
     ----------
     write_lock : threading.Lock
         The server's single-writer lock.
+    journal : JobJournal, optional
+        Where job records are persisted (None: in memory only).
     """
 
-    def __init__(self, write_lock: threading.Lock) -> None:
+    def __init__(self, write_lock: threading.Lock, journal: Optional[JobJournal] = None) -> None:
         self._write_lock = write_lock
+        self._journal = journal
         self._queue: "queue.Queue[Optional[tuple[_Job, Callable[[_Job], dict]]]]" = queue.Queue()
         self._jobs: dict[str, _Job] = {}
         self._guard = threading.Lock()
+        if journal is not None:
+            stale = 0
+            for job in journal.load():
+                if job.state in ("queued", "running"):
+                    job.error = _interrupted_error(job)
+                    job.state = "interrupted"
+                    job.finished_at = _now()
+                    stale += 1
+                self._jobs[job.job_id] = job
+            if stale:
+                logger.warning("%d job(s) were interrupted by the last server stop; GET /v1/jobs "
+                               "lists them with how to resume", stale)
+                self._save()
+        self._running: Optional[_Job] = None
+        self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._work, name="curate-jobs", daemon=True)
         self._thread.start()
+        if journal is not None:
+            threading.Thread(target=self._record_progress, name="curate-jobs-progress", daemon=True).start()
+
+    def _record_progress(self) -> None:
+        """Every ``_PROGRESS_SAVE_S`` seconds, persist the running job's progress (journal only)."""
+        while not self._stopped.wait(_PROGRESS_SAVE_S):
+            job = self._running
+            if job is None or job.progress is None:
+                continue
+            try:
+                done, total = job.progress()
+            except Exception:  # noqa: BLE001 - progress is best effort
+                continue
+            if (done, total) != (job.done, job.total) and job.state == "running":
+                job.done, job.total = done, total
+                self._save()
+
+    def _save(self) -> None:
+        """Persist the job records (caller need not hold ``_guard``)."""
+        if self._journal is None:
+            return
+        with self._guard:
+            jobs = list(self._jobs.values())
+            try:
+                self._journal.save(jobs)
+            except OSError:  # a full disk must not kill the jobs; the state stays in memory
+                logger.exception("could not write the job journal %s", self._journal.path)
 
     def submit(self, kind: str, params: dict[str, Any], fn: Callable[[_Job], dict]) -> JobStatus:
         """Queue ``fn(job)`` (returns the result dict); returns the queued job's status."""
@@ -236,6 +401,7 @@ class JobManager:
             finished = [j for j in self._jobs.values() if j.finished_at]
             for old in finished[: max(0, len(self._jobs) - _MAX_JOBS_KEPT)]:
                 del self._jobs[old.job_id]
+        self._save()
         self._queue.put((job, fn))
         logger.info("queued %s (%s %s)", job.job_id, kind, params)
         return job.status()
@@ -246,8 +412,8 @@ class JobManager:
             job = self._jobs.get(job_id)
         if job is None:
             raise NotFoundError(
-                f"no job {job_id!r} on this server (jobs are kept in memory since the server "
-                "started); GET /v1/jobs lists them"
+                f"no job {job_id!r} on this server (jobs of this workspace are kept in its "
+                f"{JOBS_FILE}, the latest {_MAX_JOBS_KEPT}); GET /v1/jobs lists them"
             )
         return job.status()
 
@@ -259,6 +425,7 @@ class JobManager:
 
     def stop(self) -> None:
         """Stop the worker after the running job."""
+        self._stopped.set()
         self._queue.put(None)
 
     def _work(self) -> None:
@@ -269,6 +436,8 @@ class JobManager:
             job, fn = item
             with self._write_lock:
                 job.state = "running"
+                self._running = job
+                self._save()
                 try:
                     job.result = fn(job)
                     job.state = "succeeded"
@@ -282,8 +451,15 @@ class JobManager:
                     job.error = error_payload(exc)["error"]
                     job.state = "failed"
                 finally:
+                    if job.progress is not None and job.state == "failed":
+                        try:  # keep how far it got
+                            job.done, job.total = job.progress()
+                        except Exception:  # noqa: BLE001 - best effort
+                            pass
                     job.progress = None
                     job.finished_at = _now()
+                    self._running = None
+                    self._save()
 
 
 # ---------------------------------------------------------------------- state
@@ -308,7 +484,7 @@ class ServerState:
         self.exports_root = (self.workspace.path / "exports").resolve()
         self.write_lock = threading.Lock()
         self.write_wait_s = float(write_wait_s)
-        self.jobs = JobManager(self.write_lock)
+        self.jobs = JobManager(self.write_lock, JobJournal(self.workspace.path / JOBS_FILE))
 
     @contextmanager
     def writing(self) -> Iterator[Any]:
@@ -556,7 +732,7 @@ def create_app(
             "frames": frames,
             "labeled": ws.count("labeled = true") if frames else 0,
             "embeddings": ws.embeddings(),
-            "runs": len(ws.runs()),
+            "runs": ws.store.count(T.RUNS) if ws.store.has_table(T.RUNS) else 0,
         }
 
     # ---------------------------------------------------------------- frames
@@ -657,6 +833,100 @@ def create_app(
 
         return state.jobs.submit("embed", req.model_dump(), run)
 
+    @app.post("/v1/jobs/loop", dependencies=write, response_model=JobStatus, status_code=202,
+              tags=["jobs"])
+    def submit_loop(req: LoopRequest) -> JobStatus:
+        """Start (or resume) an active-learning loop; poll ``GET /v1/jobs/{job_id}``.
+
+        Progress counts rounds; the result is the loop report (``curate.loop.LoopReport``).
+        """
+        from curate.loop import loop_rounds
+        from curate.loop.config import load_loop_config
+
+        options = dict(req.options)
+        for name in ("detector", "on_round"):
+            if name in options:
+                raise InvalidInputError(
+                    f"{name} cannot be sent over HTTP; the server builds the detector named by "
+                    "the config's 'detector' field"
+                )
+        config: Any = req.config
+        if isinstance(config, str):
+            config = str(_confine(config, state.data_roots, "loop config"))
+        cfg = load_loop_config(config, **options)  # validates before queueing
+        cfg = _confine_loop_config(cfg, state.data_roots, ws.path)
+        ws._require_embedding(cfg.embedding)
+        last = cfg.rounds if req.stop_after is None else min(req.stop_after, cfg.rounds)
+
+        def run(job: _Job) -> dict:
+            job.total = last
+            job.done = min(last, len(loop_rounds(ws, cfg.name)))  # rounds stored before (resume)
+
+            def on_round(report: Any) -> None:
+                job.done = min(last, report.round + 1)
+
+            report = ws.loop(cfg, stop_after=req.stop_after, on_round=on_round)
+            return encode_floats(dataclasses.asdict(report))
+
+        return state.jobs.submit("loop", req.model_dump(), run)
+
+    @app.post("/v1/jobs/pretrain", dependencies=write, response_model=JobStatus, status_code=202,
+              tags=["jobs"])
+    def submit_pretrain(req: PretrainRequest) -> JobStatus:
+        """Start (or resume) self-supervised pretraining; poll ``GET /v1/jobs/{job_id}``.
+
+        Progress counts training steps; the result is a ``curate.pretraining.PretrainReport``.
+        """
+        from curate.pretraining import CHECKPOINT_DIR, read_config
+        from embedders.pretrain.trainer import LOSS_LOG
+
+        config: Any = req.config
+        if isinstance(config, str):
+            config = str(_confine(config, state.data_roots, "pretraining config"))
+        cfg = read_config(config)  # validates before queueing
+        _plain_name(cfg.name, "pretraining name")
+        ws._require_samples()
+        log = ws.path / CHECKPOINT_DIR / cfg.name / LOSS_LOG
+
+        def run(job: _Job) -> dict:
+            job.total = int(cfg.train.steps)
+
+            def progress() -> tuple[Optional[int], Optional[int]]:
+                if not log.is_file():
+                    return 0, job.total
+                with open(log, "rb") as fh:
+                    return min(job.total or 0, sum(1 for _ in fh)), job.total
+
+            job.progress = progress
+            return encode_floats(ws.pretrain(cfg, progress=False).model_dump())
+
+        return state.jobs.submit("pretrain", req.model_dump(), run)
+
+    @app.post("/v1/jobs/pretrain-image", dependencies=write, response_model=JobStatus, status_code=202,
+              tags=["jobs"])
+    def submit_pretrain_image(req: PretrainRequest) -> JobStatus:
+        """Start (or resume) self-supervised training of the image embedder (``pretrain_image``).
+
+        The result is a ``curate.pretraining.PretrainReport``.
+        """
+        from embedders import EmbedderError
+        from embedders.pretrain_image import load_image_config
+
+        config: Any = req.config
+        if isinstance(config, str):
+            config = str(_confine(config, state.data_roots, "pretraining config"))
+        try:
+            cfg = load_image_config(config)  # validates before queueing
+        except EmbedderError as exc:
+            raise InvalidInputError(str(exc)) from exc
+        _plain_name(cfg.name, "pretraining name")
+        ws._require_samples()
+
+        def run(job: _Job) -> dict:
+            return encode_floats(ws.pretrain_image(cfg, progress=False).model_dump())
+
+        return state.jobs.submit("pretrain", req.model_dump(), run)
+
     @app.get("/v1/jobs", dependencies=read, response_model=list[JobStatus], tags=["jobs"])
     def jobs() -> list[JobStatus]:
         """Jobs since the server started, oldest first."""
@@ -670,10 +940,30 @@ def create_app(
     # ---------------------------------------------------------------- selection and runs
     @app.post("/v1/select", dependencies=write, response_model=SelectionResult, tags=["selection"])
     def select(req: SelectRequest) -> SelectionResult:
-        """Run a selection strategy and store the run."""
+        """Run a selection strategy and store the run.
+
+        The selection is computed *outside* the writer lock at pinned table versions (snapshot
+        isolation: the run records those versions and ``reproduce`` recomputes it exactly); the
+        lock is held only to check the plan and append the run record. When writes came in
+        between, the plan is still stored unless one of its picks was labeled or removed
+        meanwhile (:meth:`PlannedSelection.conflicts`, O(budget)); then it is planned again (up
+        to ``_SELECT_ATTEMPTS`` times, then once more under the lock). So no stored run hands
+        out a frame that is already labeled, and busy label traffic does not starve selects.
+        """
+        args = dict(embedding=req.embedding, where=req.where, seed=req.seed, score_run=req.score_run,
+                    **req.params)
+        for attempt in range(_SELECT_ATTEMPTS):
+            planned = ws.plan_selection(req.strategy, req.budget, **args)
+            with state.writing() as w:
+                if planned.is_current(w.store):
+                    return w.store_selection(planned)
+                stale = planned.conflicts(w.store)
+                if not stale:  # other writes came in, none touched the picks: the snapshot stands
+                    return w.store_selection(planned)
+            logger.debug("select: tables changed while planning and %d picks were labeled or removed "
+                         "(attempt %d), planning again", len(stale), attempt + 1)
         with state.writing() as w:
-            return w.select(req.strategy, req.budget, embedding=req.embedding, where=req.where,
-                            seed=req.seed, score_run=req.score_run, **req.params)
+            return w.select(req.strategy, req.budget, **args)
 
     # ---------------------------------------------------------------- scores
     @app.get("/v1/scores", dependencies=read, tags=["scores"])
@@ -697,9 +987,15 @@ def create_app(
         return _arrow_response(table)
 
     @app.get("/v1/runs", dependencies=read, response_model=list[RunRecord], tags=["selection"])
-    def runs() -> list[RunRecord]:
-        """Every stored run, oldest first."""
-        return ws.runs()
+    def runs(
+        kind: Optional[str] = Query(default=None, min_length=1, max_length=64,
+                                    description="only runs of this kind (selection, loop)"),
+        run_id: Optional[list[str]] = Query(default=None, description="only these run ids (repeatable)"),
+        where: Optional[str] = Query(default=None, max_length=8192,
+                                     description="SQL filter on runs columns"),
+    ) -> list[RunRecord]:
+        """Stored runs, oldest first (filters are pushed down to the table scan)."""
+        return ws.runs(kind, run_ids=run_id, where=where)
 
     @app.get("/v1/runs/{run_id}", dependencies=read, response_model=RunRecord, tags=["selection"])
     def run(run_id: str) -> RunRecord:

@@ -29,7 +29,7 @@ from curate.sources.base import FrameRecord, Source
 from curate.sources.pointcloud import read_points
 from index.store import Store
 
-__all__ = ["Workspace"]
+__all__ = ["Workspace", "PlannedSelection"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,44 @@ def _id_in(ids: Sequence[str]) -> str:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class PlannedSelection:
+    """A selection computed at pinned table versions and not stored yet (:meth:`Workspace.plan_selection`).
+
+    Attributes
+    ----------
+    run : RunRecord
+        The run record, ``run_id`` still empty.
+    versions : dict of str -> int
+        Version of every table the selection read (``samples``, the embedding, ``scores``).
+    """
+
+    __slots__ = ("run", "versions")
+
+    def __init__(self, run: RunRecord, versions: dict[str, int]) -> None:
+        self.run = run
+        self.versions = dict(versions)
+
+    def is_current(self, store: Store) -> bool:
+        """Whether every table read still has the version the selection read (O(tables))."""
+        return all(store.version(table) == version for table, version in self.versions.items())
+
+    def conflicts(self, store: Store) -> list[str]:
+        """Picked frames that are labeled or gone in the latest ``samples`` table (O(budget)).
+
+        A planned run is a consistent snapshot at the versions it records (``reproduce`` gives
+        the same ids), so a later write that does not touch its picks (labels of other frames,
+        new frames, new vectors) does not invalidate it. Only picks that meanwhile became labeled
+        or were removed would make the stored run wrong for the labeling queue.
+        """
+        picks = [str(i) for i in self.run.ids]
+        if not picks or store.version(T.SAMPLES) == self.versions.get(T.SAMPLES):
+            return []
+        rows = store.read(T.SAMPLES, columns=["id", "labeled"], ids=picks, missing="ignore")
+        still_free = {i for i, lab in zip(rows.column("id").to_pylist(), rows.column("labeled").to_pylist())
+                      if not lab}
+        return [i for i in picks if i not in still_free]
 
 
 class Workspace:
@@ -391,6 +429,34 @@ class Workspace:
         -------
         SelectionResult
         """
+        planned = self.plan_selection(strategy, budget, embedding=embedding, where=where, seed=seed,
+                                      score_run=score_run, **params)
+        return self.store_selection(planned)
+
+    def plan_selection(
+        self,
+        strategy: Union[str, Selector],
+        budget: int,
+        *,
+        embedding: str,
+        where: Optional[str] = None,
+        seed: int = 0,
+        score_run: Optional[str] = None,
+        **params: Any,
+    ) -> "PlannedSelection":
+        """Compute a selection at the current table versions without storing it.
+
+        The first half of :meth:`select` (same arguments): reads the versions of ``samples``,
+        the embedding and (with ``score_run``) ``scores``, then selects reading only those pinned
+        versions. It writes nothing, so a server runs it outside its writer lock and then calls
+        :meth:`store_selection` under the lock, after :meth:`PlannedSelection.is_current`
+        confirmed that no write changed those tables in between (otherwise it plans again).
+
+        Returns
+        -------
+        PlannedSelection
+            The run record (``run_id`` empty) and the table versions it read.
+        """
         selector = strategy if isinstance(strategy, Selector) else create_selector(strategy, **params)
         if params and isinstance(strategy, Selector):
             raise InvalidInputError("pass parameters to the selector's constructor, not to select()")
@@ -398,14 +464,23 @@ class Workspace:
         table = self._require_embedding(embedding)
         if where is not None:
             self.store.validate_where(T.SAMPLES, where)
-        samples_version = self.store.version(T.SAMPLES)
-        embedding_version = self.store.version(table)
+        versions = self._input_versions(table, score_run)
         run = self._run_selection(
             selector, budget, table=table, embedding=embedding, where=where, seed=seed,
-            samples_version=samples_version, embedding_version=embedding_version,
+            samples_version=versions[T.SAMPLES], embedding_version=versions[table],
             score_run=score_run,
         )
-        run = run.model_copy(update={"run_id": self._next_run_id()})
+        return PlannedSelection(run=run, versions=versions)
+
+    def _input_versions(self, table: str, score_run: Optional[str]) -> dict[str, int]:
+        versions = {T.SAMPLES: self.store.version(T.SAMPLES), table: self.store.version(table)}
+        if score_run is not None and self.store.has_table(T.SCORES):
+            versions[T.SCORES] = self.store.version(T.SCORES)
+        return versions
+
+    def store_selection(self, planned: "PlannedSelection") -> SelectionResult:
+        """Give a planned run the next run id and append it to ``runs`` (one commit)."""
+        run = planned.run.model_copy(update={"run_id": self._next_run_id()})
         self.store.append(T.RUNS, T.run_row(run))
         logger.info("stored %s: %s picked %d frames", run.run_id, run.strategy, len(run.ids))
         return SelectionResult(run=run)
@@ -443,6 +518,7 @@ class Workspace:
                 f"lower --budget to at most {len(candidates)}"
             )
         pool = candidates + labeled
+        run_selector, pool = self._resolve_query_ids(selector, pool, samples_version)
         have = self.store.ids(table, version=embedding_version)
         missing = np.asarray(pool, dtype=object)[~np.isin(np.asarray(pool, dtype=object), have)]
         if missing.size:
@@ -461,14 +537,16 @@ class Workspace:
                 scores_version = self.store.version(SCORES)
             _, cand_scores = read_scores(self.store, score_run, ids=candidates, version=scores_version)
             scores = {
-                k: np.concatenate([v, np.zeros(len(labeled))]) for k, v in cand_scores.items()
+                k: np.concatenate([v, np.zeros(len(pool) - len(candidates))])
+                for k, v in cand_scores.items()
             }
         constraints: dict[str, Any] = {}
         if getattr(selector, "needs_groups", False):
             # per-drive caps: the group of a frame is its scene (drive)
             rows = self.store.read(T.SAMPLES, columns=["id", "scene"], ids=pool, version=samples_version)
             constraints["groups"] = np.asarray(rows["scene"].to_pylist(), dtype=object)
-        result = selector.select(vecs, budget, labeled=mask, scores=scores, seed=seed, **constraints)
+        result = run_selector.select(vecs, budget, labeled=mask, scores=scores, seed=seed,
+                                     **constraints)
         info = dict(result.info)
         if score_run is not None:
             info["score_run"] = score_run
@@ -496,6 +574,37 @@ class Workspace:
             package_version=__version__,
             seconds=time.perf_counter() - start,
         )
+
+    def _resolve_query_ids(
+        self, selector: Selector, pool: list[str], samples_version: int
+    ) -> tuple[Selector, list[str]]:
+        """Map a selector's ``query_ids`` / ``query_run`` (``query_similarity``) to pool rows.
+
+        Query frames outside ``pool`` (filtered out by ``where``) are appended to it as context
+        rows (never picked). Unknown ids raise :class:`NotFoundError` naming them. Other
+        selectors pass through unchanged.
+        """
+        if not getattr(selector, "needs_query_ids", False):
+            return selector, pool
+        wanted = list(selector.query_ids or [])
+        if selector.query_run is not None:
+            wanted += self.run(selector.query_run).ids
+        wanted = list(dict.fromkeys(str(i) for i in wanted))
+        known = self.store.read(T.SAMPLES, columns=["id"], ids=wanted, version=samples_version,
+                                missing="ignore")
+        have = set(known.column("id").to_pylist())
+        unknown = [i for i in wanted if i not in have]
+        if unknown:
+            raise NotFoundError(
+                f"{len(unknown)} of {len(wanted)} query ids are not frames of {self.path}: "
+                f"{', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}; "
+                "`curate search` / `curate runs` show valid frame ids"
+            )
+        position = {fid: r for r, fid in enumerate(pool)}
+        extra = [i for i in wanted if i not in position]
+        pool = pool + extra
+        position.update({fid: len(pool) - len(extra) + r for r, fid in enumerate(extra)})
+        return selector.with_query_rows([position[i] for i in wanted]), pool
 
     def reproduce(self, run_id: str) -> list[str]:
         """Recompute a stored run at the table versions it read; returns the ids (not stored).
@@ -570,11 +679,44 @@ class Workspace:
         n = self.store.count(T.RUNS) if self.store.has_table(T.RUNS) else 0
         return f"run-{n + 1:06d}"
 
-    def runs(self) -> list[RunRecord]:
-        """Every stored run, oldest first."""
+    def runs(
+        self,
+        kind: Optional[str] = None,
+        *,
+        run_ids: Optional[Sequence[str]] = None,
+        where: Optional[str] = None,
+    ) -> list[RunRecord]:
+        """Stored runs, oldest first, optionally filtered.
+
+        Parameters
+        ----------
+        kind : str, optional
+            Only runs of this kind (``selection``, ``loop``); pushed down as a where-filter.
+        run_ids : sequence of str, optional
+            Only these runs (unknown ids are skipped); pushed down as an ``id IN`` filter.
+        where : str, optional
+            SQL filter on ``runs`` columns (``strategy = 'kcenter'``, ...).
+
+        Returns
+        -------
+        list of RunRecord
+            Sorted by run id (= creation order). Without filters every row is read (O(runs));
+            with them only the matching rows are decoded.
+        """
         if not self.store.has_table(T.RUNS):
             return []
-        table = self.store.read(T.RUNS)
+        clauses = []
+        if kind is not None:
+            clauses.append(f"kind = {_sql_str(str(kind))}")
+        if run_ids is not None:
+            wanted = [str(i) for i in run_ids]
+            if not wanted:
+                return []
+            clauses.append(_id_in(wanted))
+        if where is not None:
+            self.store.validate_where(T.RUNS, where)
+            clauses.append(f"({where})")
+        table = self.store.read(T.RUNS, where=" AND ".join(clauses) if clauses else None)
         return [T.run_from_row(r) for r in table.to_pylist()]
 
     def run(self, run_id: str) -> RunRecord:
@@ -660,3 +802,50 @@ class Workspace:
         from curate.pretraining import pretrain
 
         return pretrain(self, config, progress=progress)
+
+    def pretrain_image(self, config: Any = None, *, progress: Optional[bool] = None) -> Any:
+        """Self-supervised (SimCLR) training of the ``image-ssl`` embedder on this pool's cameras.
+
+        ``config`` is a TOML path, a dict or an :class:`embedders.pretrain_image.ImagePretrainConfig`
+        (None = defaults; keys in :mod:`embedders.pretrain_image.config`). Every camera image of
+        the frames matching ``[data] where`` (or only the first, ``cameras = "first"``) is decoded
+        once into ``<workspace>/pretrain_cache/`` and trained on; checkpoints go to
+        ``<workspace>/checkpoints/<name>/`` and an interrupted run resumes from ``last.pt``.
+        Returns a :class:`~curate.pretraining.PretrainReport`; embed with
+        ``ws.embed("image-ssl", name=..., checkpoint=report.checkpoint)``.
+        """
+        from curate.errors import CorruptDataError
+        from curate.pretraining import CACHE_DIR, CHECKPOINT_DIR, PretrainReport
+        from embedders import EmbedderError
+        from embedders.pretrain_image import ImageReadError, load_image_config, load_images, train
+
+        try:
+            cfg = load_image_config(config)
+        except EmbedderError as exc:
+            raise InvalidInputError(str(exc)) from exc
+        self._require_samples()
+        rows = self.store.read(T.SAMPLES, columns=["id", "image_paths"],
+                               where=cfg.data.where or None).to_pylist()
+        rows.sort(key=lambda row: row["id"])
+        cameras = [list(row["image_paths"] or []) for row in rows]
+        paths = [p for c in cameras for p in (c if cfg.data.cameras == "all" else c[:1])]
+        if not paths:
+            raise InvalidInputError(
+                f"no camera images among the {len(rows)} frames matching where={cfg.data.where!r}; "
+                "ingest frames with images (image_paths) or change [data] where"
+            )
+        try:
+            images = load_images(paths, cfg.data.image_size, cache_dir=self.path / CACHE_DIR,
+                                 progress=progress)
+            result = train(cfg, images, self.path / CHECKPOINT_DIR / cfg.name, progress=progress,
+                           extra={"frames": len(rows), "images": len(paths)})
+        except ImageReadError as exc:
+            raise CorruptDataError(str(exc)) from exc
+        except EmbedderError as exc:
+            raise InvalidInputError(str(exc)) from exc
+        return PretrainReport(
+            run_name=cfg.name, run_dir=str(result.run_dir), checkpoint=str(result.checkpoint),
+            steps=result.steps, start_step=result.start_step, frames=len(rows),
+            final_losses=result.final_losses, seconds=result.seconds,
+            embed_options={"image_size": list(cfg.data.image_size)}, model="image-ssl",
+        )

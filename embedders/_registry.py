@@ -16,6 +16,7 @@ from embedders.base import Embedder
 from embedders.errors import EmbedderError
 from embedders.models.bev import bev_hist
 from embedders.models.image import effnet_lite0
+from embedders.models.image_ssl import image_ssl
 from embedders.models.recon import recon_base, recon_small, recon_tiny
 
 __all__ = ["create_embedder", "list_embedders", "register_embedder", "EmbedderFactory"]
@@ -27,6 +28,7 @@ EmbedderFactory = Callable[..., Embedder]
 _REGISTRY: dict[str, EmbedderFactory] = {
     "bev-hist": bev_hist,
     "effnet-lite0": effnet_lite0,
+    "image-ssl": image_ssl,
     "recon-base": recon_base,
     "recon-small": recon_small,
     "recon-tiny": recon_tiny,

@@ -12,7 +12,8 @@ turns it into something the point encoder can take, in this order:
    ``ground_cell`` x ``ground_cell`` column are dropped. Simple, O(N log N), no plane fit.
 3. **voxel downsampling** (``voxel_size`` metres, default 0.2; 0 disables): one point per occupied
    voxel, at the centroid of its points. This evens out the near/far density imbalance.
-4. **fixed size** ``num_points`` (default 8192): ``sampling="random"`` (default) draws a seeded
+4. **fixed size** ``num_points`` (default 1024, the ReCon object size; see
+   :class:`embedders.models.recon.ReconEmbedder` for why): ``sampling="random"`` (default) draws a seeded
    random subset, fast and, after voxelisation, close to uniform in space; ``"fps"`` uses farthest
    point sampling (more even, much slower on CPU: O(n * num_points)). Clouds with fewer points
    are padded by repeating seeded random points. The random generator is seeded from ``seed``
@@ -91,7 +92,7 @@ class PreprocessConfig:
     ground_cell: float = 2.0
     ground_height: float = 0.2
     voxel_size: float = 0.2
-    num_points: int = 8192
+    num_points: int = 1024
     sampling: str = "random"
     normalize: str = "sensor"
 

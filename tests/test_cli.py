@@ -109,10 +109,12 @@ def test_synth_and_ingest_folder(tmp_path: Path, capsys) -> None:
 
 
 def test_demo_smoke(tmp_path: Path) -> None:
-    res = run_cli("demo", "--frames", "30", "--budget", "5", "--small", "--model", "bev-hist",
-                  "--workspace", str(tmp_path / "ws"))
+    res = run_cli("demo", "--frames", "30", "--budget", "5", "--small", "--pretrain-steps", "2",
+                  "--loop-rounds", "0", "--workspace", str(tmp_path / "ws"))
     assert res.returncode == 0, res.stderr
     assert "coverage radius" in res.stdout and "kcenter" in res.stdout and "random" in res.stdout
+    assert "pretrain 2 steps" in res.stdout and "embed recon-tiny-ssl" in res.stdout
+    assert "embedding fused" in res.stdout  # pretrained point vectors + camera vectors
     exports = sorted(p.name for p in (tmp_path / "ws" / "demo-exports").iterdir())
     for strategy in ("random", "kcenter", "probcover", "typiclust", "constrained"):
         assert strategy in res.stdout

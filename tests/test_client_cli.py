@@ -152,3 +152,27 @@ def test_cli_unreachable_server_is_a_clear_error(cli) -> None:
     r = cli("runs", "--workspace", f"http://127.0.0.1:{_free_port()}", "--token", "x")
     assert r.returncode == 2
     assert "cannot reach the curate server" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_pretrain_against_a_url_reads_the_config_here(served: str, synth_root: Path, tmp_path: Path,
+                                                          cli) -> None:
+    w = ["--workspace", served, "--token", WRITE]
+    remote = curate.connect(served, token=WRITE)
+    if remote.count() == 0:  # this test alone: the module's server starts empty
+        remote.ingest({"kind": "kitti", "root": synth_root.name})
+    config = tmp_path / "ssl.toml"  # a client file: read here, sent as a dict
+    config.write_text(
+        'name = "cli-ssl"\n'
+        "[model]\nnum_group = 16\ngroup_size = 16\ndecoder_depth = 1\n"
+        "[data]\nnum_points = 256\n"
+        "[loss]\nimage = 0.0\n"
+        "[train]\nsteps = 2\nbatch_size = 4\nwarmup_steps = 0\nnum_workers = 0\ndevice = \"cpu\"\n"
+    )
+    r = cli("pretrain", "--config", str(config), *w)
+    assert r.returncode == 0, r.stderr
+    checkpoint = r.stdout.strip().splitlines()[-1]
+    assert checkpoint.endswith("checkpoints/cli-ssl/last.pt")  # a path on the server
+    job = remote.jobs()[-1]
+    assert job.kind == "pretrain" and job.state == "succeeded" and job.result["steps"] == 2
+    r = cli("pretrain", "--config", str(config), "--workspace", served, "--token", READ)
+    assert r.returncode == 2 and "needs a 'write' token" in r.stderr

@@ -200,14 +200,179 @@ def test_errors_are_the_same_classes_and_messages(pair: tuple) -> None:
     assert _same_error(pair, lambda ws: ws.export("run-000001", "csv", "/no/such/dir/x.csv")) is curate.InvalidInputError
 
 
-def test_methods_without_a_route_say_so(pair: tuple) -> None:
-    from curate.client import RemoteNotSupportedError
-
+def test_every_workspace_method_has_a_route(pair: tuple) -> None:
     remote = pair[1]
-    assert not hasattr(remote, "pretrain") and hasattr(remote, "import_labels")
-    with pytest.raises(RemoteNotSupportedError, match="not available over HTTP"):
-        remote.loop()
+    assert hasattr(remote, "pretrain") and hasattr(remote, "loop") and hasattr(remote, "import_labels")
     with pytest.raises(AttributeError):
         remote.no_such_method()
     missing = sorted(n for n in dir(curate.Workspace) if not n.startswith("_") and not hasattr(remote, n))
-    assert missing == ["loop", "pretrain"]  # everything else has a route and a client method
+    # every public method has a route and a client method, except the two halves of select()
+    # that the server itself calls around its writer lock
+    assert missing == ["plan_selection", "store_selection"]
+
+
+def test_runs_filters_are_the_same(pair: tuple) -> None:
+    """``runs(kind=, run_ids=, where=)`` against the unfiltered list filtered here (brute force)."""
+    local, remote = pair[0], pair[1]
+    every = local.runs()
+    assert len(every) >= 3
+    _same(every, remote.runs())
+    cases = [
+        dict(kind="selection"),
+        dict(kind="loop"),
+        dict(run_ids=["run-000003", "run-000001", "run-999999"]),
+        dict(run_ids=[]),
+        dict(where="strategy = 'kcenter'"),
+        dict(kind="selection", where="budget >= 5", run_ids=[r.run_id for r in every][:2]),
+    ]
+    for case in cases:
+        expected = [
+            r for r in every
+            if (case.get("kind") is None or r.kind == case["kind"])
+            and (case.get("run_ids") is None or r.run_id in case["run_ids"])
+            and (case.get("where") != "strategy = 'kcenter'" or r.strategy == "kcenter")
+            and (case.get("where") != "budget >= 5" or r.budget >= 5)
+        ]
+        got_a, got_b = local.runs(**case), remote.runs(**case)
+        assert [r.run_id for r in got_a] == [r.run_id for r in expected], case
+        _same(got_a, expected)
+        _same(got_a, got_b)
+    assert _same_error(pair, lambda ws: ws.runs(where="no_such_column = 1")).__name__ == "FilterError"
+
+
+# ---------------------------------------------------------------------- loop and pretraining jobs
+LOOP = {"name": "cong", "embedding": "bev-hist", "strategy": "kcenter", "initial": 4, "budget": 2,
+        "rounds": 2, "seed": 0, "val_fraction": 0.2, "detector": "pointpillars-tiny",
+        "detector_options": {"epochs": 1, "batch_size": 2}}
+PRETRAIN = {"name": "cong-ssl", "model": {"num_group": 16, "group_size": 16, "decoder_depth": 1},
+            "data": {"num_points": 256}, "loss": {"image": 0.0},
+            "train": {"steps": 2, "batch_size": 4, "lr": 1e-3, "warmup_steps": 0, "num_workers": 0,
+                      "checkpoint_every": 2, "device": "cpu"}}
+
+
+def _mm3d_available() -> bool:
+    try:
+        from curate.loop.mm3d import require_mm3d
+
+        require_mm3d()
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def small_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, Path, Path, Path]]:
+    """A tiny set (24 frames, three drives) ingested and embedded in a local and a served workspace."""
+    from curate.sources.synthetic import generate
+
+    base = tmp_path_factory.mktemp("congruence-jobs")
+    data = base / "data" / "kitti"
+    generate(data, 24, seed=0, small=True, frames_per_drive=(8, 12), progress=False)
+    local_path, remote_path = base / "local", base / "remote"
+    app = create_app(remote_path, {TOKEN: "write"}, data_roots=[base / "data"], use_env_tokens=False)
+    with BackgroundServer(app) as srv:
+        local = curate.connect(local_path)
+        remote = curate.connect(srv.url, token=TOKEN)
+        for ws in (local, remote):
+            ws.ingest(KittiSource(data), progress=False)
+            ws.embed("bev-hist", progress=False, num_workers=0)
+        yield local, remote, local_path, remote_path, base / "data"
+        remote.close()
+
+
+def _unpath(value: Any, path: Path) -> Any:
+    """``value`` with the workspace path replaced by ``<ws>`` in every string."""
+    if isinstance(value, str):
+        return value.replace(str(path.resolve()), "<ws>").replace(str(path), "<ws>")
+    if isinstance(value, dict):
+        return {k: _unpath(v, path) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unpath(v, path) for v in value]
+    return value
+
+
+@pytest.mark.skipif(not _mm3d_available(), reason="the mmdet3d stack is not installed (make mm3d)")
+def test_loop_gives_the_same_report_and_run_records(small_pair: tuple) -> None:
+    import dataclasses
+
+    import torch
+
+    from curate.loop import LoopReport, RoundReport
+
+    local, remote, local_path, remote_path, _ = small_pair
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the server's job thread shares this process (and its torch threads)
+    try:
+        seen: list[int] = []
+        ra = local.loop(LOOP, stop_after=1)
+        rb = remote.loop(LOOP, stop_after=1, on_round=lambda r: seen.append(r.round))
+        assert seen == [0] and [r.round for r in rb.rounds] == [0]
+        ra, rb = local.loop(LOOP), remote.loop(dict(LOOP))  # resumes at round 1 on both sides
+    finally:
+        torch.set_num_threads(threads)
+    assert isinstance(rb, LoopReport) and all(isinstance(r, RoundReport) for r in rb.rounds)
+    assert ra.resumed_from == rb.resumed_from == 1 and len(rb.rounds) == 2
+
+    def comparable(report: LoopReport, path: Path) -> dict:
+        data = _unpath(dataclasses.asdict(report), path)
+        for rnd in data["rounds"]:
+            rnd.pop("seconds")
+            rnd["metrics"].pop("train_seconds")
+        return data
+
+    assert comparable(ra, local_path) == comparable(rb, remote_path)
+    assert rb.rounds[1].labeled_frames == 6 and len(rb.rounds[1].selected) == 2
+
+    # the stored loop runs are the same records (read back with the kind filter)
+    loops_a, loops_b = local.runs("loop"), remote.runs("loop")
+    assert [r.run_id for r in loops_b] == [r.run_id for r in loops_a] and len(loops_b) == 2
+    for a, b in zip(loops_a, loops_b):
+        da, db = (_unpath(r.model_dump(exclude=VOLATILE), p) for r, p in ((a, local_path), (b, remote_path)))
+        for d in (da, db):
+            d["info"]["metrics"].pop("train_seconds")
+        assert da == db
+    assert _same_error(small_pair[:4], lambda ws: ws.loop({**LOOP, "budget": 3})).__name__ == "InvalidInputError"
+
+
+def test_loop_config_paths_are_confined(small_pair: tuple, tmp_path: Path) -> None:
+    from curate.auth import PermissionDeniedError
+
+    remote, data_root = small_pair[1], small_pair[4]
+    cfg_file = tmp_path / "loop.json"  # outside the server's data root
+    cfg_file.write_text(json.dumps(LOOP))
+    with pytest.raises(PermissionDeniedError, match="outside the folders"):
+        remote.loop(str(cfg_file))
+    with pytest.raises(PermissionDeniedError, match="outside the folders"):
+        remote.loop({**LOOP, "name": "other", "label_dir": "/etc", "oracle": "import"})
+    with pytest.raises(PermissionDeniedError, match="outside the folders"):
+        remote.loop({**LOOP, "name": "other", "work_dir": str(tmp_path / "elsewhere")})
+    with pytest.raises(curate.InvalidInputError, match="plain name"):
+        remote.loop({**LOOP, "name": "../../escape"})
+    with pytest.raises(curate.InvalidInputError, match="'../escape'"):  # the config's own check
+        remote.pretrain({**PRETRAIN, "name": "../escape"})
+    with pytest.raises(PermissionDeniedError, match="outside the folders"):
+        remote.pretrain(str(tmp_path / "pretrain.toml"))
+    with pytest.raises(curate.InvalidInputError, match="cannot send a detector"):
+        remote.loop(LOOP, detector=object())
+    assert not (data_root.parent / "escape").exists() and not (data_root / "escape").exists()
+    # a config file below the data root is read on the server
+    inside = data_root / "loop.json"
+    inside.write_text(json.dumps({**LOOP, "name": "from-file", "rounds": 1}))
+    with pytest.raises(curate.NotFoundError, match="no-such-embedding"):  # checked before queueing
+        remote.submit_loop("loop.json", stop_after=1, embedding="no-such-embedding")
+    assert [j.kind for j in remote.jobs()].count("loop") == 0 or all(
+        j.params["config"] != "loop.json" for j in remote.jobs())
+
+
+def test_pretrain_gives_the_same_report(small_pair: tuple) -> None:
+    from curate.pretraining import PretrainReport
+
+    local, remote, local_path, remote_path, _ = small_pair
+    ra, rb = local.pretrain(PRETRAIN, progress=False), remote.pretrain(PRETRAIN)
+    assert isinstance(rb, PretrainReport) and rb.steps == 2 and rb.frames == 24
+    da, db = (_unpath(r.model_dump(exclude={"seconds"}), p) for r, p in ((ra, local_path), (rb, remote_path)))
+    assert da == db
+    assert (remote_path / "checkpoints" / "cong-ssl" / "last.pt").is_file()
+    job = remote.jobs()[-1]
+    assert job.kind == "pretrain" and job.state == "succeeded" and job.done == job.total == 2
+    assert _same_error(small_pair[:4], lambda ws: ws.pretrain({"bogus": 1})).__name__ == "InvalidInputError"

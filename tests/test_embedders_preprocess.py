@@ -70,7 +70,7 @@ def test_remove_ground_matches_column_minimum_reference() -> None:
 def test_default_output_is_fixed_size_inside_unit_sphere() -> None:
     pre = ScenePreprocessor()
     out = pre(scene(3, n=30000))
-    assert out.shape == (8192, 3) and out.dtype == np.float32
+    assert out.shape == (1024, 3) and out.dtype == np.float32
     assert np.linalg.norm(out, axis=1).max() <= 1.0 + 1e-6
 
 

@@ -130,7 +130,8 @@ def test_pool_features_definitions() -> None:
 def test_feature_option_sets_dim() -> None:
     assert create_embedder("recon-tiny", feature="svm", **TINY_SCENE).dim == 384
     assert create_embedder("recon-tiny", feature="finetune", **TINY_SCENE).dim == 768
-    assert create_embedder("recon-small", **TINY_SCENE).dim == 512
+    assert create_embedder("recon-small", feature="svm", **TINY_SCENE).dim == 512
+    assert create_embedder("recon-small", **TINY_SCENE).dim == (2 + 3 * 3) * 256  # svm-bev
 
 
 # ----------------------------------------------------------------------------- init determinism

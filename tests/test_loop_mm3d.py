@@ -151,6 +151,13 @@ def test_two_round_loop_trains_scores_and_resumes(ws, tmp_path):
     assert r1.info["labeled_frames"] == 12 and r1.info["score_run"] == "t-r1"
     dumped = "".join(p.read_text() for p in Path(r1.info["checkpoints"][0]).parent.glob("*.py"))
     assert f"load_from = '{r0.checkpoints[0]}'" in dumped and "resume = False" in dumped
+    # start=latest x train_on=all (the default mode): the record says so, and it is what ran
+    assert r1.info["init_checkpoints"] == r0.checkpoints and rounds[0].info["init_checkpoints"] == [None]
+    assert r1.info["train_ids"] == sorted(labeled0 | set(r1.ids))
+    from curate.loop.infos import read_info_pkl
+
+    trained = read_info_pkl(Path(r1.info["checkpoints"][0]).parents[1] / "train_infos.pkl")
+    assert sorted(f["curate_id"] for f in trained["data_list"]) == r1.info["train_ids"]
     ids1, _ = ws2.scores("t-r1")
     assert set(ids1) == pool - set(r1.ids)
     # a third call with the same config has nothing left to do

@@ -97,7 +97,7 @@ def test_pretrain_lowers_loss_and_checkpoint_loads(ws: curate.Workspace) -> None
         assert torch.equal(value, state["base_model"]["MAE_encoder." + key]), key
     embedded = ws.embed("recon-tiny", name="recon-tiny-ssl", checkpoint=report.checkpoint,
                         progress=False, **report.embed_options)
-    assert embedded.computed == 72 and embedded.dim == 2 * 192
+    assert embedded.computed == 72 and embedded.dim == (2 + 3 * 3) * 192  # default svm-bev
     _, vectors = ws.store.read_vectors("emb_recon-tiny-ssl")
     assert np.isfinite(vectors).all() and np.ptp(vectors, axis=0).max() > 0
 

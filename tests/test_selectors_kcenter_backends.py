@@ -92,3 +92,22 @@ def test_uncertainty_kcenter_with_beta_zero_is_kcenter_after_the_first_pick(pool
     assert a.indices.tolist() == b.indices.tolist()
     with pytest.raises(InvalidInputError, match="non-negative"):
         UncertaintyKCenter().select(pool, 3, scores=-u)
+
+
+def test_float64_kcenter_breaks_float32_near_ties_like_a_float64_reference() -> None:
+    """Far from the origin the float32 expansion |x|^2 - 2x.c + |c|^2 loses the last digits:
+    float64 picks equal the float64 brute force exactly, float32 picks drift away from it."""
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(300, 8)) * 0.05 + 300.0).astype(np.float32)
+    labeled = np.zeros(len(x), dtype=bool)
+    labeled[:2] = True
+    want = naive_weighted_kcenter(x, 40, labeled, np.ones(len(x)), first=0)
+    got64 = KCenterGreedy(dtype="float64").select(x, 40, labeled=labeled)
+    assert got64.indices.tolist() == want
+    assert got64.info["dtype"] == "float64"
+    got32 = KCenterGreedy().select(x, 40, labeled=labeled)
+    assert got32.indices.tolist() != want  # the precision effect float64 exists to remove
+    with pytest.raises(InvalidInputError, match="dtype"):
+        KCenterGreedy(dtype="float16")
+    with pytest.raises(InvalidInputError, match="numpy"):
+        KCenterGreedy(dtype="float64", backend="torch")

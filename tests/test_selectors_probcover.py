@@ -193,7 +193,7 @@ def brute_sampled_purity_delta(
 
 @pytest.mark.parametrize("k_nn", [3, 32])
 def test_sampled_purity_matches_brute_force_on_the_sample(blobs: np.ndarray, k_nn: int) -> None:
-    from curate.selectors.probcover import purity_sample_rows
+    from curate.selectors.probcover import purity_labels, purity_sample_rows
 
     dist = dense_distances(blobs)
     sel = ProbCover(delta="auto", purity_clusters=6, alpha=0.9, index_kind="flat",
@@ -201,7 +201,7 @@ def test_sampled_purity_matches_brute_force_on_the_sample(blobs: np.ndarray, k_n
     got = sel.select(blobs, 10, seed=3)
     assert got.info["purity_sample"] == 90
     # the selector's pseudo-labels: the purity k-means settings
-    labels, _ = kmeans(normalize_rows(blobs), 6, seed=3, n_iter=10, sample_per_cluster=64)
+    labels, _ = purity_labels(normalize_rows(blobs), 6, seed=3)
     rows = purity_sample_rows(len(blobs), 90, 3)
     assert rows.size == 90 and np.unique(rows).size == 90
     want = brute_sampled_purity_delta(dist, labels, rows, 0.9)
@@ -225,3 +225,62 @@ def test_purity_options_validation() -> None:
         ProbCover(purity_sample=0)
     with pytest.raises(InvalidInputError, match="purity_kmeans"):
         ProbCover(purity_kmeans_iter=0)
+    with pytest.raises(InvalidInputError, match="purity_kmeans_restarts"):
+        ProbCover(purity_kmeans_restarts=0)
+    with pytest.raises(InvalidInputError, match="purity_clusters"):
+        ProbCover(purity_clusters=1)
+
+
+def test_auto_delta_default_is_the_papers_rule_with_ten_classes(blobs: np.ndarray) -> None:
+    """Default: k-means with 10 clusters (the paper's k = number of classes), whatever the budget."""
+    from curate.selectors.probcover import purity_labels
+
+    x = blobs[:150]
+    labels, _ = purity_labels(normalize_rows(x), 10, seed=2)
+    want = brute_purity_delta(dense_distances(x), labels, 0.9)
+    for budget in (5, 40):
+        got = ProbCover(delta="auto", alpha=0.9, index_kind="flat").select(x, budget, seed=2)
+        assert got.info["purity_clusters"] == 10
+        assert got.info["delta"] == pytest.approx(want, abs=1e-5)
+
+
+def test_purity_kmeans_restarts_keep_the_best_objective(blobs: np.ndarray) -> None:
+    """n_init restarts never end with a worse k-means objective than the first run alone."""
+    xn = normalize_rows(blobs)
+
+    def objective(labels: np.ndarray) -> float:
+        return float(sum(((xn[labels == c] - xn[labels == c].mean(0)) ** 2).sum()
+                         for c in np.unique(labels)))
+
+    worse = 0
+    for seed in range(6):
+        one = objective(kmeans(xn, 10, seed=seed, n_iter=3, n_init=1)[0])
+        best = objective(kmeans(xn, 10, seed=seed, n_iter=3, n_init=5)[0])
+        worse += best > one * (1 + 1e-4)
+    assert worse == 0
+
+
+def test_ivf_purity_radii_equal_brute_force_when_every_list_is_probed(blobs: np.ndarray) -> None:
+    """The filtered IVF search of the purity radii, exhaustive (nprobe = nlist), is exact."""
+    from curate.selectors._neighbors import nearest_other_label_ivf
+    from curate.selectors.probcover import _nearest_other_label
+
+    xn = normalize_rows(blobs)
+    labels, _ = kmeans(xn, 6, seed=0)
+    index = build_index(xn, kind="ivf", nlist=8, nprobe=8)
+    rows = np.arange(0, len(xn), 3)
+    got = nearest_other_label_ivf(index, xn[rows], labels[rows], labels)
+    want = _nearest_other_label(xn, labels, rows)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # probing one list can only miss rows: never below the exact radius
+    index.faiss_index.nprobe = 1
+    few = nearest_other_label_ivf(index, xn[rows], labels[rows], labels)
+    assert (few >= want - 1e-5).all()
+
+
+def test_exhaustive_ivf_probcover_equals_the_flat_one(blobs: np.ndarray) -> None:
+    flat = ProbCover(index_kind="flat", alpha=0.9).select(blobs, 15, seed=1)
+    ivf = ProbCover(index_kind="ivf", nlist=8, nprobe=8, alpha=0.9).select(blobs, 15, seed=1)
+    assert ivf.info["purity_radii"] == "ivf"
+    assert ivf.info["delta"] == pytest.approx(flat.info["delta"], abs=1e-5)
+    assert ivf.indices.tolist() == flat.indices.tolist()

@@ -22,6 +22,10 @@ from curate.server import BackgroundServer, create_app
 
 TOKEN = "fuzz-write-token"
 EXAMPLES = 12
+#: Routes whose valid requests start long training jobs (the defaults: 150-step pretraining,
+#: ...), which even negative mode produces (it may break a header and keep a valid body): not
+#: fuzzed; tests/test_congruence.py runs them with tiny configs and checks their error paths.
+LONG_JOBS = {"/v1/jobs/loop", "/v1/jobs/pretrain", "/v1/jobs/pretrain-image"}
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +64,8 @@ def test_fuzzed_requests_never_get_a_5xx(server: BackgroundServer, mode: Generat
     seen: dict[int, int] = {}
     for operation in operations:
         label = f"{operation.method.upper()} {operation.path} ({mode.value})"
+        if operation.path in LONG_JOBS:
+            continue
 
         @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))

@@ -25,11 +25,12 @@ def block_rows(n_cols: int, budget_bytes: int = BLOCK_BYTES) -> int:
 
 
 def squared_norms(x: np.ndarray) -> np.ndarray:
-    """Row-wise squared L2 norms, accumulated in float64 and returned as float32.
+    """Row-wise squared L2 norms, accumulated in float64, returned as float32 (float64 for a
+    float64 ``x``).
 
     O(N*d) time, O(N) extra memory (rows are processed in blocks).
     """
-    out = np.empty(x.shape[0], dtype=np.float32)
+    out = np.empty(x.shape[0], dtype=np.float64 if x.dtype == np.float64 else np.float32)
     step = block_rows(x.shape[1])
     for start in range(0, x.shape[0], step):
         blk = x[start : start + step].astype(np.float64, copy=False)
@@ -50,15 +51,16 @@ def sq_dist_to_point(
     was measured 2-3x slower (and 10x on small ``N``) on a shared 2-core machine where its threads
     compete with other processes.
     """
-    c = np.ascontiguousarray(c, dtype=np.float32)
-    c_norm = np.float32(np.dot(c.astype(np.float64), c.astype(np.float64)))
+    ft = np.float64 if x.dtype == np.float64 else np.float32  # float64 only when x is
+    c = np.ascontiguousarray(c, dtype=ft)
+    c_norm = ft(np.dot(c.astype(np.float64), c.astype(np.float64)))
     if out is None:
-        out = np.empty(x.shape[0], dtype=np.float32)
+        out = np.empty(x.shape[0], dtype=ft)
     np.einsum("ij,j->i", x, c, out=out)
-    out *= np.float32(-2.0)
+    out *= ft(-2.0)
     out += x_norms
     out += c_norm
-    np.maximum(out, np.float32(0.0), out=out)
+    np.maximum(out, ft(0.0), out=out)
     return out
 
 
@@ -92,7 +94,8 @@ def min_sq_dist_to_set(
     O(N*K*d) time; memory O(N + block), blocks of rows of ``x`` against blocks of ``centers``.
     """
     n = x.shape[0]
-    best = np.full(n, np.inf, dtype=np.float32)
+    ft = np.float64 if x.dtype == np.float64 else np.float32  # float64 only when x is
+    best = np.full(n, np.inf, dtype=ft)
     if centers.shape[0] == 0 or n == 0:
         return best
     if x_norms is None:
@@ -105,9 +108,9 @@ def min_sq_dist_to_set(
         cn = c_norms[k0 : k0 + k_step]
         for n0 in range(0, n, n_step):
             prod = x[n0 : n0 + n_step] @ cb.T
-            prod *= np.float32(-2.0)
+            prod *= ft(-2.0)
             prod += x_norms[n0 : n0 + n_step, None]
             prod += cn[None, :]
             np.minimum(best[n0 : n0 + n_step], prod.min(axis=1), out=best[n0 : n0 + n_step])
-    np.maximum(best, np.float32(0.0), out=best)
+    np.maximum(best, ft(0.0), out=best)
     return best

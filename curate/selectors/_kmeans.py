@@ -34,6 +34,7 @@ def kmeans(
     seed: int = 0,
     n_iter: int = N_ITER,
     sample_per_cluster: Optional[int] = None,
+    n_init: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cluster the rows of ``x`` into ``k`` clusters.
 
@@ -50,7 +51,10 @@ def kmeans(
     sample_per_cluster : int, optional
         Train on at most this many seeded random rows per cluster whatever ``k`` is (default:
         every row up to 50 clusters, ``SAMPLE_PER_CLUSTER`` above). ProbCover's purity rule uses
-        a small value: its pseudo-labels only need to be a reasonable partition.
+        its own value (:data:`curate.selectors.probcover.PURITY_KMEANS_SAMPLE`).
+    n_init : int
+        Independent seeded restarts; the run with the lowest k-means objective is kept (the
+        ``n_init`` of scikit-learn's ``KMeans``). Default 1.
 
     Returns
     -------
@@ -61,15 +65,17 @@ def kmeans(
 
     Notes
     -----
-    Time O(n_iter * T * k * d) with ``T = N`` (k <= 50) or ``T = min(N, 256 k)`` (or
-    ``min(N, sample_per_cluster * k)``) plus O(N*k*d)
-    for the final assignment; memory O(N + k*d) beyond ``x`` (FAISS blocks its distance work).
+    Time O(n_init * n_iter * T * k * d) with ``T = N`` (k <= 50) or ``T = min(N, 256 k)`` (or
+    ``min(N, sample_per_cluster * k)``) plus O(N*k*d) for the final assignment; memory
+    O(N + k*d) beyond ``x`` (FAISS blocks its distance work).
     """
     import faiss
 
     n, d = x.shape
     if not 1 <= k <= n:
         raise InvalidInputError(f"k-means needs 1 <= k <= N; got k={k} for N={n} rows")
+    if int(n_init) < 1:
+        raise InvalidInputError(f"k-means needs n_init >= 1; got {n_init!r}")
     if sample_per_cluster is not None:
         if int(sample_per_cluster) < 1:
             raise InvalidInputError(f"sample_per_cluster must be >= 1; got {sample_per_cluster!r}")
@@ -85,6 +91,7 @@ def kmeans(
         seed=int(seed) % (2**31 - 1),
         max_points_per_centroid=int(per_centroid),
         min_points_per_centroid=1,
+        nredo=int(n_init),
         verbose=False,
     )
     km.train(np.ascontiguousarray(x, dtype=np.float32))

@@ -19,7 +19,7 @@ from curate.selectors._scores import per_class_scores
 from curate.selectors.base import ScoresLike, Selection, Selector, validate_inputs
 from curate.selectors.uncertainty import rank_candidates
 
-__all__ = ["ClassBalance", "QuerySimilarity", "balance_gain", "target_shares"]
+__all__ = ["ClassBalance", "QuerySimilarity", "balance_gain", "parse_id_list", "target_shares"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +126,25 @@ class ClassBalance(Selector):
         )
 
 
+def parse_id_list(value: Any, what: str) -> Optional[list[str]]:
+    """Frame ids from a list, or from one comma-separated string (``"a,b,c"``, as the CLI's
+    ``--param query_ids=a,b,c`` passes it). ``None`` stays ``None``; empty entries are dropped."""
+    if value is None:
+        return None
+    if isinstance(value, (str, int)):
+        items = str(value).split(",")
+    elif isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+    else:
+        raise InvalidInputError(
+            f"{what} must be a list of frame ids or a comma-separated string; got {value!r}"
+        )
+    ids = [i.strip() for i in items if i.strip()]
+    if not ids:
+        raise InvalidInputError(f"{what} holds no frame id; got {value!r}")
+    return ids
+
+
 class QuerySimilarity(Selector):
     """The candidates closest to a query set of rows (nearest-query Euclidean distance).
 
@@ -136,6 +155,13 @@ class QuerySimilarity(Selector):
         never selected themselves.
     metric : {"l2", "cosine"}
         Distance used.
+    query_ids : list of str or str, optional
+        Query frames by id (a list, or ``"a,b,c"``). Ids are resolved to rows by the workspace
+        (:meth:`curate.workspace.Workspace.select`), which adds query frames outside the
+        candidate pool as context rows; ``select`` on bare arrays needs ``query_rows``.
+    query_run : str, optional
+        A stored run whose ids are the query frames (resolved by the workspace like
+        ``query_ids``; both may be given, their union is used).
 
     Notes
     -----
@@ -146,12 +172,41 @@ class QuerySimilarity(Selector):
 
     name = "query_similarity"
 
-    def __init__(self, query_rows: Sequence[int] = (), metric: str = "l2") -> None:
+    def __init__(
+        self,
+        query_rows: Sequence[int] = (),
+        metric: str = "l2",
+        query_ids: Any = None,
+        query_run: Optional[str] = None,
+    ) -> None:
         rows = [int(r) for r in query_rows]
         if metric not in ("l2", "cosine"):
             raise InvalidInputError(f"metric must be 'l2' or 'cosine'; got {metric!r}")
+        if query_run is not None and (not isinstance(query_run, str) or not query_run):
+            raise InvalidInputError(f"query_run must be a run id string; got {query_run!r}")
         self.query_rows = rows
         self.metric = metric
+        self.query_ids = parse_id_list(query_ids, "query_ids")
+        self.query_run = query_run
+
+    @property
+    def needs_query_ids(self) -> bool:
+        """Whether the workspace must map ``query_ids`` / ``query_run`` to rows first."""
+        return self.query_ids is not None or self.query_run is not None
+
+    def with_query_rows(self, rows: Sequence[int]) -> "QuerySimilarity":
+        """A copy that uses the resolved ``rows`` (ids and run dropped)."""
+        return QuerySimilarity(query_rows=rows, metric=self.metric)
+
+    def params(self) -> dict[str, Any]:
+        """Constructor parameters; the ids (not the rows they resolved to) when given by id."""
+        out = super().params()
+        if self.needs_query_ids:
+            out["query_rows"] = []
+        for key in ("query_ids", "query_run"):
+            if out[key] is None:
+                del out[key]
+        return out
 
     def select(
         self,
@@ -165,12 +220,18 @@ class QuerySimilarity(Selector):
         """Pick the ``budget`` candidates nearest to the query rows; see :class:`Selector`."""
         from index.vectors import VectorIndex
 
+        if self.needs_query_ids and not self.query_rows:
+            raise InvalidInputError(
+                "query_similarity got query_ids / query_run, which only a workspace can map to "
+                "rows: call Workspace.select (or `curate select`), or pass query_rows=[...]"
+            )
         inp = validate_inputs(vectors, budget, labeled)
         n = inp.vectors.shape[0]
         q = np.asarray(self.query_rows, dtype=np.int64)
         if q.size == 0:
             raise InvalidInputError(
-                "query_similarity needs at least one query row; pass query_rows=[...]"
+                "query_similarity needs at least one query: pass query_ids=a,b,c (frame ids), "
+                "query_run=RUN_ID (the ids of a stored run) or query_rows=[...] (row positions)"
             )
         if q.min() < 0 or q.max() >= n:
             raise InvalidInputError(

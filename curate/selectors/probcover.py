@@ -10,17 +10,35 @@ remaining picks are seeded-random (``info["fallbacks"]``).
 The graph is sparse (CSR, int32 columns) and is built from FAISS neighbour queries through
 :class:`index.vectors.VectorIndex`; there is never an ``N x N`` matrix.
 
-``delta="auto"`` applies the paper's purity rule: pseudo-labels from seeded k-means; the ball of
-``x`` is pure when every member shares ``x``'s cluster, i.e. when ``delta <= r(x)`` with ``r(x)``
-the distance from ``x`` to the nearest row of another cluster. The fraction of pure balls is
-therefore ``mean(r >= delta)`` and the largest delta with purity ``>= alpha`` is read off the
-sorted ``r`` in one pass (or the largest value of ``delta_grid`` satisfying it). ``r`` comes from
-one kNN search; rows whose ``k`` neighbours all share their cluster only give a lower bound and
-are resolved exactly (chunked brute force) when that bound could change the answer. The same kNN
-results give the graph for every ball with fewer than ``k`` members; only the larger balls need a
-range search. Above ``purity_sample`` rows (100k) the purity fraction is measured on a seeded
-sample of query rows (radii still exact against all rows) and the graph comes from one range
-search, so the kNN never runs over every row of a large (IVF-indexed) pool.
+``delta="auto"`` applies the paper's purity rule (Yehuda et al. 2022, Sec. 4 "choosing delta"):
+pseudo-labels from k-means with ``k`` = the number of classes (``purity_clusters``, default 10);
+the ball of ``x`` is pure when every member shares ``x``'s cluster; delta is the largest radius
+whose fraction of pure balls is at least ``alpha = 0.95``. Nothing here reads a label: the rule
+only needs the class count.
+
+The pseudo-labels must be a converged k-means of the quality the paper used (scikit-learn
+``KMeans``: full Lloyd iterations, several restarts). On the Fashion-MNIST benchmark
+(``benchmarks/al_quality.py``) a cheap k-means (10 iterations on 64 rows per cluster) gave a
+noisier partition, more impure balls, delta 0.565 instead of 0.60, and a ProbCover level with
+random at 10 labels; the rule is steep there (accuracy at 10 labels moved from 33% to 50% between
+those two deltas). So the purity k-means runs ``purity_kmeans_iter`` = 25 Lloyd iterations on up
+to ``purity_kmeans_sample`` = 1000 seeded rows per cluster (every row up to 10k rows at k = 10;
+the partition was identical to a full-data k-means there) and keeps the best of
+``purity_kmeans_restarts`` = 3 seeded restarts by k-means objective; every row is then assigned
+to its nearest centroid. The previous default ``k = labeled + budget`` (TypiClust's clustering,
+not ProbCover's) is gone: ``k`` grows the number of impure balls and shrinks delta towards the
+nearest-neighbour distance, where balls hold one or two rows and coverage means nothing.
+
+Purity is computed without any ``N x N`` matrix: the ball of ``x`` is pure exactly when
+``delta <= r(x)`` with ``r(x)`` the distance from ``x`` to the nearest row of another cluster, so
+the fraction of pure balls is ``mean(r >= delta)`` and the largest delta with purity ``>= alpha``
+is read off the sorted ``r`` in one pass (or the largest value of ``delta_grid`` satisfying it).
+``r`` comes from one kNN search; rows whose ``k`` neighbours all share their cluster only give a
+lower bound and are resolved exactly (chunked brute force) when that bound could change the
+answer. The same kNN results give the graph for every ball with fewer than ``k`` members; only
+the larger balls need a range search. Above ``purity_sample`` rows (100k) the purity fraction is
+measured on a seeded sample of query rows (radii still exact against all rows) and the graph comes
+from one range search, so the kNN never runs over every row of a large (IVF-indexed) pool.
 """
 
 from __future__ import annotations
@@ -28,7 +46,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -40,6 +58,7 @@ from curate.selectors._neighbors import (
     build_index,
     gather_rows,
     knn,
+    nearest_other_label_ivf,
     range_graph,
     transpose_csr,
 )
@@ -53,6 +72,7 @@ __all__ = [
     "purity_radii",
     "delta_from_purity",
     "purity_sample_rows",
+    "purity_labels",
     "build_ball_graph",
     "greedy_max_coverage",
 ]
@@ -61,6 +81,12 @@ logger = logging.getLogger(__name__)
 
 #: Largest distance between two unit vectors; a delta above it connects everything.
 _MAX_UNIT_DIST = 2.0
+#: Default k of the purity k-means: the paper's "number of classes" when it is not given.
+PURITY_CLUSTERS = 10
+#: Lloyd iterations, training rows per cluster and restarts of the purity k-means.
+PURITY_KMEANS_ITER = 25
+PURITY_KMEANS_SAMPLE = 1000
+PURITY_KMEANS_RESTARTS = 3
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
@@ -154,6 +180,7 @@ def delta_from_purity(
     alpha: float = 0.95,
     grid: Optional[np.ndarray] = None,
     rows: Optional[np.ndarray] = None,
+    refine: Optional[Callable[[np.ndarray], np.ndarray]] = None,
 ) -> tuple[float, float, int]:
     """Largest delta whose fraction of pure balls is ``>= alpha``.
 
@@ -162,7 +189,9 @@ def delta_from_purity(
     the purity rule estimated on a sample (the quantile's rank error is ``sqrt(a(1-a)/Q)``).
 
     Lower bounds from the kNN are refined exactly (chunked brute force over all rows) only for
-    rows whose bound is below the current answer, until no bound can change it.
+    rows whose bound is below the current answer, until no bound can change it. ``refine``
+    (query row positions -> radii) replaces the brute force, e.g. with the approximate filtered
+    IVF search of :func:`curate.selectors._neighbors.nearest_other_label_ivf` on large pools.
 
     Returns
     -------
@@ -193,11 +222,32 @@ def delta_from_purity(
             unsure = np.flatnonzero(~exact & (r < nxt))
         if unsure.size == 0:
             break
-        r[unsure] = _nearest_other_label(x, labels, query_rows[unsure])
+        if refine is None:
+            r[unsure] = _nearest_other_label(x, labels, query_rows[unsure])
+        else:  # never below the kNN's own bound (an approximate search may miss rows)
+            r[unsure] = np.maximum(refine(query_rows[unsure]), r[unsure])
         exact[unsure] = True
         refined += int(unsure.size)
     purity = float(np.mean(r >= delta)) if delta > 0 else 0.0
     return delta, purity, refined
+
+
+def purity_labels(
+    xn: np.ndarray,
+    k: int,
+    *,
+    seed: int = 0,
+    n_iter: int = PURITY_KMEANS_ITER,
+    sample_per_cluster: int = PURITY_KMEANS_SAMPLE,
+    n_init: int = PURITY_KMEANS_RESTARTS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k-means pseudo-labels (and centroids) of the purity rule; see the module docstring.
+
+    O(n_init * n_iter * min(N, sample_per_cluster * k) * k * d + N*k*d) time, O(N + k*d) memory.
+    """
+    return kmeans(
+        xn, k, seed=seed, n_iter=n_iter, sample_per_cluster=sample_per_cluster, n_init=n_init
+    )
 
 
 def purity_sample_rows(n: int, size: int, seed: int) -> np.ndarray:
@@ -436,11 +486,9 @@ class ProbCover(Selector):
         purity rule (see the module docstring).
     alpha : float
         Purity threshold of ``delta="auto"``.
-    purity_clusters : int, optional
-        k of the k-means pseudo-labels of ``delta="auto"``; default ``labeled + budget`` clipped
-        to ``[2, min(max_purity_clusters, N)]``.
-    max_purity_clusters : int
-        Upper bound of the default ``purity_clusters``.
+    purity_clusters : int
+        k of the k-means pseudo-labels of ``delta="auto"``: the number of classes, as in the
+        paper (default 10; clipped to ``N``).
     delta_grid : sequence of float, optional
         Restrict ``delta="auto"`` to these candidates (the paper's grid); default: the exact
         largest delta.
@@ -452,10 +500,10 @@ class ProbCover(Selector):
         IVF lists probed (approximate search).
     nlist : int, optional
         IVF lists (default: the index's ~4 sqrt(N)).
-    purity_kmeans_iter, purity_kmeans_sample : int
-        Lloyd iterations (10) and training rows per cluster (64) of the purity k-means: the
-        pseudo-labels only need to be a reasonable partition, and a full 25-iteration k-means on
-        every row cost ~20% of a 50k-row run.
+    purity_kmeans_iter, purity_kmeans_sample, purity_kmeans_restarts : int
+        Lloyd iterations (25), training rows per cluster (1000) and seeded restarts (3, the best
+        objective is kept) of the purity k-means; see the module docstring for why a cheaper
+        k-means is not good enough.
     purity_sample : int or None
         Above this many rows (default 100k) ``delta="auto"`` measures purity on a seeded sample
         of this many query rows (:func:`purity_sample_rows`; each radius still exact against all
@@ -466,9 +514,10 @@ class ProbCover(Selector):
     -----
     ``info``: ``delta``, ``coverage`` (fraction of all rows covered after the picks),
     ``initial_coverage``, ``fallbacks``, ``graph_edges``, ``mean_degree``; with
-    ``delta="auto"`` also ``purity``, ``purity_clusters``, ``purity_refined`` and, when sampled,
-    ``purity_sample``; ``seconds``: wall time per stage (kmeans, index, knn, purity, graph,
-    greedy).
+    ``delta="auto"`` also ``purity``, ``purity_clusters``, ``purity_refined``, when sampled
+    ``purity_sample``, and ``purity_radii="ivf"`` when the radii came from the approximate
+    filtered IVF search (IVF index, large pools); ``seconds``: wall time per stage (kmeans,
+    index, knn, purity, graph, greedy).
 
     Time: one FAISS kNN (auto delta) or range search, O(N^2 d) exact or sub-quadratic with IVF;
     k-means O(iter*min(N, 64 k)*k*d + N*k*d); greedy O(E + budget*N). Memory
@@ -482,15 +531,15 @@ class ProbCover(Selector):
         self,
         delta: Union[float, str] = "auto",
         alpha: float = 0.95,
-        purity_clusters: Optional[int] = None,
-        max_purity_clusters: int = 500,
+        purity_clusters: int = PURITY_CLUSTERS,
         delta_grid: Optional[Sequence[float]] = None,
         knn_k: int = 32,
         index_kind: str = "auto",
         nprobe: Optional[int] = None,
         nlist: Optional[int] = None,
-        purity_kmeans_iter: int = 10,
-        purity_kmeans_sample: int = 64,
+        purity_kmeans_iter: int = PURITY_KMEANS_ITER,
+        purity_kmeans_sample: int = PURITY_KMEANS_SAMPLE,
+        purity_kmeans_restarts: int = PURITY_KMEANS_RESTARTS,
         purity_sample: Optional[int] = 100_000,
     ) -> None:
         if isinstance(delta, str):
@@ -500,26 +549,27 @@ class ProbCover(Selector):
             raise InvalidInputError(f"delta must be a positive number or 'auto'; got {delta!r}")
         if not 0.0 < float(alpha) <= 1.0:
             raise InvalidInputError(f"alpha must lie in (0, 1]; got {alpha!r}")
-        if purity_clusters is not None and int(purity_clusters) < 2:
+        if int(purity_clusters) < 2:
             raise InvalidInputError(f"purity_clusters must be >= 2; got {purity_clusters!r}")
         if int(knn_k) < 2:
             raise InvalidInputError(f"knn_k must be >= 2; got {knn_k!r}")
         self.delta = delta if isinstance(delta, str) else float(delta)
         self.alpha = float(alpha)
-        self.purity_clusters = None if purity_clusters is None else int(purity_clusters)
-        self.max_purity_clusters = int(max_purity_clusters)
+        self.purity_clusters = int(purity_clusters)
         self.delta_grid = None if delta_grid is None else [float(v) for v in delta_grid]
         self.knn_k = int(knn_k)
         self.index_kind = index_kind
         self.nprobe = None if nprobe is None else int(nprobe)
         self.nlist = None if nlist is None else int(nlist)
-        if int(purity_kmeans_iter) < 1 or int(purity_kmeans_sample) < 1:
+        if min(int(purity_kmeans_iter), int(purity_kmeans_sample), int(purity_kmeans_restarts)) < 1:
             raise InvalidInputError(
-                "purity_kmeans_iter and purity_kmeans_sample must be >= 1; got "
-                f"{purity_kmeans_iter!r}, {purity_kmeans_sample!r}"
+                "purity_kmeans_iter, purity_kmeans_sample and purity_kmeans_restarts must be "
+                f">= 1; got {purity_kmeans_iter!r}, {purity_kmeans_sample!r}, "
+                f"{purity_kmeans_restarts!r}"
             )
         self.purity_kmeans_iter = int(purity_kmeans_iter)
         self.purity_kmeans_sample = int(purity_kmeans_sample)
+        self.purity_kmeans_restarts = int(purity_kmeans_restarts)
         if purity_sample is not None and int(purity_sample) < 1:
             raise InvalidInputError(f"purity_sample must be >= 1 or None; got {purity_sample!r}")
         self.purity_sample = None if purity_sample is None else int(purity_sample)
@@ -546,17 +596,14 @@ class ProbCover(Selector):
         index = None
         knn_result = None
         if self.delta == "auto":
-            k_clusters = self.purity_clusters
-            if k_clusters is None:
-                k_clusters = int(inp.labeled.sum()) + inp.budget
-                k_clusters = max(2, min(k_clusters, self.max_purity_clusters))
-            k_clusters = min(k_clusters, n)
-            labels, _ = kmeans(
+            k_clusters = min(self.purity_clusters, n)
+            labels, _ = purity_labels(
                 xn,
                 k_clusters,
                 seed=seed,
                 n_iter=self.purity_kmeans_iter,
                 sample_per_cluster=self.purity_kmeans_sample,
+                n_init=self.purity_kmeans_restarts,
             )
             clock.stage("kmeans")
             index = build_index(
@@ -574,8 +621,16 @@ class ProbCover(Selector):
                 qrows = None
                 query_knn = knn_result = knn(index, xn, min(self.knn_k, n))
             clock.stage("knn")
+            refine = None
+            if getattr(index, "faiss_index", None) is not None:  # IVF: approximate radii
+
+                def refine(rows: np.ndarray) -> np.ndarray:
+                    return nearest_other_label_ivf(index, xn[rows], labels[rows], labels)
+
+                info["purity_radii"] = "ivf"
             delta, purity, refined = delta_from_purity(
-                xn, labels, query_knn[0], query_knn[1], alpha=self.alpha, grid=grid, rows=qrows
+                xn, labels, query_knn[0], query_knn[1], alpha=self.alpha, grid=grid, rows=qrows,
+                refine=refine,
             )
             clock.stage("purity")
             if not np.isfinite(delta):

@@ -13,6 +13,11 @@ A checkpoint is ``{'base_model': state_dict, 'optimizer', 'epoch', 'step', 'conf
 ``create_embedder("recon-tiny", checkpoint=".../last.pt")`` loads the encoder. Files are written
 to a temporary name and renamed, so a kill never leaves a truncated checkpoint.
 
+Stop: SIGTERM (and SIGINT) during :func:`train` in the main thread finish the current step,
+write ``step-XXXX.pt`` + ``last.pt`` at that step and return with ``interrupted="SIGTERM"``; the
+previous handlers are restored on return. DataLoader workers ignore both signals (the main
+process shuts them down), so a signal sent to the whole process group stops cleanly too.
+
 Resume: when ``run_dir/last.pt`` exists, training continues from it (model, optimizer, step).
 Every random choice of step ``t`` (batch, augmentation, masks) derives from ``(seed, t)`` and the
 learning rate from ``t``, so an interrupted and resumed run reaches the same weights as an
@@ -27,7 +32,9 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +62,7 @@ __all__ = [
     "checkpoint_name",
     "LAST_CHECKPOINT",
     "LOSS_LOG",
+    "STOP_SIGNALS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,6 +71,8 @@ LAST_CHECKPOINT = "last.pt"
 LOSS_LOG = "losses.jsonl"
 #: Keys of the config that may differ when resuming (they do not change the result).
 RESUMABLE_CHANGES = ("train.num_workers", "train.device")
+#: Signals that make :func:`train` checkpoint the current step and return.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @dataclass
@@ -82,6 +92,8 @@ class TrainResult:
         Mean of each logged term over the last ``min(20, steps)`` steps.
     seconds : float
         Wall time of this call.
+    interrupted : str or None
+        Name of the signal that stopped the run early (``"SIGTERM"``), None when it ran to the end.
     """
 
     run_dir: Path
@@ -90,6 +102,7 @@ class TrainResult:
     start_step: int
     final_losses: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    interrupted: str | None = None
 
 
 def checkpoint_name(step: int) -> str:
@@ -216,6 +229,39 @@ def _final_losses(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
+    for number in STOP_SIGNALS:
+        # The main process decides when to stop and shuts the workers down itself.
+        signal.signal(number, signal.SIG_IGN)
+
+
+class _StopRequest:
+    """Turns :data:`STOP_SIGNALS` into a flag while active (main thread only; else a no-op).
+
+    Use as a context manager; the previous handlers are restored on exit.
+    """
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, number: int, _frame: Any) -> None:
+        if self.signal_name is None:
+            logger.warning(
+                "%s received: stopping after the current step and writing a checkpoint",
+                signal.Signals(number).name,
+            )
+        self.signal_name = signal.Signals(number).name
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for number in STOP_SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
 
 
 def train(
@@ -247,6 +293,8 @@ def train(
     Returns
     -------
     TrainResult
+        ``interrupted`` names the signal when SIGTERM / SIGINT stopped the run early; the
+        checkpoint of the step reached is written either way, and calling again resumes.
 
     Raises
     ------
@@ -323,8 +371,9 @@ def train(
         disable=not (sys.stderr.isatty() if show is None else show),
         dynamic_ncols=True,
     )
+    stop = _StopRequest()
     try:
-        with log_path.open("a") as log:
+        with stop, log_path.open("a") as log:
             for batch in loader:
                 lr = learning_rate(step, config)
                 for group in optimizer.param_groups:
@@ -356,7 +405,11 @@ def train(
                 rows.append(row)
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['total']:.4f}")
-                if step % config.train.checkpoint_every == 0 or step == config.train.steps:
+                if (
+                    step % config.train.checkpoint_every == 0
+                    or step == config.train.steps
+                    or stop.signal_name is not None
+                ):
                     checkpoint = _save(
                         run_path,
                         {
@@ -370,6 +423,13 @@ def train(
                         },
                         step,
                     )
+                if stop.signal_name is not None and step < config.train.steps:
+                    logger.warning(
+                        "pretraining stopped by %s at step %d of %d; checkpoint %s "
+                        "(run again to resume)",
+                        stop.signal_name, step, config.train.steps, checkpoint,
+                    )
+                    break
     finally:
         bar.close()
     return TrainResult(
@@ -379,4 +439,5 @@ def train(
         start_step=start_step,
         final_losses=_final_losses(rows),
         seconds=time.perf_counter() - started,
+        interrupted=stop.signal_name if step < config.train.steps else None,
     )

@@ -89,6 +89,10 @@ class MMDet3DDetector:
         ``"cpu"`` or ``"cuda"``.
     predict_batch_size : int
         Frames per forward pass at prediction time.
+    score_thr : float, optional
+        Boxes scoring below this are dropped before NMS at prediction time (default: the
+        config's ``test_cfg.score_thr``, 0.05 for the tiny config). A lower threshold keeps the
+        weak boxes of a briefly trained model (KITTI AP ranks them; uncertainty scores see them).
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class MMDet3DDetector:
         feat_dropout: float = 0.0,
         device: str = "cpu",
         predict_batch_size: int = 4,
+        score_thr: Optional[float] = None,
     ) -> None:
         require_mm3d()
         import curate.loop.mm3d.heads  # noqa: F401  (registers ProbAnchor3DHead)
@@ -121,6 +126,9 @@ class MMDet3DDetector:
         self.feat_dropout = float(feat_dropout)
         self.device = device
         self.predict_batch_size = max(1, int(predict_batch_size))
+        if score_thr is not None and not 0.0 <= float(score_thr) < 1.0:
+            raise InvalidInputError(f"score_thr must be in [0, 1); got {score_thr!r}")
+        self.score_thr = None if score_thr is None else float(score_thr)
         self.model_cfg = self._model_config()
 
     # ------------------------------------------------------------------ config
@@ -136,6 +144,13 @@ class MMDet3DDetector:
             head["num_classes"] = len(self.classes)
         elif self.feat_dropout > 0:
             raise InvalidInputError(f"feat_dropout needs an anchor head; {self.config_name!r} has {head.get('type')}")
+        if self.score_thr is not None:
+            test_cfg = model.get("test_cfg")
+            if isinstance(test_cfg, dict) and "pts" in test_cfg:
+                test_cfg = test_cfg["pts"]
+            if not isinstance(test_cfg, dict) or "score_thr" not in test_cfg:
+                raise InvalidInputError(f"score_thr: {self.config_name!r} has no test_cfg.score_thr to set")
+            test_cfg["score_thr"] = self.score_thr
         return model
 
     def _adapt_tiny_classes(self, model: dict) -> None:
