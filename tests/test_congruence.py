@@ -371,7 +371,10 @@ def test_pretrain_gives_the_same_report(small_pair: tuple) -> None:
     ra, rb = local.pretrain(PRETRAIN, progress=False), remote.pretrain(PRETRAIN)
     assert isinstance(rb, PretrainReport) and rb.steps == 2 and rb.frames == 24
     da, db = (_unpath(r.model_dump(exclude={"seconds"}), p) for r, p in ((ra, local_path), (rb, remote_path)))
-    assert da == db
+    # float32 training in two threads of different processes' pools: equal up to summation order
+    la, lb = da.pop("final_losses"), db.pop("final_losses")
+    assert da == db and la.keys() == lb.keys()
+    assert all(la[k] == pytest.approx(lb[k], rel=1e-5) for k in la)
     assert (remote_path / "checkpoints" / "cong-ssl" / "last.pt").is_file()
     job = remote.jobs()[-1]
     assert job.kind == "pretrain" and job.state == "succeeded" and job.done == job.total == 2

@@ -120,11 +120,15 @@ def test_two_steps_decrease_the_loss_on_a_tiny_set(camera_images: np.ndarray, tm
             loss, _ = contrastive_loss(model, batch, config, torch.Generator().manual_seed(11))
         return float(loss)
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    before = fixed_loss(build_model(config))
-    result = train(config, camera_images[:8], tmp_path / "run", progress=False)
-    trained = build_model(config)
-    trained.load_state_dict(_weights(result.checkpoint))
+    try:
+        before = fixed_loss(build_model(config))
+        result = train(config, camera_images[:8], tmp_path / "run", progress=False)
+        trained = build_model(config)
+        trained.load_state_dict(_weights(result.checkpoint))
+    finally:
+        torch.set_num_threads(threads)  # never leak a thread count into later tests
     assert result.steps == 2 and result.start_step == 0
     assert fixed_loss(trained) < before
     rows = [json.loads(line) for line in (tmp_path / "run" / "losses.jsonl").read_text().splitlines()]

@@ -144,7 +144,8 @@ def test_resume_after_kill_gives_the_same_weights(ws: curate.Workspace, tmp_path
     reference_ws = curate.connect(shutil.copytree(ws.path, tmp_path / "reference"))
     config = tmp_path / "cfg.toml"
     _write_toml(config, "killed", steps, workers=1)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # bit-identical float32 math needs the same intra-op thread count in both processes
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
     command = [sys.executable, "-m", "curate.cli", "pretrain", "--config", str(config),
                "--workspace", str(ws.path)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

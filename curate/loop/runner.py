@@ -109,11 +109,32 @@ def _sql_list(values: Sequence[str]) -> str:
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
 
 
+#: Seeded scene permutations tried for a representative validation split.
+_VAL_SPLIT_TRIES = 64
+
+
+def _take_scenes(order: np.ndarray, counts: np.ndarray, target: float) -> list[int]:
+    chosen: list[int] = []
+    total = 0
+    for k in order:
+        if total >= target or len(chosen) == len(counts) - 1:
+            break
+        chosen.append(int(k))
+        total += int(counts[k])
+    return chosen
+
+
 def validation_ids(workspace: Any, cfg: LoopConfig) -> tuple[list[str], str]:
     """Validation frame ids and the SQL filter of the selectable pool (its complement).
 
     Without ``val_where``, whole scenes are held out (frames of a scene are near-duplicates):
     scenes are shuffled with ``seed`` and taken until ``val_fraction`` of the frames is reached.
+    A split must also be representative: for every evaluation class with ground truth in the
+    workspace, the held-out scenes must hold at least half of ``val_fraction`` of its boxes (a
+    night drive without cars would make every round's mAP zero whatever the strategy). Up to
+    ``_VAL_SPLIT_TRIES`` seeded permutations are tried in order and the first representative
+    one is used; if none is, the one where the most evaluation boxes belong to well-represented
+    classes is used and a warning says so. Deterministic for a seed; O(frames + boxes).
     """
     if cfg.val_where:
         val = [str(i) for i in workspace.store.ids(T.SAMPLES, where=cfg.val_where)]
@@ -123,22 +144,49 @@ def validation_ids(workspace: Any, cfg: LoopConfig) -> tuple[list[str], str]:
     table = workspace.frames(columns=["id", "scene"])
     scenes = np.asarray([s or "" for s in table.column("scene").to_pylist()], dtype=object)
     ids = np.asarray(table.column("id").to_pylist(), dtype=object)
-    names, counts = np.unique(scenes, return_counts=True)
-    order = np.random.default_rng(cfg.seed).permutation(len(names))
-    target = cfg.val_fraction * len(ids)
-    chosen: list[str] = []
-    total = 0
-    for k in order:
-        if total >= target or len(chosen) == len(names) - 1:
-            break
-        chosen.append(str(names[k]))
-        total += int(counts[k])
-    if not chosen:
+    names, scene_of_frame, counts = np.unique(scenes, return_inverse=True, return_counts=True)
+    if len(names) < 2:
         raise InvalidInputError(
             "cannot hold out a validation split: the workspace has a single scene; pass val_where"
         )
-    val = sorted(str(i) for i in ids[np.isin(scenes, chosen)])
-    return val, f"scene NOT IN {_sql_list(chosen)}"
+    target = cfg.val_fraction * len(ids)
+    # boxes of each evaluation class per scene
+    eval_classes = [c for c in ("Car", "Pedestrian", "Cyclist") if c in cfg.classes]
+    boxes = workspace.boxes([str(i) for i in ids], labeled_only=False)
+    frame_scene = dict(zip(ids.tolist(), scene_of_frame.tolist()))
+    per_scene = np.zeros((len(names), len(eval_classes)), dtype=np.int64)
+    col = {c: j for j, c in enumerate(eval_classes)}
+    for fid, kind in zip(boxes.column("frame_id").to_pylist(), boxes.column("type").to_pylist()):
+        if kind in col:
+            per_scene[frame_scene[fid], col[kind]] += 1
+    totals = per_scene.sum(axis=0)
+    present = totals > 0
+    # a split's score: the fraction of evaluation boxes whose class has at least half its
+    # expected share held out (partial credit below that), so frequent classes weigh more
+    weights = totals[present] / max(int(totals.sum()), 1)
+    rng = np.random.default_rng(cfg.seed)
+    best, best_share = None, -1.0
+    for attempt in range(_VAL_SPLIT_TRIES):
+        chosen = _take_scenes(rng.permutation(len(names)), counts, target)
+        if not present.any():
+            best = chosen
+            break
+        share = per_scene[chosen].sum(axis=0)[present] / totals[present]
+        met = np.minimum(share / (0.5 * max(cfg.val_fraction, 1e-9)), 1.0)
+        score = float((weights * met).sum())
+        if score > best_share + 1e-12:
+            best, best_share = chosen, score
+        if score >= 1.0 - 1e-12:
+            break
+    else:
+        logger.warning(
+            "no representative validation split in %d tries (best: %.0f%% of the evaluation boxes "
+            "are of classes with their share held out); pass val_where to choose one",
+            _VAL_SPLIT_TRIES, 100 * best_share,
+        )
+    chosen_names = [str(names[k]) for k in best]
+    val = sorted(str(i) for i in ids[np.isin(scenes, chosen_names)])
+    return val, f"scene NOT IN {_sql_list(chosen_names)}"
 
 
 def _atomic_json(path: Path, data: dict) -> None:

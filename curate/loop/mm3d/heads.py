@@ -1,5 +1,6 @@
 """``ProbAnchor3DHead``: mmdet3d's ``Anchor3DHead`` that keeps the per-class score distribution of
-every box surviving NMS (and, for ensembles / MC-dropout, every member's scores of those boxes).
+every box surviving NMS (and, for ensembles / MC-dropout, every member's scores of those boxes);
+``ProbCenterHead``: the same for CenterPoint's ``CenterHead`` (see its docstring).
 
 mmdet3d's head returns one score and one label per box after multi-class NMS; the class scores
 of the other classes are lost, and uncertainty sampling needs them. This head tracks the anchor
@@ -29,14 +30,14 @@ from curate.loop.mm3d._imports import require_mm3d
 
 require_mm3d()
 
-from mmdet3d.models.dense_heads import Anchor3DHead  # noqa: E402
-from mmdet3d.models.layers import box3d_multiclass_nms  # noqa: E402
+from mmdet3d.models.dense_heads import Anchor3DHead, CenterHead  # noqa: E402
+from mmdet3d.models.layers import box3d_multiclass_nms, circle_nms, nms_bev  # noqa: E402
 from mmdet3d.registry import MODELS  # noqa: E402
 from mmdet3d.structures import limit_period, xywhr2xyxyr  # noqa: E402
 from mmdet.models.utils import select_single_mlvl  # noqa: E402
 from mmengine.structures import InstanceData  # noqa: E402
 
-__all__ = ["ProbAnchor3DHead"]
+__all__ = ["ProbAnchor3DHead", "ProbCenterHead"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,4 +177,194 @@ class ProbAnchor3DHead(Anchor3DHead):
         if mlvl_members:
             # InstanceData fields share their first dimension: boxes first, (n, S, C)
             results.member_cls_scores = torch.cat(mlvl_members, dim=1)[:, kept, :].permute(1, 0, 2)
+        return results
+
+
+def _decode_with_cells(
+    coder: Any,
+    heat: Tensor,
+    rot_sine: Tensor,
+    rot_cosine: Tensor,
+    hei: Tensor,
+    dim: Tensor,
+    vel: Optional[Tensor],
+    reg: Optional[Tensor],
+) -> list[dict]:
+    """``CenterPointBBoxCoder.decode`` that also returns each box's heatmap cell ``y * W + x``.
+
+    The steps and helpers of mmdet3d 1.4's ``decode`` (top ``max_num`` over classes and cells,
+    the regression maps gathered at those cells, the centre-range and score-threshold filter),
+    with the cell index carried along; the coder itself is not modified. Per sample a dict with
+    ``bboxes`` ``(n, code_size)``, ``scores`` ``(n,)``, ``labels`` ``(n,)`` (class within the
+    task, float as in mmdet3d) and ``cells`` ``(n,)`` (long). O(B * C_t * H * W).
+    """
+    batch = heat.shape[0]
+    k = coder.max_num
+    scores, inds, clses, ys, xs = coder._topk(heat, K=k)
+
+    def gathered(feat: Tensor, channels: int) -> Tensor:
+        return coder._transpose_and_gather_feat(feat, inds).view(batch, k, channels)
+
+    if reg is not None:
+        offset = gathered(reg, 2)
+        xs = xs.view(batch, k, 1) + offset[:, :, 0:1]
+        ys = ys.view(batch, k, 1) + offset[:, :, 1:2]
+    else:
+        xs = xs.view(batch, k, 1) + 0.5
+        ys = ys.view(batch, k, 1) + 0.5
+    rot = torch.atan2(gathered(rot_sine, 1), gathered(rot_cosine, 1))
+    xs = xs.view(batch, k, 1) * coder.out_size_factor * coder.voxel_size[0] + coder.pc_range[0]
+    ys = ys.view(batch, k, 1) * coder.out_size_factor * coder.voxel_size[1] + coder.pc_range[1]
+    parts = [xs, ys, gathered(hei, 1), gathered(dim, 3), rot]
+    if vel is not None:
+        parts.append(gathered(vel, 2))
+    boxes = torch.cat(parts, dim=2)
+    clses = clses.view(batch, k).float()
+    scores = scores.view(batch, k)
+    if coder.post_center_range is None:
+        raise ValueError(
+            "ProbCenterHead: the bbox_coder has no post_center_range; set one in the config "
+            "(mmdet3d's CenterPointBBoxCoder needs it too)"
+        )
+    centre_range = torch.as_tensor(coder.post_center_range, device=heat.device)
+    mask = (boxes[..., :3] >= centre_range[:3]).all(2) & (boxes[..., :3] <= centre_range[3:]).all(2)
+    if coder.score_threshold:
+        mask &= scores > coder.score_threshold
+    return [
+        dict(bboxes=boxes[i, mask[i]], scores=scores[i, mask[i]], labels=clses[i, mask[i]], cells=inds[i, mask[i]])
+        for i in range(batch)
+    ]
+
+
+@MODELS.register_module(force=True)
+class ProbCenterHead(CenterHead):
+    """CenterPoint's ``CenterHead`` keeping, for every box that survives NMS, the scores of all
+    the detector's classes at the box's heatmap cell.
+
+    CenterPoint splits the classes into tasks, each with its own sigmoid heatmaps (one per
+    class) on the same BEV grid. A box of task ``t`` comes from one cell ``(y, x)`` of its
+    task's heatmaps; this head gathers every class's heatmap value at that cell, the other
+    tasks' classes included, in label order (task by task, as ``labels_3d`` counts):
+    ``results.cls_scores`` ``(n, C)`` with ``C = sum(num_classes)``. Its column
+    ``labels_3d`` is the box's ``scores_3d``. ``results.cell_index`` ``(n,)`` is
+    ``y * W + x`` and ``results.task_index`` ``(n,)`` the task of each box. Boxes, labels and
+    scores are those of ``CenterHead`` on the same weights and input (circle or rotate NMS).
+
+    Like the anchor head's, these are independent sigmoid scores, not a distribution; the loop
+    turns each row ``s`` into one the same way for both heads
+    (:func:`curate.loop.uncertainty.class_distribution`): ``[s_1, ..., s_C, prod_c(1 - s_c)]``
+    divided by its sum, the last entry being "background" (no class at this cell), so a weak
+    peak is uncertain even when one class dominates.
+
+    Ensembles / MC-dropout: :meth:`predict_by_feat` takes ``member_heatmaps``, per task the
+    ``(S, B, C_t, H, W)`` sigmoid heatmaps of ``S`` members; their mean replaces the sigmoid
+    of the passed heatmaps for decoding and ``results.member_cls_scores`` ``(n, S, C)`` holds
+    each member's scores at the kept cells. ``feat_dropout > 0`` puts a 2-D dropout on the
+    head's input (active at prediction time after :meth:`set_mc_dropout`).
+
+    Same parameters as ``CenterHead`` (plus ``feat_dropout``), so CenterPoint checkpoints load
+    unchanged. Runs on CPU: ``circle_nms`` is numba, ``nms_bev`` uses mmcv's ``nms_rotated``
+    (CPU op built by ``make mm3d``). Cost: as ``CenterHead`` plus O(n * C) gathered scores and
+    O(S * n * C) member scores.
+    """
+
+    def __init__(self, *args: Any, feat_dropout: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.feat_dropout = nn.Dropout2d(p=float(feat_dropout)) if feat_dropout > 0 else None
+        self._mc_dropout = False
+
+    def set_mc_dropout(self, on: bool) -> None:
+        """Keep the feature dropout active in eval mode (MC-dropout sampling)."""
+        if on and self.feat_dropout is None:
+            raise ValueError("this head has no dropout (feat_dropout=0); MC-dropout needs feat_dropout > 0")
+        self._mc_dropout = bool(on)
+
+    def forward_single(self, x: Tensor) -> list:
+        """As ``CenterHead.forward_single``, after the optional feature dropout."""
+        if self.feat_dropout is not None and (self.training or self._mc_dropout):
+            x = nn.functional.dropout2d(x, p=self.feat_dropout.p, training=True)
+        return super().forward_single(x)
+
+    def _task_keep(self, task_id: int, det: dict, input_meta: dict) -> Tensor:
+        """Positions of ``det``'s rows that survive the task's NMS (as ``CenterHead``: circle
+        NMS, or score threshold + rotated BEV NMS + centre range as ``get_task_detections``)."""
+        cfg = self.test_cfg
+        boxes, scores = det["bboxes"], det["scores"]
+        if cfg["nms_type"] == "circle":
+            centres = torch.cat([boxes[:, [0, 1]], scores.view(-1, 1)], dim=1)
+            keep = circle_nms(centres.detach().cpu().numpy(), cfg["min_radius"][task_id],
+                              post_max_size=cfg["post_max_size"])
+            return torch.tensor(keep, dtype=torch.long, device=boxes.device)
+        if cfg["nms_type"] != "rotate":
+            raise ValueError(f"ProbCenterHead: test_cfg nms_type must be 'circle' or 'rotate'; got {cfg['nms_type']!r}")
+        pos = torch.arange(scores.shape[0], device=scores.device)
+        if cfg["score_threshold"] > 0.0:
+            thresh = torch.tensor([cfg["score_threshold"]], device=scores.device).type_as(scores)
+            pos = pos[scores >= thresh]
+        if pos.numel() == 0:
+            return pos
+        for_nms = xywhr2xyxyr(input_meta["box_type_3d"](boxes[pos], self.bbox_coder.code_size).bev)
+        selected = nms_bev(for_nms, scores[pos], thresh=cfg["nms_thr"], pre_max_size=cfg["pre_max_size"],
+                           post_max_size=cfg["post_max_size"])
+        pos = pos[selected]
+        centre_range = cfg["post_center_limit_range"]
+        if len(centre_range) > 0:
+            centre_range = torch.tensor(centre_range, dtype=boxes.dtype, device=boxes.device)
+            centres = boxes[pos, :3]
+            pos = pos[(centres >= centre_range[:3]).all(1) & (centres <= centre_range[3:]).all(1)]
+        return pos
+
+    def predict_by_feat(
+        self,
+        preds_dicts: Sequence[List[dict]],
+        batch_input_metas: List[dict],
+        *args: Any,
+        member_heatmaps: Optional[Sequence[Tensor]] = None,
+        **kwargs: Any,
+    ) -> list:
+        """As the parent's, plus ``cls_scores``, ``cell_index``, ``task_index`` (and
+        ``member_cls_scores`` when ``member_heatmaps`` are given) per sample."""
+        if self.test_cfg["nms_type"] not in ("circle", "rotate"):
+            raise ValueError(
+                f"ProbCenterHead: test_cfg nms_type must be 'circle' or 'rotate'; got {self.test_cfg['nms_type']!r}"
+            )
+        if member_heatmaps is not None and len(member_heatmaps) != len(preds_dicts):
+            raise ValueError(
+                f"member_heatmaps has {len(member_heatmaps)} tasks; the head has {len(preds_dicts)} "
+                "(pass one (S, B, C_t, H, W) tensor per task)"
+            )
+        heatmaps = [
+            p[0]["heatmap"].sigmoid() if member_heatmaps is None else member_heatmaps[t].mean(dim=0)
+            for t, p in enumerate(preds_dicts)
+        ]
+        all_heat = torch.cat(heatmaps, dim=1).flatten(2)  # (B, C, H*W)
+        all_members = None
+        if member_heatmaps is not None:
+            all_members = torch.cat(list(member_heatmaps), dim=2).flatten(3)  # (S, B, C, H*W)
+        per_task = []
+        for task_id, preds in enumerate(preds_dicts):
+            p = preds[0]
+            decoded = _decode_with_cells(
+                self.bbox_coder, heatmaps[task_id], p["rot"][:, 0].unsqueeze(1), p["rot"][:, 1].unsqueeze(1),
+                p["height"], torch.exp(p["dim"]) if self.norm_bbox else p["dim"], p.get("vel"), p["reg"],
+            )
+            per_task.append([(d, self._task_keep(task_id, d, meta)) for d, meta in zip(decoded, batch_input_metas)])
+        offsets = np.concatenate([[0], np.cumsum(self.num_classes)[:-1]]).tolist()
+        results = []
+        for i, meta in enumerate(batch_input_metas):
+            kept = [(t, *task[i]) for t, task in enumerate(per_task)]  # (task, decoded, kept rows)
+            bboxes = torch.cat([d["bboxes"][keep] for _, d, keep in kept])
+            bboxes[:, 2] = bboxes[:, 2] - bboxes[:, 5] * 0.5
+            cells = torch.cat([d["cells"][keep] for _, d, keep in kept])
+            res = InstanceData()
+            res.bboxes_3d = meta["box_type_3d"](bboxes, self.bbox_coder.code_size)
+            res.scores_3d = torch.cat([d["scores"][keep] for _, d, keep in kept])
+            res.labels_3d = torch.cat([(d["labels"][keep] + offsets[t]).int() for t, d, keep in kept])
+            res.cls_scores = all_heat[i][:, cells].T
+            res.cell_index = cells
+            res.task_index = torch.cat([torch.full_like(keep, t) for t, _, keep in kept])
+            if all_members is not None:
+                # InstanceData fields share their first dimension: boxes first, (n, S, C)
+                res.member_cls_scores = all_members[:, i][:, :, cells].permute(2, 0, 1)
+            results.append(res)
         return results
