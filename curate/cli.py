@@ -241,6 +241,8 @@ def strategies() -> None:
 @click.option("--where", default=None, help="SQL filter on frame metadata, e.g. \"weather = 'rain'\".")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Strategy parameter.")
+@click.option("--score-run", default=None,
+              help="Stored prediction run whose scores uncertainty strategies use (see `curate loop`).")
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Also export (format from suffix).")
 @click.option("--out-format", "out_fmt", default=None, type=click.Choice(list(EXPORT_FORMATS)),
               help="Format of --out (default: from its suffix).")
@@ -250,14 +252,15 @@ def strategies() -> None:
               help="labelstudio: folder that --url-prefix stands for (default: common folder).")
 @workspace_option
 def select(ws: Any, strategy: str, budget: int, embedding: str, where: Optional[str], seed: int,
-           params: tuple[str, ...], out: Optional[str], out_fmt: Optional[str],
+           params: tuple[str, ...], score_run: Optional[str], out: Optional[str], out_fmt: Optional[str],
            base_url: Optional[str], path_root: Optional[str]) -> None:
     """Select frames to label; prints the run id."""
     from curate.export import format_from_suffix
 
     fmt = (out_fmt or format_from_suffix(Path(out))) if out else None
+    extra = {"score_run": score_run} if score_run else {}
     result = ws.select(strategy, budget, embedding=embedding, where=where, seed=seed,
-                       **_parse_params(params))
+                       **extra, **_parse_params(params))
     if out:
         ws.export(result.run_id, fmt, out, **_url_options(base_url, path_root))
         click.echo(f"wrote {len(result)} ids to {out}", err=True)

@@ -122,3 +122,22 @@ def test_demo_smoke(tmp_path: Path) -> None:
     kcenter = [e for e in exports if "-kcenter." in e]
     # json, csv, parquet, imagesets txt, labelstudio, and sidecar manifests for csv, txt, labelstudio
     assert len(kcenter) == 8, kcenter
+
+
+def test_select_with_a_score_run(embedded_template: Path, tmp_path: Path, capsys) -> None:
+    import numpy as np
+
+    ws_dir = tmp_path / "ws"
+    shutil.copytree(embedded_template, ws_dir)
+    ws = curate.connect(ws_dir)
+    ids = [str(i) for i in ws.store.ids("samples")]
+    values = np.linspace(0.0, 1.0, len(ids))  # the last frame is the most uncertain
+    ws.write_scores("pred-cli", ids, {"entropy_mean": values})
+    w = ["--workspace", str(ws_dir)]
+    assert main(["select", "--strategy", "topk", "--budget", "3", "--embedding", "bev-hist",
+                 "--param", "score=entropy_mean", "--score-run", "pred-cli", *w]) == 0
+    run = ws.run(capsys.readouterr().out.strip())
+    assert run.ids == ids[::-1][:3] and run.info["score_run"] == "pred-cli"
+    assert main(["select", "--strategy", "topk", "--budget", "3", "--embedding", "bev-hist",
+                 "--param", "score=entropy_mean", *w]) == 2
+    assert "needs uncertainty scores" in capsys.readouterr().err
