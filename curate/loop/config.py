@@ -39,7 +39,7 @@ class LoopConfig(BaseModel):
     seed : int
         Seed of the seed set, the selectors and training.
     detector : str
-        Detector config name (``pointpillars-tiny``, ``pointpillars``, ``second``, ``pv-rcnn``,
+        Detector config name (``pointpillars-tiny``, ``centerpoint-tiny``, ``pointpillars``, ``second``, ``pv-rcnn``,
         ``centerpoint``; see :func:`curate.loop.mm3d.configs.list_detector_configs`).
     detector_options : dict
         Overrides of the detector (``epochs``, ``batch_size``, ``lr``, ``num_workers``, ...).

@@ -6,14 +6,17 @@
   records the total loss of every iteration.
 * ``predict`` runs the model(s) over an info pkl with mmdet3d's own dataset and test pipeline
   and returns every frame's boxes after NMS with the per-class sigmoid scores of each box
-  (:class:`curate.loop.mm3d.heads.ProbAnchor3DHead`). Several checkpoints form an ensemble and
-  ``mc_samples > 0`` draws MC-dropout passes: the class score maps are averaged over the members
-  before NMS (the boxes are decoded from the mean regression), and each member's scores of the
-  kept boxes are returned in ``FramePrediction.member_probs`` (MagLev-style disagreement).
+  (:class:`curate.loop.mm3d.heads.ProbAnchor3DHead` for anchor heads: PointPillars, SECOND;
+  :class:`curate.loop.mm3d.heads.ProbCenterHead` for CenterPoint, whose model keeps its head in
+  ``pts_bbox_head``). Several checkpoints form an ensemble and ``mc_samples > 0`` draws
+  MC-dropout passes: the class score maps (anchor scores or CenterPoint heatmaps) are averaged
+  over the members before NMS (the boxes are decoded from the mean regression), and each
+  member's scores of the kept boxes are returned in ``FramePrediction.member_probs``
+  (MagLev-style disagreement).
 
 Needs ``curate[mm3d]``; CPU by default. Cost: training is detector-bound (the tiny config runs
 a few iterations per second on 2 cores); prediction is O(frames * members) forward passes,
-memory O(batch * members * anchors * C).
+memory O(batch * members * anchors * C) (CenterPoint: O(batch * members * cells * C)).
 """
 
 from __future__ import annotations
@@ -45,6 +48,57 @@ _TINY_ANCHORS = {
     "Van": (-1.78, [5.0, 1.9, 2.1], (0.6, 0.45)),
     "Truck": (-1.78, [10.0, 2.5, 3.2], (0.6, 0.45)),
 }
+
+#: CenterPoint circle-NMS radius (m) per class (mmdet3d's nuScenes values: car 4, bicycle 0.85,
+#: pedestrian 0.175); ``centerpoint-tiny`` given other classes gets one task per class.
+_CENTER_RADIUS = {"Pedestrian": 0.175, "Cyclist": 0.85, "Car": 4.0, "Van": 4.0, "Truck": 12.0}
+
+
+def _model_head(model: Any) -> Any:
+    """The dense head of an mmdet3d model: ``bbox_head`` (VoxelNet) or ``pts_bbox_head``
+    (CenterPoint); ``None`` for a model with neither (two-stage: ``rpn_head`` / ``roi_head``)."""
+    if hasattr(model, "bbox_head"):
+        return model.bbox_head
+    return getattr(model, "pts_bbox_head", None)
+
+
+def _head_name(head: Any) -> str:
+    return "no bbox_head / pts_bbox_head" if head is None else f"a {type(head).__name__}"
+
+
+def _head_outputs(model: Any, head: Any, inputs: dict, metas: list) -> Any:
+    """The raw head outputs of one forward pass (CenterPoint's ``extract_feat`` returns
+    ``(img_feats, pts_feats)``; the head reads ``pts_feats``)."""
+    if hasattr(model, "pts_bbox_head"):
+        _, pts_feats = model.extract_feat(inputs, metas)
+        return head(pts_feats)
+    return head(model.extract_feat(inputs))
+
+
+def _register_transforms() -> None:
+    """Register ``ZeroBoxVelocity`` in mmdet3d's transform registry (once).
+
+    It pads 7-dim ground-truth boxes (KITTI: no velocity) to 9 dims with a zero velocity, for
+    CenterPoint heads, whose mmdet3d 1.4 targets always read a velocity. O(boxes).
+    """
+    from mmcv.transforms import BaseTransform
+    from mmdet3d.registry import TRANSFORMS
+
+    if TRANSFORMS.get("ZeroBoxVelocity") is not None:
+        return
+
+    class ZeroBoxVelocity(BaseTransform):
+        """Pads ``gt_bboxes_3d`` of 7 dims with a zero velocity (vx, vy) to 9 dims."""
+
+        def transform(self, results: dict) -> dict:
+            boxes = results.get("gt_bboxes_3d")
+            if boxes is not None and boxes.tensor.shape[1] == 7:
+                padded = boxes.tensor.new_zeros((boxes.tensor.shape[0], 9))
+                padded[:, :7] = boxes.tensor
+                results["gt_bboxes_3d"] = type(boxes)(padded, box_dim=9, with_yaw=boxes.with_yaw)
+            return results
+
+    TRANSFORMS.register_module(name="ZeroBoxVelocity", module=ZeroBoxVelocity)
 
 
 def _loss_recorder() -> Any:
@@ -84,7 +138,8 @@ class MMDet3DDetector:
     num_workers : int
         Data loader workers (0: load in the main process).
     feat_dropout : float
-        Dropout on the head's input features; needed for ``mc_samples > 0``.
+        Dropout on the head's input features (``ProbAnchor3DHead`` or ``ProbCenterHead``);
+        needed for ``mc_samples > 0``.
     device : str
         ``"cpu"`` or ``"cuda"``.
     predict_batch_size : int
@@ -110,7 +165,9 @@ class MMDet3DDetector:
         score_thr: Optional[float] = None,
     ) -> None:
         require_mm3d()
-        import curate.loop.mm3d.heads  # noqa: F401  (registers ProbAnchor3DHead)
+        import curate.loop.mm3d.heads  # noqa: F401  (registers ProbAnchor3DHead, ProbCenterHead)
+
+        _register_transforms()
 
         self.config_name = str(config)
         self.classes = tuple(str(c) for c in classes)
@@ -135,23 +192,50 @@ class MMDet3DDetector:
     def _model_config(self) -> dict:
         model = copy.deepcopy(self.base.model)
         model = model.to_dict() if hasattr(model, "to_dict") else dict(model)
-        head = model.get("bbox_head") or {}
+        head = model.get("bbox_head") or model.get("pts_bbox_head") or {}
         if head.get("type") == "ProbAnchor3DHead":
             if self.feat_dropout > 0:
                 head["feat_dropout"] = self.feat_dropout
             if self.config_name == "pointpillars-tiny" and tuple(self.base.class_names) != self.classes:
                 self._adapt_tiny_classes(model)
             head["num_classes"] = len(self.classes)
+        elif head.get("type") == "ProbCenterHead":
+            if self.feat_dropout > 0:
+                head["feat_dropout"] = self.feat_dropout
+            self._check_center_tasks(model)
         elif self.feat_dropout > 0:
-            raise InvalidInputError(f"feat_dropout needs an anchor head; {self.config_name!r} has {head.get('type')}")
+            raise InvalidInputError(
+                f"feat_dropout needs a ProbAnchor3DHead or ProbCenterHead; {self.config_name!r} has {head.get('type')}"
+            )
         if self.score_thr is not None:
             test_cfg = model.get("test_cfg")
             if isinstance(test_cfg, dict) and "pts" in test_cfg:
                 test_cfg = test_cfg["pts"]
-            if not isinstance(test_cfg, dict) or "score_thr" not in test_cfg:
+            if head.get("type") == "ProbCenterHead" and isinstance(test_cfg, dict):
+                # CenterPoint filters twice: in the coder's decode and (rotate NMS) before NMS
+                test_cfg["score_threshold"] = self.score_thr
+                head["bbox_coder"]["score_threshold"] = self.score_thr
+            elif not isinstance(test_cfg, dict) or "score_thr" not in test_cfg:
                 raise InvalidInputError(f"score_thr: {self.config_name!r} has no test_cfg.score_thr to set")
-            test_cfg["score_thr"] = self.score_thr
+            else:
+                test_cfg["score_thr"] = self.score_thr
         return model
+
+    def _check_center_tasks(self, model: dict) -> None:
+        """CenterPoint numbers labels task by task: the tasks' classes, concatenated, must be
+        ``self.classes`` (the dataset's label order). ``centerpoint-tiny`` given other classes
+        gets one task per class; other configs keep their tasks (their checkpoints need them)."""
+        head = model["pts_bbox_head"]
+        order = tuple(c for t in head["tasks"] for c in t["class_names"])
+        if order == self.classes:
+            return
+        if self.config_name != "centerpoint-tiny":
+            raise InvalidInputError(
+                f"{self.config_name!r}: its CenterPoint tasks label the classes {', '.join(order)} in this "
+                f"order; pass classes=({', '.join(repr(c) for c in order)}) (got {', '.join(self.classes)})"
+            )
+        head["tasks"] = [dict(num_class=1, class_names=[c]) for c in self.classes]
+        model["test_cfg"]["pts"]["min_radius"] = [_CENTER_RADIUS.get(c, 1.0) for c in self.classes]
 
     def _adapt_tiny_classes(self, model: dict) -> None:
         unknown = [c for c in self.classes if c not in _TINY_ANCHORS]
@@ -282,15 +366,19 @@ class MMDet3DDetector:
         from mmengine.dataset import pseudo_collate
         from mmdet3d.registry import DATASETS
 
+        from curate.loop.mm3d.heads import ProbAnchor3DHead, ProbCenterHead
+
         if not checkpoints:
             raise InvalidInputError("predict needs at least one checkpoint")
         models = [self.load_model(c) for c in checkpoints]
-        heads = [m.bbox_head for m in models]
-        if not all(hasattr(h, "set_mc_dropout") for h in heads):
+        heads = [_model_head(m) for m in models]
+        if not all(isinstance(h, (ProbAnchor3DHead, ProbCenterHead)) for h in heads):
             raise InvalidInputError(
-                f"{self.config_name!r} has no ProbAnchor3DHead: per-class score distributions are "
-                "kept for anchor-head configs (pointpillars-tiny, pointpillars, second)"
+                f"{self.config_name!r} has {_head_name(heads[0])}, neither ProbAnchor3DHead nor "
+                "ProbCenterHead: per-class score distributions are kept for anchor-head configs "
+                "(pointpillars-tiny, pointpillars, second) and CenterPoint configs (centerpoint-tiny, centerpoint)"
             )
+        center = isinstance(heads[0], ProbCenterHead)
         if mc_samples > 0 and any(h.feat_dropout is None for h in heads):
             raise InvalidInputError(
                 f"MC-dropout ({mc_samples} passes) needs a head with dropout: set "
@@ -314,8 +402,10 @@ class MMDet3DDetector:
                     batch = pseudo_collate([dataset[i] for i in range(start, min(len(ids), start + self.predict_batch_size))])
                     data = models[0].data_preprocessor(batch, training=False)
                     metas = [s.metainfo for s in data["data_samples"]]
-                    outs = [m.bbox_head(m.extract_feat(data["inputs"])) for m in models for _ in range(passes)]
-                    if members == 1:
+                    outs = [_head_outputs(m, h, data["inputs"], metas) for m, h in zip(models, heads) for _ in range(passes)]
+                    if center:
+                        results = _center_predict(heads[0], outs, metas)
+                    elif members == 1:
                         results = heads[0].predict_by_feat(*outs[0], batch_input_metas=metas)
                     else:
                         levels = range(len(outs[0][0]))
@@ -346,6 +436,23 @@ class MMDet3DDetector:
             classes=self.classes,
             member_probs=member,
         )
+
+
+def _center_predict(head: Any, outs: list, metas: list) -> list:
+    """``ProbCenterHead`` decoding of one or several members' outputs: per task the members'
+    sigmoid heatmaps (their mean is decoded) and the mean of their regression maps."""
+    import torch
+
+    if len(outs) == 1:
+        return head.predict_by_feat(outs[0], metas)
+    tasks = range(len(outs[0]))
+    member_heatmaps = [torch.stack([o[t][0]["heatmap"].sigmoid() for o in outs]) for t in tasks]
+    preds = []
+    for t in tasks:
+        mean = {key: torch.stack([o[t][0][key] for o in outs]).mean(0) for key in outs[0][t][0] if key != "heatmap"}
+        mean["heatmap"] = outs[0][t][0]["heatmap"]  # replaced by the members' mean inside the head
+        preds.append([mean])
+    return head.predict_by_feat(preds, metas, member_heatmaps=member_heatmaps)
 
 
 def _label_name(infos: dict, label: int) -> Optional[str]:

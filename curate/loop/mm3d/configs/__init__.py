@@ -1,10 +1,11 @@
-"""Detector configurations by name: the CPU-sized ``pointpillars-tiny`` shipped here, and the
-standard mmdet3d configs (found in the installed mmdet3d package).
+"""Detector configurations by name: the CPU-sized ``pointpillars-tiny`` and ``centerpoint-tiny``
+shipped here, and the standard mmdet3d configs (found in the installed mmdet3d package).
 
 :func:`detector_config` returns an ``mmengine.Config`` whose datasets, schedule and hooks the
 adapter (:class:`curate.loop.mm3d.MMDet3DDetector`) fills per round. Standard configs get their
-``Anchor3DHead`` replaced by :class:`curate.loop.mm3d.heads.ProbAnchor3DHead` (same weights; it
-also keeps the per-class scores of the boxes surviving NMS) and lose the ``ObjectSample``
+``Anchor3DHead`` replaced by :class:`curate.loop.mm3d.heads.ProbAnchor3DHead` and their
+``CenterHead`` (CenterPoint) by :class:`curate.loop.mm3d.heads.ProbCenterHead` (same weights;
+they also keep the per-class scores of the boxes surviving NMS) and lose the ``ObjectSample``
 augmentation (it needs a ground-truth database the loop does not build).
 """
 
@@ -25,6 +26,7 @@ CONFIG_DIR = Path(__file__).resolve().parent
 #: name -> config file: a path in this package, or ``mmdet3d::<path under mmdet3d's configs>``.
 DETECTOR_CONFIGS: dict[str, str] = {
     "pointpillars-tiny": "pointpillars_tiny.py",
+    "centerpoint-tiny": "centerpoint_tiny.py",
     "pointpillars": "mmdet3d::pointpillars/pointpillars_hv_secfpn_8xb6-160e_kitti-3d-3class.py",
     "second": "mmdet3d::second/second_hv_secfpn_8xb6-80e_kitti-3d-3class.py",
     "pv-rcnn": "mmdet3d::pv_rcnn/pv_rcnn_8xb2-80e_kitti-3d-3class.py",
@@ -67,6 +69,8 @@ def _replace_heads(node: Any) -> None:
     if isinstance(node, dict):
         if node.get("type") in ("Anchor3DHead", "mmdet3d.Anchor3DHead"):
             node["type"] = "ProbAnchor3DHead"
+        elif node.get("type") in ("CenterHead", "mmdet3d.CenterHead"):
+            node["type"] = "ProbCenterHead"
         for value in node.values():
             _replace_heads(value)
     elif isinstance(node, (list, tuple)):
