@@ -493,7 +493,11 @@ class ProbCover(Selector):
         Restrict ``delta="auto"`` to these candidates (the paper's grid); default: the exact
         largest delta.
     knn_k : int
-        Neighbours per row in the kNN search of ``delta="auto"``.
+        Neighbours per row in the kNN search of ``delta="auto"`` (default 128). It does not
+        change the result (radii censored by the kNN are resolved exactly); it trades the kNN's
+        O(N*k) memory against the rows needing exact refinement and the balls needing a range
+        search: at 50k x 256 the purity and graph stages took 6.0 + 2.8 s at k = 32 and
+        0.9 + 0.4 s at k = 128, the kNN 11.8 vs 12.9 s.
     index_kind : {"auto", "flat", "ivf"}
         Vector index for the neighbour searches (``"flat"`` is exact).
     nprobe : int, optional
@@ -533,7 +537,7 @@ class ProbCover(Selector):
         alpha: float = 0.95,
         purity_clusters: int = PURITY_CLUSTERS,
         delta_grid: Optional[Sequence[float]] = None,
-        knn_k: int = 32,
+        knn_k: int = 128,
         index_kind: str = "auto",
         nprobe: Optional[int] = None,
         nlist: Optional[int] = None,
