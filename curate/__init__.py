@@ -12,10 +12,15 @@ Start with :func:`connect`::
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
 
-from curate import selectors
+# LanceDB's Rust logger prints a WARN line for every table it creates ("No existing dataset ...
+# it will be created"); keep errors only unless the user chose a level (read at lancedb import).
+os.environ.setdefault("LANCEDB_LOG", "error")
+
+from curate import selectors  # noqa: E402
 from curate._version import __version__
 from curate.api import EmbedReport, IngestReport, LabelReport, RunRecord, SelectionResult
 from curate.errors import (

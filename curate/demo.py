@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
+from curate.loop.mm3d import mm3d_available
 from curate.sources.kitti import KittiSource
 from curate.sources.synthetic import generate
 
@@ -46,17 +47,6 @@ def _synthesise(root: Path, frames: int, seed: int, small: bool) -> bool:
         return False
     generate(root, frames, seed=seed, small=small, progress=None)
     marker.write_text(f"{frames} {seed} {small}\n")
-    return True
-
-
-def _mm3d_available() -> bool:
-    try:
-        from curate.loop.mm3d._imports import require_mm3d
-
-        require_mm3d()
-    except ImportError as exc:
-        logger.info("mmdet3d not importable: %s", exc)
-        return False
     return True
 
 
@@ -169,7 +159,7 @@ def run_demo(
 
     loop_report = None
     loop_note = ""
-    if loop_rounds > 0 and _mm3d_available():
+    if loop_rounds > 0 and mm3d_available():
         # the loop labels frames (simulated oracle): run it on a copy so the selections above
         # stay reproducible when the demo is run again
         loop_ws_path = ws.path.parent / f"{ws.path.name}-loop"

@@ -15,18 +15,12 @@ import copy
 import numpy as np
 import pytest
 
-
-def _mm3d_available() -> bool:
-    try:
-        from curate.loop.mm3d import require_mm3d
-
-        require_mm3d()
-    except ImportError:
-        return False
-    return True
+from curate.loop.mm3d import mm3d_available
 
 
-pytestmark = pytest.mark.skipif(not _mm3d_available(), reason="the mmdet3d stack is not installed (make mm3d)")
+
+
+pytestmark = pytest.mark.skipif(not mm3d_available(), reason="the mmdet3d stack is not installed (make mm3d)")
 
 PCR = [0.0, -12.8, -3.0, 25.6, 12.8, 1.0]
 VOXEL = [0.4, 0.4, 4.0]

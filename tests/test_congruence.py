@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pytest
 
+from curate.loop.mm3d import mm3d_available
+
 import curate
 from curate.api import RunRecord
 from curate.client import RemoteWorkspace
@@ -250,14 +252,6 @@ PRETRAIN = {"name": "cong-ssl", "model": {"num_group": 16, "group_size": 16, "de
                       "checkpoint_every": 2, "device": "cpu"}}
 
 
-def _mm3d_available() -> bool:
-    try:
-        from curate.loop.mm3d import require_mm3d
-
-        require_mm3d()
-    except ImportError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -291,7 +285,7 @@ def _unpath(value: Any, path: Path) -> Any:
     return value
 
 
-@pytest.mark.skipif(not _mm3d_available(), reason="the mmdet3d stack is not installed (make mm3d)")
+@pytest.mark.skipif(not mm3d_available(), reason="the mmdet3d stack is not installed (make mm3d)")
 def test_loop_gives_the_same_report_and_run_records(small_pair: tuple) -> None:
     import dataclasses
 

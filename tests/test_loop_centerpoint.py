@@ -14,20 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from curate.loop.mm3d import mm3d_available
+
 from curate.errors import InvalidInputError
 
 
-def _mm3d_available() -> bool:
-    try:
-        from curate.loop.mm3d import require_mm3d
-
-        require_mm3d()
-    except ImportError:
-        return False
-    return True
 
 
-pytestmark = pytest.mark.skipif(not _mm3d_available(), reason="the mmdet3d stack is not installed (make mm3d)")
+pytestmark = pytest.mark.skipif(not mm3d_available(), reason="the mmdet3d stack is not installed (make mm3d)")
 
 CLASSES = ("Pedestrian", "Cyclist", "Car")
 

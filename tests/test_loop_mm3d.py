@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from curate.loop.mm3d import mm3d_available
+
 from curate.errors import InvalidInputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,17 +46,9 @@ def test_unknown_detector_config_lists_valid_names():
         config_file("yolo-3d")
 
 
-def _mm3d_available() -> bool:
-    try:
-        from curate.loop.mm3d import require_mm3d
-
-        require_mm3d()
-    except ImportError:
-        return False
-    return True
 
 
-needs_mm3d = pytest.mark.skipif(not _mm3d_available(), reason="the mmdet3d stack is not installed (make mm3d)")
+needs_mm3d = pytest.mark.skipif(not mm3d_available(), reason="the mmdet3d stack is not installed (make mm3d)")
 
 
 @pytest.fixture(scope="module")

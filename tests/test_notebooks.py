@@ -14,6 +14,8 @@ import nbclient
 import nbformat
 import numpy as np
 import pytest
+
+from curate.loop.mm3d import mm3d_available
 from PIL import Image
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -78,21 +80,13 @@ def test_explore_notebook_runs(venv_kernel: str, tmp_path: Path, monkeypatch: py
     assert (tmp_path / "work" / "workspace").is_dir()
 
 
-def _mm3d_available() -> bool:
-    try:
-        from curate.loop.mm3d import require_mm3d
-
-        require_mm3d()
-    except ImportError:
-        return False
-    return True
 
 
 #: The loops the loop notebook reads: two strategies, two rounds each (the smallest real setting).
 LOOP_STRATEGIES = ("random", "kcenter")
 
 
-@pytest.mark.skipif(not _mm3d_available(), reason="the mmdet3d stack is not installed (make mm3d)")
+@pytest.mark.skipif(not mm3d_available(), reason="the mmdet3d stack is not installed (make mm3d)")
 def test_loop_notebook_runs_on_real_loops(venv_kernel: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from curate.loop.mm3d._imports import INSTALL_HINT, require_mm3d
+from curate.loop.mm3d._imports import INSTALL_HINT, mm3d_available, require_mm3d
 from curate.loop.mm3d.configs import config_file, detector_config, list_detector_configs
 
-__all__ = ["MMDet3DDetector", "INSTALL_HINT", "require_mm3d", "list_detector_configs", "config_file", "detector_config"]
+__all__ = ["MMDet3DDetector", "INSTALL_HINT", "mm3d_available", "require_mm3d", "list_detector_configs", "config_file", "detector_config"]
 
 logger = logging.getLogger(__name__)
 

@@ -32,3 +32,13 @@ def require_mm3d() -> ModuleType:
         raise ImportError(f"the mmdet3d detector adapter needs the mmdet3d stack: {INSTALL_HINT} ({exc})") from exc
     os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     return mmdet3d
+
+
+def mm3d_available() -> bool:
+    """Whether the mmdet3d stack imports (with mmcv's compiled ops); never raises."""
+    try:
+        require_mm3d()
+    except ImportError as exc:
+        logger.debug("mmdet3d stack not available: %s", exc)
+        return False
+    return True
