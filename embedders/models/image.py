@@ -45,7 +45,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -453,52 +453,81 @@ class ImageEmbedder(Embedder):
         EmbedderError
             A frame with no images, or a bad image (the message names frame and camera).
         """
-        if isinstance(frames, np.ndarray) or isinstance(frames, (str, bytes)) or not isinstance(
-            frames, Sequence
-        ):
-            raise EmbedderError(
-                f"{self.name}.embed() takes a list of frames, each a list of (H, W, 3) uint8 "
-                f"images; got {type(frames).__name__}"
-            )
-        flat: list[np.ndarray] = []
-        owner: list[int] = []
-        for index, cameras in enumerate(frames):
-            if isinstance(cameras, np.ndarray) or not isinstance(cameras, Sequence):
-                raise EmbedderError(
-                    f"frame {index}: expected a list of camera images, got "
-                    f"{type(cameras).__name__} (wrap a single image in a list)"
-                )
-            if len(cameras) == 0:
-                raise EmbedderError(
-                    f"frame {index}: has no camera images; {self.name} needs at least one"
-                )
-            for camera, image in enumerate(cameras):
-                flat.append(validate_image(image, f"frame {index}, camera {camera}"))
-                owner.append(index)
         if device != "auto":
             self.to(device)
-        if not flat:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        per_camera = image_features(
-            self.model,
-            flat,
-            device=self._device,
-            image_size=self.image_size,
-            normalization=self.normalization,
-            batch_size=self.max_batch,
-        )
-        norms = np.linalg.norm(per_camera, axis=1, keepdims=True)
-        per_camera /= np.maximum(norms, np.float32(1e-12))
-        owners = np.asarray(owner)
-        counts = np.bincount(owners, minlength=len(frames)).astype(np.float32)
-        out = np.zeros((len(frames), self.dim), dtype=np.float32)
-        np.add.at(out, owners, per_camera)
-        out /= counts[:, None]
-        if not np.isfinite(out).all():
-            raise EmbedderError(
-                f"{self.name} produced non-finite vectors; the weights may be corrupt"
+
+        def features(images: list[np.ndarray]) -> np.ndarray:
+            return image_features(
+                self.model,
+                images,
+                device=self._device,
+                image_size=self.image_size,
+                normalization=self.normalization,
+                batch_size=self.max_batch,
             )
-        return out
+
+        return pool_cameras(frames, features, self.dim, self.name)
+
+
+def pool_cameras(
+    frames: Sequence[Sequence[np.ndarray]],
+    features: Callable[[list[np.ndarray]], np.ndarray],
+    dim: int,
+    name: str,
+) -> np.ndarray:
+    """Validate per-frame camera lists, embed every image, average L2-normalised camera features.
+
+    Parameters
+    ----------
+    frames : sequence of sequence of numpy.ndarray
+        Per frame its ``(H, W, 3)`` uint8 camera images.
+    features : callable
+        ``features(list of images) -> (n_images, dim)`` float32.
+    dim : int
+        Feature dimension.
+    name : str
+        Embedder name for messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(frames), dim)`` float32.
+
+    Raises
+    ------
+    EmbedderError
+        Frames not given as lists, a frame without images, a bad image (names frame and camera).
+    """
+    if isinstance(frames, (np.ndarray, str, bytes)) or not isinstance(frames, Sequence):
+        raise EmbedderError(
+            f"{name}.embed() takes a list of frames, each a list of (H, W, 3) uint8 images; "
+            f"got {type(frames).__name__}"
+        )
+    flat: list[np.ndarray] = []
+    owner: list[int] = []
+    for index, cameras in enumerate(frames):
+        if isinstance(cameras, np.ndarray) or not isinstance(cameras, Sequence):
+            raise EmbedderError(
+                f"frame {index}: expected a list of camera images, got "
+                f"{type(cameras).__name__} (wrap a single image in a list)"
+            )
+        if len(cameras) == 0:
+            raise EmbedderError(f"frame {index}: has no camera images; {name} needs at least one")
+        for camera, image in enumerate(cameras):
+            flat.append(validate_image(image, f"frame {index}, camera {camera}"))
+            owner.append(index)
+    if not flat:
+        return np.zeros((0, dim), dtype=np.float32)
+    per_camera = np.asarray(features(flat), dtype=np.float32)
+    per_camera /= np.maximum(np.linalg.norm(per_camera, axis=1, keepdims=True), np.float32(1e-12))
+    owners = np.asarray(owner)
+    counts = np.bincount(owners, minlength=len(frames)).astype(np.float32)
+    out = np.zeros((len(frames), dim), dtype=np.float32)
+    np.add.at(out, owners, per_camera)
+    out /= counts[:, None]
+    if not np.isfinite(out).all():
+        raise EmbedderError(f"{name} produced non-finite vectors; the weights may be corrupt")
+    return out
 
 
 def effnet_lite0(**options: Any) -> ImageEmbedder:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -53,7 +53,7 @@ from torch import Tensor, nn
 from embedders.base import Embedder, check_options, resolve_device
 from embedders.checkpoint import read_checkpoint, state_dict_sha256
 from embedders.errors import CheckpointError, EmbedderError
-from embedders.models.image import _check_image_size, preprocess_images, validate_image
+from embedders.models.image import _check_image_size, pool_cameras, preprocess_images
 
 __all__ = [
     "BACKBONE_PREFIX",
@@ -198,67 +198,6 @@ def load_backbone(
     backbone.eval()
     settings["step"] = int(content.get("step", 0)) if isinstance(content, dict) else 0
     return backbone, settings
-
-
-def pool_cameras(
-    frames: Sequence[Sequence[np.ndarray]],
-    features: Callable[[list[np.ndarray]], np.ndarray],
-    dim: int,
-    name: str,
-) -> np.ndarray:
-    """Validate per-frame camera lists, embed every image, average L2-normalised camera features.
-
-    Parameters
-    ----------
-    frames : sequence of sequence of numpy.ndarray
-        Per frame its ``(H, W, 3)`` uint8 camera images.
-    features : callable
-        ``features(list of images) -> (n_images, dim)`` float32.
-    dim : int
-        Feature dimension.
-    name : str
-        Embedder name for messages.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(len(frames), dim)`` float32.
-
-    Raises
-    ------
-    EmbedderError
-        Frames not given as lists, a frame without images, a bad image (names frame and camera).
-    """
-    if isinstance(frames, (np.ndarray, str, bytes)) or not isinstance(frames, Sequence):
-        raise EmbedderError(
-            f"{name}.embed() takes a list of frames, each a list of (H, W, 3) uint8 images; "
-            f"got {type(frames).__name__}"
-        )
-    flat: list[np.ndarray] = []
-    owner: list[int] = []
-    for index, cameras in enumerate(frames):
-        if isinstance(cameras, np.ndarray) or not isinstance(cameras, Sequence):
-            raise EmbedderError(
-                f"frame {index}: expected a list of camera images, got "
-                f"{type(cameras).__name__} (wrap a single image in a list)"
-            )
-        if len(cameras) == 0:
-            raise EmbedderError(f"frame {index}: has no camera images; {name} needs at least one")
-        for camera, image in enumerate(cameras):
-            flat.append(validate_image(image, f"frame {index}, camera {camera}"))
-            owner.append(index)
-    if not flat:
-        return np.zeros((0, dim), dtype=np.float32)
-    per_camera = np.asarray(features(flat), dtype=np.float32)
-    per_camera /= np.maximum(np.linalg.norm(per_camera, axis=1, keepdims=True), np.float32(1e-12))
-    owners = np.asarray(owner)
-    counts = np.bincount(owners, minlength=len(frames)).astype(np.float32)
-    out = np.zeros((len(frames), dim), dtype=np.float32)
-    np.add.at(out, owners, per_camera)
-    out /= counts[:, None]
-    if not np.isfinite(out).all():
-        raise EmbedderError(f"{name} produced non-finite vectors; the weights may be corrupt")
-    return out
 
 
 class ImageSSLEmbedder(Embedder):
