@@ -15,11 +15,7 @@ Then:
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -31,34 +27,9 @@ import pytest
 import curate
 from curate.api import RunRecord
 from curate.errors import CurateError
+from server_process import ServerProcess  # tests/server_process.py
 
 TOKEN = "crash-write-token"
-
-
-class ServerProcess:
-    def __init__(self, ws_dir: Path, data_root: Path) -> None:
-        env = {**os.environ, "CURATE_TOKENS": f"{TOKEN}:write", "CURATE_LOG_LEVEL": "warning"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "curate.server", str(ws_dir), str(data_root)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-        )
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
-        if not line.startswith("CURATE_SERVER_URL "):
-            self.proc.kill()
-            raise RuntimeError(f"server did not start: {line!r}")
-        self.url = line.split()[1]
-
-    def kill9(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                self.proc.kill()
 
 
 @pytest.fixture
@@ -70,7 +41,7 @@ def ws_dir(tmp_path: Path, embedded_template: Path) -> Iterator[Path]:
 
 def test_kill_9_during_writes_leaves_a_whole_store(ws_dir: Path, synth_root: Path) -> None:
     original = set(curate.connect(ws_dir).frames(columns=["id"])["id"].to_pylist())
-    server = ServerProcess(ws_dir, synth_root.parent)
+    server = ServerProcess(ws_dir, synth_root.parent, TOKEN)
     acked_runs: list[RunRecord] = []
     acked_labels: list[str] = []
     acked_ingests: list[str] = []
@@ -158,7 +129,7 @@ def test_kill_9_during_writes_leaves_a_whole_store(ws_dir: Path, synth_root: Pat
         assert np.isfinite(vecs).all()
 
     # ---- restart: the embedding job resumes without duplicates, new runs get fresh ids
-    server = ServerProcess(ws_dir, synth_root.parent)
+    server = ServerProcess(ws_dir, synth_root.parent, TOKEN)
     try:
         remote = curate.connect(server.url, token=TOKEN)
         t0 = time.monotonic()

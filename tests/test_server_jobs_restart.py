@@ -9,11 +9,7 @@ finished jobs as they were, and resubmitting the job finishes it without duplica
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -23,37 +19,9 @@ import pytest
 import curate
 from curate.client import JobInterruptedError
 from curate.server import JOBS_FILE, JobJournal, JobManager
+from server_process import ServerProcess  # tests/server_process.py
 
 TOKEN = "restart-write-token"
-
-
-class ServerProcess:
-    """``python -m curate.server WS DATA_ROOT`` on a free loopback port."""
-
-    def __init__(self, ws_dir: Path, data_root: Path) -> None:
-        env = {**os.environ, "CURATE_TOKENS": f"{TOKEN}:write", "CURATE_LOG_LEVEL": "warning",
-               "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "curate.server", str(ws_dir), str(data_root)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-        )
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
-        if not line.startswith("CURATE_SERVER_URL "):
-            self.proc.kill()
-            raise RuntimeError(f"server did not start: {line!r}")
-        self.url = line.split()[1]
-
-    def kill9(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                self.proc.kill()
 
 
 @pytest.fixture
@@ -64,7 +32,7 @@ def ws_dir(tmp_path: Path, embedded_template: Path) -> Iterator[Path]:
 
 
 def test_jobs_survive_kill_9_and_the_running_one_shows_interrupted(ws_dir: Path, synth_root: Path) -> None:
-    server = ServerProcess(ws_dir, synth_root.parent)
+    server = ServerProcess(ws_dir, synth_root.parent, TOKEN, {"OMP_NUM_THREADS": "1"})
     try:
         remote = curate.connect(server.url, token=TOKEN)
         for k in range(1):  # more frames, so that the job below runs for a few seconds
@@ -97,7 +65,7 @@ def test_jobs_survive_kill_9_and_the_running_one_shows_interrupted(ws_dir: Path,
     stored = curate.connect(ws_dir).store.count("emb_bev-slow")
     assert 6 <= stored < total  # the kill really was mid-job
 
-    server = ServerProcess(ws_dir, synth_root.parent)
+    server = ServerProcess(ws_dir, synth_root.parent, TOKEN, {"OMP_NUM_THREADS": "1"})
     try:
         remote = curate.connect(server.url, token=TOKEN)
         jobs = {j.job_id: j for j in remote.jobs()}
