@@ -270,7 +270,7 @@ def run_speed(args: argparse.Namespace, model: str, options: dict, threads: int 
     """Frames/s and peak RSS of ``model`` in a fresh child process using ``threads`` threads."""
     command = [
         sys.executable, os.path.abspath(__file__), "--workspace", args.workspace,
-        "--checkpoint", args.checkpoint, "--speed-frames", str(args.speed_frames),
+        "--checkpoint", args.checkpoint[0], "--speed-frames", str(args.speed_frames),
         "--worker", model, "--worker-options", json.dumps(options),
         "--worker-threads", str(threads),
     ]
@@ -287,13 +287,13 @@ def run_speed(args: argparse.Namespace, model: str, options: dict, threads: int 
 
 def _print_quality(title: str, results: dict, keys: list[str], extra: dict[str, str]) -> None:
     print(f"\n{title}")
-    header = f"{'embedder':34s}" + "".join(f"{k[:14]:>15s}" for k in keys)
+    header = f"{'embedder':46s}" + "".join(f"{k[:14]:>15s}" for k in keys)
     header += "".join(f"{k:>10s}" for k in next(iter(extra.values())).keys()) if extra else ""
     print(header)
     for label, scores in results.items():
         cells = "".join(f"{scores[k]:15.3f}" for k in keys)
         more = "".join(f"{v:>10s}" for v in extra.get(label, {}).values()) if extra else ""
-        print(f"{label:34s}{cells}{more}")
+        print(f"{label:46s}{cells}{more}")
 
 
 def _print_ratios(results: dict, keys: list[str], row: str, peers: list[str]) -> None:
@@ -304,13 +304,16 @@ def _print_ratios(results: dict, keys: list[str], row: str, peers: list[str]) ->
             f"{results[row][k] / results[peer][k]:15.2f}" if results[peer][k] > 0 else f"{'-':>15s}"
             for k in keys
         )
-        print(f"{'ratio ' + row.replace('recon-tiny ', '') + ' / ' + peer:34s}{cells}")
+        print(f"{'ratio ' + row.replace('recon-tiny ', '') + ' / ' + peer:46s}{cells}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", required=True)
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", required=True, action="append",
+                        help="pretrained checkpoint; repeat to compare several runs in one table "
+                        "(rows are labelled by run folder and step; the first one is the "
+                        "reference for the random-init rows, the ablation and the speed table)")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N frames (0 = all)")
     parser.add_argument("--speed-frames", type=int, default=32)
     parser.add_argument("--ablation-drives", type=int, default=15,
@@ -336,9 +339,12 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     torch.manual_seed(0)
     ws = curate.connect(args.workspace)
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    options = dict(state["curate"]["embed_options"])
-    step = state.get("step")
+    runs = []  # (label, checkpoint path, embed options)
+    for path in args.checkpoint:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        run = Path(path).resolve().parent.name
+        runs.append((f"{run}@{state.get('step')}", path, dict(state["curate"]["embed_options"])))
+    _, first_checkpoint, options = runs[0]
     ids = sorted(str(i) for i in ws.store.ids("samples"))
     if args.limit:
         ids = ids[: args.limit]
@@ -347,8 +353,9 @@ def main() -> None:
     clouds = load_clouds(ws, ids)
     print(f"pool: {len(ids)} frames, {len(set(attrs['drive']))} drives, "
           f"{np.mean([len(c) for c in clouds]):.0f} points/frame on average "
-          f"(read in {time.perf_counter() - start:.1f} s); checkpoint {args.checkpoint} "
-          f"(step {step}); embed_options {options}; torch threads {torch.get_num_threads()}")
+          f"(read in {time.perf_counter() - start:.1f} s); checkpoints "
+          + ", ".join(f"{label} ({path})" for label, path, _ in runs)
+          + f"; embed_options {options}; torch threads {torch.get_num_threads()}")
     keys_cross = list(ATTRIBUTES) + ["drive", "near-dup R@10"]
     keys_loo = [a + " (loo)" for a in ATTRIBUTES]
 
@@ -356,8 +363,10 @@ def main() -> None:
         results: dict[str, dict[str, float]] = {}
         extra: dict[str, dict[str, str]] = {}
         vectors: dict[str, np.ndarray] = {}
-        for weights, opts in (("pretrained", {"checkpoint": args.checkpoint, **options}),
-                              ("random", dict(options))):
+        settings = [("pretrained" if len(runs) == 1 else label,
+                     {"checkpoint": path, **run_options}) for label, path, run_options in runs]
+        settings.append(("random", dict(options)))
+        for weights, opts in settings:
             features, seconds = embed_all_features(clouds, args.bev_grid, **opts)
             for feature, v in features.items():
                 label = f"recon-tiny {weights} ({feature})"
@@ -376,8 +385,9 @@ def main() -> None:
                 vectors[label] = teacher
                 results[label] = quality(teacher, attrs)
                 extra[label] = {"dim": str(teacher.shape[1]), "frames/s": "cached"}
-        label = "fused: pretrained svm + bev-hist"
-        v = fused(vectors["recon-tiny pretrained (svm)"], vectors["bev-hist"])
+        first = settings[0][0]
+        label = f"fused: {first} svm + bev-hist"
+        v = fused(vectors[f"recon-tiny {first} (svm)"], vectors["bev-hist"])
         results[label] = quality(v, attrs)
         extra[label] = {"dim": str(v.shape[1]), "frames/s": "-"}
         results["majority-class prior"] = majority(attrs)
@@ -388,10 +398,11 @@ def main() -> None:
             f"id; near-dup R@10 = recall@10 of same-drive frames within +-{NEAR} indices",
             results, keys_cross, extra,
         )
-        for row in ("recon-tiny pretrained (svm)", "recon-tiny pretrained (finetune)",
-                    "recon-tiny pretrained (svm-bev)"):
-            _print_ratios(results, keys_cross, row,
-                          [row.replace("pretrained", "random"), "bev-hist"])
+        for weights, _ in settings[:-1]:
+            for feature in FEATURES:
+                row = f"recon-tiny {weights} ({feature})"
+                _print_ratios(results, keys_cross, row,
+                              [f"recon-tiny random ({feature})", "bev-hist"])
         _print_quality(
             f"2. leaky variant: leave-one-out kNN (k={K}) accuracy, neighbours from the SAME drive "
             "allowed (near-duplicates inflate it)",
@@ -414,7 +425,7 @@ def main() -> None:
             for weights in args.ablation_weights.split(","):
                 opts = {**options, "num_points": points, "num_group": groups}
                 if weights == "pretrained":
-                    opts["checkpoint"] = args.checkpoint
+                    opts["checkpoint"] = first_checkpoint
                 v, seconds = embed("recon-tiny", sub_clouds, **opts)
                 s = quality(v, sub_attrs)
                 mean_attr = float(np.mean([s[a] for a in ATTRIBUTES]))

@@ -14,7 +14,9 @@
    written every 256 frames, with the teacher's config and weights checksum in its metadata), so
    a resumed run does not recompute it;
 5. trains with :func:`embedders.pretrain.train` into ``<workspace>/checkpoints/<name>/``
-   (resuming from ``last.pt`` when present). SIGTERM or SIGINT stops it cleanly: the step in
+   (resuming from ``last.pt`` when present). The temporal contrastive term
+   (``[loss] contrast_pairs = "temporal"``) pairs each frame with another frame of its
+   ``scene`` within ``contrast_window`` ``frame_index`` steps, read from the samples table. SIGTERM or SIGINT stops it cleanly: the step in
    progress finishes, its checkpoint is written, and the report says ``interrupted="SIGTERM"``;
    the same call again resumes from there.
 
@@ -46,6 +48,7 @@ from curate.sources.pointcloud import read_points
 if TYPE_CHECKING:  # pragma: no cover
     from curate.workspace import Workspace
     from embedders.pretrain.config import PretrainConfig
+    from embedders.pretrain.data import ChunkedClouds
 
 __all__ = [
     "PretrainReport",
@@ -172,11 +175,12 @@ def cached_clouds(
     cfg: PretrainConfig,
     *,
     progress: Optional[bool] = None,
-) -> np.ndarray:
+) -> ChunkedClouds:
     """Preprocessed ``(F, OVERSAMPLE * num_points, 3)`` float32 clouds of ``ids``, cached on disk.
 
     Chunks of 256 frames are written atomically, so an interrupted call resumes at the first
-    missing chunk. Points of each frame are in a seeded random order.
+    missing chunk. Points of each frame are in a seeded random order. The result reads the chunk
+    files through memory maps (:class:`embedders.pretrain.data.ChunkedClouds`).
 
     Raises
     ------
@@ -185,10 +189,12 @@ def cached_clouds(
 
     Notes
     -----
-    Time O(total points * log); memory O(F * num_points) for the result.
+    Time O(total points * log); memory O(CHUNK * num_points) while writing, then only the pages
+    training touches.
     """
     from embedders import EmbedderError
     from embedders.preprocess import PreprocessConfig, ScenePreprocessor
+    from embedders.pretrain.data import ChunkedClouds
 
     base = cfg.data.preprocess_config()
     options = {**base.to_dict(), "num_points": OVERSAMPLE * cfg.data.num_points}
@@ -196,15 +202,18 @@ def cached_clouds(
     key = _digest({"preprocess": options, "seed": cfg.seed, "ids": list(ids)})
     folder = ws.path / CACHE_DIR / f"clouds-{key}"
     folder.mkdir(parents=True, exist_ok=True)
-    parts = []
+    paths = []
     with progress_bar(total=len(ids), desc="pretrain cache", unit="frame", enable=progress) as bar:
         for number, start in enumerate(range(0, len(ids), CHUNK)):
             path = folder / f"chunk-{number:05d}.npy"
             stop = min(start + CHUNK, len(ids))
+            paths.append(path)
             if path.exists():
-                part = np.load(path)
-                if part.shape[0] == stop - start:
-                    parts.append(part)
+                try:
+                    done = np.load(path, mmap_mode="r").shape == (stop - start, options["num_points"], 3)
+                except (OSError, ValueError):
+                    done = False  # unreadable leftover: rebuild it
+                if done:
                     bar.update(stop - start)
                     continue
             part = np.empty((stop - start, options["num_points"], 3), dtype=np.float32)
@@ -218,8 +227,7 @@ def cached_clouds(
                 part[offset] = cloud[order]
                 bar.update(1)
             _atomic_save(path, part)
-            parts.append(part)
-    return np.concatenate(parts, axis=0) if parts else np.zeros((0, options["num_points"], 3), np.float32)
+    return ChunkedClouds(paths)
 
 
 def teacher_table(teacher: str) -> str:
@@ -300,17 +308,18 @@ def teacher_features(
     return vectors, name
 
 
-def _frames(ws: Workspace, where: str) -> tuple[list[str], list[str], list[list[str]]]:
+def _frames(ws: Workspace, where: str) -> list[dict[str, Any]]:
+    """Rows (id, lidar_path, image_paths, scene, frame_index) of the frames, sorted by id."""
     ws._require_samples()
     rows = ws.store.read(
-        T.SAMPLES, columns=["id", "lidar_path", "image_paths"], where=where or None
+        T.SAMPLES,
+        columns=["id", "lidar_path", "image_paths", "scene", "frame_index"],
+        where=where or None,
     ).to_pylist()
     rows.sort(key=lambda row: row["id"])
-    return (
-        [row["id"] for row in rows],
-        [row["lidar_path"] for row in rows],
-        [list(row["image_paths"] or []) for row in rows],
-    )
+    for row in rows:
+        row["image_paths"] = list(row["image_paths"] or [])
+    return rows
 
 
 def pretrain(
@@ -345,7 +354,10 @@ def pretrain(
     from embedders.pretrain.trainer import train
 
     cfg = read_config(config)
-    ids, lidar_paths, image_paths = _frames(ws, cfg.data.where)
+    rows = _frames(ws, cfg.data.where)
+    ids = [row["id"] for row in rows]
+    lidar_paths = [row["lidar_path"] for row in rows]
+    image_paths = [row["image_paths"] for row in rows]
     if len(ids) < cfg.train.batch_size:
         raise InvalidInputError(
             f"pretraining needs at least batch_size={cfg.train.batch_size} frames; "
@@ -369,6 +381,8 @@ def pretrain(
             teacher=teacher,
             progress=progress,
             extra={"embed_options": embed_options, "frames": len(ids)},
+            scenes=[row["scene"] for row in rows],
+            frame_indices=[int(row["frame_index"] or 0) for row in rows],
         )
     except EmbedderError as exc:
         raise InvalidInputError(str(exc)) from exc

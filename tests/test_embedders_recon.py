@@ -123,6 +123,7 @@ def test_pool_features_definitions() -> None:
     np.testing.assert_allclose(
         fine.numpy(), np.concatenate([t[:, 0], t[:, 1], t[:, 2], t[:, 3:].max(1)], 1)
     )
+    np.testing.assert_array_equal(pool_features(tokens, "cls").numpy(), t[:, 0])
     with pytest.raises(EmbedderError, match="unknown feature"):
         pool_features(tokens, "mean")
 
@@ -130,6 +131,7 @@ def test_pool_features_definitions() -> None:
 def test_feature_option_sets_dim() -> None:
     assert create_embedder("recon-tiny", feature="svm", **TINY_SCENE).dim == 384
     assert create_embedder("recon-tiny", feature="finetune", **TINY_SCENE).dim == 768
+    assert create_embedder("recon-tiny", feature="cls", **TINY_SCENE).dim == 192
     assert create_embedder("recon-small", feature="svm", **TINY_SCENE).dim == 512
     assert create_embedder("recon-small", **TINY_SCENE).dim == (2 + 3 * 3) * 256  # svm-bev
 

@@ -145,3 +145,37 @@ def test_config_file_errors(tmp_path) -> None:
     bad.write_text("[train\nsteps = 1\n")
     with pytest.raises(PretrainConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_chunked_clouds_read_like_the_concatenated_array(tmp_path) -> None:
+    import pickle
+
+    from embedders.errors import EmbedderError
+    from embedders.pretrain.data import ChunkedClouds, CloudDataset
+
+    rng = np.random.default_rng(0)
+    parts = [rng.normal(size=(n, 16, 3)).astype(np.float32) for n in (5, 1, 7)]
+    paths = []
+    for number, part in enumerate(parts):
+        paths.append(tmp_path / f"chunk-{number}.npy")
+        np.save(paths[-1], part)
+    whole = np.concatenate(parts)
+    clouds = ChunkedClouds(paths)
+    assert clouds.shape == whole.shape and len(clouds) == 13 and clouds.ndim == 3
+    for index in range(len(whole)):
+        np.testing.assert_array_equal(clouds[index], whole[index])
+    copy = pickle.loads(pickle.dumps(clouds))
+    assert len(pickle.dumps(clouds)) < 2000  # the file list, not the clouds
+    np.testing.assert_array_equal(copy[12], whole[12])
+    with pytest.raises(IndexError):
+        clouds[13]
+    # the dataset gives the same items from either
+    a = CloudDataset(clouds, 8, views=2)[(6, 0, 3, 1)]["points"]
+    b = CloudDataset(whole, 8, views=2)[(6, 0, 3, 1)]["points"]
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    np.save(tmp_path / "bad.npy", np.zeros((2, 16, 4), np.float32))
+    with pytest.raises(EmbedderError, match="bad.npy"):
+        ChunkedClouds([paths[0], tmp_path / "bad.npy"])
+    np.save(tmp_path / "narrow.npy", np.zeros((2, 8, 3), np.float32))
+    with pytest.raises(EmbedderError, match="8 points, not 16"):
+        ChunkedClouds([paths[0], tmp_path / "narrow.npy"])

@@ -135,7 +135,7 @@ def _write_toml(path: Path, name: str, steps: int, workers: int) -> None:
         "[data]\nnum_points = 256\n"
         f"[train]\nsteps = {steps}\nbatch_size = 4\nlr = 0.001\nwarmup_steps = 2\n"
         f"checkpoint_every = 1\nnum_workers = {workers}\n"
-        "[loss]\nimage = 0.0\ncontrast = 0.5\n"
+        "[loss]\nimage = 0.0\ncontrast = 0.5\ncontrast_pairs = \"temporal\"\n"
     )
 
 
@@ -171,7 +171,7 @@ def test_resume_after_kill_gives_the_same_weights(ws: curate.Workspace, tmp_path
     reference = torch.load(straight.checkpoint, weights_only=True)
     assert resumed["step"] == reference["step"] == steps
     assert set(resumed["base_model"]) == set(reference["base_model"])
-    assert "cls_proj.weight" in reference["base_model"]
+    assert "contrast_head.2.weight" in reference["base_model"]
     for key, value in reference["base_model"].items():
         assert torch.equal(resumed["base_model"][key], value), key
     log = (run_dir / "losses.jsonl").read_text().splitlines()

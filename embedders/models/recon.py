@@ -7,12 +7,13 @@ mini-PointNet tokenizer, learned positional embeddings of the patch centres, thr
 shapes equal the official checkpoint's ``MAE_encoder.*`` entries with the prefix removed.
 
 :class:`ReconEmbedder` wraps it for scenes: :class:`embedders.preprocess.ScenePreprocessor` makes a
-fixed-size normalised cloud per frame, the encoder runs in eval mode, and one of three pooled
+fixed-size normalised cloud per frame, the encoder runs in eval mode, and one of four pooled
 features is returned:
 
 * ``"svm"``: ``cat[max(cls, img, text), max(patches) + mean(patches)]``, size ``2 C``
   (the official SVM linear-probe feature);
 * ``"finetune"``: ``cat[cls, img, text, max(patches)]``, size ``4 C`` (the fine-tune head input);
+* ``"cls"``: the cls token alone, size ``C`` (what the contrastive term of pretraining trains);
 * ``"svm-bev"`` (default, ``bev_grid=3``): the svm feature plus a **layout-keeping** part: the
   patch tokens are averaged on a coarse ``bev_grid`` x ``bev_grid`` bird's-eye grid fixed in the
   sensor frame (cells tile the crop square; a patch goes to the cell of its centre; empty cells
@@ -74,7 +75,7 @@ RECON_SIZES: dict[str, tuple[int, int, int]] = {
 }
 #: Pooled feature kinds and their size as a multiple of trans_dim (``"svm-bev"``: plus
 #: ``bev_grid**2``, see :func:`feature_dim`).
-FEATURES: dict[str, int] = {"svm": 2, "finetune": 4, "svm-bev": 2}
+FEATURES: dict[str, int] = {"svm": 2, "finetune": 4, "svm-bev": 2, "cls": 1}
 #: Standard deviation of the truncated-normal initialisation (official ``_init_weights``).
 INIT_STD = 0.02
 
@@ -246,8 +247,9 @@ def pool_features(
     ----------
     tokens : torch.Tensor
         Encoder output; the first 3 tokens are cls, img, text.
-    feature : {"svm", "finetune", "svm-bev"}
+    feature : {"svm", "finetune", "svm-bev", "cls"}
         ``"svm"``: ``cat[max(cls, img, text), max(patches) + mean(patches)]`` (2C);
+        ``"cls"``: the cls token (C);
         ``"finetune"``: ``cat[cls, img, text, max(patches)]`` (4C);
         ``"svm-bev"``: ``cat[unit(svm), unit(bev_grid_pool)] / sqrt(2)`` (``(2 + grid^2) C``).
     centers : torch.Tensor, optional
@@ -274,6 +276,8 @@ def pool_features(
             raise EmbedderError("feature 'svm-bev' needs the patch centres (centers=...)")
         layout = bev_grid_pool(patches, centers, bev_grid, half_extent)
         return torch.cat([_unit(svm), _unit(layout)], dim=-1) * (0.5**0.5)
+    if feature == "cls":
+        return queries[:, 0]
     if feature == "finetune":
         return torch.cat(
             [queries[:, 0], queries[:, 1], queries[:, 2], patches.max(dim=1).values], dim=-1
@@ -326,7 +330,7 @@ class ReconEmbedder(Embedder):
         ``seed``.
     seed : int, default 0
         Random-init seed (when no checkpoint) and sampling seed of the preprocessing.
-    feature : {"svm", "finetune", "svm-bev"}, default "svm-bev"
+    feature : {"svm", "finetune", "svm-bev", "cls"}, default "svm-bev"
         Pooled feature, see :func:`pool_features`; dim 2C, 4C or ``(2 + bev_grid^2) C``.
     num_group : int, default 32
         Patches per scene (ReCon objects use 64).

@@ -42,8 +42,14 @@ thousand frames on 2 CPU cores in about half an hour)::
     [loss]
     reconstruction = 1.0         # Chamfer-L2 of the masked patches
     image = 1.0                  # cosine distance of img_proj(img token) to the teacher feature
-    contrast = 0.0               # InfoNCE between the cls tokens of two augmented views (2x cost)
+    contrast = 0.0               # InfoNCE between the cls tokens of two views of a frame (2x cost)
     temperature = 0.1            # InfoNCE temperature
+    contrast_pairs = "augment"   # augment: two augmentations of the same frame;
+                                 # temporal: the second view is another frame of the same scene
+                                 # within +- contrast_window frame indices (STRL-style positives)
+    contrast_window = 5          # frames either side for contrast_pairs = "temporal"
+    contrast_on = "patches"      # patches: max+mean of the patch tokens (trains the encoder);
+                                 # cls: the cls token (ReCon's self_contrastive; query branch only)
 
 Unknown keys raise :class:`PretrainConfigError` naming the key and listing the valid ones.
 """
@@ -64,6 +70,7 @@ from embedders.errors import EmbedderError
 from embedders.models.recon import RECON_SIZES
 from embedders.preprocess import PreprocessConfig
 from embedders.pretrain.masking import MASK_TYPES, num_masked
+from embedders.pretrain.model import CONTRAST_ON
 
 __all__ = [
     "PretrainConfigError",
@@ -77,6 +84,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: How the two views of the contrastive term are made (see :class:`LossSection`).
+CONTRAST_PAIRS = ("augment", "temporal")
 #: Preprocessing keys accepted in ``[data]`` (``num_points`` is a data key of its own).
 PREPROCESS_KEYS = tuple(name for name in PreprocessConfig.option_names() if name != "num_points")
 
@@ -232,8 +241,17 @@ class LossSection:
     image: float = 1.0
     contrast: float = 0.0
     temperature: float = 0.1
+    contrast_pairs: str = "augment"
+    contrast_window: int = 5
+    contrast_on: str = "patches"
 
     def __post_init__(self) -> None:
+        if self.contrast_pairs not in CONTRAST_PAIRS:
+            _fail("[loss]", f"contrast_pairs={self.contrast_pairs!r} is not one of {list(CONTRAST_PAIRS)}")
+        if self.contrast_on not in CONTRAST_ON:
+            _fail("[loss]", f"contrast_on={self.contrast_on!r} is not one of {list(CONTRAST_ON)}")
+        if self.contrast_window < 1:
+            _fail("[loss]", f"contrast_window={self.contrast_window} must be >= 1")
         for key in ("reconstruction", "image", "contrast"):
             if getattr(self, key) < 0:
                 _fail("[loss]", f"{key}={getattr(self, key)} must be >= 0")

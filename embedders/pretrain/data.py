@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +25,14 @@ from torch.utils.data import Dataset, Sampler
 
 from embedders.errors import EmbedderError
 
-__all__ = ["Augmentation", "CloudDataset", "StepBatchSampler", "augment_cloud"]
+__all__ = [
+    "Augmentation",
+    "ChunkedClouds",
+    "CloudDataset",
+    "StepBatchSampler",
+    "TemporalNeighbours",
+    "augment_cloud",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +80,129 @@ def augment_cloud(points: np.ndarray, rng: np.random.Generator, config: Augmenta
     return (points @ rotation.T * scale + shift + noise).astype(np.float32)
 
 
+class ChunkedClouds:
+    """Read-only ``(F, P, 3)`` clouds stored as ``.npy`` chunk files, memory-mapped on demand.
+
+    Quacks like the ndarray :class:`CloudDataset` needs (``shape``, ``ndim``, ``len``, integer
+    indexing), so pretraining never holds the whole pool in memory: a frame is read from its
+    chunk's memory map when a batch needs it (forked DataLoader workers share the maps; a pickled
+    copy carries only the file list and reopens them).
+
+    Parameters
+    ----------
+    paths : sequence of path
+        Chunk files in frame order, each ``(n_i, P, 3)`` float32 with the same ``P``.
+
+    Notes
+    -----
+    Memory O(number of chunks) plus the pages the OS caches; indexing O(log chunks + P).
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        self.paths = [str(path) for path in paths]
+        sizes, width = [], None
+        for path in self.paths:
+            part = np.load(path, mmap_mode="r")
+            if part.ndim != 3 or part.shape[2] != 3 or part.dtype != np.float32:
+                raise EmbedderError(
+                    f"cloud chunk {path} must be (n, P, 3) float32, got {part.shape} {part.dtype}"
+                )
+            if width is not None and part.shape[1] != width:
+                raise EmbedderError(f"cloud chunk {path} has {part.shape[1]} points, not {width}")
+            width = part.shape[1]
+            sizes.append(part.shape[0])
+        self.offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        self.shape = (int(self.offsets[-1]), int(width or 0), 3)
+        self.ndim = 3
+        self.dtype = np.dtype(np.float32)
+        self._maps: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        index = int(index)
+        if not 0 <= index < self.shape[0]:
+            raise IndexError(f"frame {index} out of range [0, {self.shape[0]})")
+        chunk = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        part = self._maps.get(chunk)
+        if part is None:
+            part = self._maps[chunk] = np.load(self.paths[chunk], mmap_mode="r")
+        return part[index - int(self.offsets[chunk])]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_maps": {}}
+
+
+class TemporalNeighbours:
+    """For every frame, the other frames of its scene within ``+- window`` frame indices.
+
+    The positives of the temporal contrastive term (``[loss] contrast_pairs = "temporal"``): in a
+    driving log, frames a few tenths of a second apart show the same place from a slightly moved
+    sensor, with moving actors displaced -- natural views of one scene (as in STRL, Huang et al.,
+    ICCV 2021). Uses only the log's own ``scene`` and ``frame_index``; no labels.
+
+    Parameters
+    ----------
+    scenes : sequence of str or None
+        Scene (drive) of each frame; None or "" makes a frame a scene of its own (its only
+        positive is then an augmentation of itself).
+    frame_indices : sequence of int
+        Position of each frame in its scene.
+    window : int
+        Largest frame-index distance of a positive.
+
+    Notes
+    -----
+    Built in O(F log F) time, O(F) memory (frames sorted by ``(scene, frame_index)``; the
+    candidates of a frame are one contiguous run of that order). :meth:`draw` is O(1).
+    """
+
+    def __init__(self, scenes, frame_indices, window: int) -> None:
+        frames = np.asarray(frame_indices, dtype=np.int64)
+        if frames.ndim != 1 or len(frames) != len(scenes):
+            raise EmbedderError(
+                f"scenes ({len(scenes)}) and frame_indices ({frames.shape}) must be 1-d and of "
+                "equal length"
+            )
+        if window < 1:
+            raise EmbedderError(f"window={window} must be >= 1")
+        names = [
+            str(scene) if scene not in (None, "") else f"\0frame-{row}"
+            for row, scene in enumerate(scenes)
+        ]
+        _, codes = np.unique(np.array(names, dtype=object), return_inverse=True)
+        shifted = frames - (frames.min() if len(frames) else 0) + window
+        if len(frames) and shifted.max() + window >= 2**31:
+            raise EmbedderError("frame_indices span more than 2**31 - window; renumber the frames")
+        keys = (codes.astype(np.int64) << 32) + shifted
+        self.order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[self.order]
+        self.start = np.searchsorted(sorted_keys, keys - window, side="left")
+        self.stop = np.searchsorted(sorted_keys, keys + window, side="right")
+        self.position = np.empty(len(keys), dtype=np.int64)
+        self.position[self.order] = np.arange(len(keys))
+        self.window = int(window)
+
+    def __len__(self) -> int:
+        return int(len(self.order))
+
+    def candidates(self, index: int) -> np.ndarray:
+        """Frame numbers of the positives of ``index`` (itself excluded), ascending by position."""
+        run = self.order[self.start[index] : self.stop[index]]
+        return run[run != index]
+
+    def draw(self, index: int, rng: np.random.Generator) -> int:
+        """One positive of frame ``index`` drawn uniformly with ``rng`` (``index`` if none)."""
+        count = int(self.stop[index] - self.start[index]) - 1
+        if count <= 0:
+            return int(index)
+        position = int(self.start[index]) + int(rng.integers(count))
+        if position >= self.position[index]:
+            position += 1
+        return int(self.order[position])
+
+
 class CloudDataset(Dataset):
     """Map ``(frame, seed, step, slot)`` items to augmented clouds and teacher features.
 
@@ -86,6 +218,9 @@ class CloudDataset(Dataset):
         None = no augmentation.
     views : int, default 1
         Independently augmented views per item (2 for the contrastive term).
+    neighbours : TemporalNeighbours, optional
+        When given, views after the first are drawn from a temporal neighbour of the frame
+        (another frame of its scene) instead of the frame itself.
 
     Notes
     -----
@@ -100,6 +235,7 @@ class CloudDataset(Dataset):
         teacher: np.ndarray | None = None,
         augment: Augmentation | None = Augmentation(),
         views: int = 1,
+        neighbours: TemporalNeighbours | None = None,
     ) -> None:
         if clouds.ndim != 3 or clouds.shape[2] != 3:
             raise EmbedderError(f"clouds must be (F, P, 3), got shape {clouds.shape}")
@@ -113,24 +249,32 @@ class CloudDataset(Dataset):
             )
         if views < 1:
             raise EmbedderError(f"views={views} must be >= 1")
+        if neighbours is not None and len(neighbours) != clouds.shape[0]:
+            raise EmbedderError(
+                f"neighbours cover {len(neighbours)} frames, clouds {clouds.shape[0]}"
+            )
         self.clouds = clouds
         self.num_points = int(num_points)
         self.teacher = teacher
         self.augment = augment
         self.views = int(views)
+        self.neighbours = neighbours
 
     def __len__(self) -> int:
         return int(self.clouds.shape[0])
 
     def __getitem__(self, item: Item) -> dict[str, torch.Tensor]:
         index, seed, step, slot = item
-        cloud = np.asarray(self.clouds[index], dtype=np.float32)
         out = np.empty((self.views, self.num_points, 3), dtype=np.float32)
         for view in range(self.views):
+            rng = np.random.default_rng([seed, step, slot, view])
+            source = index
+            if view > 0 and self.neighbours is not None:
+                source = self.neighbours.draw(index, rng)
+            cloud = np.asarray(self.clouds[source], dtype=np.float32)
             if self.augment is None:
                 out[view] = cloud[: self.num_points]
                 continue
-            rng = np.random.default_rng([seed, step, slot, view])
             chosen = rng.choice(cloud.shape[0], size=self.num_points, replace=False)
             out[view] = augment_cloud(cloud[chosen], rng, self.augment)
         teacher = (

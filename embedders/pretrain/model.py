@@ -9,7 +9,9 @@ official ReCon pretraining checkpoint (section [B] and [C] of the reference key 
   ``MAE_decoder.blocks.i.{norm1,norm2,mlp,attn}`` + ``MAE_decoder.norm`` (Point-MAE decoder),
   ``increase_dim.0`` (Conv1d C -> 3k): the masked point modelling branch;
 * ``img_proj`` (Linear C -> teacher dim): the cross-modal regression head of the ``img`` query;
-* ``cls_proj`` (Linear C -> 128), only with the contrastive term (ReCon's ``self_contrastive``).
+* the contrastive head, only with the contrastive term: ``cls_proj`` (Linear C -> 128, ReCon's
+  ``self_contrastive``) when it contrasts cls tokens, or ``contrast_head`` (MLP C -> C -> 128)
+  when it contrasts the pooled patch tokens (see below).
 
 One training step (:meth:`ReconPretrainModel.losses`):
 
@@ -25,9 +27,20 @@ One training step (:meth:`ReconPretrainModel.losses`):
 5. ``img_proj(img token)`` regresses the frozen image teacher's feature of the frame's camera
    image with the **cosine distance** ``1 - cos`` (chosen over smooth-L1: invariant to the
    teacher's feature scale, bounded in [0, 2], no threshold to tune);
-6. optionally, the cls tokens of two augmented views of the same frames are contrasted with
-   symmetric InfoNCE (positives: the two views of a frame; negatives: the other frames of the
-   batch; a ``B x B`` matrix per step).
+6. optionally, two views are contrasted with symmetric InfoNCE (negatives: the other frames of
+   the batch; a ``B x B`` matrix per step), on ``contrast_on``:
+
+   * ``"patches"`` (default): ``max + mean`` of all patch tokens of each whole (unmasked) view (the patch part of the
+     ``svm`` feature) through ``contrast_head``. The gradient reaches the tokenizer and the patch
+     path of every block, i.e. the tokens the embedder's features pool;
+   * ``"cls"``: the cls token through ``cls_proj``, as ReCon's ``self_contrastive``. The cls
+     token reads the patches through stop-gradient cross attention, so this term only trains
+     the query branch; on scene clouds it fell to chance (``ln B``) within a few hundred steps
+     while sharing that branch with the image regression (``benchmarks/embedders.py`` notes).
+ The trainer makes the views either
+   two augmentations of one frame (``contrast_pairs = "augment"``) or an augmentation of the
+   frame and one of a temporal neighbour from the same drive (``"temporal"``, see
+   :class:`embedders.pretrain.data.TemporalNeighbours`).
 """
 
 from __future__ import annotations
@@ -52,12 +65,15 @@ __all__ = [
     "info_nce",
     "cosine_distance",
     "CONTRAST_DIM",
+    "CONTRAST_ON",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Output size of the ``cls_proj`` head of the contrastive term.
+#: Output size of the contrastive heads.
 CONTRAST_DIM = 128
+#: What the contrastive term compares: pooled patch tokens or the cls token.
+CONTRAST_ON = ("patches", "cls")
 
 
 class DecoderBlock(nn.Module):
@@ -138,7 +154,9 @@ class ReconPretrainModel(nn.Module):
     teacher_dim : int or None
         Size of the image teacher's features; None = no ``img_proj`` head (no cross-modal term).
     contrast : bool
-        Add the ``cls_proj`` head of the contrastive term.
+        Add the head of the contrastive term.
+    contrast_on : {"patches", "cls"}
+        What the contrastive term compares (see the module docstring).
 
     Notes
     -----
@@ -156,8 +174,12 @@ class ReconPretrainModel(nn.Module):
         mask_type: str = "rand",
         teacher_dim: int | None = None,
         contrast: bool = False,
+        contrast_on: str = "patches",
     ) -> None:
         super().__init__()
+        if contrast_on not in CONTRAST_ON:
+            raise EmbedderError(f"contrast_on={contrast_on!r} is not one of {list(CONTRAST_ON)}")
+        self.contrast_on = contrast_on
         dim = config.trans_dim
         self.config = config
         self.mask_ratio = float(mask_ratio)
@@ -172,8 +194,12 @@ class ReconPretrainModel(nn.Module):
         self.increase_dim = nn.Sequential(nn.Conv1d(dim, 3 * config.group_size, 1))
         if teacher_dim is not None:
             self.img_proj = nn.Linear(dim, int(teacher_dim))
-        if contrast:
+        if contrast and contrast_on == "cls":
             self.cls_proj = nn.Linear(dim, CONTRAST_DIM)
+        elif contrast:
+            self.contrast_head = nn.Sequential(
+                nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, CONTRAST_DIM)
+            )
 
     @property
     def encoder(self) -> ReconEncoder:
@@ -181,7 +207,7 @@ class ReconPretrainModel(nn.Module):
         return self.MAE_encoder
 
     def encode_visible(
-        self, neighbourhoods: Tensor, centers: Tensor, mask: Tensor
+        self, neighbourhoods: Tensor, centers: Tensor, mask: Tensor, tokens: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """Encode the visible patches.
 
@@ -193,6 +219,8 @@ class ReconPretrainModel(nn.Module):
             ``(B, G, 3)``.
         mask : torch.Tensor
             ``(B, G)`` bool, True = masked; the same count per row.
+        tokens : torch.Tensor, optional
+            ``(B, G, C)`` tokenizer output of ``neighbourhoods`` when already computed.
 
         Returns
         -------
@@ -202,7 +230,8 @@ class ReconPretrainModel(nn.Module):
             ``(B, V, C)`` visible patch tokens, in patch order.
         """
         encoder = self.MAE_encoder
-        tokens = encoder.encoder(neighbourhoods)
+        if tokens is None:
+            tokens = encoder.encoder(neighbourhoods)
         batch, _, dim = tokens.shape
         visible = tokens[~mask].reshape(batch, -1, dim)
         visible_centers = centers[~mask].reshape(batch, -1, 3)
@@ -246,7 +275,7 @@ class ReconPretrainModel(nn.Module):
         teacher : torch.Tensor, optional
             ``(B, teacher_dim)`` frozen image features; needs the ``img_proj`` head.
         second_view : torch.Tensor, optional
-            ``(B, N, 3)`` second augmentation of the same frames; needs ``cls_proj``.
+            ``(B, N, 3)`` second view of the same frames; needs the contrastive head.
         temperature : float
             InfoNCE temperature.
 
@@ -258,7 +287,8 @@ class ReconPretrainModel(nn.Module):
         """
         neighbourhoods, centers = self.MAE_encoder.group_divider(points)
         mask = make_mask(self.mask_type, centers, self.mask_ratio, generator)
-        queries, visible = self.encode_visible(neighbourhoods, centers, mask)
+        tokens = self.MAE_encoder.encoder(neighbourhoods)
+        queries, visible = self.encode_visible(neighbourhoods, centers, mask, tokens=tokens)
         rebuilt = self.reconstruct(visible, centers, mask)
         target = neighbourhoods[mask].reshape(rebuilt.shape[0], -1, 3)
         out = {"reconstruction": chamfer_l2(rebuilt, target)}
@@ -267,14 +297,23 @@ class ReconPretrainModel(nn.Module):
                 raise EmbedderError("teacher features given but the model has no img_proj head")
             out["image"] = cosine_distance(self.img_proj(queries[:, 1]), teacher)
         if second_view is not None:
-            if not hasattr(self, "cls_proj"):
-                raise EmbedderError("second view given but the model has no cls_proj head")
+            if not (hasattr(self, "cls_proj") or hasattr(self, "contrast_head")):
+                raise EmbedderError("second view given but the model has no contrastive head")
             neighbourhoods2, centers2 = self.MAE_encoder.group_divider(second_view)
-            mask2 = make_mask(self.mask_type, centers2, self.mask_ratio, generator)
-            queries2, _ = self.encode_visible(neighbourhoods2, centers2, mask2)
-            out["contrast"] = info_nce(
-                self.cls_proj(queries[:, 0]), self.cls_proj(queries2[:, 0]), temperature
-            )
+            if self.contrast_on == "cls":
+                mask2 = make_mask(self.mask_type, centers2, self.mask_ratio, generator)
+                queries2, _ = self.encode_visible(neighbourhoods2, centers2, mask2)
+                first, second = self.cls_proj(queries[:, 0]), self.cls_proj(queries2[:, 0])
+            else:
+                # both views whole (no masking): the views already differ by augmentation or
+                # time, and two random 40% subsets of the patches pool to vectors too unlike
+                # each other to be told apart from other frames
+                whole = torch.zeros_like(mask)
+                _, patches = self.encode_visible(neighbourhoods, centers, whole, tokens=tokens)
+                _, patches2 = self.encode_visible(neighbourhoods2, centers2, whole)
+                first = self.contrast_head(patches.max(dim=1).values + patches.mean(dim=1))
+                second = self.contrast_head(patches2.max(dim=1).values + patches2.mean(dim=1))
+            out["contrast"] = info_nce(first, second, temperature)
         return out
 
 
@@ -305,6 +344,7 @@ def build_pretrain_model(
     mask_type: str,
     teacher_dim: int | None,
     contrast: bool,
+    contrast_on: str = "patches",
 ) -> ReconPretrainModel:
     """Build a :class:`ReconPretrainModel` with deterministic weights for ``seed`` on CPU.
 
@@ -321,6 +361,7 @@ def build_pretrain_model(
             mask_type=mask_type,
             teacher_dim=teacher_dim,
             contrast=contrast,
+            contrast_on=contrast_on,
         )
     model = model.to_empty(device="cpu")
     init_recon_weights(model.MAE_encoder, seed)

@@ -50,7 +50,12 @@ from embedders.base import resolve_device
 from embedders.errors import EmbedderError
 from embedders.models.recon import ReconConfig
 from embedders.pretrain.config import PretrainConfig
-from embedders.pretrain.data import Augmentation, CloudDataset, StepBatchSampler
+from embedders.pretrain.data import (
+    Augmentation,
+    CloudDataset,
+    StepBatchSampler,
+    TemporalNeighbours,
+)
 from embedders.pretrain.model import ReconPretrainModel, build_pretrain_model
 
 __all__ = [
@@ -138,6 +143,7 @@ def build_model_for(config: PretrainConfig, teacher_dim: int | None) -> ReconPre
         mask_type=model.mask_type,
         teacher_dim=teacher_dim if config.loss.image > 0 else None,
         contrast=config.loss.contrast > 0,
+        contrast_on=config.loss.contrast_on,
     )
 
 
@@ -168,7 +174,9 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _check_resumable(saved: dict[str, Any], config: PretrainConfig, path: Path) -> None:
-    old, new = _flatten(saved), _flatten(config.to_dict())
+    # keys added to the config after a run started take their default in the saved config
+    old = {**_flatten(PretrainConfig().to_dict()), **_flatten(saved)}
+    new = _flatten(config.to_dict())
     changed = sorted(
         key for key in set(old) | set(new)
         if old.get(key) != new.get(key) and key not in RESUMABLE_CHANGES
@@ -272,6 +280,8 @@ def train(
     teacher: np.ndarray | None = None,
     progress: bool | None = None,
     extra: dict[str, Any] | None = None,
+    scenes: list[str | None] | None = None,
+    frame_indices: list[int] | None = None,
 ) -> TrainResult:
     """Pretrain (or resume pretraining) a ReCon encoder on preprocessed clouds.
 
@@ -289,6 +299,10 @@ def train(
         Show a tqdm bar (default: when stderr is a terminal).
     extra : dict, optional
         Plain values stored under ``'curate'`` in every checkpoint (e.g. the embed options).
+    scenes, frame_indices : list, optional
+        Scene and frame index of each cloud; required by the temporal contrastive term
+        (``[loss] contrast_pairs = "temporal"``), whose positives are frames of the same scene
+        within ``contrast_window`` frame indices (:class:`~embedders.pretrain.data.TemporalNeighbours`).
 
     Returns
     -------
@@ -338,12 +352,26 @@ def train(
     _rewrite_log(log_path, rows)
 
     views = 2 if config.loss.contrast > 0 else 1
+    neighbours = None
+    if views > 1 and config.loss.contrast_pairs == "temporal":
+        if scenes is None or frame_indices is None:
+            raise EmbedderError(
+                'contrast_pairs = "temporal" needs the scene and frame index of every cloud '
+                "(scenes=..., frame_indices=...)"
+            )
+        if len(scenes) != len(clouds) or len(frame_indices) != len(clouds):
+            raise EmbedderError(
+                f"scenes ({len(scenes)}) and frame_indices ({len(frame_indices)}) must have one "
+                f"entry per cloud ({len(clouds)})"
+            )
+        neighbours = TemporalNeighbours(scenes, frame_indices, config.loss.contrast_window)
     dataset = CloudDataset(
         clouds,
         config.data.num_points,
         teacher=use_teacher,
         augment=Augmentation() if config.data.augment else None,
         views=views,
+        neighbours=neighbours,
     )
     sampler = StepBatchSampler(
         len(dataset), config.train.batch_size, config.seed, start_step, config.train.steps
