@@ -368,9 +368,10 @@ def pretrain(
     if cfg.loss.image > 0:
         teacher, teacher_name = teacher_features(ws, ids, image_paths, cfg, progress=progress)
     embed_options = {
-        "num_group": cfg.model.num_group,
+        "num_group": cfg.model.embed_num_group,
         "group_size": cfg.model.group_size,
         **cfg.data.preprocess_config().to_dict(),
+        "num_points": cfg.data.embed_num_points,
     }
     run_dir = ws.path / CHECKPOINT_DIR / cfg.name
     try:

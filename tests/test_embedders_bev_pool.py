@@ -66,7 +66,7 @@ def test_svm_bev_is_two_unit_parts() -> None:
 
 
 def test_embedder_option_dim_config_and_validation() -> None:
-    emb = create_embedder("recon-tiny", feature="svm-bev", bev_grid=4, **TINY_SCENE)
+    emb = create_embedder("recon-tiny", feature="svm-bev", bev_grid=4, project_dim=0, **TINY_SCENE)
     assert emb.dim == (2 + 16) * 192
     assert emb.config()["bev_grid"] == 4 and emb.config()["feature"] == "svm-bev"
     again = create_embedder("recon-tiny", **emb.config())
@@ -79,7 +79,7 @@ def test_embedder_option_dim_config_and_validation() -> None:
 
 def test_defaults_are_the_documented_scene_tokenization() -> None:
     config = create_embedder("recon-tiny").config()
-    assert (config["num_points"], config["num_group"], config["group_size"]) == (1024, 32, 32)
+    assert (config["num_points"], config["num_group"], config["group_size"]) == (2048, 128, 32)
     assert (config["crop"], config["half_extent"], config["voxel_size"]) == ("square", 25.6, 0.2)
     assert (config["remove_ground"], config["normalize"]) == (False, "sensor")
-    assert (config["feature"], config["bev_grid"]) == ("svm-bev", 3)
+    assert (config["feature"], config["bev_grid"], config["project_dim"]) == ("svm-bev", 8, 1024)

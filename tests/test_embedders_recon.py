@@ -20,7 +20,13 @@ from embedders import (
     save_checkpoint,
 )
 from embedders.checkpoint import read_checkpoint, state_dict_sha256
-from embedders.models.recon import ReconConfig, ReconEncoder, init_recon_weights, pool_features
+from embedders.models.recon import (
+    ReconConfig,
+    ReconEncoder,
+    init_recon_weights,
+    pool_features,
+    random_projection,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_CANDIDATES = [
@@ -133,7 +139,35 @@ def test_feature_option_sets_dim() -> None:
     assert create_embedder("recon-tiny", feature="finetune", **TINY_SCENE).dim == 768
     assert create_embedder("recon-tiny", feature="cls", **TINY_SCENE).dim == 192
     assert create_embedder("recon-small", feature="svm", **TINY_SCENE).dim == 512
-    assert create_embedder("recon-small", **TINY_SCENE).dim == (2 + 3 * 3) * 256  # svm-bev
+    # svm-bev, grid 8: (2 + 64) * 256 raw, projected to 1024 by default
+    small = create_embedder("recon-small", **TINY_SCENE)
+    assert small.raw_dim == (2 + 8 * 8) * 256 and small.dim == 1024
+    raw = create_embedder("recon-small", project_dim=0, **TINY_SCENE)
+    assert raw.dim == (2 + 8 * 8) * 256 and raw.projection() is None
+    assert create_embedder("recon-tiny", bev_grid=3, project_dim=4096, **TINY_SCENE).dim == 11 * 192
+    assert create_embedder("recon-tiny").preprocess_config.num_points == 2048
+
+
+def test_random_projection_is_fixed_and_keeps_cosines() -> None:
+    options = {**TINY_SCENE, "bev_grid": 3, "num_points": 256}
+    projected = create_embedder("recon-tiny", project_dim=256, **options)
+    raw = create_embedder("recon-tiny", project_dim=0, **options)
+    rng = np.random.default_rng(1)
+    clouds = [rng.uniform(-20, 20, size=(3000, 4)).astype(np.float32) for _ in range(6)]
+    clouds = [np.concatenate([c[:, :2], c[:, 2:3] * 0.05 - 1, c[:, 3:] * 0]
+                             , axis=1).astype(np.float32) for c in clouds]
+    a, b = projected.embed(clouds), raw.embed(clouds)
+    # brute force: the same fixed matrix applied to the raw vectors
+    matrix = random_projection(raw.raw_dim, 256).numpy()
+    np.testing.assert_allclose(a, b @ matrix, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(matrix, random_projection(raw.raw_dim, 256).numpy())
+    assert projected.config()["project_dim"] == 256
+    # Johnson-Lindenstrauss: centred cosines survive within a loose bound
+    def cosines(x):
+        x = x - x.mean(0)
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return x @ x.T
+    assert np.abs(cosines(a) - cosines(b)).max() < 0.25
 
 
 # ----------------------------------------------------------------------------- init determinism

@@ -127,7 +127,7 @@ def test_config_defaults_roundtrip_and_toml(tmp_path) -> None:
         ({"train": {"steps": 0}}, r"steps=0 must be >= 1"),
         ({"model": {"mask_ratio": 1.2}}, r"mask_ratio=1.2 must be in \(0, 1\)"),
         ({"model": {"size": "huge"}}, r"size='huge' is not one of"),
-        ({"loss": {"reconstruction": 0, "image": 0}}, r"every loss weight is 0"),
+        ({"loss": {"reconstruction": 0, "image": 0, "contrast": 0}}, r"every loss weight is 0"),
         ({"data": {"crop": "round"}}, r"crop='round' is not one of"),
         ({"name": "a/b"}, r"no slashes"),
         ({"model": {"group_size": 64}, "data": {"num_points": 32}}, r"group_size=64 exceeds"),

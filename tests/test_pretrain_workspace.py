@@ -63,7 +63,7 @@ def test_pretrain_lowers_loss_and_checkpoint_loads(ws: curate.Workspace) -> None
     assert not list(run_dir.glob("*.tmp"))
     lines = (run_dir / "losses.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
-    assert set(report.final_losses) == {"total", "reconstruction", "image"}
+    assert set(report.final_losses) == {"total", "reconstruction", "image", "contrast"}
 
     # checkpoint layout: official key names and training state
     state = torch.load(report.checkpoint, weights_only=True)
@@ -97,7 +97,8 @@ def test_pretrain_lowers_loss_and_checkpoint_loads(ws: curate.Workspace) -> None
         assert torch.equal(value, state["base_model"]["MAE_encoder." + key]), key
     embedded = ws.embed("recon-tiny", name="recon-tiny-ssl", checkpoint=report.checkpoint,
                         progress=False, **report.embed_options)
-    assert embedded.computed == 72 and embedded.dim == (2 + 3 * 3) * 192  # default svm-bev
+    assert embedded.computed == 72 and embedded.dim == 1024  # default svm-bev, projected
+    assert (report.embed_options["num_points"], report.embed_options["num_group"]) == (2048, 128)
     _, vectors = ws.store.read_vectors("emb_recon-tiny-ssl")
     assert np.isfinite(vectors).all() and np.ptp(vectors, axis=0).max() > 0
 

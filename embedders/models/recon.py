@@ -34,6 +34,7 @@ near-duplicate recall@10 (0.398 vs 0.316), 0.02 below it on dominant class and o
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,9 @@ __all__ = [
     "pool_features",
     "bev_grid_pool",
     "feature_dim",
+    "random_projection",
+    "PROJECTION_SEED",
+    "DEFAULT_NUM_POINTS",
     "init_recon_weights",
     "recon_tiny",
     "recon_small",
@@ -76,6 +80,10 @@ RECON_SIZES: dict[str, tuple[int, int, int]] = {
 #: Pooled feature kinds and their size as a multiple of trans_dim (``"svm-bev"``: plus
 #: ``bev_grid**2``, see :func:`feature_dim`).
 FEATURES: dict[str, int] = {"svm": 2, "finetune": 4, "svm-bev": 2, "cls": 1}
+#: Seed of the fixed random projection of large pooled features (see ``project_dim``).
+PROJECTION_SEED = 20261122
+#: Default points per scene of the embedder (pretraining trains on fewer, see ReconEmbedder).
+DEFAULT_NUM_POINTS = 2048
 #: Standard deviation of the truncated-normal initialisation (official ``_init_weights``).
 INIT_STD = 0.02
 
@@ -331,17 +339,24 @@ class ReconEmbedder(Embedder):
     seed : int, default 0
         Random-init seed (when no checkpoint) and sampling seed of the preprocessing.
     feature : {"svm", "finetune", "svm-bev", "cls"}, default "svm-bev"
-        Pooled feature, see :func:`pool_features`; dim 2C, 4C or ``(2 + bev_grid^2) C``.
-    num_group : int, default 32
+        Pooled feature, see :func:`pool_features`; raw size 2C, 4C, ``(2 + bev_grid^2) C`` or C.
+    num_group : int, default 128
         Patches per scene (ReCon objects use 64).
     group_size : int, default 32
         Points per patch.
-    bev_grid : int, default 3
+    bev_grid : int, default 8
         Cells per side of the bird's-eye grid of ``feature="svm-bev"`` (ignored otherwise).
+    project_dim : int, default 1024
+        A pooled feature larger than this is multiplied by a fixed Gaussian random matrix
+        ``(raw, project_dim) / sqrt(project_dim)`` (seeded with :data:`PROJECTION_SEED`, the same
+        in every process): a Johnson-Lindenstrauss projection that keeps cosine similarities
+        (in the benchmark, 12672 -> 1024 dims changed drive accuracy and near-dup recall by
+        <= 0.007). Smaller features pass unchanged; 0 never projects. ``dim`` is
+        ``min(raw, project_dim)``. Memory ``raw * project_dim`` floats (52 MB for tiny).
     **preprocess
         Options of :class:`embedders.preprocess.PreprocessConfig` (``crop``, ``half_extent``,
         ``z_min``, ``z_max``, ``remove_ground``, ``ground_cell``, ``ground_height``,
-        ``voxel_size``, ``num_points``, ``sampling``, ``normalize``).
+        ``voxel_size``, ``num_points`` (default here 2048), ``sampling``, ``normalize``).
 
     Notes
     -----
@@ -377,12 +392,14 @@ class ReconEmbedder(Embedder):
         checkpoint: str | os.PathLike[str] | None = None,
         seed: int = 0,
         feature: str = "svm-bev",
-        num_group: int = 32,
+        num_group: int = 128,
         group_size: int = 32,
-        bev_grid: int = 3,
+        bev_grid: int = 8,
+        project_dim: int = 1024,
         **preprocess: Any,
     ) -> None:
-        known = ["checkpoint", "seed", "feature", "num_group", "group_size", "bev_grid"]
+        known = ["checkpoint", "seed", "feature", "num_group", "group_size", "bev_grid",
+                 "project_dim"]
         check_options(name, list(preprocess), known + PreprocessConfig.option_names())
         if feature not in FEATURES:
             raise EmbedderError(f"{name}: feature={feature!r} is not one of {sorted(FEATURES)}")
@@ -390,6 +407,7 @@ class ReconEmbedder(Embedder):
         self.size = size
         self.seed = _check_int("seed", seed, minimum=0)
         self.feature = feature
+        preprocess.setdefault("num_points", DEFAULT_NUM_POINTS)
         self.preprocess_config = PreprocessConfig.from_options(preprocess)
         group_size = _check_int("group_size", group_size)
         num_group = _check_int("num_group", num_group)
@@ -400,7 +418,12 @@ class ReconEmbedder(Embedder):
             )
         self.bev_grid = _check_int("bev_grid", bev_grid)
         self.model_config = ReconConfig.for_size(size, num_group=num_group, group_size=group_size)
-        self.dim = feature_dim(feature, self.model_config.trans_dim, self.bev_grid)
+        self.raw_dim = feature_dim(feature, self.model_config.trans_dim, self.bev_grid)
+        self.project_dim = _check_int("project_dim", project_dim, minimum=0)
+        projects = 0 < self.project_dim < self.raw_dim
+        self.dim = self.project_dim if projects else self.raw_dim
+        self._projection: Tensor | None = None
+        self._projects = projects
         self.preprocessor = ScenePreprocessor(self.preprocess_config, seed=self.seed)
         # Built on the meta device, then materialised: every entry is set below (random init or
         # strict checkpoint load), so default initialisation would be wasted work and would
@@ -427,6 +450,7 @@ class ReconEmbedder(Embedder):
             "num_group": self.model_config.num_group,
             "group_size": self.model_config.group_size,
             "bev_grid": self.bev_grid,
+            "project_dim": self.project_dim,
             **self.preprocess_config.to_dict(),
         }
 
@@ -446,8 +470,18 @@ class ReconEmbedder(Embedder):
         """Move the encoder to ``device`` (``"auto"`` = CUDA when available, else CPU)."""
         resolved = resolve_device(device)
         self.model.to(resolved)
+        if self._projection is not None:
+            self._projection = self._projection.to(resolved)
         self._device = resolved
         return self
+
+    def projection(self) -> Tensor | None:
+        """The ``(raw_dim, dim)`` random projection (None when the feature is not projected)."""
+        if not self._projects:
+            return None
+        if self._projection is None:
+            self._projection = random_projection(self.raw_dim, self.project_dim).to(self._device)
+        return self._projection
 
     def _embed_clouds(self, clouds: list[np.ndarray]) -> np.ndarray:
         out = np.empty((len(clouds), self.dim), dtype=np.float32)
@@ -476,6 +510,9 @@ class ReconEmbedder(Embedder):
                 bev_grid=self.bev_grid,
                 half_extent=self.grid_half_extent,
             )
+            projection = self.projection()
+            if projection is not None:
+                pooled = pooled.float() @ projection
         return pooled.float().cpu().numpy()
 
     @property
@@ -485,6 +522,17 @@ class ReconEmbedder(Embedder):
         if config.normalize == "sensor":
             return config.half_extent / config.crop_radius
         return 1.0  # centroid normalisation: the unit sphere
+
+
+def random_projection(raw_dim: int, dim: int) -> Tensor:
+    """Fixed ``(raw_dim, dim)`` float32 Gaussian matrix scaled by ``1 / sqrt(dim)``.
+
+    Drawn with numpy's PCG64 seeded with ``[PROJECTION_SEED, raw_dim, dim]``, so every process,
+    machine and device gets the same matrix. O(raw_dim * dim) time and memory.
+    """
+    rng = np.random.default_rng([PROJECTION_SEED, int(raw_dim), int(dim)])
+    matrix = rng.standard_normal((int(raw_dim), int(dim)), dtype=np.float32)
+    return torch.from_numpy(matrix / np.float32(math.sqrt(dim)))
 
 
 def recon_tiny(**options: Any) -> ReconEmbedder:

@@ -10,15 +10,18 @@ thousand frames on 2 CPU cores in about half an hour)::
 
     [model]
     size = "tiny"                # tiny | small | base (trans_dim 192 / 256 / 384, 12 blocks)
-    num_group = 32               # patches per cloud G
+    num_group = 32               # patches per cloud G in training
     group_size = 32              # points per patch k
+    embed_num_group = 128        # patches per cloud when the trained encoder embeds (denser reads
+                                 # better: benchmarks/embedders.py); goes into embed_options
     decoder_depth = 2            # MAE decoder blocks (official ReCon: 4)
     decoder_num_heads = 0        # 0 = as the encoder
     mask_ratio = 0.6             # fraction of patches hidden from the encoder
     mask_type = "rand"           # rand | block
 
     [data]
-    num_points = 1024            # points per cloud fed to the grouping
+    num_points = 1024            # points per cloud fed to the grouping in training
+    embed_num_points = 2048      # points per cloud when embedding (embed_options)
     augment = true               # random z-rotation, scale, shift, point jitter
     where = ""                   # SQL filter on the samples table ("" = every frame)
     teacher = "efficientnet-lite0"   # frozen image teacher of the cross-modal term
@@ -28,11 +31,11 @@ thousand frames on 2 CPU cores in about half an hour)::
     # sampling, normalize
 
     [train]
-    steps = 150                  # optimizer steps
+    steps = 3000                 # optimizer steps
     batch_size = 8
-    lr = 0.0005                  # peak AdamW learning rate
+    lr = 0.0001                  # peak AdamW learning rate (5e-4 collapsed the contrastive term)
     min_lr = 0.00001             # end of the cosine schedule
-    warmup_steps = 10            # linear warm-up
+    warmup_steps = 100           # linear warm-up
     weight_decay = 0.05          # not applied to biases, norms, tokens and positions
     grad_clip = 10.0             # max gradient norm (0 = off)
     num_workers = 1              # DataLoader worker processes (0 = in the main process)
@@ -42,9 +45,9 @@ thousand frames on 2 CPU cores in about half an hour)::
     [loss]
     reconstruction = 1.0         # Chamfer-L2 of the masked patches
     image = 1.0                  # cosine distance of img_proj(img token) to the teacher feature
-    contrast = 0.0               # InfoNCE between the cls tokens of two views of a frame (2x cost)
+    contrast = 1.0               # InfoNCE between two views of a frame (about 2x the cost)
     temperature = 0.1            # InfoNCE temperature
-    contrast_pairs = "augment"   # augment: two augmentations of the same frame;
+    contrast_pairs = "temporal"  # augment: two augmentations of the same frame;
                                  # temporal: the second view is another frame of the same scene
                                  # within +- contrast_window frame indices (STRL-style positives)
     contrast_window = 5          # frames either side for contrast_pairs = "temporal"
@@ -137,6 +140,7 @@ class ModelSection:
     size: str = "tiny"
     num_group: int = 32
     group_size: int = 32
+    embed_num_group: int = 128
     decoder_depth: int = 2
     decoder_num_heads: int = 0
     mask_ratio: float = 0.6
@@ -148,7 +152,7 @@ class ModelSection:
             _fail(where, f"size={self.size!r} is not one of {sorted(RECON_SIZES)}")
         if self.mask_type not in MASK_TYPES:
             _fail(where, f"mask_type={self.mask_type!r} is not one of {list(MASK_TYPES)}")
-        for key in ("num_group", "group_size", "decoder_depth"):
+        for key in ("num_group", "group_size", "decoder_depth", "embed_num_group"):
             if getattr(self, key) < 1:
                 _fail(where, f"{key}={getattr(self, key)} must be >= 1")
         if self.decoder_num_heads < 0:
@@ -179,6 +183,7 @@ class DataSection:
     """``[data]``: which frames, preprocessing, augmentation, teacher (see the module docstring)."""
 
     num_points: int = 1024
+    embed_num_points: int = 2048
     augment: bool = True
     where: str = ""
     teacher: str = "efficientnet-lite0"
@@ -192,8 +197,9 @@ class DataSection:
             or any(isinstance(v, bool) or not isinstance(v, int) or v < 32 for v in size)
         ):
             _fail("[data]", f"teacher_image_size={size!r} must be [height, width], ints >= 32")
-        if self.num_points < 1:
-            _fail("[data]", f"num_points={self.num_points} must be >= 1")
+        for key in ("num_points", "embed_num_points"):
+            if getattr(self, key) < 1:
+                _fail("[data]", f"{key}={getattr(self, key)} must be >= 1")
 
     def preprocess_config(self) -> PreprocessConfig:
         """The :class:`PreprocessConfig` of this section (``num_points`` included)."""
@@ -207,11 +213,11 @@ class DataSection:
 class TrainSection:
     """``[train]``: optimisation and checkpointing (see the module docstring)."""
 
-    steps: int = 150
+    steps: int = 3000
     batch_size: int = 8
-    lr: float = 5e-4
+    lr: float = 1e-4
     min_lr: float = 1e-5
-    warmup_steps: int = 10
+    warmup_steps: int = 100
     weight_decay: float = 0.05
     grad_clip: float = 10.0
     num_workers: int = 1
@@ -239,9 +245,9 @@ class LossSection:
 
     reconstruction: float = 1.0
     image: float = 1.0
-    contrast: float = 0.0
+    contrast: float = 1.0
     temperature: float = 0.1
-    contrast_pairs: str = "augment"
+    contrast_pairs: str = "temporal"
     contrast_window: int = 5
     contrast_on: str = "patches"
 
@@ -301,6 +307,12 @@ class PretrainConfig:
                 "[model]",
                 f"group_size={self.model.group_size} exceeds [data] num_points="
                 f"{self.data.num_points}",
+            )
+        if self.model.embed_num_group > self.data.embed_num_points:
+            _fail(
+                "[model]",
+                f"embed_num_group={self.model.embed_num_group} exceeds [data] embed_num_points="
+                f"{self.data.embed_num_points}",
             )
         if self.model.num_group > self.data.num_points:
             _fail(
