@@ -65,12 +65,14 @@ import curate
 from curate.sources.pointcloud import read_points
 from embedders import create_embedder
 from embedders.base import validate_clouds
-from embedders.models.recon import FEATURES, feature_dim, pool_features
+from embedders.models.recon import FEATURES, feature_dim, pool_features, random_projection
 
 logger = logging.getLogger(__name__)
 
 K = 10
 NEAR = 5
+#: project_dim of the recon embedders' default svm-bev output
+PROJECT_DIM = 1024
 ATTRIBUTES = ("dominant class", "count bucket", "time of day", "weather", "location")
 TEACHER_TABLE = "emb_pretrain-teacher-efficientnet-lite0"
 
@@ -205,15 +207,21 @@ def embed_all_features(
     """Every pooled feature of a recon-tiny encoder from one forward pass per batch.
 
     Same preprocessing, batching and pooling as :meth:`ReconEmbedder.embed` with
-    ``feature="svm"``, ``"finetune"`` and ``"svm-bev"`` (grid ``bev_grid``), computed once:
+    ``feature="svm"``, ``"finetune"``, ``"cls"`` and ``"svm-bev"`` (grid ``bev_grid``, projected
+    to 1024 dims like the embedder default), computed once:
     returns ``({feature: vectors}, seconds)``.
     """
     embedder = create_embedder("recon-tiny", feature="svm", bev_grid=bev_grid, **options)
     checked = validate_clouds(list(clouds))
     num_points = embedder.preprocess_config.num_points
     width = embedder.model_config.trans_dim
+    # svm-bev is projected like the embedder's default output (project_dim 1024)
+    raw = feature_dim("svm-bev", width, bev_grid)
+    projection = random_projection(raw, PROJECT_DIM) if raw > PROJECT_DIM else None
     out = {f: np.empty((len(checked), feature_dim(f, width, bev_grid)), np.float32)
            for f in FEATURES}
+    if projection is not None:
+        out["svm-bev"] = np.empty((len(checked), projection.shape[1]), np.float32)
     start = time.perf_counter()
     with torch.inference_mode():
         for first in range(0, len(checked), embedder.max_batch):
@@ -224,10 +232,13 @@ def embed_all_features(
             neighbourhoods, centers = embedder.model.group_divider(torch.from_numpy(points))
             tokens = embedder.model.forward_patches(neighbourhoods, centers)
             for feature, array in out.items():
-                array[first : first + len(chunk)] = pool_features(
+                pooled = pool_features(
                     tokens, feature, centers=centers, bev_grid=bev_grid,
                     half_extent=embedder.grid_half_extent,
-                ).float().numpy()
+                ).float()
+                if projection is not None and feature == "svm-bev":
+                    pooled = pooled @ projection
+                array[first : first + len(chunk)] = pooled.numpy()
     return out, time.perf_counter() - start
 
 
@@ -307,6 +318,22 @@ def _print_ratios(results: dict, keys: list[str], row: str, peers: list[str]) ->
         print(f"{'ratio ' + row.replace('recon-tiny ', '') + ' / ' + peer:46s}{cells}")
 
 
+def _parse_options(text: str) -> dict:
+    """``"a=1,b=x"`` -> ``{"a": 1, "b": "x"}`` (ints, then floats, else strings)."""
+    out: dict = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        for kind in (int, float):
+            try:
+                out[key.strip()] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key.strip()] = value.strip()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", required=True)
@@ -314,6 +341,10 @@ def main() -> None:
                         help="pretrained checkpoint; repeat to compare several runs in one table "
                         "(rows are labelled by run folder and step; the first one is the "
                         "reference for the random-init rows, the ablation and the speed table)")
+    parser.add_argument("--embed-options", default="",
+                        help="comma list key=value (ints/floats/strings) overriding every "
+                        "checkpoint's embed_options, e.g. num_points=2048,num_group=128, to compare "
+                        "runs at one tokenization")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N frames (0 = all)")
     parser.add_argument("--speed-frames", type=int, default=32)
     parser.add_argument("--ablation-drives", type=int, default=15,
@@ -328,7 +359,7 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-options", help=argparse.SUPPRESS)
     parser.add_argument("--worker-threads", type=int, default=1, help=argparse.SUPPRESS)
-    parser.add_argument("--bev-grid", type=int, default=3,
+    parser.add_argument("--bev-grid", type=int, default=8,
                         help="grid cells per side of the svm-bev feature")
     parser.add_argument("--threads", default="1,2",
                         help="comma list of torch thread counts for the speed table")
@@ -343,7 +374,8 @@ def main() -> None:
     for path in args.checkpoint:
         state = torch.load(path, map_location="cpu", weights_only=True)
         run = Path(path).resolve().parent.name
-        runs.append((f"{run}@{state.get('step')}", path, dict(state["curate"]["embed_options"])))
+        runs.append((f"{run}@{state.get('step')}", path,
+                     {**state["curate"]["embed_options"], **_parse_options(args.embed_options)}))
     _, first_checkpoint, options = runs[0]
     ids = sorted(str(i) for i in ws.store.ids("samples"))
     if args.limit:

@@ -14,21 +14,38 @@ features is returned:
   (the official SVM linear-probe feature);
 * ``"finetune"``: ``cat[cls, img, text, max(patches)]``, size ``4 C`` (the fine-tune head input);
 * ``"cls"``: the cls token alone, size ``C`` (what the contrastive term of pretraining trains);
-* ``"svm-bev"`` (default, ``bev_grid=3``): the svm feature plus a **layout-keeping** part: the
-  patch tokens are averaged on a coarse ``bev_grid`` x ``bev_grid`` bird's-eye grid fixed in the
+* ``"svm-bev"`` (default, ``bev_grid=8``): the svm feature plus a **layout-keeping** part: the
+  patch tokens are averaged on a ``bev_grid`` x ``bev_grid`` bird's-eye grid fixed in the
   sensor frame (cells tile the crop square; a patch goes to the cell of its centre; empty cells
   are 0), flattened in (x, y) cell order. Both parts are L2-normalised per frame and
-  concatenated with weight ``1/sqrt(2)`` each (unit norm), size ``2 C + bev_grid^2 C``. Max and
-  mean pooling keep no explicit record of *where* in the scene a patch was (only what the
-  positional embedding left in its token); the grid keeps it, the same reason a bird's-eye
-  occupancy histogram is a strong hand-crafted baseline.
+  concatenated with weight ``1/sqrt(2)`` each (unit norm), raw size ``2 C + bev_grid^2 C``
+  (12672 for tiny), then reduced to ``project_dim`` (1024) by a fixed seeded Gaussian random
+  projection. Max and mean pooling keep no explicit record of *where* in the scene a patch was
+  (only what the positional embedding left in its token); the grid keeps it, the same reason a
+  bird's-eye occupancy histogram is a strong hand-crafted baseline.
 
-Why ``"svm-bev"`` is the default: in ``benchmarks/embedders.py`` (600 synthetic frames, 15 drives,
-kNN k=10 with neighbours from other drives; recon-tiny pretrained 450 steps on the pool) it beat
-``"svm"`` on location (0.585 vs 0.458), weather (0.572 vs 0.513), drive (0.807 vs 0.702) and
-near-duplicate recall@10 (0.398 vs 0.316), 0.02 below it on dominant class and object count;
-``"finetune"`` (4C) sat in between (drive 0.767, near-dup 0.360). The cost is the size: ``11 C``
-(2112 for tiny) instead of ``2 C``; pass ``feature="svm"`` for the official 2C vector.
+Why these defaults (``benchmarks/embedders.py``; first 1000 synthetic frames / 25 drives, kNN
+k=10; recon-tiny pretrained with masked modelling + image distillation + temporal contrast,
+step 1500; drive = leave-one-out drive accuracy, near-dup = recall@10 of frames of the same
+drive within +-5 indices):
+
+==========================  =====  ========  ==========
+tokenization / feature      drive  near-dup  frames/s *
+==========================  =====  ========  ==========
+1024 pts / 32 patches, svm  0.795     0.366        22.6
+1024 / 32, svm-bev grid 3   0.869     0.497        21.6
+1024 / 32, svm-bev grid 8   0.948     0.523        22.6
+2048 / 128, svm             0.886     0.514         5.4
+2048 / 128, svm-bev grid 3  0.936     0.654         5.6
+2048 / 128, svm-bev grid 8  0.995     0.750         5.4
+  same, projected to 1024   0.993     0.743
+bev-hist (hand-crafted)     0.971     0.715
+==========================  =====  ========  ==========
+
+(* one thread, machine shared with a training run.) The encoder is trained at 1024 / 32
+(cheap) and reads better at the denser 2048 / 128 (patches of ~3 m instead of ~9 m); a finer
+grid keeps more layout; the projection loses <= 0.007. ``feature="svm"`` gives the official
+2C vector.
 """
 
 from __future__ import annotations
@@ -360,19 +377,18 @@ class ReconEmbedder(Embedder):
 
     Notes
     -----
-    Default scene tokenization (chosen with ``benchmarks/embedders.py``, tokenization table):
-    crop the 51.2 m x 51.2 m square around the sensor, ``-3 <= z <= 1`` m; keep the ground
-    (removing it lost the road layout); 0.2 m voxel grid (one centroid per voxel); 1024 seeded
-    random points of the voxels; 32 FPS patches of 32 nearest points (kNN); sensor-frame
-    normalisation (subtract the crop-box centre, divide by the radius of its enclosing sphere:
-    one fixed transform for every frame). That is the pretraining default of
-    :mod:`embedders.pretrain.config`, so a checkpoint trained with defaults is read with the
-    tokenization it learned. Evidence (benchmark tokenization table, 187 frames of 5 drives,
-    pretrained tiny, svm feature, 1 thread on a loaded machine): 1024/32 drive 0.947,
-    near-dup R@10 0.446 at 8.8 frames/s; 1024/64 0.973 / 0.505 at 2.5 frames/s; 4096/128
-    0.925 / 0.447 at 1.4 frames/s. 1024/64 is a little better at 3.5x the cost; 4096/128 costs
-    6x and is no better (the encoder reads the density it was trained on). ``sampling="fps"``
-    instead of random points raised near-dup R@10 by ~0.04 at ~2x the preprocessing cost.
+    Default scene tokenization (chosen with ``benchmarks/embedders.py``, see the module
+    docstring): crop the 51.2 m x 51.2 m square around the sensor, ``-3 <= z <= 1`` m; keep the
+    ground (removing it lost the road layout); 0.2 m voxel grid (one centroid per voxel); 2048
+    seeded random points of the voxels; 128 FPS patches of 32 nearest points (kNN);
+    sensor-frame normalisation (subtract the crop-box centre, divide by the radius of its
+    enclosing sphere: one fixed transform for every frame). Pretraining
+    (:mod:`embedders.pretrain.config`) trains on 1024 points / 32 patches, 4x cheaper per step,
+    and records this denser tokenization in the checkpoint's ``embed_options``: the encoder
+    trained on coarse patches reads fine ones better than the coarse ones it was trained on
+    (drive 0.995 vs 0.948, near-dup R@10 0.750 vs 0.523 with the grid-8 feature), at ~4x the
+    embedding cost. ``sampling="fps"`` instead of random points raised near-dup R@10 by ~0.04
+    at ~2x the preprocessing cost (session-2 ablation), so it stays an option.
 
     Attributes
     ----------
