@@ -436,10 +436,8 @@ class ReconEmbedder(Embedder):
         self.model_config = ReconConfig.for_size(size, num_group=num_group, group_size=group_size)
         self.raw_dim = feature_dim(feature, self.model_config.trans_dim, self.bev_grid)
         self.project_dim = _check_int("project_dim", project_dim, minimum=0)
-        projects = 0 < self.project_dim < self.raw_dim
-        self.dim = self.project_dim if projects else self.raw_dim
+        self.dim = self.project_dim if 0 < self.project_dim < self.raw_dim else self.raw_dim
         self._projection: Tensor | None = None
-        self._projects = projects
         self.preprocessor = ScenePreprocessor(self.preprocess_config, seed=self.seed)
         # Built on the meta device, then materialised: every entry is set below (random init or
         # strict checkpoint load), so default initialisation would be wasted work and would
@@ -493,7 +491,7 @@ class ReconEmbedder(Embedder):
 
     def projection(self) -> Tensor | None:
         """The ``(raw_dim, dim)`` random projection (None when the feature is not projected)."""
-        if not self._projects:
+        if self.dim == self.raw_dim:
             return None
         if self._projection is None:
             self._projection = random_projection(self.raw_dim, self.project_dim).to(self._device)

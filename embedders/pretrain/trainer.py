@@ -27,7 +27,6 @@ checkpoint are dropped on resume (they are recomputed), so the log has one line 
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -57,6 +56,15 @@ from embedders.pretrain.data import (
     TemporalNeighbours,
 )
 from embedders.pretrain.model import ReconPretrainModel, build_pretrain_model
+from embedders.run_files import (
+    LAST_CHECKPOINT,
+    LOSS_LOG,
+    check_resumable,
+    checkpoint_name,
+    read_loss_log,
+    rewrite_loss_log,
+    save_checkpoint,
+)
 
 __all__ = [
     "TrainResult",
@@ -72,8 +80,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LAST_CHECKPOINT = "last.pt"
-LOSS_LOG = "losses.jsonl"
 #: Keys of the config that may differ when resuming (they do not change the result).
 RESUMABLE_CHANGES = ("train.num_workers", "train.device")
 #: Signals that make :func:`train` checkpoint the current step and return.
@@ -108,11 +114,6 @@ class TrainResult:
     final_losses: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     interrupted: str | None = None
-
-
-def checkpoint_name(step: int) -> str:
-    """``step-0100.pt`` (at least 4 digits)."""
-    return f"step-{step:04d}.pt"
 
 
 def learning_rate(step: int, config: PretrainConfig) -> float:
@@ -163,68 +164,8 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     ]
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _check_resumable(saved: dict[str, Any], config: PretrainConfig, path: Path) -> None:
-    # keys added to the config after a run started take their default in the saved config
-    old = {**_flatten(PretrainConfig().to_dict()), **_flatten(saved)}
-    new = _flatten(config.to_dict())
-    changed = sorted(
-        key for key in set(old) | set(new)
-        if old.get(key) != new.get(key) and key not in RESUMABLE_CHANGES
-    )
-    if changed:
-        details = ", ".join(f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in changed[:5])
-        raise EmbedderError(
-            f"cannot resume {path}: the run was started with another config ({details}). "
-            "Use another run name, or delete the run folder to start over"
-        )
-
-
-def _atomic_bytes(path: Path, payload: bytes) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def _save(run_dir: Path, state: dict[str, Any], step: int) -> Path:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    payload = buffer.getvalue()
-    _atomic_bytes(run_dir / checkpoint_name(step), payload)
-    _atomic_bytes(run_dir / LAST_CHECKPOINT, payload)
-    logger.info("checkpoint step %d -> %s", step, run_dir / checkpoint_name(step))
-    return run_dir / LAST_CHECKPOINT
-
-
-def _read_log(path: Path, upto: int) -> list[dict[str, Any]]:
-    """Parsed loss lines with ``step <= upto`` (a torn last line after a kill is dropped)."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= upto:
-            rows.append(row)
-    return rows
-
-
-def _rewrite_log(path: Path, rows: list[dict[str, Any]]) -> None:
-    _atomic_bytes(path, "".join(json.dumps(row) + "\n" for row in rows).encode())
+    check_resumable(saved, config.to_dict(), PretrainConfig().to_dict(), path, RESUMABLE_CHANGES)
 
 
 def _final_losses(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -348,8 +289,8 @@ def train(
             torch.set_rng_state(torch_state.cpu())
         logger.info("resuming %s from step %d", run_path, start_step)
     log_path = run_path / LOSS_LOG
-    rows = _read_log(log_path, start_step)
-    _rewrite_log(log_path, rows)
+    rows = read_loss_log(log_path, start_step)
+    rewrite_loss_log(log_path, rows)
 
     views = 2 if config.loss.contrast > 0 else 1
     neighbours = None
@@ -438,7 +379,7 @@ def train(
                     or step == config.train.steps
                     or stop.signal_name is not None
                 ):
-                    checkpoint = _save(
+                    checkpoint = save_checkpoint(
                         run_path,
                         {
                             "base_model": {k: v.detach().cpu() for k, v in model.state_dict().items()},

@@ -29,7 +29,6 @@ so the log holds exactly one line per step.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -52,6 +51,14 @@ from embedders.errors import EmbedderError
 from embedders.models.image_ssl import NORMALIZATION, SmallConvNet, build_backbone
 from embedders.pretrain_image.augment import augment
 from embedders.pretrain_image.config import ImagePretrainConfig
+from embedders.run_files import (
+    LAST_CHECKPOINT,
+    LOSS_LOG,
+    check_resumable,
+    read_loss_log,
+    rewrite_loss_log,
+    save_checkpoint,
+)
 
 __all__ = [
     "ImageSSLModel",
@@ -69,8 +76,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LAST_CHECKPOINT = "last.pt"
-LOSS_LOG = "losses.jsonl"
 #: Config keys that may change between an interrupted run and its resume.
 RESUMABLE_CHANGES = ("train.device", "train.threads")
 
@@ -168,54 +173,6 @@ def contrastive_loss(
     return nt_xent(projected[: len(images)], projected[len(images):], config.loss.temperature)
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _check_resumable(saved: dict[str, Any], config: ImagePretrainConfig, path: Path) -> None:
-    old, new = _flatten(saved), _flatten(config.to_dict())
-    changed = sorted(
-        key for key in set(old) | set(new)
-        if old.get(key) != new.get(key) and key not in RESUMABLE_CHANGES
-    )
-    if changed:
-        details = ", ".join(f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in changed[:5])
-        raise EmbedderError(
-            f"cannot resume {path}: the run was started with another config ({details}). "
-            "Use another run name, or delete the run folder to start over"
-        )
-
-
-def _atomic_bytes(path: Path, payload: bytes) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def _read_log(path: Path, upto: int) -> list[dict[str, Any]]:
-    """Loss lines with ``step <= upto`` (a torn last line after a kill is dropped)."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= upto:
-            rows.append(row)
-    return rows
-
-
 def _load_resume(path: Path, config: ImagePretrainConfig, model: nn.Module,
                  optimizer: torch.optim.Optimizer, device: str) -> int:
     try:
@@ -226,7 +183,8 @@ def _load_resume(path: Path, config: ImagePretrainConfig, model: nn.Module,
             f"cannot resume from {path}: the file cannot be read ({exc}); delete it (the "
             "step-XXXX.pt files hold earlier checkpoints) or use another run name"
         ) from exc
-    _check_resumable(saved_config, config, path)
+    check_resumable(saved_config, config.to_dict(), ImagePretrainConfig().to_dict(), path,
+                    RESUMABLE_CHANGES)
     model.load_state_dict(state["base_model"], strict=True)
     optimizer.load_state_dict(state["optimizer"])
     return int(state["step"])
@@ -308,8 +266,8 @@ def train(
         if start_step:
             logger.info("resuming %s from step %d", run_path, start_step)
         log_path = run_path / LOSS_LOG
-        rows = _read_log(log_path, start_step)
-        _atomic_bytes(log_path, "".join(json.dumps(row) + "\n" for row in rows).encode())
+        rows = read_loss_log(log_path, start_step)
+        rewrite_loss_log(log_path, rows)
         pool = torch.from_numpy(images)
         settings = {
             "width": config.model.width,
@@ -348,8 +306,7 @@ def train(
                 if on_step is not None:
                     on_step(step, row)
                 if step % config.train.checkpoint_every == 0 or step == config.train.steps:
-                    buffer = io.BytesIO()
-                    torch.save({
+                    checkpoint = save_checkpoint(run_path, {
                         "base_model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                         "optimizer": optimizer.state_dict(),
                         "step": step,
@@ -357,12 +314,7 @@ def train(
                         "rng_states": {"torch": torch.get_rng_state()},
                         "image_ssl": settings,
                         "curate": dict(extra or {}),
-                    }, buffer)
-                    payload = buffer.getvalue()
-                    _atomic_bytes(run_path / f"step-{step:04d}.pt", payload)
-                    _atomic_bytes(last, payload)
-                    checkpoint = last
-                    logger.info("checkpoint step %d -> %s", step, last)
+                    }, step)
     finally:
         torch.set_num_threads(previous_threads)
     tail = rows[-20:]
