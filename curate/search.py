@@ -24,6 +24,7 @@ from curate import _tables as T
 from curate.api import Neighbors, SearchResult
 from curate.errors import InvalidInputError, NotFoundError
 from index.errors import NotFoundError as IndexNotFoundError
+from index.ids import isin as ids_isin
 
 if TYPE_CHECKING:
     from curate.workspace import Workspace
@@ -70,7 +71,7 @@ def _cached_index(
         ids, vecs = ws.store.read_vectors(table, version=version)
         if where is not None:
             allowed = ws.store.ids(T.SAMPLES, where=where, version=samples_version)
-            keep = np.isin(ids, np.asarray(allowed, dtype=object))
+            keep = ids_isin(ids, allowed)  # hashed join, O(N)
             ids, vecs = ids[keep], vecs[keep]
         if len(ids) == 0:
             index = None

@@ -27,6 +27,7 @@ from curate.selectors import Selector, create_selector
 from curate.selectors._distances import min_sq_dist_to_set
 from curate.sources.base import FrameRecord, Source
 from curate.sources.pointcloud import read_points
+from index.ids import isin as ids_isin
 from index.store import Store
 
 __all__ = ["Workspace", "PlannedSelection"]
@@ -506,8 +507,22 @@ class Workspace:
                 f"prediction run: {', '.join(self.score_runs()) or 'none yet, run `curate loop`'})"
             )
         cand_where = "labeled = false" if where is None else f"({where}) AND labeled = false"
-        candidates = [str(i) for i in self.store.ids(T.SAMPLES, where=cand_where, version=samples_version)]
-        labeled = [str(i) for i in self.store.ids(T.SAMPLES, where="labeled = true", version=samples_version)]
+        candidates = self.store.ids(T.SAMPLES, where=cand_where, version=samples_version)
+        labeled = self.store.ids(T.SAMPLES, where="labeled = true", version=samples_version)
+        # Frames without a vector (not embedded yet, or bad frames the embedding job skipped) are
+        # left out and counted; one hashed join over the embedding's ids, O(N).
+        have = self.store.ids(table, version=embedding_version)
+        keep_c, keep_l = ids_isin(candidates, have), ids_isin(labeled, have)
+        skipped = {"candidates": int(candidates.size - keep_c.sum()),
+                   "labeled": int(labeled.size - keep_l.sum())}
+        if skipped["candidates"] or skipped["labeled"]:
+            logger.warning(
+                "selection skips %d candidate and %d labeled frame(s) without a %r vector; run "
+                "`curate embed` (or see `curate problems`) to include them",
+                skipped["candidates"], skipped["labeled"], embedding,
+            )
+        candidates = [str(i) for i in candidates[keep_c]]
+        labeled = [str(i) for i in labeled[keep_l]]
         if not candidates:
             scope = f" matching {where!r}" if where else ""
             raise BudgetError(f"no unlabeled frames{scope} to select from")
@@ -519,14 +534,15 @@ class Workspace:
             )
         pool = candidates + labeled
         run_selector, pool = self._resolve_query_ids(selector, pool, samples_version)
-        have = self.store.ids(table, version=embedding_version)
-        missing = np.asarray(pool, dtype=object)[~np.isin(np.asarray(pool, dtype=object), have)]
-        if missing.size:
+        read_start = time.perf_counter()
+        vecs, found = self.store.gather_vectors(table, pool, version=embedding_version)
+        read_seconds = time.perf_counter() - read_start
+        if not found.all():  # only query frames added by _resolve_query_ids can miss here
+            missing = [pool[i] for i in np.flatnonzero(~found)]
             raise NotFoundError(
-                f"{missing.size} of {len(pool)} frames have no {embedding!r} vector "
-                f"(first: {', '.join(map(str, missing[:5]))}); run `curate embed` for them first"
+                f"{len(missing)} query frame(s) have no {embedding!r} vector "
+                f"(first: {', '.join(missing[:5])}); run `curate embed` for them first"
             )
-        _, vecs = self.store.read_vectors(table, ids=pool, version=embedding_version)
         mask = np.zeros(len(pool), dtype=bool)
         mask[len(candidates):] = True
         scores = None
@@ -545,9 +561,15 @@ class Workspace:
             # per-drive caps: the group of a frame is its scene (drive)
             rows = self.store.read(T.SAMPLES, columns=["id", "scene"], ids=pool, version=samples_version)
             constraints["groups"] = np.asarray(rows["scene"].to_pylist(), dtype=object)
+        select_start = time.perf_counter()
         result = run_selector.select(vecs, budget, labeled=mask, scores=scores, seed=seed,
                                      **constraints)
+        select_seconds = time.perf_counter() - select_start
         info = dict(result.info)
+        if skipped["candidates"] or skipped["labeled"]:
+            info["skipped_without_vector"] = skipped
+        info.setdefault("timing", {}).update(
+            {"read_vectors_s": read_seconds, "selector_s": select_seconds})
         if score_run is not None:
             info["score_run"] = score_run
             info["scores_version"] = scores_version

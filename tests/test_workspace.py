@@ -134,8 +134,11 @@ def test_select_errors_leave_runs_untouched(ws: curate.Workspace) -> None:
 
 def test_unembedded_frames_are_reported(ws: curate.Workspace, synth_root: Path) -> None:
     ws.ingest(KittiSource(synth_root, prefix="b"), progress=False)
-    with pytest.raises(NotFoundError, match="have no 'bev-hist' vector"):
-        ws.select("random", 5, embedding="bev-hist")
+    # frames without a vector are skipped and counted (issue 11), never picked
+    sel = ws.select("random", 5, embedding="bev-hist")
+    assert sel.run.info["skipped_without_vector"] == {"candidates": 72, "labeled": 0}
+    assert not any(i.startswith("b") for i in sel.ids)
+    assert ws.reproduce(sel.run_id) == sel.ids
     ws.embed("bev-hist", progress=False)
     assert len(ws.select("random", 5, embedding="bev-hist").ids) == 5
 

@@ -23,7 +23,7 @@ Interruptions
 
 Costs
     Memory O(segment_size) paths + O(write_every * dim) buffered vectors + O(batch_size) decoded
-    frames (x ``num_workers`` prefetch); the id bookkeeping is O(N) strings. Time is dominated
+    frames (x ``num_workers`` prefetch); the id bookkeeping is O(N) strings (one hashed join). Time is dominated
     by the embedder.
 """
 
@@ -45,6 +45,7 @@ from curate.embedding import embedder_metadata
 from curate.errors import CorruptDataError, CurateError, InvalidInputError, NotFoundError
 from curate.progress import progress_bar
 from curate.sources.pointcloud import read_points
+from index.ids import isin as ids_isin
 from index.store import Store
 
 __all__ = ["EmbedJob", "FrameReadError", "run_embed_job", "default_num_workers", "read_frame"]
@@ -290,7 +291,7 @@ def run_embed_job(store: Store, emb: Any, job: EmbedJob) -> EmbedReport:
                 "embedding %s was made by another model or setting (differs in %s); "
                 "recomputing every frame", job.name, ", ".join(changed),
             )
-    todo = all_ids[~np.isin(all_ids, done)].tolist() if done.size else all_ids.tolist()
+    todo = all_ids[~ids_isin(all_ids, done)].tolist() if done.size else all_ids.tolist()
     skipped = int(all_ids.size - len(todo))
     logger.info("embedding %d frames with %s on %s (%s, %d reader processes), %d already done",
                 len(todo), emb.name, device, precision, num_workers, skipped)
