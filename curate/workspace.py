@@ -18,14 +18,14 @@ import pyarrow.compute as pc
 
 from curate import _tables as T
 from curate._version import __version__
-from curate.api import EmbedReport, IngestReport, LabelReport, RunRecord, SelectionResult
+from curate.api import EmbedReport, IngestReport, LabelReport, Problem, RunRecord, SelectionResult
 from curate.api import SearchResult, finite_or_none
 from curate.errors import BudgetError, CurateError, InvalidInputError, NotFoundError
 from curate.export import export_run
 from curate.progress import progress_bar
 from curate.selectors import Selector, create_selector
 from curate.selectors._distances import min_sq_dist_to_set
-from curate.sources.base import FrameRecord, Source
+from curate.sources.base import BadFrame, FrameRecord, Source
 from curate.sources.pointcloud import read_points
 from index.ids import isin as ids_isin
 from index.store import Store
@@ -114,13 +114,15 @@ class Workspace:
 
     # ------------------------------------------------------------------ frames
     def ingest(
-        self, source: Source, *, batch_size: int = 2000, progress: Optional[bool] = None
+        self, source: Source, *, batch_size: int = 2000, progress: Optional[bool] = None,
+        on_error: str = "skip",
     ) -> IngestReport:
         """Add (or update) every frame of ``source`` in ``samples`` and its boxes in ``labels``.
 
         Upsert by frame id: ingesting the same data twice changes nothing, and the label state
-        of frames already in the workspace is kept. If the source raises part-way (a corrupt
-        file, say), the tables are restored to the versions they had before the call.
+        of frames already in the workspace is kept. With ``on_error="fail"``, if the source
+        raises part-way (a corrupt file, say), the tables are restored to the versions they had
+        before the call.
 
         Parameters
         ----------
@@ -130,6 +132,12 @@ class Workspace:
             Frames per write.
         progress : bool, optional
             Show a progress bar (default: when stderr is a terminal).
+        on_error : {"skip", "fail"}
+            ``"skip"`` (default): a frame the source cannot read (sources with a
+            ``records(on_error=)`` method: folders, KITTI) is recorded in the ``problems`` table
+            (:meth:`problems`) with its file and reason, and the ingest goes on; frames that
+            ingest fine clear their earlier ingest problems. ``"fail"``: the first bad frame
+            stops the ingest and rolls it back.
 
         Returns
         -------
@@ -139,14 +147,26 @@ class Workspace:
         -----
         Memory O(batch_size); time O(frames).
         """
+        from curate.problems import check_on_error, clear_problems, record_problems, summarise
+
+        check_on_error(on_error)
         start = time.perf_counter()
         before = {t: self.store.version(t) for t in (T.SAMPLES, T.LABELS) if self.store.has_table(t)}
         frames = boxes = 0
+        bad: list[Problem] = []
+        good_ids: list[str] = []
+        records = source.records(on_error=on_error) if hasattr(source, "records") else source
         try:
             batch: list[FrameRecord] = []
             total = len(source) if hasattr(source, "__len__") else None
             with progress_bar(total=total, desc="ingest", unit="frame", enable=progress) as bar:
-                for record in source:
+                for record in records:
+                    if isinstance(record, BadFrame):
+                        bad.append(Problem(frame_id=record.id, stage="ingest", kind=record.kind,
+                                           file=record.file, reason=record.reason))
+                        bar.update(1)
+                        continue
+                    good_ids.append(record.id)
                     batch.append(record)
                     if len(batch) >= batch_size:
                         boxes += self._write_frames(batch)
@@ -160,6 +180,12 @@ class Workspace:
         except BaseException:
             self._rollback(before)
             raise
+        if self.store.has_table("problems") and good_ids:
+            clear_problems(self.store, "ingest", good_ids)
+        if bad:
+            record_problems(self.store, bad)
+            logger.warning("ingest of %s: %s", getattr(source, "name", source),
+                           summarise(bad, "ingest"))
         if frames == 0:
             logger.warning("source %s yielded no frames", getattr(source, "name", source))
         return IngestReport(
@@ -169,6 +195,7 @@ class Workspace:
             boxes_seen=boxes,
             samples_version=self.store.version(T.SAMPLES) if self.store.has_table(T.SAMPLES) else 0,
             seconds=time.perf_counter() - start,
+            frames_bad=len(bad),
         )
 
     def _write_frames(self, batch: list[FrameRecord]) -> int:
@@ -283,6 +310,26 @@ class Workspace:
         self._require_samples()
         return [str(i) for i in self.store.ids(T.SAMPLES, where="labeled = true")]
 
+    def problems(self, *, stage: Optional[str] = None, severity: Optional[str] = None) -> list[Problem]:
+        """Bad frames recorded by ingest and embedding jobs run with ``on_error="skip"``.
+
+        Parameters
+        ----------
+        stage : str, optional
+            ``"ingest"`` or ``"embed:<embedding>"``; default every stage.
+        severity : {"error", "warning"}, optional
+            ``"error"``: skipped frames; ``"warning"``: frames kept with NaN/inf points dropped.
+
+        Returns
+        -------
+        list of Problem
+            Sorted by stage, then frame id. A frame that succeeds on a later run of its stage
+            is no longer listed.
+        """
+        from curate.problems import list_problems
+
+        return list_problems(self.store, stage=stage, severity=severity)
+
     # ------------------------------------------------------------------ embeddings
     def embeddings(self) -> list[str]:
         """Names of the embeddings stored in this workspace."""
@@ -315,6 +362,8 @@ class Workspace:
         progress: Optional[bool] = None,
         num_workers: Optional[int] = None,
         precision: str = "auto",
+        dtype: str = "float32",
+        on_error: str = "skip",
         **config: Any,
     ) -> EmbedReport:
         """Embed every frame with ``model`` into the embedding table ``name``.
@@ -337,6 +386,13 @@ class Workspace:
             Processes reading the frame files (default ``min(2, CPUs)``; 0 = in this process).
         precision : {"auto", "fp32", "fp16"}
             ``auto`` = fp16 autocast on CUDA, fp32 on CPU (recorded in the table metadata).
+        dtype : {"float32", "float16"}
+            Storage type of the vectors (recorded in the table metadata as ``dtype``; float16
+            halves the table, reads upcast to float32 chunk by chunk).
+        on_error : {"skip", "fail"}
+            ``"skip"`` (default): a frame whose file is missing or corrupt, or left with too few
+            points after dropping NaN/inf points, is recorded in ``problems`` and the job goes
+            on (the next run retries it); ``"fail"``: the first such frame stops the job.
         **config
             Embedder configuration when ``model`` is a name.
 
@@ -360,6 +416,7 @@ class Workspace:
         job = EmbedJob(
             name=name or emb.name, batch_size=batch_size, write_every=write_every,
             device=device, num_workers=num_workers, precision=precision, progress=progress,
+            dtype=dtype, on_error=on_error,
         )
         return run_embed_job(self.store, emb, job)
 

@@ -47,13 +47,13 @@ def test_corrupt_scan_rolls_back(tmp_path: Path, synth_root: Path) -> None:
     ws.ingest(KittiSource(synth_root), progress=False)
     version, count = ws.store.version("samples"), ws.count()
     with pytest.raises(CorruptDataError, match=bad.name):
-        ws.ingest(KittiSource(data, prefix="copy"), batch_size=10, progress=False)
+        ws.ingest(KittiSource(data, prefix="copy"), batch_size=10, progress=False, on_error="fail")
     assert ws.count() == count
     assert ws.store.count("samples", where="id LIKE 'copy/%'") == 0
     # a fresh workspace that fails on its first ingest is left without tables
     ws2 = curate.connect(tmp_path / "ws2")
     with pytest.raises(CorruptDataError):
-        ws2.ingest(KittiSource(data), batch_size=10, progress=False)
+        ws2.ingest(KittiSource(data), batch_size=10, progress=False, on_error="fail")
     assert ws2.count() == 0
     del version
 
