@@ -120,3 +120,24 @@ def test_float16_storage(tmp_path: Path) -> None:
         store.write_vectors("emb", ["big"], np.full((1, DIM), 1e6), metadata={"embedder": "x"})
     chunks = list(store.iter_vectors("emb", batch_rows=64))
     assert sum(len(c[0]) for c in chunks) == N and all(c[1].dtype == np.float32 for c in chunks)
+
+
+def test_gather_holds_one_copy_of_the_vectors(tmp_path: Path) -> None:
+    """numpy-side peak while reading 40k x 64 vectors: the result plus batches, not 2 copies."""
+    import tracemalloc
+
+    store = Store(tmp_path / "big")
+    n, d = 40_000, 64
+    ids = [f"f{i:06d}" for i in range(n)]
+    rng = np.random.default_rng(0)
+    for begin in range(0, n, 10_000):
+        store.write_vectors("emb", ids[begin : begin + 10_000],
+                            rng.standard_normal((10_000, d)).astype(np.float32))
+    result_bytes = n * d * 4
+    for wanted in (ids, ids[::10]):
+        tracemalloc.start()
+        vectors, found = store.gather_vectors("emb", wanted)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert found.all() and vectors.shape == (len(wanted), d)
+        assert peak < 1.5 * len(wanted) * d * 4 + 8 * 2**20, (peak, result_bytes)
