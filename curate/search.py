@@ -24,7 +24,6 @@ from curate import _tables as T
 from curate.api import Neighbors, SearchResult
 from curate.errors import InvalidInputError, NotFoundError
 from index.errors import NotFoundError as IndexNotFoundError
-from index.ids import isin as ids_isin
 
 if TYPE_CHECKING:
     from curate.workspace import Workspace
@@ -68,11 +67,15 @@ def _cached_index(
             _cache.move_to_end(key)
             return _cache[key]
         # Built under the lock: concurrent searches of one key build it once.
-        ids, vecs = ws.store.read_vectors(table, version=version)
-        if where is not None:
+        if where is None:
+            ids, vecs = ws.store.read_vectors(table, version=version)
+        else:
+            # Only the rows the filter allows are read (hashed join on ids, rows fetched by id).
             allowed = ws.store.ids(T.SAMPLES, where=where, version=samples_version)
-            keep = ids_isin(ids, allowed)  # hashed join, O(N)
-            ids, vecs = ids[keep], vecs[keep]
+            vecs, found = ws.store.gather_vectors(table, allowed, version=version)
+            ids = allowed
+            if not found.all():
+                ids, vecs = allowed[found], vecs[found]
         if len(ids) == 0:
             index = None
         else:
