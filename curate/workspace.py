@@ -35,6 +35,9 @@ __all__ = ["Workspace", "PlannedSelection"]
 logger = logging.getLogger(__name__)
 
 _ID_CHUNK = 2000
+#: Row x centre pairs above which the diagnostic coverage radius of a selection that does not
+#: report one (random, uncertainty) is measured on a seeded sample of rows (a lower bound).
+_COVERAGE_MAX_PAIRS = 200_000_000
 
 
 def _sql_str(value: str) -> str:
@@ -632,7 +635,16 @@ class Workspace:
             info["scores_version"] = scores_version
         if "coverage_radius" not in info:
             centers = np.concatenate([result.indices, np.flatnonzero(mask)])
-            radius_sq = min_sq_dist_to_set(vecs, vecs[centers])
+            rows = vecs
+            if len(vecs) * centers.size > _COVERAGE_MAX_PAIRS:
+                # O(N * centers * d) would dwarf a cheap selector: measure on a seeded sample of
+                # rows instead (a lower bound of the radius), and say so.
+                sample = np.sort(np.random.default_rng(seed).choice(
+                    len(vecs), size=max(1, _COVERAGE_MAX_PAIRS // max(centers.size, 1)),
+                    replace=False))
+                rows = vecs[sample]
+                info["coverage_radius_sampled_rows"] = int(sample.size)
+            radius_sq = min_sq_dist_to_set(rows, vecs[centers])
             info["coverage_radius"] = float(np.sqrt(radius_sq.max())) if centers.size else None
         return RunRecord(
             run_id="",

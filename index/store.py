@@ -58,8 +58,10 @@ _UPSERT_COMPARE_CHUNK = 65_536
 #: Tables with at least this many rows get a BTREE index on their ``id`` key, so that key lookups
 #: (upsert, reads by id) cost O(keys log N + unindexed rows) instead of a scan of the key column.
 _KEY_INDEX_MIN_ROWS = 50_000
-#: With an index on the key, key lists up to this length are looked up by ``IN`` chunks.
+#: With an index on the key, key lists up to this length, and at most 1/_INDEXED_LOOKUP_SHARE of
+#: the table's rows, are looked up by ``IN`` chunks (longer ones: one scan of the key column).
 _INDEXED_LOOKUP_MAX_IDS = 65_536
+_INDEXED_LOOKUP_SHARE = 40
 #: A table is compacted (small data files merged, the key index brought up to date) once it has
 #: this many small fragments (each append adds one).
 _COMPACT_SMALL_FRAGMENTS = 64
@@ -1008,7 +1010,10 @@ def _pushdown_ok(handle: Any, unique: pa.Array, key: str) -> bool:
         return False
     if len(unique) <= _IN_LIST_MAX_IDS:
         return True
-    return len(unique) <= _INDEXED_LOOKUP_MAX_IDS and _has_key_index(handle, key)
+    if len(unique) > _INDEXED_LOOKUP_MAX_IDS:
+        return False
+    # An indexed IN-list of 1024 keys costs about what a scan of 40k keys does: scan beyond that.
+    return len(unique) * _INDEXED_LOOKUP_SHARE <= int(handle.count_rows()) and _has_key_index(handle, key)
 
 
 def _in_condition(key: str, values: pa.Array, where: str | None) -> str:
