@@ -628,8 +628,8 @@ class Workspace:
         info = dict(result.info)
         if skipped["candidates"] or skipped["labeled"]:
             info["skipped_without_vector"] = skipped
-        info.setdefault("timing", {}).update(
-            {"read_vectors_s": read_seconds, "selector_s": select_seconds})
+        logger.info("selection %s over %d rows: vectors read in %.3f s, selector %.3f s",
+                    selector.name, len(pool), read_seconds, select_seconds)
         if score_run is not None:
             info["score_run"] = score_run
             info["scores_version"] = scores_version
