@@ -35,9 +35,9 @@ __all__ = ["Workspace", "PlannedSelection"]
 logger = logging.getLogger(__name__)
 
 _ID_CHUNK = 2000
-#: Row x centre pairs above which the diagnostic coverage radius of a selection that does not
+#: Row x centre pairs (5e7) above which the diagnostic coverage radius of a selection that does not
 #: report one (random, uncertainty) is measured on a seeded sample of rows (a lower bound).
-_COVERAGE_MAX_PAIRS = 200_000_000
+_COVERAGE_MAX_PAIRS = 50_000_000
 
 
 def _sql_str(value: str) -> str:
