@@ -35,9 +35,9 @@ __all__ = ["Workspace", "PlannedSelection"]
 logger = logging.getLogger(__name__)
 
 _ID_CHUNK = 2000
-#: Row x centre pairs (5e7) above which the diagnostic coverage radius of a selection that does not
+#: Row x centre pairs (1e7) above which the diagnostic coverage radius of a selection that does not
 #: report one (random, uncertainty) is measured on a seeded sample of rows (a lower bound).
-_COVERAGE_MAX_PAIRS = 50_000_000
+_COVERAGE_MAX_PAIRS = 10_000_000
 
 
 def _sql_str(value: str) -> str:
@@ -581,9 +581,11 @@ class Workspace:
                 "`curate embed` (or see `curate problems`) to include them",
                 skipped["candidates"], skipped["labeled"], embedding,
             )
-        candidates = [str(i) for i in candidates[keep_c]]
-        labeled = [str(i) for i in labeled[keep_l]]
-        if not candidates:
+        if not keep_c.all():
+            candidates = candidates[keep_c]
+        if not keep_l.all():
+            labeled = labeled[keep_l]
+        if not len(candidates):
             scope = f" matching {where!r}" if where else ""
             raise BudgetError(f"no unlabeled frames{scope} to select from")
         if budget > len(candidates):
@@ -592,7 +594,7 @@ class Workspace:
                 f"budget {budget} is larger than the {len(candidates)} unlabeled frames{scope}; "
                 f"lower --budget to at most {len(candidates)}"
             )
-        pool = candidates + labeled
+        pool = np.concatenate([candidates, labeled])  # object array of str, no per-id copies
         run_selector, pool = self._resolve_query_ids(selector, pool, samples_version)
         read_start = time.perf_counter()
         vecs, found = self.store.gather_vectors(table, pool, version=embedding_version)
@@ -693,7 +695,7 @@ class Workspace:
             )
         position = {fid: r for r, fid in enumerate(pool)}
         extra = [i for i in wanted if i not in position]
-        pool = pool + extra
+        pool = list(pool) + extra
         position.update({fid: len(pool) - len(extra) + r for r, fid in enumerate(extra)})
         return selector.with_query_rows([position[i] for i in wanted]), pool
 
