@@ -223,6 +223,32 @@ def _confine_loop_config(cfg: Any, roots: Sequence[Path], workspace: Path) -> An
     return cfg.model_copy(update=changes) if changes else cfg
 
 
+def _check_loop_detector(cfg: Any) -> None:
+    """Refuse a loop config whose detector could run code or oversubscribe the server.
+
+    Over HTTP ``detector`` must be a registered name (:data:`DETECTOR_CONFIGS`): a path would
+    reach ``mmengine.Config.fromfile``, which *executes* the file (and its ``_base_`` files).
+    Worker counts in ``detector_options`` are capped like the embed route's ``num_workers``.
+    """
+    from curate.loop.mm3d.configs import DETECTOR_CONFIGS, list_detector_configs
+
+    if cfg.detector not in DETECTOR_CONFIGS:
+        raise InvalidInputError(
+            f"loop detector {cfg.detector!r} is not a registered detector name; over HTTP the "
+            f"field 'detector' must be one of: {', '.join(list_detector_configs())} (config files "
+            "are executed by mmengine, so the server accepts none)"
+        )
+    for key in ("num_workers", "workers"):
+        if key not in cfg.detector_options:
+            continue
+        value = cfg.detector_options[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_WORKERS:
+            raise InvalidInputError(
+                f"loop detector_options.{key} must be an integer from 0 to {_MAX_WORKERS} on this "
+                f"server, got {value!r}"
+            )
+
+
 # ---------------------------------------------------------------------- jobs
 #: Journal of the jobs of a workspace (JSON lines, one job each, rewritten atomically).
 JOBS_FILE = "jobs.jsonl"
@@ -855,6 +881,7 @@ def create_app(
             config = str(_confine(config, state.data_roots, "loop config"))
         cfg = load_loop_config(config, **options)  # validates before queueing
         cfg = _confine_loop_config(cfg, state.data_roots, ws.path)
+        _check_loop_detector(cfg)
         ws._require_embedding(cfg.embedding)
         last = cfg.rounds if req.stop_after is None else min(req.stop_after, cfg.rounds)
 
