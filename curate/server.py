@@ -83,6 +83,7 @@ from curate.auth import (
     load_tokens,
 )
 from curate.client import ARROW_STREAM, ServiceBusyError, encode_floats
+from curate.confine import confine
 from curate.errors import CurateError, InvalidInputError, NotFoundError
 
 __all__ = ["create_app", "import_fastapi", "DEFAULT_MAX_BODY_BYTES", "ServerState", "JobManager",
@@ -177,24 +178,7 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
 # ---------------------------------------------------------------------- paths
 def _confine(raw: str, roots: Sequence[Path], what: str) -> Path:
     """Resolve ``raw`` (relative paths against the first root) and require it inside ``roots``."""
-    if "\x00" in raw:
-        raise InvalidInputError(f"{what} contains a NUL character")
-    if not roots:
-        raise PermissionDeniedError(
-            f"this server reads no {what}s: start it with `curate serve --data-root DIR` to allow "
-            "files under DIR"
-        )
-    path = Path(raw).expanduser()
-    if not path.is_absolute():
-        path = roots[0] / path
-    resolved = path.resolve()
-    for root in roots:
-        if resolved == root or resolved.is_relative_to(root):
-            return resolved
-    raise PermissionDeniedError(
-        f"{what} {raw!r} resolves outside the folders this server allows for it "
-        f"({', '.join(str(r) for r in roots)}); give a path below one of them"
-    )
+    return confine(raw, roots, what)
 
 
 def _plain_name(name: str, what: str) -> str:
@@ -1090,7 +1074,11 @@ def create_app(
     @app.post("/v1/labels/import", dependencies=write, tags=["labels"])
     def import_labels(req: LabelImportRequest) -> dict[str, Any]:
         """Import annotation files (KITTI label_2) read on the server, below its data roots."""
+        from curate.labels_import import resolve_label_files
+
         paths = [str(_confine(p, state.data_roots, "label path")) for p in req.paths]
+        # the files of a folder are confined one by one (a file may link out of the folder)
+        paths = [str(_confine(str(f), state.data_roots, "label file")) for f in resolve_label_files(paths)]
         with state.writing() as w:
             report = w.import_labels(paths, format=req.format, prefix=req.prefix)
         return report.model_dump()

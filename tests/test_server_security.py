@@ -87,3 +87,100 @@ def test_loop_detector_worker_count_is_capped(served: tuple, value: object) -> N
     assert r.status_code == 422, r.text
     assert "detector_options.num_workers" in r.json()["detail"]
     assert _jobs(http) == []
+
+
+# ---------------------------------------------------------------------- symlinks out of a data root
+def _kitti_copy(synth_root: Path, root: Path, outside: Path) -> Path:
+    """A copy of the synthetic set below ``root``; returns a folder outside it with decoys."""
+    kitti = root / "kitti"
+    shutil.copytree(synth_root, kitti)
+    outside.mkdir(exist_ok=True)
+    return kitti
+
+
+@pytest.mark.parametrize("member", ["velodyne/000001.bin", "label_2/000001.txt",
+                                    "calib/000001.txt", "image_2/000001.png"])
+def test_ingest_refuses_a_file_linking_out_of_the_data_root(
+        served: tuple, synth_root: Path, tmp_path: Path, member: str) -> None:
+    http, root, _ = served
+    kitti = _kitti_copy(synth_root, root, tmp_path / "outside")
+    inner = kitti / "training" / member
+    decoy = tmp_path / "outside" / inner.name
+    shutil.copyfile(inner, decoy)
+    inner.unlink()
+    inner.symlink_to(decoy)
+    before = http.get("/v1/frames/count").json()["count"]
+    r = http.post("/v1/ingest", json={"kind": "kitti", "root": "kitti", "prefix": "copy"})
+    assert r.status_code == 403, r.text
+    assert str(inner) in r.json()["detail"] and "outside" in r.json()["detail"]
+    assert http.get("/v1/frames/count").json()["count"] == before  # the store is unchanged
+
+
+def test_folder_ingest_refuses_a_point_cloud_linking_out(served: tuple, synth_root: Path, tmp_path: Path) -> None:
+    http, root, _ = served
+    folder = root / "clouds"
+    folder.mkdir()
+    shutil.copyfile(synth_root / "training" / "velodyne" / "000000.bin", folder / "a.bin")
+    outside = tmp_path / "outside.bin"
+    shutil.copyfile(synth_root / "training" / "velodyne" / "000001.bin", outside)
+    (folder / "b.bin").symlink_to(outside)
+    r = http.post("/v1/ingest", json={"kind": "folder", "root": "clouds"})
+    assert r.status_code == 403 and "b.bin" in r.json()["detail"], r.text
+
+
+def test_label_import_refuses_a_file_linking_out_of_a_folder(served: tuple, synth_root: Path, tmp_path: Path) -> None:
+    http, root, _ = served
+    labels = root / "labels"
+    labels.mkdir()
+    shutil.copyfile(synth_root / "training" / "label_2" / "000000.txt", labels / "000000.txt")
+    outside = tmp_path / "000001.txt"
+    shutil.copyfile(synth_root / "training" / "label_2" / "000001.txt", outside)
+    (labels / "000001.txt").symlink_to(outside)
+    labeled = http.get("/v1/labeled").json()
+    r = http.post("/v1/labels/import", json={"paths": ["labels"]})
+    assert r.status_code == 403 and "000001.txt" in r.json()["detail"], r.text
+    assert http.get("/v1/labeled").json() == labeled
+
+
+def test_readers_refuse_links_out_of_their_root(synth_root: Path, tmp_path: Path) -> None:
+    from curate.confine import PathOutsideRootError
+    from curate.sources.folder import FolderSource
+    from curate.sources.kitti import KittiSource
+
+    kitti = _kitti_copy(synth_root, tmp_path / "root", tmp_path / "outside")
+    metadata = kitti / "metadata.jsonl"
+    if metadata.is_file():  # a side file read when the source opens
+        shutil.copyfile(metadata, tmp_path / "outside" / "metadata.jsonl")
+        metadata.unlink()
+        metadata.symlink_to(tmp_path / "outside" / "metadata.jsonl")
+        with pytest.raises(PathOutsideRootError, match="metadata.jsonl"):
+            KittiSource(kitti)
+        metadata.unlink()
+        shutil.copyfile(tmp_path / "outside" / "metadata.jsonl", metadata)
+    scan = kitti / "training" / "velodyne" / "000002.bin"
+    shutil.copyfile(scan, tmp_path / "outside" / "scan.bin")
+    scan.unlink()
+    scan.symlink_to(tmp_path / "outside" / "scan.bin")
+    with pytest.raises(PathOutsideRootError, match="000002.bin"):
+        list(KittiSource(kitti))
+    with pytest.raises(PathOutsideRootError, match="000002.bin"):
+        FolderSource(kitti / "training" / "velodyne")
+    # a link that stays inside the root is fine
+    scan.unlink()
+    scan.symlink_to(kitti / "training" / "velodyne" / "000003.bin")
+    assert len(list(KittiSource(kitti))) == len(list((kitti / "training" / "velodyne").iterdir()))
+
+
+def test_import_oracle_refuses_a_label_linking_out(ws, synth_root: Path, tmp_path: Path) -> None:
+    from curate.confine import PathOutsideRootError
+    from curate.loop.oracle import ImportOracle
+
+    label_dir = tmp_path / "returned"
+    label_dir.mkdir()
+    shutil.copyfile(synth_root / "training" / "label_2" / "000000.txt", label_dir / "000000.txt")
+    outside = tmp_path / "elsewhere.txt"
+    shutil.copyfile(synth_root / "training" / "label_2" / "000001.txt", outside)
+    (label_dir / "000001.txt").symlink_to(outside)
+    with pytest.raises(PathOutsideRootError, match="000001.txt"):
+        ImportOracle(label_dir).label(ws, ["000000", "000001"])
+    assert ws.labeled_ids() == []

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
+from curate.confine import inside
 from curate.errors import InvalidInputError, NotFoundError
 from curate.sources.base import METADATA_FIELDS, FrameRecord
 from curate.sources.pointcloud import SUPPORTED_EXTENSIONS, count_points
@@ -90,6 +91,7 @@ class FolderSource:
         seen: dict[str, Path] = {}
         per_folder: dict[str, int] = {}
         for path in files:
+            inside(path, self.root, "point cloud")  # symlinks leading out of the root are refused
             rel = path.relative_to(self.root)
             rel_id = rel.with_suffix("").as_posix()
             if rel_id in seen:
@@ -125,7 +127,7 @@ class FolderSource:
                 frame_index=index,
                 timestamp=0.0,
                 lidar_path=str(path),
-                image_paths=_images_beside(path),
+                image_paths=[str(inside(i, self.root, "camera image")) for i in _images_beside(path)],
                 calib_path=None,
                 label_path=None,
                 num_points=count_points(path),
