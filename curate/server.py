@@ -86,7 +86,7 @@ from curate.client import ARROW_STREAM, ServiceBusyError, encode_floats
 from curate.confine import confine
 from curate.errors import CurateError, InvalidInputError, NotFoundError
 
-__all__ = ["create_app", "import_fastapi", "DEFAULT_MAX_BODY_BYTES", "ServerState", "JobManager",
+__all__ = ["create_app", "route_scope", "import_fastapi", "DEFAULT_MAX_BODY_BYTES", "ServerState", "JobManager",
            "JobJournal", "JOBS_FILE"]
 
 logger = logging.getLogger(__name__)
@@ -607,6 +607,15 @@ def _replay(chunks: list[bytes], final: Optional[dict], receive: Any = None) -> 
     return replay
 
 
+def route_scope(route: Any) -> Optional[str]:
+    """The token scope (``read`` / ``write``) a route of :func:`create_app` requires; None: public."""
+    for dep in getattr(route, "dependencies", None) or []:
+        scope = getattr(dep.dependency, "scope", None)
+        if scope is not None:
+            return scope
+    return None
+
+
 # ---------------------------------------------------------------------- the app
 def create_app(
     workspace_path: Union[str, Path],
@@ -673,6 +682,7 @@ def create_app(
         def check(request: Request, credentials: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> None:
             state.tokens.check(request.headers.get("authorization"), needed)
 
+        check.scope = needed  # type: ignore[attr-defined]  # read by route_scope() and the tests
         return check
 
     read = [Depends(_authorise(READ))]
