@@ -761,7 +761,7 @@ def create_app(
         """Ingest a KITTI-format dataset or a folder of point clouds under a server data root."""
         source = _build_source(spec, state.data_roots)
         with state.writing() as w:
-            return w.ingest(source, batch_size=spec.batch_size, progress=False)
+            return w.ingest(source, batch_size=spec.batch_size, progress=False, on_error=spec.on_error)
 
     @app.get("/v1/frames/count", dependencies=read, tags=["frames"])
     def count(where: Optional[str] = Query(default=None, max_length=8192)) -> dict[str, int]:
@@ -831,7 +831,8 @@ def create_app(
         if num_workers > _MAX_WORKERS:
             raise InvalidInputError(f"num_workers must be at most {_MAX_WORKERS} on this server, got {num_workers}")
         EmbedJob(name=name, batch_size=req.batch_size, write_every=req.write_every, device=req.device,
-                 num_workers=num_workers, precision=req.precision).validate()
+                 num_workers=num_workers, precision=req.precision, dtype=req.dtype,
+                 on_error=req.on_error).validate()
 
         def run(job: _Job) -> dict:
             meta = embedder_metadata(emb)
@@ -848,7 +849,7 @@ def create_app(
             job.progress = progress
             report = ws.embed(emb, name=name, batch_size=req.batch_size, write_every=req.write_every,
                               device=req.device, progress=False, num_workers=num_workers,
-                              precision=req.precision)
+                              precision=req.precision, dtype=req.dtype, on_error=req.on_error)
             return report.model_dump()
 
         return state.jobs.submit("embed", req.model_dump(), run)
