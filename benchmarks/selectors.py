@@ -23,6 +23,12 @@ it picked vs the coverage its graph reports; (2) the approximate-vs-exact check:
 graph and once on an IVF graph with the same nlist (capped at rows / 39) and nprobe; both
 selections' coverage is measured exactly and the IVF one must be within 1% of the exact one.
 
+``kcenter`` is the default (pruned, exact) k-center; ``kcenter-naive`` is the reference loop (one
+pass over every row per pick); the table says whether their picks are identical and the speed-up.
+``--data drives`` uses the drive-like pool of :func:`benchmarks.scale.drive_vectors` (clusters of
+drives with runs of near-duplicates) instead of the Gaussian mixture. Results are written with
+:func:`benchmarks.results_io.write_result` under ``--name`` (default ``selectors``).
+
 ``kcenter-f64`` (``--methods``) is k-center with ``dtype="float64"``: its picks equal
 scikit-activeml's ``CoreSet`` (float64 distances) where the float32 default may swap near ties.
 
@@ -82,6 +88,15 @@ def read_bandwidth(gib: float = 1.0, threads: int = 2) -> float:
 
 
 # ------------------------------------------------------------------------------------- child
+def load_data(kind: str, n: int, d: int) -> np.ndarray:
+    """The benchmark pool: ``mixture`` (:func:`make_data`) or ``drives`` (drive-like runs)."""
+    if kind == "drives":
+        from benchmarks.scale import drive_vectors
+
+        return drive_vectors(n, d, seed=0)
+    return make_data(n, d)
+
+
 def child(method: str, data: str, budget: int, out: str, extra: str) -> None:
     x = np.load(data)
     opts = json.loads(extra)
@@ -90,14 +105,16 @@ def child(method: str, data: str, budget: int, out: str, extra: str) -> None:
     info: dict = {}
     y = np.full(len(x), np.nan)
     y[0] = 0
-    if method in ("kcenter", "kcenter-f64"):
+    if method in ("kcenter", "kcenter-f64", "kcenter-naive"):
         from curate.selectors import KCenterGreedy
 
         t = time.perf_counter()
         dtype = "float64" if method == "kcenter-f64" else "float32"
-        sel = KCenterGreedy(dtype=dtype).select(x, budget, labeled=labeled)
+        algorithm = "naive" if method == "kcenter-naive" else "auto"
+        sel = KCenterGreedy(dtype=dtype, algorithm=algorithm).select(x, budget, labeled=labeled)
         idx = sel.indices
-        info = {"radius": sel.info["coverage_radius"]}
+        info = {"radius": sel.info["coverage_radius"], "algorithm": sel.info["algorithm"],
+                "pruning": sel.info.get("pruning")}
     elif method == "probcover":
         from curate.selectors import ProbCover
 
@@ -223,6 +240,8 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=1000)
     ap.add_argument("--methods", default="kcenter,probcover,typiclust")
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--data-kind", choices=("mixture", "drives"), default="mixture")
+    ap.add_argument("--name", default="selectors", help="result file name (benchmarks/results/)")
     ap.add_argument("--ivf-nlist", type=int, default=2048, help="ProbCover's IVF lists above 100k rows")
     ap.add_argument("--ivf-nprobe", type=int, default=8,
                     help="ProbCover's IVF nprobe above 100k rows (the index is exact below)")
@@ -253,10 +272,11 @@ def main() -> None:
     print("load = 1-minute load average when the run ended (2 cores: above 2 the timings are "
           "inflated by other processes)")
     print(fmt_row(["N", "method", "time s", "peak MiB", "load", "notes"], widths))
+    table: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="curate-bench-") as tmp:
         workdir = Path(tmp)
         for n in sizes:
-            x = make_data(n, args.dim)
+            x = load_data(args.data_kind, n, args.dim)
             data = workdir / f"x{n}.npy"
             np.save(data, x)
             data_mib = x.nbytes / (1 << 20)
@@ -273,10 +293,26 @@ def main() -> None:
                 res = run_child(method, data, args.budget, workdir, extra)
                 results[method] = res
                 notes = ""
+                row = {"N": n, "method": method, "time s": res.get("time"),
+                       "peak MiB": res.get("rss_mib"), "load": res.get("load"),
+                       "cpu s": res.get("cpu"), "identical to reference": None,
+                       "speedup vs reference": None, "info": res.get("info"),
+                       "error": res.get("error")}
+                table.append(row)
                 if "error" in res:
                     notes = "FAILED: " + res["error"]
                 elif method == "kcenter-f64":
                     notes = f"radius {res['info']['radius']:.3f}; float64 distances"
+                elif method == "kcenter-naive" and "kcenter" in results and "error" not in results["kcenter"]:
+                    ours = results["kcenter"]
+                    same = np.array_equal(ours["indices"], res["indices"])
+                    row["identical to reference"] = same
+                    for r in table:
+                        if r["N"] == n and r["method"] == "kcenter":
+                            r["identical to reference"] = same
+                            r["speedup vs reference"] = res["time"] / ours["time"]
+                    notes = (f"reference loop; kcenter ({ours['info']['algorithm']}) identical: "
+                             f"{same}, {res['time'] / ours['time']:.1f}x faster")
                 elif method == "kcenter":
                     bound = args.budget * n * args.dim * 4 / bw
                     notes = (f"radius {res['info']['radius']:.3f}; bandwidth bound {bound:.2f}s, "
@@ -367,6 +403,11 @@ def main() -> None:
                 print(fmt_row([n, "skal-coreset", "-", "-", "",
                                f"skipped: utilities budget x N float64 = {args.budget * n * 8 / 2**30:.1f} GiB"], widths))
             print(f"{'':>9}  (data {data_mib:.0f} MiB included in peak RSS)", flush=True)
+    from benchmarks.results_io import write_result
+
+    write_result("selectors", table, name=args.name, args=args,
+                 notes=f"read bandwidth {bw / 1e9:.1f} GB/s; data {args.data_kind}",
+                 extra={"read_bandwidth_gbs": bw / 1e9})
 
 
 if __name__ == "__main__":
