@@ -158,13 +158,13 @@ def pruned_greedy_kcenter(
     # radius and largest norm per cluster, in float64, in row blocks
     radius_k = np.zeros(k, dtype=np.float64)
     nmax_k = np.zeros(k, dtype=np.float64)
-    step = 65536
+    step = 8192
     for s in range(0, n, step):
         blk = x[s : s + step].astype(np.float64)
         lab = labels[s : s + step]
-        r = np.sqrt(np.einsum("ij,ij->i", blk - cent[lab], blk - cent[lab]))
-        np.maximum.at(radius_k, lab, r)
         np.maximum.at(nmax_k, lab, np.sqrt(np.einsum("ij,ij->i", blk, blk)))
+        blk -= cent[lab]
+        np.maximum.at(radius_k, lab, np.sqrt(np.einsum("ij,ij->i", blk, blk)))
     radius_k = radius_k * (1 + 1e-9) + 1e-12
     cent_norm2 = np.einsum("ij,ij->i", cent, cent)
     cmax, cfirst = _segments_max(dist[perm], perm, seg[:-1])
