@@ -115,14 +115,16 @@ def child(method: str, data: str, budget: int, out: str, extra: str) -> None:
         idx = sel.indices
         info = {"radius": sel.info["coverage_radius"], "algorithm": sel.info["algorithm"],
                 "pruning": sel.info.get("pruning")}
-    elif method == "probcover":
+    elif method in ("probcover", "probcover-ivf", "probcover-flat"):
         from curate.selectors import ProbCover
 
+        if method != "probcover":  # force the index kind (selector IVF defaults when "ivf")
+            opts = {**opts, "index_kind": method.split("-")[1]}
         t = time.perf_counter()
         sel = ProbCover(**opts).select(x, budget, labeled=labeled)
         idx = sel.indices
         info = {k: sel.info[k] for k in ("delta", "coverage", "graph_edges", "fallbacks",
-                                         "seconds")}
+                                         "seconds", "approximation") if k in sel.info}
     elif method == "probcover-sub":
         # the approximate-vs-exact check: a seeded subsample, the 1M run's delta, the same
         # greedy; exact flat graph vs IVF graph with the 1M run's index parameters
@@ -136,8 +138,11 @@ def child(method: str, data: str, budget: int, out: str, extra: str) -> None:
         xn = normalize_rows(xs)
         t = time.perf_counter()
         for kind in ("flat", "ivf"):
-            kw = {} if kind == "flat" else {"nlist": min(opts["nlist"], len(xs) // 39),
-                                           "nprobe": opts["nprobe"]}
+            from curate.selectors._neighbors import SELECTOR_NPROBE, selector_nlist
+
+            nlist = opts.get("nlist") or selector_nlist(len(x))
+            kw = {} if kind == "flat" else {"nlist": min(nlist, len(xs) // 39),
+                                           "nprobe": opts.get("nprobe") or SELECTOR_NPROBE}
             t0 = time.perf_counter()
             sel = ProbCover(delta=opts["delta"], index_kind=kind, **kw).select(xs, budget,
                                                                               labeled=lab)
@@ -242,9 +247,11 @@ def main() -> None:
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--data-kind", choices=("mixture", "drives"), default="mixture")
     ap.add_argument("--name", default="selectors", help="result file name (benchmarks/results/)")
-    ap.add_argument("--ivf-nlist", type=int, default=2048, help="ProbCover's IVF lists above 100k rows")
-    ap.add_argument("--ivf-nprobe", type=int, default=8,
-                    help="ProbCover's IVF nprobe above 100k rows (the index is exact below)")
+    ap.add_argument("--ivf-nlist", type=int, default=None,
+                    help="ProbCover's IVF lists above 100k rows (default: the selector's 2 sqrt(N))")
+    ap.add_argument("--ivf-nprobe", type=int, default=None,
+                    help="ProbCover's IVF nprobe above 100k rows (default: the selector's fixed 8; "
+                         "the index is exact below)")
     ap.add_argument("--check-rows", type=int, default=50_000,
                     help="subsample for the exact-vs-IVF ProbCover coverage check above 100k rows")
     ap.add_argument("--peer-coreset-max", type=int, default=100_000)
@@ -282,7 +289,8 @@ def main() -> None:
             data_mib = x.nbytes / (1 << 20)
             del x
             results: dict[str, dict] = {}
-            pc_opts = {"nprobe": args.ivf_nprobe, "nlist": args.ivf_nlist} if n > 100_000 else {}
+            pc_opts = {k: v for k, v in (("nprobe", args.ivf_nprobe), ("nlist", args.ivf_nlist))
+                       if v is not None} if n > 100_000 else {}
             plan: list[tuple[str, dict]] = [(m, pc_opts if m == "probcover" else {}) for m in methods]
             if peers:
                 if "kcenter" in methods and n <= args.peer_coreset_max:
@@ -323,6 +331,29 @@ def main() -> None:
                     notes = (f"delta {inf['delta']:.3f} cov {inf['coverage']:.3f} "
                              f"edges {inf['graph_edges']} fallback {inf['fallbacks']}; "
                              f"stage s: {stages}")
+                elif method == "probcover-ivf" and "probcover-flat" in results and "error" not in results["probcover-flat"]:
+                    # the approximation's loss where exact runs: both selections' exact coverage
+                    # (all rows, brute force) at the exact run's delta
+                    from curate.selectors.probcover import normalize_rows
+
+                    ref = results["probcover-flat"]
+                    xn = normalize_rows(np.load(data))
+                    delta = ref["info"]["delta"]
+                    allrows = np.arange(n)
+                    cov_flat = exact_coverage(xn, np.append(ref["indices"], 0), delta, allrows)
+                    cov_ivf = exact_coverage(xn, np.append(res["indices"], 0), delta, allrows)
+                    a = res["info"].get("approximation", {})
+                    row["identical to reference"] = bool(np.array_equal(ref["indices"], res["indices"]))
+                    row["speedup vs reference"] = ref["time"] / res["time"]
+                    row["coverage exact (flat) at flat delta"] = cov_flat
+                    row["coverage exact (ivf) at flat delta"] = cov_ivf
+                    row["coverage loss"] = cov_flat - cov_ivf
+                    notes = (f"IVF nlist {a.get('nlist')} nprobe {a.get('nprobe')}: delta "
+                             f"{res['info']['delta']:.4f} vs exact {delta:.4f}; exact coverage at "
+                             f"the exact delta {cov_ivf:.4f} vs {cov_flat:.4f} (loss "
+                             f"{(cov_flat - cov_ivf) * 100:.2f} points); edge recall "
+                             f"{a.get('edge_recall', float('nan')):.3f}; "
+                             f"{ref['time'] / res['time']:.1f}x faster than exact")
                 elif method == "typiclust":
                     notes = f"{res['info']['clusters']} clusters"
                 elif method == "skal-coreset" and "kcenter" in results:
