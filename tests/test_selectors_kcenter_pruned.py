@@ -110,10 +110,11 @@ def test_pruning_skips_work_on_clustered_data() -> None:
 def test_auto_uses_pruned_on_large_pools_only() -> None:
     small = clustered(1000, 4, seed=0)
     assert KCenterGreedy().select(small, 100).info["algorithm"] == "naive"
-    big = clustered(60_000, 4, seed=0)
-    sel = KCenterGreedy().select(big, 80)
+    big = clustered(33_000, 256, seed=0)  # 8.4M numbers, budget >= sqrt(N) = 182
+    assert KCenterGreedy().select(big, 100).info["algorithm"] == "naive"
+    sel = KCenterGreedy().select(big, 190)
     assert sel.info["algorithm"] == "pruned"
-    ref = KCenterGreedy(algorithm="naive").select(big, 80)
+    ref = KCenterGreedy(algorithm="naive").select(big, 190)
     assert sel.indices.tolist() == ref.indices.tolist()
 
 

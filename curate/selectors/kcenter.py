@@ -9,6 +9,7 @@ torch path is tested against the numpy path on machines without a GPU).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from typing import Any, Optional
@@ -27,10 +28,10 @@ logger = logging.getLogger(__name__)
 _BACKENDS = ("auto", "numpy", "torch")
 _DEVICES = ("auto", "cpu", "cuda")
 _ALGORITHMS = ("auto", "pruned", "naive")
-#: ``algorithm="auto"`` prunes (numpy backend) from this many rows and this many picks on; below,
-#: the partition costs more than the full passes it saves.
-PRUNE_MIN_ROWS = 50_000
-PRUNE_MIN_PICKS = 64
+#: ``algorithm="auto"`` prunes (numpy backend) when the vectors hold at least this many numbers
+#: (32 MiB of float32: below, a full pass runs from cache) and the budget is at least
+#: ``sqrt(N)`` picks (the partition costs about as much as ``sqrt(N)`` full passes).
+PRUNE_MIN_ELEMENTS = 8 * 1024 * 1024
 
 
 def _torch_cuda_available() -> bool:
@@ -266,8 +267,8 @@ class KCenterGreedy(Selector):
         triangle-inequality pruning (:mod:`curate.selectors._kcenter_pruned`), numpy backend
         only; its picks, gains, ties and radius equal the naive loop's bit for bit (rows it skips
         are provably left unchanged by the naive update, rounding included). ``"auto"`` (default):
-        pruned on the numpy backend from ``PRUNE_MIN_ROWS`` (50k) rows and ``PRUNE_MIN_PICKS``
-        (64) picks on, naive otherwise and on torch.
+        pruned on the numpy backend when ``N * d >= PRUNE_MIN_ELEMENTS`` (8 Mi numbers) and the
+        budget is at least ``sqrt(N)``, naive otherwise and on torch.
     n_clusters : int, optional
         Clusters of the pruned path's partition (default ``sqrt(N)``); speed only.
     dtype : {"float32", "float64"}
@@ -346,7 +347,7 @@ class KCenterGreedy(Selector):
         if algorithm == "pruned" and backend != "numpy":
             raise InvalidInputError("algorithm='pruned' runs on the numpy backend (CPU)")
         if algorithm == "auto":
-            big = x.shape[0] >= PRUNE_MIN_ROWS and inp.budget >= PRUNE_MIN_PICKS
+            big = x.size >= PRUNE_MIN_ELEMENTS and inp.budget >= max(64, math.sqrt(x.shape[0]))
             algorithm = "pruned" if backend == "numpy" and big else "naive"
         pruning: Optional[dict] = None
         if algorithm == "pruned":
