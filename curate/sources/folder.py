@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
+from curate.confine import PathOutsideRootError, inside
 from curate.errors import CurateError, InvalidInputError, NotFoundError
 from curate.sources.base import METADATA_FIELDS, BadFrame, FrameRecord
 from curate.sources.pointcloud import SUPPORTED_EXTENSIONS, count_points
@@ -90,6 +91,7 @@ class FolderSource:
         seen: dict[str, Path] = {}
         per_folder: dict[str, int] = {}
         for path in files:
+            inside(path, self.root, "point cloud")  # symlinks leading out of the root are refused
             rel = path.relative_to(self.root)
             rel_id = rel.with_suffix("").as_posix()
             if rel_id in seen:
@@ -129,8 +131,8 @@ class FolderSource:
             try:
                 num_points = count_points(path)
             except CurateError as exc:
-                if on_error != "skip":
-                    raise
+                if on_error != "skip" or isinstance(exc, PathOutsideRootError):
+                    raise  # a path leading out of the root is refused, never skipped
                 yield BadFrame(id=fid, file=str(path), reason=str(exc), kind=type(exc).__name__)
                 continue
             yield FrameRecord(
@@ -141,7 +143,7 @@ class FolderSource:
                 frame_index=index,
                 timestamp=0.0,
                 lidar_path=str(path),
-                image_paths=_images_beside(path),
+                image_paths=[str(inside(i, self.root, "camera image")) for i in _images_beside(path)],
                 calib_path=None,
                 label_path=None,
                 num_points=num_points,

@@ -30,6 +30,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
+from curate.confine import PathOutsideRootError, inside
 from curate.errors import CorruptDataError, CurateError, InvalidInputError, NotFoundError
 from curate.sources.base import METADATA_FIELDS, BadFrame, Box3D, FrameRecord
 from curate.sources.calib import (
@@ -320,6 +321,10 @@ class KittiSource:
             raise NotFoundError(
                 f"{self.velodyne_dir}: no velodyne folder; a KITTI split holds velodyne/NNNNNN.bin"
             )
+        for side in (self.split_dir, self.velodyne_dir, self.root / "metadata.jsonl",
+                     *(self.root / "ImageSets" / f"{n}.txt" for n in IMAGE_SET_NAMES),
+                     *(self.root / "devkit" / "mapping" / f for f in ("train_mapping.txt", "train_rand.txt"))):
+            inside(side, self.root, "KITTI file")  # symlinks leading out of the root are refused
         self.name = prefix if prefix is not None else self.root.name
         self.frame_ids: list[str] = sorted(
             p.stem for p in self.velodyne_dir.iterdir() if p.suffix == ".bin" and p.is_file()
@@ -361,8 +366,8 @@ class KittiSource:
             try:
                 record = self.record(fid)
             except CurateError as exc:
-                if on_error != "skip":
-                    raise
+                if on_error != "skip" or isinstance(exc, PathOutsideRootError):
+                    raise  # a path leading out of the root is refused, never skipped
                 yield BadFrame(id=self.frame_id(fid), file=_file_of(str(exc)), reason=str(exc),
                                kind=type(exc).__name__)
                 continue
@@ -407,13 +412,15 @@ class KittiSource:
         CorruptDataError
             The scan size is invalid, or the label / metadata files are malformed.
         """
-        lidar = self.velodyne_dir / f"{frame_id}.bin"
+        lidar = inside(self.velodyne_dir / f"{frame_id}.bin", self.root, "velodyne scan")
         if not lidar.is_file():
             raise NotFoundError(f"{lidar}: no velodyne scan for frame {frame_id!r}")
         num_points = self._num_points(lidar)
         image = self.split_dir / "image_2" / f"{frame_id}.png"
         calib = self.split_dir / "calib" / f"{frame_id}.txt"
         label = self.split_dir / "label_2" / f"{frame_id}.txt"
+        for path, what in ((image, "camera image"), (calib, "calibration file"), (label, "label file")):
+            inside(path, self.root, what)
         boxes = parse_label_file(label) if label.is_file() else []
 
         metadata: dict[str, Any] = {key: None for key in METADATA_FIELDS}
