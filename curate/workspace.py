@@ -35,6 +35,9 @@ __all__ = ["Workspace", "PlannedSelection"]
 logger = logging.getLogger(__name__)
 
 _ID_CHUNK = 2000
+#: Row x centre pairs (1e7) above which the diagnostic coverage radius of a selection that does not
+#: report one (random, uncertainty) is measured on a seeded sample of rows (a lower bound).
+_COVERAGE_MAX_PAIRS = 10_000_000
 
 
 def _sql_str(value: str) -> str:
@@ -578,9 +581,11 @@ class Workspace:
                 "`curate embed` (or see `curate problems`) to include them",
                 skipped["candidates"], skipped["labeled"], embedding,
             )
-        candidates = [str(i) for i in candidates[keep_c]]
-        labeled = [str(i) for i in labeled[keep_l]]
-        if not candidates:
+        if not keep_c.all():
+            candidates = candidates[keep_c]
+        if not keep_l.all():
+            labeled = labeled[keep_l]
+        if not len(candidates):
             scope = f" matching {where!r}" if where else ""
             raise BudgetError(f"no unlabeled frames{scope} to select from")
         if budget > len(candidates):
@@ -589,7 +594,7 @@ class Workspace:
                 f"budget {budget} is larger than the {len(candidates)} unlabeled frames{scope}; "
                 f"lower --budget to at most {len(candidates)}"
             )
-        pool = candidates + labeled
+        pool = np.concatenate([candidates, labeled])  # object array of str, no per-id copies
         run_selector, pool = self._resolve_query_ids(selector, pool, samples_version)
         read_start = time.perf_counter()
         vecs, found = self.store.gather_vectors(table, pool, version=embedding_version)
@@ -625,14 +630,23 @@ class Workspace:
         info = dict(result.info)
         if skipped["candidates"] or skipped["labeled"]:
             info["skipped_without_vector"] = skipped
-        info.setdefault("timing", {}).update(
-            {"read_vectors_s": read_seconds, "selector_s": select_seconds})
+        logger.info("selection %s over %d rows: vectors read in %.3f s, selector %.3f s",
+                    selector.name, len(pool), read_seconds, select_seconds)
         if score_run is not None:
             info["score_run"] = score_run
             info["scores_version"] = scores_version
         if "coverage_radius" not in info:
             centers = np.concatenate([result.indices, np.flatnonzero(mask)])
-            radius_sq = min_sq_dist_to_set(vecs, vecs[centers])
+            rows = vecs
+            if len(vecs) * centers.size > _COVERAGE_MAX_PAIRS:
+                # O(N * centers * d) would dwarf a cheap selector: measure on a seeded sample of
+                # rows instead (a lower bound of the radius), and say so.
+                sample = np.sort(np.random.default_rng(seed).choice(
+                    len(vecs), size=max(1, _COVERAGE_MAX_PAIRS // max(centers.size, 1)),
+                    replace=False))
+                rows = vecs[sample]
+                info["coverage_radius_sampled_rows"] = int(sample.size)
+            radius_sq = min_sq_dist_to_set(rows, vecs[centers])
             info["coverage_radius"] = float(np.sqrt(radius_sq.max())) if centers.size else None
         return RunRecord(
             run_id="",
@@ -681,7 +695,7 @@ class Workspace:
             )
         position = {fid: r for r, fid in enumerate(pool)}
         extra = [i for i in wanted if i not in position]
-        pool = pool + extra
+        pool = list(pool) + extra
         position.update({fid: len(pool) - len(extra) + r for r, fid in enumerate(extra)})
         return selector.with_query_rows([position[i] for i in wanted]), pool
 

@@ -30,6 +30,7 @@ def mode(request, monkeypatch) -> str:
         monkeypatch.setattr(S, "_IN_LIST_MAX_IDS", 4)
     if request.param == "indexed":
         monkeypatch.setattr(S, "_KEY_INDEX_MIN_ROWS", 10)
+        monkeypatch.setattr(S, "_INDEXED_LOOKUP_SHARE", 1)
     else:
         monkeypatch.setattr(S, "_INDEXED_LOOKUP_MAX_IDS", 0)
     monkeypatch.setattr(S, "_TAKE_MAX_SHARE", 0.0 if request.param == "scan" else 1.0)
