@@ -89,3 +89,23 @@ def test_ivf_probcover_reports_its_measured_loss() -> None:
     assert "approximation" not in exact.info  # exact graph: nothing to measure
     none = ProbCover(delta=0.4, index_kind="ivf", nlist=64, nprobe=2, loss_sample=None)
     assert "approximation" not in none.select(x, 40, seed=0).info
+
+
+@pytest.mark.parametrize("block", [1, 7, 4096])
+def test_block_argmax_equals_plain_argmax(monkeypatch, block: int) -> None:
+    from curate.selectors import probcover
+
+    xn = normalize_rows(blobs(2000))
+    index = build_index(xn, kind="flat")
+    g = range_graph(index, xn, 0.3)
+    rev = transpose_csr(g, g.n)
+    lab = np.zeros(g.n, dtype=bool)
+    lab[::97] = True
+    w = np.random.default_rng(4).random(g.n)
+    monkeypatch.setattr(probcover, "_ARGMAX_BLOCK", g.n)  # one block: plain argmax
+    want = [greedy_max_coverage(g, rev, lab, 300, weights=ww, seed=1) for ww in (None, w)]
+    monkeypatch.setattr(probcover, "_ARGMAX_BLOCK", block)
+    got = [greedy_max_coverage(g, rev, lab, 300, weights=ww, seed=1) for ww in (None, w)]
+    for a, b in zip(want, got):
+        assert a[0].tolist() == b[0].tolist() and np.array_equal(a[1], b[1])
+        assert a[3] == b[3]
