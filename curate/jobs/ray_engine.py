@@ -81,9 +81,12 @@ class _EmbedWorker:
 
     def __init__(self, source: EmbedderSource, device: str, precision: str, threads: int,
                  modality: str, weights_sha256: str) -> None:
+        import ray
         import torch
 
         torch.set_num_threads(max(1, int(threads)))
+        if isinstance(source, ray.ObjectRef):
+            source = ray.get(source)
         emb = source() if callable(source) and not hasattr(source, "embed") else source
         if str(emb.weights_sha256()) != weights_sha256:
             raise RuntimeError(
@@ -287,12 +290,10 @@ def _run(ray: Any, store: Store, emb: Any, job: EmbedJob, todo: list[str], table
                              meta["weights_sha256"]),
         batch_size=job.batch_size,
         batch_format="numpy",
-        concurrency=n_workers,
+        compute=ray.data.ActorPoolStrategy(size=n_workers),
         num_cpus=threads if gpus_each == 0 else 1,
         num_gpus=gpus_each or None,
-        max_restarts=-1,
-        max_task_retries=-1,
-    )
+    )  # Ray Data restarts killed actors and retries their batches (max_restarts=-1 by default)
     buf_ids: list[str] = []
     buf_vecs: list[np.ndarray] = []
     problems: list[str] = []
@@ -309,7 +310,6 @@ def _run(ray: Any, store: Store, emb: Any, job: EmbedJob, todo: list[str], table
         buf_ids.clear()
         buf_vecs.clear()
 
-    pending = 0
     with progress_bar(total=len(todo), desc=f"embed {job.name} (ray)", unit="frame",
                       enable=job.progress) as bar:
         try:
@@ -322,7 +322,6 @@ def _run(ray: Any, store: Store, emb: Any, job: EmbedJob, todo: list[str], table
                 problems.extend(e for e in errors if e)
                 buf_ids.extend(str(i) for i, good in zip(batch["id"].tolist(), ok) if good)
                 buf_vecs.append(np.asarray(batch["vector"], dtype=np.float32)[ok])
-                pending += int(ok.sum())
                 if len(buf_ids) >= job.write_every:
                     flush()
                 bar.update(len(errors))
