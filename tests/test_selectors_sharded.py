@@ -162,3 +162,21 @@ def test_workspace_cli_and_reproduce(ws: curate.Workspace) -> None:
                                    "--shards", "2"])
     assert out.exit_code == 0, out.output
     assert curate.connect(Path(ws.path)).run(out.output.strip().splitlines()[-1]).ids == run.ids
+
+
+def test_http_select_takes_shards(tmp_path: Path, embedded_template: Path) -> None:
+    import shutil
+
+    from curate.server import BackgroundServer, create_app
+
+    path = tmp_path / "ws"
+    shutil.copytree(embedded_template, path)
+    app = create_app(path, {"tok": "write"}, use_env_tokens=False)
+    with BackgroundServer(app) as srv:
+        remote = curate.connect(srv.url, token="tok")
+        result = remote.select("kcenter", 6, embedding="bev-hist", seed=1, shards=2)
+        assert result.run.strategy == "sharded" and result.run.params["shards"] == 2
+        local = curate.connect(path)
+        assert local.reproduce(result.run_id) == result.ids
+        with pytest.raises(InvalidInputError):
+            remote.select("kcenter", 6, embedding="bev-hist", shards=0)
