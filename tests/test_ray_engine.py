@@ -186,17 +186,22 @@ def test_bad_frame_is_listed_others_written_then_resumed(
     frames = ws.frames(columns=["id", "lidar_path"]).sort_by("id")
     bad_id, bad_path = frames["id"][10].as_py(), Path(frames["lidar_path"][10].as_py())
     good = bad_path.read_bytes()
-    shutil.copy(bad_path, tmp_path / "backup.bin")
     try:
         bad_path.write_bytes(good[:7])
-        with pytest.raises(FrameReadError) as err:
-            ws.embed(MODEL, batch_size=4, engine="ray", progress=False)
+        with pytest.raises(FrameReadError) as err:  # on_error="fail": stops, keeps what it has
+            ws.embed(MODEL, batch_size=4, engine="ray", on_error="fail", progress=False)
         assert bad_id in str(err.value) and str(bad_path) in str(err.value)
-        assert ws.store.count(TABLE) == ws.count() - 1
+        assert ws.store.count(TABLE) < ws.count()
+        report = ws.embed(MODEL, batch_size=4, engine="ray", progress=False)  # skip and list
+        assert report.frames_bad == 1 and ws.store.count(TABLE) == ws.count() - 1
+        listed = [p for p in ws.problems() if p.stage == f"embed:{MODEL}"]
+        assert [p.frame_id for p in listed] == [bad_id] and listed[0].file == str(bad_path)
+        assert bad_id not in set(ws.store.ids(TABLE).tolist())
     finally:
         bad_path.write_bytes(good)
     rerun = ws.embed(MODEL, batch_size=4, engine="ray", progress=False)
-    assert rerun.computed == 1
+    assert rerun.computed == 1 and rerun.frames_bad == 0
+    assert not [p for p in ws.problems() if p.stage == f"embed:{MODEL}"]  # cleared
     # the refilled frame was embedded in a batch of its own: equal up to batch rounding
     ref_ids, ref = curate.connect(reference).vectors(MODEL)
     _, got = ws.vectors(MODEL, ids=list(ref_ids))

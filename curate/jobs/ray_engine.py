@@ -21,10 +21,13 @@ Interruptions
     (upsert by id), so a rerun computes exactly the missing ids.
 
 Bad frames
-    A frame whose file is missing or corrupt is not embedded; the others of its batch and of the
-    job are, and are written; at the end the job raises :class:`FrameReadError` naming the
-    frames and files (the first 10), like the single-process job, and a rerun after fixing the
-    files computes only them.
+    The single-process job's policy, through the same code: each actor reads frames with
+    :func:`curate.jobs.embed.read_frame` and embeds with its ``_embed_batch`` (a rejected batch
+    is retried frame by frame). ``on_error="skip"`` (default): bad frames are recorded in the
+    ``problems`` table (stage ``embed:<name>``, file, reason), the others are written, and a
+    rerun retries them and clears their rows when they succeed; frames kept with NaN/inf points
+    dropped get a ``warning`` row. ``on_error="fail"``: the first bad frame the driver receives
+    stops the job with :class:`FrameReadError` after the vectors received before it are written.
 
 Costs
     Driver: O(N) ids for the plan, O(write_every * dim) buffered vectors; the frame rows of the
@@ -41,14 +44,16 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from curate import _tables as T
-from curate.api import EmbedReport
+from curate.api import EmbedReport, Problem
 from curate.embedding import embedder_metadata
 from curate.errors import InvalidInputError
-from curate.jobs.embed import EmbedJob, FrameReadError, _resolve_precision, read_frame
+from curate.jobs.embed import (EmbedJob, FrameReadError, _embed_batch, _file_of,
+                               _resolve_precision, read_frame, store_problems_of)
+from curate.problems import clear_problems, record_problems, summarise
 from curate.progress import progress_bar
+from index.ids import isin as ids_isin
 from index.store import Store
 
 __all__ = ["run_ray_embed_job", "missing_ids"]
@@ -66,21 +71,18 @@ EmbedderSource = Union[Any, Callable[[], Any]]
 def missing_ids(all_ids: np.ndarray, done: np.ndarray) -> list[str]:
     """The ids of ``all_ids`` not in ``done``, in the order of ``all_ids``.
 
-    An Arrow hash join: O(len(all_ids) + len(done)) time and memory (never a loop over one side
-    or a sort of object arrays).
+    One hashed join (:func:`index.ids.isin`, as the single-process job): O(N + M).
     """
     if done.size == 0:
         return [str(i) for i in all_ids.tolist()]
-    everything = pa.array(all_ids.tolist(), type=pa.string())
-    have = pc.is_in(everything, value_set=pa.array(done.tolist(), type=pa.string()))
-    return pc.filter(everything, pc.invert(have)).to_pylist()
+    return all_ids[~ids_isin(all_ids, done)].tolist()
 
 
 class _EmbedWorker:
     """Ray Data actor: one embedder, reads and embeds batches of ``(id, path)`` rows."""
 
     def __init__(self, source: EmbedderSource, device: str, precision: str, threads: int,
-                 modality: str, weights_sha256: str) -> None:
+                 modality: str, weights_sha256: str, on_error: str) -> None:
         import ray
         import torch
 
@@ -97,39 +99,54 @@ class _EmbedWorker:
         self.device = str(self.emb.device)
         self.precision = precision
         self.modality = modality
+        self.on_error = on_error
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from embedders import EmbedderError
+        """Read and embed one batch: the single-process job's per-frame reader and batch embed.
 
-        from curate.jobs.embed import _autocast
-
+        Returns per frame its vector (zeros for a bad frame), ``kind`` (``""``,
+        ``"FrameReadError"`` or ``"EmbedderError"``), ``reason``, ``file`` and the NaN/inf
+        points dropped; ``fatal`` carries the error of ``on_error="fail"`` for the driver.
+        """
         ids = [str(i) for i in batch["id"]]
-        values = batch["path"]
-        payloads, good, errors = [], [], []
+        values = list(batch["path"])
+        n = len(ids)
+        kind, reason = [""] * n, [""] * n
+        dropped = np.zeros(n, dtype=np.int64)
+        payloads, good = [], []
         for k, frame_id in enumerate(ids):
             lidar = values[k] if self.modality == "points" else None
             images = list(values[k]) if self.modality == "image" and values[k] is not None else None
+            counts: dict[str, int] = {}
             try:
-                payloads.append(read_frame(frame_id, self.modality, lidar, images))
+                payloads.append(read_frame(frame_id, self.modality, lidar, images, counts=counts))
                 good.append(k)
-                errors.append("")
+                dropped[k] = int(counts.get("nonfinite_points", 0))
             except FrameReadError as exc:
-                errors.append(str(exc))
-        vectors = np.zeros((len(ids), int(self.emb.dim)), dtype=np.float32)
-        embed_error = ""
-        if payloads:
-            try:
-                with _autocast(self.precision, self.device):
-                    out = self.emb.embed(payloads, device="auto")
-                vectors[np.asarray(good)] = np.asarray(out, dtype=np.float32)
-            except EmbedderError as exc:
-                embed_error = (f"embedder {self.emb.name!r} rejected a frame of the batch "
-                               f"{ids[0]}..{ids[-1]}: {exc}")
+                kind[k], reason[k] = "FrameReadError", str(exc)
+        vectors = np.zeros((n, int(self.emb.dim)), dtype=np.float32)
+        fatal = ""
+        try:
+            out, rejected = _embed_batch(self.emb, [ids[k] for k in good], payloads,
+                                         self.precision, self.device, self.on_error)
+        except InvalidInputError as exc:  # on_error="fail": the driver raises it
+            out, rejected, fatal = None, [], str(exc)
+        if out is not None:
+            refused = dict(rejected)
+            kept = [k for k in good if ids[k] not in refused]
+            if kept:
+                vectors[np.asarray(kept)] = out
+            for k in good:
+                if ids[k] in refused:
+                    kind[k], reason[k] = "EmbedderError", refused[ids[k]]
         return {
             "id": np.asarray(ids, dtype=object),
             "vector": vectors,
-            "error": np.asarray(errors, dtype=object),
-            "embed_error": np.asarray([embed_error] * len(ids), dtype=object),
+            "kind": np.asarray(kind, dtype=object),
+            "reason": np.asarray(reason, dtype=object),
+            "file": np.asarray([_file_of(v) or "" for v in values], dtype=object),
+            "dropped": dropped,
+            "fatal": np.asarray([fatal] * n, dtype=object),
         }
 
 
@@ -209,9 +226,10 @@ def run_ray_embed_job(
     Raises
     ------
     FrameReadError
-        Frames with missing or corrupt files (after every other vector was written).
+        ``on_error="fail"`` and a frame's file is missing or corrupt (after writing the vectors
+        received before it).
     InvalidInputError
-        Bad settings, or the embedder rejects a frame.
+        Bad settings, or ``on_error="fail"`` and the embedder rejects a frame.
     curate._ray.RayUnavailableError
         ``address`` cannot be reached.
     """
@@ -230,6 +248,8 @@ def run_ray_embed_job(
         table = T.embedding_table(job.name)
         meta = embedder_metadata(emb)
         meta["precision"] = precision
+        if job.dtype != "float32":  # as the single-process job
+            meta["dtype"] = job.dtype
         all_ids = store.ids(T.SAMPLES)
         done = np.asarray([], dtype=object)
         mode = "overwrite"
@@ -247,17 +267,14 @@ def run_ray_embed_job(
         logger.info("embedding %d frames with %s on Ray (%d %s workers, %d threads each, %s), "
                     "%d already done", len(todo), emb.name, n_workers, actor_device, threads,
                     precision, skipped)
-        computed, problems = 0, []
+        computed, n_bad = 0, 0
         if todo:
-            computed, problems = _run(ray, store, emb, job, todo, table, meta, mode, modality,
-                                      build, actor_device, precision, n_workers, gpus_each,
-                                      threads)
-    if problems:
-        listed = "; ".join(problems[:10])
-        raise FrameReadError(
-            f"{len(problems)} frame(s) could not be read and were skipped ({computed} others "
-            f"were embedded and written): {listed}{' ...' if len(problems) > 10 else ''}"
-        )
+            computed, n_bad = _run(ray, store, emb, job, todo, table, meta, mode, modality,
+                                   build, actor_device, precision, n_workers, gpus_each, threads)
+    if n_bad:
+        stage = f"embed:{job.name}"
+        logger.warning("embedding %s: %s", job.name,
+                       summarise(store_problems_of(store, stage), f"embed {job.name}"))
     return EmbedReport(
         embedding=job.name,
         embedder=str(emb.name),
@@ -268,14 +285,21 @@ def run_ray_embed_job(
         total=store.count(table) if store.has_table(table) else 0,
         version=store.version(table) if store.has_table(table) else 0,
         seconds=time.perf_counter() - start,
+        frames_bad=n_bad,
     )
 
 
 def _run(ray: Any, store: Store, emb: Any, job: EmbedJob, todo: list[str], table: str,
          meta: dict[str, str], mode: str, modality: str, build: Optional[Callable[[], Any]],
          device: str, precision: str, n_workers: int, gpus_each: float,
-         threads: int) -> tuple[int, list[str]]:
-    """Stream the vectors of ``todo`` from the actor pool into ``table``; (written, problems)."""
+         threads: int) -> tuple[int, int]:
+    """Stream the vectors of ``todo`` from the actor pool into ``table``; (written, bad frames).
+
+    Bad frames follow ``job.on_error`` exactly as in :func:`curate.jobs.embed.run_embed_job`:
+    ``"skip"`` records them in ``problems`` (stage ``embed:<name>``, with file and reason) and
+    clears the rows of frames that now succeed; ``"fail"`` writes what was computed and raises
+    :class:`FrameReadError` (or :class:`InvalidInputError` for a frame the embedder rejects).
+    """
     per_worker = -(-len(todo) // (n_workers * MIN_BLOCKS_PER_WORKER))
     rows_per_block = max(1, min(MAX_BLOCK_FRAMES, per_worker) // job.batch_size) * job.batch_size
     segment = max(rows_per_block, (job.segment_size // rows_per_block) * rows_per_block)
@@ -287,24 +311,29 @@ def _run(ray: Any, store: Store, emb: Any, job: EmbedJob, todo: list[str], table
     ds = ray.data.from_arrow(blocks).map_batches(
         _EmbedWorker,
         fn_constructor_args=(source, device, precision, threads, modality,
-                             meta["weights_sha256"]),
+                             meta["weights_sha256"], job.on_error),
         batch_size=job.batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=n_workers),
         num_cpus=threads if gpus_each == 0 else 1,
         num_gpus=gpus_each or None,
     )  # Ray Data restarts killed actors and retries their batches (max_restarts=-1 by default)
+    stage = f"embed:{job.name}"
     buf_ids: list[str] = []
     buf_vecs: list[np.ndarray] = []
-    problems: list[str] = []
-    computed = 0
+    problems: list[Problem] = []
+    ok_ids: list[str] = []
+    computed, n_bad = 0, 0
 
     def flush() -> None:
         nonlocal mode, computed
+        if problems:
+            record_problems(store, problems)
+            problems.clear()
         if not buf_ids:
             return
         store.write_vectors(table, buf_ids, np.concatenate(buf_vecs, axis=0), metadata=meta,
-                            mode=mode)
+                            mode=mode, dtype=job.dtype)
         mode = "upsert"
         computed += len(buf_ids)
         buf_ids.clear()
@@ -314,17 +343,35 @@ def _run(ray: Any, store: Store, emb: Any, job: EmbedJob, todo: list[str], table
                       enable=job.progress) as bar:
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                embed_errors = [e for e in batch["embed_error"].tolist() if e]
-                if embed_errors:
-                    raise InvalidInputError(embed_errors[0])
-                errors = batch["error"].tolist()
-                ok = np.asarray([not e for e in errors], dtype=bool)
-                problems.extend(e for e in errors if e)
-                buf_ids.extend(str(i) for i, good in zip(batch["id"].tolist(), ok) if good)
-                buf_vecs.append(np.asarray(batch["vector"], dtype=np.float32)[ok])
-                if len(buf_ids) >= job.write_every:
+                ids = [str(i) for i in batch["id"].tolist()]
+                kinds = batch["kind"].tolist()
+                reasons = batch["reason"].tolist()
+                files = batch["file"].tolist()
+                dropped = np.asarray(batch["dropped"]).tolist()
+                fatal = [f for f in batch["fatal"].tolist() if f]
+                if fatal:
+                    raise InvalidInputError(fatal[0])
+                ok = np.asarray([not k for k in kinds], dtype=bool)
+                for frame_id, kind, reason, file, drop in zip(ids, kinds, reasons, files, dropped):
+                    if kind == "FrameReadError" and job.on_error == "fail":
+                        raise FrameReadError(reason)
+                    if kind:
+                        n_bad += 1
+                        problems.append(Problem(frame_id=frame_id, stage=stage, kind=kind,
+                                                file=file or None, reason=reason))
+                    elif drop:
+                        problems.append(Problem(
+                            frame_id=frame_id, stage=stage, severity="warning",
+                            kind="nonfinite_points", file=file or None, count=int(drop),
+                            reason=f"{drop} points with NaN/inf values (no returns) dropped"))
+                    else:
+                        ok_ids.append(frame_id)
+                if ok.any():
+                    buf_ids.extend(i for i, good in zip(ids, ok) if good)
+                    buf_vecs.append(np.asarray(batch["vector"], dtype=np.float32)[ok])
+                if len(buf_ids) >= job.write_every or len(problems) >= job.write_every:
                     flush()
-                bar.update(len(errors))
+                bar.update(len(ids))
         except BaseException:
             try:
                 flush()
@@ -332,4 +379,6 @@ def _run(ray: Any, store: Store, emb: Any, job: EmbedJob, todo: list[str], table
                 logger.exception("could not write the buffered vectors of %s", job.name)
             raise
         flush()
-    return computed, problems
+    if ok_ids:
+        clear_problems(store, stage, ok_ids)
+    return computed, n_bad
