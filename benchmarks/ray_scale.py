@@ -19,9 +19,9 @@ Run from the repository root (each part writes its own result file)::
 ``select`` (result ``ray_scale-select``)
     A clustered Gaussian pool (``--clusters`` centres of varied spread, ``--n`` x ``--dim``,
     float32, 1% labeled) and its tuning twin (another seed). On the tuning twin: ProbCover's
-    ``delta`` (``"auto"``, the purity rule) and ``oversample`` (1 or 2, the one with the smaller
-    k-center loss). On the reported pool: exact k-center and ProbCover against
-    ``Sharded(..., shards=K)`` for each ``--shards`` on the local engine (2 worker processes)
+    ``delta`` (median distance to the ``--ball-neighbours``-th neighbour) and ``oversample``
+    (1 or 2, per selector, the one with the smaller loss of that selector's objective). On the reported pool: exact k-center and
+    ProbCover against ``Sharded(..., shards=K)`` for each ``--shards`` on the local engine (2 worker processes)
     and on Ray (2-CPU local cluster): seconds, coverage radius, ball coverage and the loss.
 
 ``cost``
@@ -165,6 +165,24 @@ def _pool(n: int, d: int, clusters: int, seed: int) -> np.ndarray:
     return x
 
 
+def _delta_from_neighbours(x: np.ndarray, k: int, seed: int) -> float:
+    """Median distance to the k-th neighbour on L2-normalised rows (2000 sampled queries).
+
+    A ball of this radius holds about ``k`` rows, so ProbCover's graph has O(k N) edges.
+    """
+    import faiss
+
+    from curate.selectors.probcover import normalize_rows
+
+    xn = normalize_rows(x)
+    rng = np.random.default_rng(seed)
+    queries = xn[rng.choice(xn.shape[0], size=min(2000, xn.shape[0]), replace=False)]
+    index = faiss.IndexFlatL2(xn.shape[1])
+    index.add(xn)
+    dist, _ = index.search(queries, k + 1)
+    return float(np.median(np.sqrt(np.maximum(dist[:, k], 0.0))))
+
+
 def _select_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from curate.selectors import KCenterGreedy, ProbCover, Sharded
     from curate.selectors.sharded import ball_coverage, coverage_radius
@@ -174,14 +192,19 @@ def _select_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
     tune = _pool(n, d, args.clusters, seed=args.seed + 1000)
     # tuning split: delta by the purity rule, oversample by the smaller k-center loss
     t = time.perf_counter()
-    delta = float(ProbCover(delta="auto").select(tune, b, labeled=labeled, seed=0).info["delta"])
-    losses = {}
-    for ov in (1.0, 2.0):
-        sel = Sharded("kcenter", shards=args.shards[0], oversample=ov, workers=1,
-                      measure_loss=True).select(tune, b, labeled=labeled, seed=0)
-        losses[ov] = sel.info["loss"]["coverage_radius"]["relative"]
-    oversample = min(losses, key=lambda k: (losses[k], k))
-    tuning = {"delta": delta, "oversample": oversample, "kcenter_loss_by_oversample": losses,
+    delta = _delta_from_neighbours(tune, args.ball_neighbours, seed=args.seed)
+    # oversample per selector, by its own loss (k-center: radius, ProbCover: ball coverage)
+    oversample: dict[str, float] = {}
+    losses: dict[str, dict[float, float]] = {}
+    for name, inner, metric in (("kcenter", KCenterGreedy(), "coverage_radius"),
+                                ("probcover", ProbCover(delta=delta), "ball_coverage")):
+        losses[name] = {}
+        for ov in (1.0, 2.0):
+            sel = Sharded(inner, shards=args.shards[0], oversample=ov, workers=1,
+                          measure_loss=True).select(tune, b, labeled=labeled, seed=0)
+            losses[name][ov] = sel.info["loss"][metric]["relative"]
+        oversample[name] = min(losses[name], key=lambda k: (losses[name][k], k))
+    tuning = {"delta": delta, "oversample": oversample, "loss_by_oversample": losses,
               "seconds": time.perf_counter() - t}
     print("tuning:", tuning, flush=True)
     del tune
@@ -195,13 +218,14 @@ def _select_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
         secs = time.perf_counter() - t
         cent = x[np.concatenate([full.indices, known])]
         exact[name] = {"radius": coverage_radius(x, cent), "coverage": ball_coverage(x, cent, delta)}
-        rows.append({"selector": name, "engine": "exact", "shards": 1, "seconds": secs,
+        rows.append({"selector": name, "engine": "exact", "shards": 1, "oversample": None,
+                     "seconds": secs,
                      "coverage_radius": exact[name]["radius"], "ball_coverage": exact[name]["coverage"],
                      "radius_loss": 0.0, "coverage_loss": 0.0})
         print(rows[-1], flush=True)
         for engine in args.engines:
             for k in args.shards:
-                sel = Sharded(inner, shards=k, engine=engine, oversample=oversample, workers=2,
+                sel = Sharded(inner, shards=k, engine=engine, oversample=oversample[name], workers=2,
                               measure_loss=False)
                 if engine == "ray":
                     import ray
@@ -219,7 +243,8 @@ def _select_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
                 cent = x[np.concatenate([out.indices, known])]
                 r, c = coverage_radius(x, cent), ball_coverage(x, cent, delta)
                 rows.append({
-                    "selector": name, "engine": engine, "shards": k, "seconds": secs,
+                    "selector": name, "engine": engine, "shards": k, "oversample": oversample[name],
+                    "seconds": secs,
                     "coverage_radius": r, "ball_coverage": c,
                     "radius_loss": r / exact[name]["radius"] - 1.0,
                     "coverage_loss": (exact[name]["coverage"] - c) / exact[name]["coverage"],
@@ -287,6 +312,8 @@ def main(argv: list[str] | None = None) -> None:
     ps.add_argument("--dim", type=int, default=256)
     ps.add_argument("--budget", type=int, default=1000)
     ps.add_argument("--clusters", type=int, default=200)
+    ps.add_argument("--ball-neighbours", type=int, default=10,
+                    help="ProbCover delta: median distance to this neighbour on the tuning twin")
     ps.add_argument("--shards", type=int, nargs="+", default=[4, 8])
     ps.add_argument("--engines", nargs="+", default=["local", "ray"], choices=["local", "ray"])
     ps.add_argument("--seed", type=int, default=0)
