@@ -393,6 +393,8 @@ class SelectRequest(_Model):
     seed: int = 0
     score_run: Optional[str] = Field(default=None, min_length=1, max_length=256)
     params: dict[str, Any] = Field(default_factory=dict)
+    shards: Optional[int] = Field(default=None, ge=1, description="run the strategy sharded (Sharded)")
+    engine: Literal["local", "ray"] = "local"
 
 
 class SearchRequest(_Model):

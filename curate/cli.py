@@ -196,10 +196,17 @@ def _echo_bad(count: int, stage: str) -> None:
 @click.option("--on-error", "on_error", default="skip", show_default=True,
               type=click.Choice(["skip", "fail"]),
               help="skip: record bad frames (see `curate problems`) and go on; fail: stop at the first.")
+@click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="ray = an actor pool with one model per worker (needs curate[ray]).")
+@click.option("--address", default=None,
+              help="Ray cluster to join (host:port); default: a local cluster for the job.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Ray actors [default: one per GPU, else one per CPU].")
 @workspace_option
 def embed(ws: Any, model: str, name: Optional[str], checkpoint: Optional[str], batch_size: int,
           device: str, params: tuple[str, ...], num_workers: Optional[int], write_every: int,
-          precision: str, dtype: str, on_error: str) -> None:
+          precision: str, dtype: str, on_error: str, engine: str = "local",
+          address: Optional[str] = None, workers: Optional[int] = None) -> None:
     """Embed every frame (resumes: only frames without a vector are computed)."""
     config = _parse_params(params)
     if checkpoint:
@@ -213,6 +220,8 @@ def embed(ws: Any, model: str, name: Optional[str], checkpoint: Optional[str], b
         job["precision"] = precision
     if dtype != "float32":
         job["dtype"] = dtype
+    if engine != "local" or address is not None or workers is not None:
+        job.update(engine=engine, address=address, workers=workers)
     report = ws.embed(model, name=name, batch_size=batch_size, device=device, progress=None,
                       on_error=on_error, **job, **config)
     click.echo(
@@ -296,15 +305,22 @@ def strategies() -> None:
               help="labelstudio: URL prefix standing for --path-root in file paths.")
 @click.option("--path-root", "path_root", default=None, type=click.Path(file_okay=False),
               help="labelstudio: folder that --url-prefix stands for (default: common folder).")
+@click.option("--shards", type=click.IntRange(min=1), default=None,
+              help="Run the strategy sharded over this many partitions, then merge.")
+@click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="Where the shards run (ray needs curate[ray]).")
 @workspace_option
 def select(ws: Any, strategy: str, budget: int, embedding: str, where: Optional[str], seed: int,
            params: tuple[str, ...], score_run: Optional[str], out: Optional[str], out_fmt: Optional[str],
-           base_url: Optional[str], path_root: Optional[str]) -> None:
+           base_url: Optional[str], path_root: Optional[str], shards: Optional[int] = None,
+           engine: str = "local") -> None:
     """Select frames to label; prints the run id."""
     from curate.export import format_from_suffix
 
     fmt = (out_fmt or format_from_suffix(Path(out))) if out else None
-    extra = {"score_run": score_run} if score_run else {}
+    extra: dict[str, Any] = {"score_run": score_run} if score_run else {}
+    if shards is not None or engine != "local":
+        extra.update(shards=shards, engine=engine)
     result = ws.select(strategy, budget, embedding=embedding, where=where, seed=seed,
                        **extra, **_parse_params(params))
     if out:

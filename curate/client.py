@@ -578,6 +578,8 @@ class RemoteWorkspace:
         where: Optional[str] = None,
         seed: int = 0,
         score_run: Optional[str] = None,
+        shards: Optional[int] = None,
+        engine: str = "local",
         **params: Any,
     ) -> SelectionResult:
         """Choose ``budget`` unlabeled frames and store the run (see ``Workspace.select``).
@@ -595,6 +597,8 @@ class RemoteWorkspace:
             name = str(strategy)
         body = {"strategy": name, "budget": budget, "embedding": embedding, "where": where,
                 "seed": seed, "score_run": score_run, "params": params}
+        if shards is not None or engine != "local":
+            body.update(shards=shards, engine=engine)
         return SelectionResult(**self._json("POST", "/v1/select", json=body))
 
     def reproduce(self, run_id: str) -> list[str]:

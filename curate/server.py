@@ -974,6 +974,8 @@ def create_app(
         """
         args = dict(embedding=req.embedding, where=req.where, seed=req.seed, score_run=req.score_run,
                     **req.params)
+        if req.shards is not None or req.engine != "local":
+            args.update(shards=req.shards, engine=req.engine)
         for attempt in range(_SELECT_ATTEMPTS):
             planned = ws.plan_selection(req.strategy, req.budget, **args)
             with state.writing() as w:

@@ -367,6 +367,9 @@ class Workspace:
         precision: str = "auto",
         dtype: str = "float32",
         on_error: str = "skip",
+        engine: str = "local",
+        address: Optional[str] = None,
+        workers: Optional[int] = None,
         **config: Any,
     ) -> EmbedReport:
         """Embed every frame with ``model`` into the embedding table ``name``.
@@ -396,6 +399,13 @@ class Workspace:
             ``"skip"`` (default): a frame whose file is missing or corrupt, or left with too few
             points after dropping NaN/inf points, is recorded in ``problems`` and the job goes
             on (the next run retries it); ``"fail"``: the first such frame stops the job.
+        engine : {"local", "ray"}
+            ``ray`` runs :func:`curate.jobs.ray_engine.run_ray_embed_job` (an actor pool with
+            one model per worker; same table, metadata and vectors; needs ``curate[ray]``).
+        address : str, optional
+            Ray cluster to join (``engine="ray"``); default: a local cluster for the job.
+        workers : int, optional
+            Ray actors (default: one per GPU, else one per CPU of the cluster).
         **config
             Embedder configuration when ``model`` is a name.
 
@@ -421,6 +431,19 @@ class Workspace:
             device=device, num_workers=num_workers, precision=precision, progress=progress,
             dtype=dtype, on_error=on_error,
         )
+        if engine == "ray":
+            import functools
+
+            from curate.jobs.ray_engine import run_ray_embed_job
+
+            build = functools.partial(build_embedder, model, **config) if isinstance(model, str) else None
+            return run_ray_embed_job(self.store, emb, job, build=build, address=address,
+                                     workers=workers)
+        if engine != "local" or address is not None or workers is not None:
+            raise InvalidInputError(
+                f"engine must be 'local' or 'ray' (address= and workers= are for engine='ray'); "
+                f"got engine={engine!r}"
+            )
         return run_embed_job(self.store, emb, job)
 
     def fuse(
@@ -463,6 +486,8 @@ class Workspace:
         where: Optional[str] = None,
         seed: int = 0,
         score_run: Optional[str] = None,
+        shards: Optional[int] = None,
+        engine: str = "local",
         **params: Any,
     ) -> SelectionResult:
         """Choose ``budget`` unlabeled frames and store the run.
@@ -485,13 +510,19 @@ class Workspace:
             Stored prediction run (:meth:`scores`) whose per-frame scores are passed to the
             selector as ``scores=`` (every column, by name; labeled rows get 0). Required by
             uncertainty and hybrid strategies.
+        shards : int, optional
+            Run the strategy as :class:`curate.selectors.Sharded` over this many partitions
+            (stored as strategy ``sharded``; ``info`` reports the loss against the unsharded
+            strategy on pools up to 200k frames).
+        engine : {"local", "ray"}
+            Where the shards run: worker processes, or Ray tasks (``curate[ray]``).
 
         Returns
         -------
         SelectionResult
         """
         planned = self.plan_selection(strategy, budget, embedding=embedding, where=where, seed=seed,
-                                      score_run=score_run, **params)
+                                      score_run=score_run, shards=shards, engine=engine, **params)
         return self.store_selection(planned)
 
     def plan_selection(
@@ -503,6 +534,8 @@ class Workspace:
         where: Optional[str] = None,
         seed: int = 0,
         score_run: Optional[str] = None,
+        shards: Optional[int] = None,
+        engine: str = "local",
         **params: Any,
     ) -> "PlannedSelection":
         """Compute a selection at the current table versions without storing it.
@@ -521,6 +554,12 @@ class Workspace:
         selector = strategy if isinstance(strategy, Selector) else create_selector(strategy, **params)
         if params and isinstance(strategy, Selector):
             raise InvalidInputError("pass parameters to the selector's constructor, not to select()")
+        if shards is not None:
+            from curate.selectors.sharded import Sharded
+
+            selector = Sharded(selector, shards=shards, engine=engine)
+        elif engine != "local":
+            raise InvalidInputError(f"engine={engine!r} needs shards= (the number of partitions)")
         self._require_samples()
         table = self._require_embedding(embedding)
         if where is not None:

@@ -31,6 +31,17 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "query_similarity": {"query_rows": [0, 5, 17]},
     "composite": {"diversity": 1.0, "weighting": 0.5, "balance": 0.5, "score": "entropy_mean"},
     "constrained": {"inner": "kcenter", "max_per_group": 2},
+    "sharded": {"inner": "kcenter", "shards": 3, "workers": 1},
+}
+
+#: ``Sharded`` over every coverage strategy (in-process shards; tests/test_selectors_sharded.py
+#: covers worker processes and Ray tasks).
+SHARDED_INNER: dict[str, dict[str, Any]] = {
+    "kcenter": {},
+    "probcover": {},
+    "probcover_weighted": {"score": "entropy_mean", "delta": 0.6},
+    "typiclust": {"max_clusters": 20},
+    "kcenter_weighted": {"score": "entropy_mean", "beta": 1.0},
 }
 
 
@@ -66,8 +77,12 @@ def test_every_registered_selector_has_a_contract_config() -> None:
     assert sorted(CONFIGS) == list_selectors()
 
 
-@pytest.fixture(params=sorted(CONFIGS))
+@pytest.fixture(params=sorted(CONFIGS) + [f"sharded[{name}]" for name in sorted(SHARDED_INNER)])
 def selector(request: pytest.FixtureRequest) -> Selector:
+    if request.param.startswith("sharded["):
+        inner = request.param[len("sharded["):-1]
+        return create_selector("sharded", inner=inner, inner_params=SHARDED_INNER[inner],
+                               shards=3, workers=1)
     return create_selector(request.param, **CONFIGS[request.param])
 
 

@@ -19,6 +19,7 @@ from curate.selectors.hybrid import UncertaintyKCenter, UncertaintyPrefilter
 from curate.selectors.kcenter import KCenterGreedy
 from curate.selectors.probcover import ProbCover, UncertaintyProbCover
 from curate.selectors.random import Random
+from curate.selectors.sharded import Sharded
 from curate.selectors.typiclust import TypiClust
 from curate.selectors.uncertainty import ClassQuota, TopK
 
@@ -38,6 +39,7 @@ __all__ = [
     "QuerySimilarity",
     "Composite",
     "Constrained",
+    "Sharded",
     "SELECTORS",
     "create_selector",
     "list_selectors",
@@ -61,6 +63,7 @@ SELECTORS: dict[str, type[Selector]] = {
     QuerySimilarity.name: QuerySimilarity,
     Composite.name: Composite,
     Constrained.name: Constrained,
+    Sharded.name: Sharded,
 }
 
 

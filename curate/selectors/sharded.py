@@ -1,0 +1,430 @@
+"""Sharded selection: any coverage selector over partitions of the pool, merged GreeDi-style.
+
+:class:`Sharded` (``"sharded"``) runs in three steps:
+
+1. **Partition** every row (candidates and labeled) into ``shards`` parts: k-means over the
+   vectors (``partition="kmeans"``, seeded, trained on at most ``1024 * shards`` rows, then
+   every row assigned to its nearest centroid) or whole groups (``partition="groups"``, e.g.
+   drives, packed largest-first into the least-full shard).
+2. **Per shard**: the budget is split in proportion to each shard's candidate count (largest
+   remainder, never more than a shard holds), times ``oversample``; the inner selector runs on
+   each shard's rows (its labeled rows are context) in parallel: worker processes
+   (``engine="local"``) or Ray tasks (``engine="ray"``) that read their own rows of the vectors
+   put once in Ray's object store.
+3. **Merge** (the second round of GreeDi, Mirzasoleiman et al., NeurIPS 2013): the inner
+   selector runs once more on the union of the shard picks plus every labeled row and picks the
+   final ``budget`` rows, in a global pick order. With ``oversample=1`` the union holds exactly
+   ``budget`` rows, so the merge only orders them; with ``oversample > 1`` it chooses among them.
+
+Loss against the unsharded selector
+    With ``measure_loss`` (default: when the pool has at most :data:`MEASURE_LOSS_MAX_ROWS`
+    rows) the inner selector also runs unsharded on the whole pool and ``info["loss"]`` holds,
+    for both runs, the **coverage radius** (largest distance of a row to its nearest pick or
+    labeled row; k-center's objective) and, when the inner selector has a ball radius delta
+    (ProbCover), the **ball coverage** (fraction of rows within delta of a pick or labeled row on
+    L2-normalised vectors; ProbCover's objective), with the relative loss of the sharded run.
+    Without it ``info`` holds the cheap bounds from the shards (``coverage_radius_bound``: the
+    largest shard radius, an upper bound of the global radius; ``coverage_bound``: the
+    mass-weighted mean of the shard coverages, a lower bound of the global coverage).
+
+Costs
+    Partition O(T * shards * d * iters + N * shards * d) with ``T = min(N, 1024 * shards)``;
+    shards cost what the inner selector costs on ``N / shards`` rows each, ``shards / workers``
+    rounds; the merge what it costs on ``budget * oversample + labeled`` rows. Memory: the
+    vectors once, plus one shard's rows per worker process (copied to it) or none extra on Ray
+    (tasks read the shared object). Measuring the loss adds an unsharded run and two
+    O(N * (budget + labeled) * d) blocked distance passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, Mapping, Optional, Union
+
+import numpy as np
+
+from curate.errors import BudgetError, InvalidInputError
+from curate.selectors._distances import min_sq_dist_to_set
+from curate.selectors.base import ScoresLike, Selection, Selector, validate_inputs
+
+__all__ = ["Sharded", "split_budget", "ball_coverage", "coverage_radius", "MEASURE_LOSS_MAX_ROWS"]
+
+logger = logging.getLogger(__name__)
+
+_PARTITIONS = ("kmeans", "groups")
+#: ``measure_loss=None`` measures the loss against the unsharded selector up to this many rows.
+MEASURE_LOSS_MAX_ROWS = 200_000
+#: k-means of the partition trains on at most this many rows per shard.
+PARTITION_SAMPLE_PER_SHARD = 1024
+
+
+def split_budget(mass: np.ndarray, budget: int, cap: Optional[np.ndarray] = None) -> np.ndarray:
+    """Split ``budget`` over shards in proportion to ``mass`` (largest remainder), within ``cap``.
+
+    Parameters
+    ----------
+    mass : numpy.ndarray
+        Non-negative weight per shard (its candidate count).
+    budget : int
+        Total to split; ``budget <= cap.sum()``.
+    cap : numpy.ndarray, optional
+        Most each shard may get (default: ``mass``).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 share per shard, summing to ``budget``. Deterministic: ties go to the lower shard.
+        O(shards log shards).
+    """
+    mass = np.asarray(mass, dtype=np.float64)
+    cap = np.asarray(mass if cap is None else cap).astype(np.int64)
+    if budget > int(cap.sum()):
+        raise BudgetError(f"budget {budget} is larger than the {int(cap.sum())} rows the shards hold")
+    share = np.zeros(mass.shape[0], dtype=np.int64)
+    left = int(budget)
+    while left > 0:
+        room = cap - share
+        open_ = room > 0
+        w = np.where(open_, mass, 0.0)
+        if w.sum() <= 0:
+            w = open_.astype(np.float64)
+        exact = left * w / w.sum()
+        add = np.minimum(np.floor(exact).astype(np.int64), room)
+        rest = left - int(add.sum())
+        if rest > 0:
+            frac = np.where(open_ & (add < room), exact - np.floor(exact), -1.0)
+            order = np.argsort(-frac, kind="stable")
+            for s in order[:rest]:
+                if frac[s] < 0:
+                    break
+                add[s] += 1
+        share += add
+        left -= int(add.sum())
+    return share
+
+
+def coverage_radius(x: np.ndarray, centers: np.ndarray) -> float:
+    """Largest distance of a row of ``x`` to its nearest row of ``centers`` (k-center objective).
+
+    O(N * K * d) time in blocks, O(N) memory.
+    """
+    if centers.shape[0] == 0:
+        return float("inf")
+    return float(np.sqrt(min_sq_dist_to_set(x, centers).max()))
+
+
+def ball_coverage(x: np.ndarray, centers: np.ndarray, delta: float) -> float:
+    """Fraction of rows of ``x`` strictly within ``delta`` of a row of ``centers``, L2-normalised.
+
+    ProbCover's objective (its balls are ``d < delta`` on normalised vectors). O(N * K * d).
+    """
+    from curate.selectors.probcover import normalize_rows
+
+    if centers.shape[0] == 0:
+        return 0.0
+    d2 = min_sq_dist_to_set(normalize_rows(x), normalize_rows(centers))
+    return float(np.mean(np.sqrt(d2) < delta))
+
+
+def _subset_scores(scores: ScoresLike, rows: np.ndarray) -> ScoresLike:
+    if scores is None:
+        return None
+    if isinstance(scores, Mapping):
+        return {k: np.asarray(v)[rows] for k, v in scores.items()}
+    return np.asarray(scores)[rows]
+
+
+def _select_rows(
+    inner: Selector, x: np.ndarray, rows: np.ndarray, labeled: np.ndarray, budget: int,
+    scores: ScoresLike, seed: int,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any], float]:
+    """Run ``inner`` on ``x[rows]``; returns global pick rows, gains, info and seconds."""
+    start = time.perf_counter()
+    sub = inner.select(np.ascontiguousarray(x[rows]), int(budget), labeled=labeled[rows],
+                       scores=_subset_scores(scores, rows), seed=seed)
+    return rows[sub.indices], np.asarray(sub.gains, np.float64), dict(sub.info), (
+        time.perf_counter() - start)
+
+
+def _shard_task(inner: Selector, x: np.ndarray, rows: np.ndarray, labeled: np.ndarray,
+                budget: int, scores: ScoresLike, seed: int) -> tuple[Any, ...]:
+    """One shard (module level, so worker processes and Ray tasks can import it)."""
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    return _select_rows(inner, x, rows, labeled, budget, scores, seed)
+
+
+class Sharded(Selector):
+    """Select with ``inner`` per shard of the pool in parallel, then merge (module docstring).
+
+    Parameters
+    ----------
+    inner : str or Selector
+        Registered name of a coverage strategy (``kcenter``, ``probcover``, ``typiclust``,
+        their weighted variants, ...) or such a selector object. Strategies that take
+        ``groups=`` or ``costs=`` (per-group caps, cost budgets) are refused: per-shard caps
+        would not add up to the global ones.
+    inner_params : mapping, optional
+        Constructor parameters when ``inner`` is a name.
+    shards : int
+        Number of partitions (>= 1, at most the number of candidates and the budget).
+    engine : {"local", "ray"}
+        Worker processes on this machine, or Ray tasks.
+    partition : {"kmeans", "groups"}
+        How rows are split; ``"groups"`` needs ``groups=`` in ``select`` (the workspace passes
+        each frame's drive).
+    oversample : float
+        Each shard picks ``oversample`` times its share (>= 1); the merge round keeps ``budget``.
+    measure_loss : bool, optional
+        Also run the unsharded selector and report the loss in ``info["loss"]``; default: when
+        the pool has at most :data:`MEASURE_LOSS_MAX_ROWS` rows.
+    workers : int, optional
+        Parallel shard runs (default: one per usable CPU, at most ``shards``); 1 runs them in
+        this process. Not part of :meth:`params` (it does not change the result).
+    address : str, optional
+        Ray cluster for ``engine="ray"`` (default: a local cluster, or the one this process is
+        connected to). Not part of :meth:`params`.
+
+    Notes
+    -----
+    The result depends only on the data, the parameters and the seed, never on ``workers`` or
+    ``engine`` (each shard is a deterministic call of ``inner``).
+    """
+
+    name = "sharded"
+
+    def __init__(
+        self,
+        inner: Union[str, Selector] = "kcenter",
+        inner_params: Optional[Mapping[str, Any]] = None,
+        shards: int = 4,
+        engine: str = "local",
+        partition: str = "kmeans",
+        oversample: float = 1.0,
+        measure_loss: Optional[bool] = None,
+        workers: Optional[int] = None,
+        address: Optional[str] = None,
+    ) -> None:
+        from curate._ray import check_engine
+        from curate.selectors import SELECTORS, create_selector
+
+        if isinstance(inner, Selector):
+            if inner_params:
+                raise InvalidInputError("pass inner_params only with an inner strategy name")
+            inner_obj = inner
+            inner_name = inner.name
+        else:
+            inner_name = str(inner)
+            if inner_name == self.name or inner_name not in SELECTORS:
+                valid = ", ".join(sorted(k for k in SELECTORS if k != self.name))
+                raise InvalidInputError(
+                    f"inner strategy {inner_name!r} is not valid; choose one of {valid}"
+                )
+            inner_obj = create_selector(inner_name, **dict(inner_params or {}))
+        if inner_obj.name == self.name or inner_obj.needs_groups or inner_obj.needs_costs:
+            raise InvalidInputError(
+                f"strategy {inner_obj.name!r} cannot be sharded (it takes groups or costs, or is "
+                "itself sharded); shard a coverage strategy such as kcenter, probcover or typiclust"
+            )
+        if isinstance(shards, bool) or int(shards) != shards or int(shards) < 1:
+            raise InvalidInputError(f"shards must be a positive integer; got {shards!r}")
+        if partition not in _PARTITIONS:
+            raise InvalidInputError(f"partition must be one of {_PARTITIONS}; got {partition!r}")
+        if not float(oversample) >= 1.0:
+            raise InvalidInputError(f"oversample must be >= 1; got {oversample!r}")
+        if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
+            raise InvalidInputError(f"workers must be a positive integer; got {workers!r}")
+        self.inner = inner_obj.name
+        self.inner_params = inner_obj.params()
+        self.shards = int(shards)
+        self.engine = check_engine(engine)
+        self.partition = partition
+        self.oversample = float(oversample)
+        self.measure_loss = None if measure_loss is None else bool(measure_loss)
+        self._inner = inner_obj
+        self._workers = None if workers is None else int(workers)
+        self._address = address
+
+    @property
+    def needs_scores(self) -> bool:  # type: ignore[override]
+        """The inner strategy's need for scores."""
+        return bool(self._inner.needs_scores)
+
+    @property
+    def needs_groups(self) -> bool:  # type: ignore[override]
+        """Groups are needed for ``partition="groups"``."""
+        return self.partition == "groups"
+
+    # ------------------------------------------------------------------ steps
+    def _partition(self, x: np.ndarray, seed: int, groups: Any) -> np.ndarray:
+        """Shard of every row (int64, values in ``[0, shards)``)."""
+        n = x.shape[0]
+        if self.partition == "groups":
+            if groups is None:
+                raise InvalidInputError(
+                    "partition='groups' needs groups=... (one key per row, e.g. the drive)"
+                )
+            g = np.asarray(groups)
+            if g.ndim != 1 or g.shape[0] != n:
+                raise InvalidInputError(
+                    f"groups must have one key per row of vectors ({n}); got shape {g.shape}"
+                )
+            keys, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+            if keys.size < self.shards:
+                raise BudgetError(
+                    f"shards={self.shards} is larger than the {keys.size} groups; use at most "
+                    f"{keys.size} shards or partition='kmeans'"
+                )
+            order = np.argsort(-counts, kind="stable")
+            load = np.zeros(self.shards, dtype=np.int64)
+            shard_of_group = np.empty(keys.size, dtype=np.int64)
+            for gi in order:  # largest group first into the least-full shard: O(G * shards)
+                s = int(np.argmin(load))
+                shard_of_group[gi] = s
+                load[s] += counts[gi]
+            return shard_of_group[inverse.ravel()]
+        if self.shards == 1:
+            return np.zeros(n, dtype=np.int64)
+        from curate.selectors._kmeans import kmeans
+
+        labels, _ = kmeans(x, self.shards, seed=seed,
+                           sample_per_cluster=PARTITION_SAMPLE_PER_SHARD)
+        return labels
+
+    def _run_shards(self, x: np.ndarray, tasks: list[tuple[np.ndarray, int]], labeled: np.ndarray,
+                    scores: ScoresLike, seed: int) -> list[tuple[Any, ...]]:
+        from curate._ray import usable_cpus
+
+        workers = self._workers or min(len(tasks), usable_cpus())
+        if self.engine == "ray":
+            from curate._ray import ray_session
+
+            with ray_session(self._address) as ray:
+                remote = ray.remote(num_cpus=1)(_shard_task)
+                x_ref, lab_ref, scores_ref = ray.put(x), ray.put(labeled), ray.put(scores)
+                refs = [remote.remote(self._inner, x_ref, rows, lab_ref, b, scores_ref, seed)
+                        for rows, b in tasks]
+                return list(ray.get(refs))
+        if workers <= 1 or len(tasks) <= 1:
+            return [_select_rows(self._inner, x, rows, labeled, b, scores, seed) for rows, b in tasks]
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(_shard_task, self._inner, x[rows], np.arange(rows.size),
+                                   labeled[rows], b, _subset_scores(scores, rows), seed)
+                       for rows, b in tasks]
+            out = []
+            for fut, (rows, _) in zip(futures, tasks):
+                local, gains, info, secs = fut.result()
+                out.append((rows[local], gains, info, secs))
+            return out
+
+    # ------------------------------------------------------------------ select
+    def select(
+        self,
+        vectors: np.ndarray,
+        budget: int,
+        *,
+        labeled: Any = None,
+        scores: ScoresLike = None,
+        seed: int = 0,
+        groups: Any = None,
+    ) -> Selection:
+        """Pick ``budget`` rows shard by shard, then merge; see :class:`Selector`.
+
+        Raises
+        ------
+        BudgetError
+            ``shards`` larger than the candidates or than a positive budget (each shard must
+            get at least one pick), besides the checks of every selector.
+        """
+        inp = validate_inputs(vectors, budget, labeled)
+        x, lab, b = inp.vectors, inp.labeled, inp.budget
+        n = x.shape[0]
+        if b == 0:
+            return Selection(np.zeros(0, np.int64), np.zeros(0, np.float64),
+                             {"shards": 0, "engine": self.engine})
+        if self.shards > inp.candidates.size:
+            raise BudgetError(
+                f"shards={self.shards} is larger than the {inp.candidates.size} unlabeled "
+                f"candidates; use at most {inp.candidates.size} shards"
+            )
+        if self.shards > b:
+            raise BudgetError(
+                f"shards={self.shards} is larger than the budget {b}; every shard needs at least "
+                f"one pick: use at most {b} shards (or a larger budget)"
+            )
+        t0 = time.perf_counter()
+        shard_of = self._partition(x, seed, groups)
+        t_partition = time.perf_counter() - t0
+        order = np.argsort(shard_of, kind="stable")
+        bounds = np.searchsorted(shard_of[order], np.arange(self.shards + 1))
+        shard_rows = [order[bounds[s]:bounds[s + 1]] for s in range(self.shards)]
+        cand_count = np.array([int((~lab[r]).sum()) for r in shard_rows], dtype=np.int64)
+        share = split_budget(cand_count, b)
+        want = np.minimum(cand_count, np.ceil(share * self.oversample).astype(np.int64))
+        tasks = [(shard_rows[s], int(want[s])) for s in range(self.shards) if want[s] > 0]
+        t1 = time.perf_counter()
+        results = self._run_shards(x, tasks, lab, scores, seed)
+        t_shards = time.perf_counter() - t1
+        union = np.sort(np.concatenate([r[0] for r in results]).astype(np.int64))
+        merge_rows = np.union1d(union, np.flatnonzero(lab)).astype(np.int64)
+        t2 = time.perf_counter()
+        picks, gains, merge_info, _ = _select_rows(self._inner, x, merge_rows, lab, b, scores, seed)
+        t_merge = time.perf_counter() - t2
+        info: dict[str, Any] = {
+            "shards": len(tasks),
+            "engine": self.engine,
+            "partition": self.partition,
+            "oversample": self.oversample,
+            "shard_rows": [int(r.size) for r in shard_rows],
+            "shard_budgets": [int(v) for v in share],
+            "union": int(union.size),
+            "seconds_partition": round(t_partition, 4),
+            "seconds_shards": round(t_shards, 4),
+            "seconds_shard_max": round(max(r[3] for r in results), 4),
+            "seconds_merge": round(t_merge, 4),
+            "merge": merge_info,
+        }
+        radii = [r[2].get("coverage_radius") for r in results]
+        if all(isinstance(v, (int, float)) for v in radii):
+            info["coverage_radius_bound"] = float(max(radii))
+        covs = [r[2].get("coverage") for r in results]
+        if all(isinstance(v, (int, float)) for v in covs):
+            sizes = np.array([rows.size for rows, _ in tasks], dtype=np.float64)
+            info["coverage_bound"] = float(np.dot(sizes, covs) / sizes.sum())
+        measure = self.measure_loss if self.measure_loss is not None else n <= MEASURE_LOSS_MAX_ROWS
+        if measure:
+            info["loss"] = self._loss(x, lab, b, scores, seed, picks, merge_info)
+            info["coverage_radius"] = info["loss"]["coverage_radius"]["sharded"]
+        else:
+            info["loss"] = (f"not measured ({n} rows > {MEASURE_LOSS_MAX_ROWS}); pass "
+                            "measure_loss=True to run the unsharded selector too")
+        return Selection(indices=picks.astype(np.int64), gains=gains, info=info)
+
+    def _loss(self, x: np.ndarray, lab: np.ndarray, budget: int, scores: ScoresLike, seed: int,
+              picks: np.ndarray, merge_info: dict[str, Any]) -> dict[str, Any]:
+        """Objectives of the sharded and the unsharded run on the whole pool."""
+        start = time.perf_counter()
+        full = self._inner.select(x, budget, labeled=lab, scores=scores, seed=seed)
+        seconds = time.perf_counter() - start
+        known = np.flatnonzero(lab)
+        sharded_c = x[np.concatenate([picks, known])]
+        full_c = x[np.concatenate([full.indices, known])]
+        r_s, r_u = coverage_radius(x, sharded_c), coverage_radius(x, full_c)
+        out: dict[str, Any] = {
+            "unsharded_seconds": round(seconds, 4),
+            "coverage_radius": {"sharded": r_s, "unsharded": r_u,
+                                "relative": (r_s / r_u - 1.0) if r_u > 0 else 0.0},
+        }
+        delta = full.info.get("delta", merge_info.get("delta"))
+        if isinstance(delta, (int, float)):
+            c_s, c_u = ball_coverage(x, sharded_c, delta), ball_coverage(x, full_c, delta)
+            out["ball_coverage"] = {"delta": float(delta), "sharded": c_s, "unsharded": c_u,
+                                    "relative": (c_u - c_s) / c_u if c_u > 0 else 0.0}
+        return out
+

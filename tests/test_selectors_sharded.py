@@ -1,0 +1,182 @@
+"""Sharded selection (local engine): budget split, partitions, worker processes, measured loss.
+
+Ray tasks (``engine="ray"``) are checked in tests/test_ray_engine.py, which starts the cluster.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import curate
+from curate.cli import cli
+from curate.errors import BudgetError, InvalidInputError
+from curate.selectors import KCenterGreedy, ProbCover, Sharded, create_selector
+from curate.selectors.sharded import ball_coverage, coverage_radius, split_budget
+
+
+def _pool(n: int = 600, d: int = 12, clusters: int = 8, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=5.0, size=(clusters, d))
+    return (centers[rng.integers(clusters, size=n)] + rng.normal(size=(n, d))).astype(np.float32)
+
+
+def _split_reference(mass: list[int], budget: int) -> list[int]:
+    """Largest remainder by brute force over every split (tiny cases only)."""
+    best, best_err = None, None
+    total = sum(mass)
+    for split in itertools.product(*[range(m + 1) for m in mass]):
+        if sum(split) != budget:
+            continue
+        err = max(abs(s - budget * m / total) for s, m in zip(split, mass))
+        if best_err is None or err < best_err - 1e-12:
+            best, best_err = list(split), err
+    return best
+
+
+@pytest.mark.parametrize("mass,budget", [([5, 3, 2], 4), ([1, 1, 1], 2), ([7, 0, 3], 5),
+                                         ([4, 4], 8), ([2, 9, 1, 3], 6), ([1, 6], 6)])
+def test_split_budget_is_proportional_capped_and_complete(mass: list[int], budget: int) -> None:
+    share = split_budget(np.array(mass), budget)
+    assert share.sum() == budget
+    assert (share <= np.array(mass)).all() and (share >= 0).all()
+    ref = _split_reference(mass, budget)
+    exact = [budget * m / sum(mass) for m in mass]
+    assert max(abs(s - e) for s, e in zip(share, exact)) <= max(
+        abs(s - e) for s, e in zip(ref, exact)) + 1e-9
+    with pytest.raises(BudgetError):
+        split_budget(np.array(mass), sum(mass) + 1)
+
+
+def test_objectives_match_a_brute_force_reference() -> None:
+    x = _pool(200, 6)
+    centers = x[[3, 50, 120, 199]]
+    d = np.sqrt(((x[:, None, :].astype(np.float64) - centers[None].astype(np.float64)) ** 2).sum(-1))
+    assert coverage_radius(x, centers) == pytest.approx(d.min(1).max(), rel=1e-4)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    cn = centers / np.linalg.norm(centers, axis=1, keepdims=True)
+    dn = np.sqrt(((xn[:, None, :] - cn[None]) ** 2).sum(-1)).min(1)
+    delta = float(np.median(dn))
+    margin = np.abs(dn - delta) > 1e-4  # rows on the ball boundary may round either way
+    got = ball_coverage(x, centers, delta)
+    assert abs(got - float(np.mean(dn < delta))) <= float(np.mean(~margin)) + 1e-12
+
+
+def test_one_shard_picks_the_unsharded_set() -> None:
+    x = _pool()
+    labeled = np.arange(0, 600, 97)
+    for inner in (KCenterGreedy(), ProbCover(delta=0.4)):
+        full = inner.select(x, 25, labeled=labeled, seed=2)
+        one = Sharded(inner, shards=1, workers=1).select(x, 25, labeled=labeled, seed=2)
+        assert sorted(one.indices.tolist()) == sorted(full.indices.tolist())
+
+
+def test_worker_processes_give_the_same_result_as_one_process() -> None:
+    x = _pool()
+    labeled = np.arange(5)
+    a = Sharded("kcenter", shards=3, workers=1).select(x, 30, labeled=labeled, seed=4)
+    b = Sharded("kcenter", shards=3, workers=2).select(x, 30, labeled=labeled, seed=4)
+    assert a.indices.tolist() == b.indices.tolist()
+    np.testing.assert_array_equal(a.gains, b.gains)
+    assert a.info["shard_rows"] == b.info["shard_rows"] and sum(a.info["shard_rows"]) == 600
+    assert sum(a.info["shard_budgets"]) == 30
+
+
+def test_measured_loss_is_the_objective_of_both_runs() -> None:
+    x = _pool(800)
+    labeled = np.arange(10)
+    sel = Sharded("probcover", {"delta": 0.4}, shards=4, workers=1, measure_loss=True).select(
+        x, 40, labeled=labeled, seed=0)
+    loss = sel.info["loss"]
+    full = ProbCover(delta=0.4).select(x, 40, labeled=labeled, seed=0)
+    cent_s = x[np.concatenate([sel.indices, labeled])]
+    cent_u = x[np.concatenate([full.indices, labeled])]
+    assert loss["coverage_radius"]["sharded"] == pytest.approx(coverage_radius(x, cent_s))
+    assert loss["coverage_radius"]["unsharded"] == pytest.approx(coverage_radius(x, cent_u))
+    bc = loss["ball_coverage"]
+    assert bc["delta"] == pytest.approx(0.4)
+    assert bc["unsharded"] == pytest.approx(full.info["coverage"], abs=1e-6)
+    assert bc["sharded"] == pytest.approx(ball_coverage(x, cent_s, 0.4))
+    assert bc["relative"] == pytest.approx((bc["unsharded"] - bc["sharded"]) / bc["unsharded"])
+    # on well separated clusters the sharded run stays close to the unsharded one
+    assert bc["relative"] < 0.1
+    kc = Sharded("kcenter", shards=4, workers=1).select(x, 40, labeled=labeled, seed=0)
+    assert kc.info["loss"]["coverage_radius"]["relative"] < 0.25
+    assert kc.info["coverage_radius_bound"] >= kc.info["coverage_radius"] - 1e-5
+    big = Sharded("kcenter", shards=4, workers=1, measure_loss=False).select(x, 40, seed=0)
+    assert "not measured" in big.info["loss"] and "coverage_radius_bound" in big.info
+
+
+def test_group_partition_keeps_groups_whole() -> None:
+    x = _pool(300)
+    groups = np.repeat(np.arange(10), 30)
+    sel = Sharded("kcenter", shards=3, partition="groups", workers=1)
+    assert sel.needs_groups
+    out = sel.select(x, 12, groups=groups, seed=0)
+    assert len(set(out.indices.tolist())) == 12
+    assert sorted(out.info["shard_rows"]) == [90, 90, 120]
+    with pytest.raises(InvalidInputError, match="groups"):
+        sel.select(x, 12)
+    with pytest.raises(BudgetError, match="groups"):
+        Sharded("kcenter", shards=11, partition="groups").select(x, 12, groups=groups)
+
+
+def test_clear_errors_for_shards_and_parameters() -> None:
+    x = _pool(50)
+    with pytest.raises(BudgetError, match="larger than the budget 4"):
+        Sharded("kcenter", shards=5, workers=1).select(x, 4)
+    with pytest.raises(BudgetError, match="larger than the 3 unlabeled"):
+        Sharded("kcenter", shards=4, workers=1).select(x, 3, labeled=np.arange(3, 50))
+    with pytest.raises(InvalidInputError, match="cannot be sharded"):
+        Sharded("constrained", {"inner": "kcenter", "max_per_group": 2})
+    with pytest.raises(InvalidInputError, match="not valid"):
+        Sharded("sharded")
+    with pytest.raises(InvalidInputError, match="engine"):
+        Sharded("kcenter", engine="spark")
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(InvalidInputError, match="shards"):
+            Sharded("kcenter", shards=bad)
+    with pytest.raises(InvalidInputError, match="oversample"):
+        Sharded("kcenter", oversample=0.5)
+    again = create_selector("sharded", **Sharded(KCenterGreedy(), shards=2).params())
+    assert again.params()["inner"] == "kcenter" and again.shards == 2
+
+
+def test_workspace_cli_and_reproduce(ws: curate.Workspace) -> None:
+    result = ws.select("kcenter", 6, embedding="bev-hist", seed=1, shards=2)
+    run = ws.run(result.run_id)
+    assert run.strategy == "sharded" and run.params["inner"] == "kcenter" and run.params["shards"] == 2
+    assert len(set(run.ids)) == 6
+    assert "loss" in run.info and run.info["coverage_radius"] > 0
+    assert ws.reproduce(result.run_id) == run.ids
+    with pytest.raises(BudgetError, match="larger than the budget"):
+        ws.select("kcenter", 2, embedding="bev-hist", shards=3)
+    with pytest.raises(InvalidInputError, match="needs shards"):
+        ws.select("kcenter", 2, embedding="bev-hist", engine="ray")
+    out = CliRunner().invoke(cli, ["select", "--workspace", str(ws.path), "--strategy", "kcenter",
+                                   "--budget", "6", "--embedding", "bev-hist", "--seed", "1",
+                                   "--shards", "2"])
+    assert out.exit_code == 0, out.output
+    assert curate.connect(Path(ws.path)).run(out.output.strip().splitlines()[-1]).ids == run.ids
+
+
+def test_http_select_takes_shards(tmp_path: Path, embedded_template: Path) -> None:
+    import shutil
+
+    from curate.server import BackgroundServer, create_app
+
+    path = tmp_path / "ws"
+    shutil.copytree(embedded_template, path)
+    app = create_app(path, {"tok": "write"}, use_env_tokens=False)
+    with BackgroundServer(app) as srv:
+        remote = curate.connect(srv.url, token="tok")
+        result = remote.select("kcenter", 6, embedding="bev-hist", seed=1, shards=2)
+        assert result.run.strategy == "sharded" and result.run.params["shards"] == 2
+        local = curate.connect(path)
+        assert local.reproduce(result.run_id) == result.ids
+        with pytest.raises(InvalidInputError):
+            remote.select("kcenter", 6, embedding="bev-hist", shards=0)
