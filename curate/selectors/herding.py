@@ -156,7 +156,7 @@ def _normalize(x: np.ndarray) -> np.ndarray:
 def _pair_dist(x64: np.ndarray, n2: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """float64 distances of the row pairs ``(a[i], b[i])``, in blocks; exact 0 on ``a == b``."""
     out = np.empty(a.shape[0], dtype=np.float64)
-    step = 1 << 18
+    step = max(1024, (1 << 24) // (8 * x64.shape[1]))  # ~16 MiB of gathered rows per side
     for s in range(0, a.shape[0], step):
         aa, bb = a[s : s + step], b[s : s + step]
         dot = np.einsum("ij,ij->i", x64[aa], x64[bb])
