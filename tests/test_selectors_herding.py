@@ -226,3 +226,34 @@ def test_cli_lists_the_strategies() -> None:
     out = CliRunner().invoke(cli, ["strategies"])
     assert out.exit_code == 0, out.output
     assert "maxherding" in out.output and "uherding" in out.output
+
+
+def test_al_quality_benchmark_smoke(tmp_path) -> None:
+    """Tiny run of benchmarks/al_quality.py on synthetic features (no dataset, no embedding)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, CURATE_RESULTS_DIR=str(tmp_path), OMP_NUM_THREADS="1")
+    common = [sys.executable, str(root / "benchmarks" / "al_quality.py"), "--synthetic", "300",
+              "--out", str(tmp_path / "curves.png")]
+    out = subprocess.run(common + ["--seeds", "2", "--budgets", "10,20",
+                                   "--strategies", "random,maxherding,uherding,margin"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads((tmp_path / "al_quality-fmnist.json").read_text())
+    names = {r["strategy"] for r in res["rows"]}
+    assert names == {"random", "maxherding", "uherding", "margin"}
+    assert all(0 <= r["accuracy %"] <= 100 and r["seeds"] == 2 for r in res["rows"])
+    assert len(res["rows"]) == 8 and not res["notes"].startswith("PARTIAL")
+    out = subprocess.run(common + ["--speed", "--speed-sizes", "600", "--speed-budget", "20",
+                                   "--skal-max", "0"], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = json.loads((tmp_path / "al_quality-fmnist-speed.json").read_text())["rows"]
+    by = {r["method"]: r for r in rows}
+    assert by["dense"]["loss vs dense %"] == 0 and by["sparse"]["coverage"] > 0
+    assert by["sparse"]["peak MiB"] > 0 and by["scikit-activeml"]["seconds"] is None
