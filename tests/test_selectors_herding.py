@@ -257,3 +257,22 @@ def test_al_quality_benchmark_smoke(tmp_path) -> None:
     by = {r["method"]: r for r in rows}
     assert by["dense"]["loss vs dense %"] == 0 and by["sparse"]["coverage"] > 0
     assert by["sparse"]["peak MiB"] > 0 and by["scikit-activeml"]["seconds"] is None
+
+
+def test_http_select_by_name(tmp_path, embedded_template) -> None:
+    import shutil
+
+    import curate
+    from curate.server import BackgroundServer, create_app
+
+    path = tmp_path / "ws"
+    shutil.copytree(embedded_template, path)
+    app = create_app(path, {"herding-token": "write"}, use_env_tokens=False)
+    with BackgroundServer(app) as srv:
+        remote = curate.connect(srv.url, token="herding-token")
+        sel = remote.select("maxherding", 6, embedding="bev-hist", seed=1, bandwidth=0.5)
+        local = app.state.curate.workspace
+        assert sel.ids == local.plan_selection("maxherding", 6, embedding="bev-hist", seed=1,
+                                               bandwidth=0.5).run.ids
+        with pytest.raises(Exception, match="valid kernels"):
+            remote.select("maxherding", 6, embedding="bev-hist", kernel="gauss")
