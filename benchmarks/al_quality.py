@@ -529,7 +529,8 @@ def _vmhwm_mib() -> float:
     return float("nan")
 
 
-def run_speed(args, feature_sets: dict[str, Optional[Path]]) -> list[dict]:
+def run_speed(args, feature_sets: dict[str, Optional[Path]],
+              on_row: Optional[Callable[[list], None]] = None) -> list[dict]:
     """Dense vs sparse vs scikit-activeml MaxHerding (rbf, h = 1), budget ``--speed-budget``,
     each in a fresh process (peak RSS = VmHWM); coverage of the picks under the exact kernel."""
     import json
@@ -542,7 +543,8 @@ def run_speed(args, feature_sets: dict[str, Optional[Path]]) -> list[dict]:
     for label, path in feature_sets.items():
         x = np.load(path) if path is not None else None
         n = len(x) if x is not None else int(label)
-        plans = [("sparse", k) for k in args.speed_k] + [("dense", 0)]
+        ks = args.speed_k if path is not None else args.speed_k_synthetic
+        plans = [("sparse", k) for k in ks] + [("dense", 0)]
         plans += [("skal", 0)]
         picks: dict[str, np.ndarray] = {}
         for method, k in plans:
@@ -580,6 +582,8 @@ def run_speed(args, feature_sets: dict[str, Optional[Path]]) -> list[dict]:
                 "note": (f"lists complete: {res['lists_complete']}, rows truncated "
                          f"{res['rows_truncated']}; stages {res['stages']}" if method == "sparse"
                          else "")})
+            if on_row is not None:
+                on_row(rows)
             print(f"  speed {label} {method} k={k}: {res['seconds']:.1f} s, peak "
                   f"{res['peak_mib']:.0f} MiB, coverage {cov}", flush=True)
         dense = [r for r in rows if r["features"] == label and r["method"] == "dense"
@@ -635,7 +639,10 @@ def main(argv: Optional[list[str]] = None) -> None:
                     help="also time the Fashion-MNIST pool features (coverage loss on real data)")
     ap.add_argument("--speed-dim", type=int, default=256)
     ap.add_argument("--speed-budget", type=int, default=1000)
-    ap.add_argument("--speed-k", default="64", help="knn_k values of the sparse runs")
+    ap.add_argument("--speed-k", default="16,32,64,128",
+                    help="knn_k values of the sparse runs on the Fashion-MNIST pool")
+    ap.add_argument("--speed-k-synthetic", default="64",
+                    help="knn_k values of the sparse runs on the synthetic pools")
     ap.add_argument("--dense-max", type=int, default=20000)
     ap.add_argument("--skal-max", type=int, default=10000)
     ap.add_argument("--coverage-max", type=int, default=100000)
@@ -653,6 +660,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     from benchmarks.results_io import write_result
 
     args.speed_k = [int(k) for k in str(args.speed_k).split(",")]
+    args.speed_k_synthetic = [int(k) for k in str(args.speed_k_synthetic).split(",")]
     budgets = sorted(int(b) for b in args.budgets.split(","))
     if args.synthetic:
         x, y, x_test, y_test = synthetic_data(args.synthetic, max(200, args.synthetic // 2))
@@ -683,13 +691,17 @@ def main(argv: Optional[list[str]] = None) -> None:
             tmp = Path(tempfile.mkdtemp()) / "pool.npy"
             np.save(tmp, x)
             sets = {f"fmnist-{len(x)}": tmp, **sets}
-        rows = run_speed(args, sets)
-        write_result("al_quality", rows, name=args.name + "-speed", args=args, notes=(
+        def speed_notes(partial: bool) -> str:
+            return ("PARTIAL: " if partial else "") + (
             "MaxHerding rbf h=1 (official default) from an empty labeled set, budget "
             f"{args.speed_budget}; synthetic pools: 100 Gaussian clusters, {args.speed_dim}-d; "
             "each run in a fresh process, peak = VmHWM (features included); coverage = exact "
             "generalized coverage of the picks (float64); loss vs dense = relative coverage "
-            "lost by the sparse kernel. scikit-activeml MaxHerding run with gamma = 1 (h = 1)."))
+            "lost by the sparse kernel. scikit-activeml MaxHerding run with gamma = 1 (h = 1).")
+
+        rows = run_speed(args, sets, on_row=lambda r: write_result(
+            "al_quality", r, name=args.name + "-speed", args=args, notes=speed_notes(True)))
+        write_result("al_quality", rows, name=args.name + "-speed", args=args, notes=speed_notes(False))
         return
 
     if args.tune:
