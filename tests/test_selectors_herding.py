@@ -81,6 +81,18 @@ def test_sparse_equals_dense_when_lists_cover_the_threshold(kernel, h, threshold
     assert a.info["coverage"] == b.info["coverage"]
 
 
+def test_sparse_kernel_built_in_many_blocks_is_the_same(monkeypatch) -> None:
+    import curate.selectors.herding as herding
+
+    x = blobs(300, seed=6)
+    ref = MaxHerding(knn_k=40, bandwidth=0.5).select(x, 25, labeled=[7])
+    monkeypatch.setattr(herding, "PAIRS_PER_BLOCK", 100)
+    got = MaxHerding(knn_k=40, bandwidth=0.5).select(x, 25, labeled=[7])
+    assert got.indices.tolist() == ref.indices.tolist()
+    assert got.info["rows_truncated"] == ref.info["rows_truncated"]
+    assert got.info["edges"] == ref.info["edges"]
+
+
 def test_truncated_lists_are_reported_and_lose_little() -> None:
     x = blobs(500, seed=3)
     a = MaxHerding(method="dense").select(x, 20)

@@ -97,6 +97,8 @@ AUTO_SAMPLE = 20_000
 AUTO_QUERIES = 1000
 #: Largest pool of ``method="dense"`` (an N x N int32 kernel: 1.6 GB at 20k rows).
 DENSE_MAX_ROWS = 20_000
+#: Listed pairs per block when building the sparse kernel (bounds its temporaries).
+PAIRS_PER_BLOCK = 1 << 22
 #: Rows per block when computing distances.
 _BLOCK = 1024
 
@@ -153,13 +155,25 @@ def _normalize(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x / norms[:, None], dtype=np.float32)
 
 
-def _pair_dist(x64: np.ndarray, n2: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """float64 distances of the row pairs ``(a[i], b[i])``, in blocks; exact 0 on ``a == b``."""
+def _row_norms64(x: np.ndarray) -> np.ndarray:
+    """float64 squared norms of the rows of float32 ``x``, in blocks (no float64 copy of x)."""
+    out = np.empty(x.shape[0], dtype=np.float64)
+    for s in range(0, x.shape[0], 65536):
+        blk = x[s : s + 65536].astype(np.float64)
+        out[s : s + 65536] = (blk * blk).sum(axis=1)
+    return out
+
+
+def _pair_dist(x: np.ndarray, n2: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float64 distances of the row pairs ``(a[i], b[i])``, in blocks; exact 0 on ``a == b``.
+
+    ``x`` may be float32: gathered blocks are cast to float64, never the whole matrix.
+    """
     out = np.empty(a.shape[0], dtype=np.float64)
-    step = max(1024, (1 << 24) // (8 * x64.shape[1]))  # ~16 MiB of gathered rows per side
+    step = max(1024, (1 << 24) // (8 * x.shape[1]))  # ~16 MiB of gathered rows per side
     for s in range(0, a.shape[0], step):
         aa, bb = a[s : s + step], b[s : s + step]
-        dot = np.einsum("ij,ij->i", x64[aa], x64[bb])
+        dot = np.einsum("ij,ij->i", x[aa].astype(np.float64), x[bb].astype(np.float64))
         d2 = n2[aa] + n2[bb] - 2.0 * dot
         out[s : s + step] = np.sqrt(np.maximum(d2, 0.0))
     out[a == b] = 0.0
@@ -264,8 +278,7 @@ def labeled_min_distance(xn: np.ndarray, labeled_rows: np.ndarray) -> Optional[f
     _, ind = knn(index, lab, 2)
     a = np.arange(lab.shape[0])
     b = np.where(ind[:, 0] == a, ind[:, 1], ind[:, 0])
-    lab64 = lab.astype(np.float64)
-    d = _pair_dist(lab64, (lab64 * lab64).sum(axis=1), a, b)
+    d = _pair_dist(lab, _row_norms64(lab), a, b)
     d = d[d > 0]
     return float(d.min()) if d.size else None
 
@@ -375,43 +388,49 @@ class _KnnKernel:
         _, ind = knn(index, xn, k)
         del index
         clock.stage("knn")
-        rows = np.arange(n, dtype=np.int64)
-        has_self = (ind == rows[:, None]).any(axis=1)
-        if not has_self.all():  # approximate search (or > k duplicates) missed the row itself
-            ind[~has_self, -1] = rows[~has_self]
-        src = np.repeat(rows, k)
-        dst = ind.reshape(-1)
+        n2 = _row_norms64(xn)
+        fwd_counts = np.zeros(n, dtype=np.int64)
+        idx_parts: list[np.ndarray] = []
+        kq_parts: list[np.ndarray] = []
+        truncated = 0
+        step = max(1, PAIRS_PER_BLOCK // k)  # rows per block
+        for s0 in range(0, n, step):
+            blk = ind[s0 : s0 + step]
+            rows = np.arange(s0, s0 + blk.shape[0], dtype=np.int64)
+            has_self = (blk == rows[:, None]).any(axis=1)
+            if not has_self.all():  # approximate search (or > k duplicates) missed the row
+                blk[~has_self, -1] = rows[~has_self]
+            valid = blk >= 0
+            src = np.repeat(rows, valid.sum(axis=1))
+            dst = blk[valid]
+            d = _pair_dist(xn, n2, src, dst)
+            kq = kernel_values(d, kernel, h, threshold)
+            if k < n:
+                # a row's list is complete when its farthest listed row has kernel value 0 (after
+                # the threshold): the kernel decreases with distance, so unlisted rows have 0 too
+                counts = valid.sum(axis=1)  # >= 1 per row: the self edge
+                dmax = np.maximum.reduceat(d, np.cumsum(counts) - counts)
+                truncated += int(np.count_nonzero(
+                    (kernel_values(dmax, kernel, h, threshold) > 0) | (counts < k)))
+            keep = kq > 0
+            fwd_counts[s0 : s0 + blk.shape[0]] = np.bincount(
+                src[keep] - s0, minlength=blk.shape[0])
+            idx_parts.append(dst[keep].astype(np.int32))
+            kq_parts.append(kq[keep].astype(np.int32))
         del ind
-        valid = dst >= 0
-        src, dst = src[valid], dst[valid]
-        x64 = xn.astype(np.float64)
-        d = _pair_dist(x64, (x64 * x64).sum(axis=1), src, dst)
-        del x64
-        kq = kernel_values(d, kernel, h, threshold)
-        # a row's list is complete when its farthest listed row has kernel value 0 (after the
-        # threshold): the kernel decreases with distance, so every unlisted row has 0 too
-        if k >= n:
-            self.truncated = 0
-        else:
-            counts = np.bincount(src, minlength=n)  # >= 1 per row: the self edge
-            dmax = np.maximum.reduceat(d, np.cumsum(counts) - counts)
-            short = counts < k
-            self.truncated = int(np.count_nonzero(
-                (kernel_values(dmax, kernel, h, threshold) > 0) | short))
-        del d
-        keep = kq > 0
-        src, dst, kq = src[keep], dst[keep], kq[keep].astype(np.int32)
-        fwd_counts = np.bincount(src, minlength=n).astype(np.int64)
+        self.truncated = truncated
         self.fwd_ptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(fwd_counts, out=self.fwd_ptr[1:])
-        self.fwd_idx = dst.astype(np.int32)
-        self.fwd_kq = kq
-        order = np.argsort(dst, kind="stable")
-        rev_counts = np.bincount(dst, minlength=n).astype(np.int64)
+        self.fwd_idx = np.concatenate(idx_parts)
+        self.fwd_kq = np.concatenate(kq_parts)
+        del idx_parts, kq_parts
+        order = np.argsort(self.fwd_idx, kind="stable")
+        rev_counts = np.bincount(self.fwd_idx, minlength=n).astype(np.int64)
         self.rev_ptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(rev_counts, out=self.rev_ptr[1:])
-        self.rev_src = src[order].astype(np.int32)
-        self.rev_kq = kq[order]
+        self.rev_kq = self.fwd_kq[order]
+        self.rev_src = np.repeat(np.arange(n, dtype=np.int32), fwd_counts)[order]
+        del order
         clock.stage("kernel")
 
     @property
@@ -471,11 +490,9 @@ def _initial_best(xn: np.ndarray, lab_rows: np.ndarray, kernel: str, h: float, t
     kk = min(4, lab_rows.size)
     index = build_index(lab, kind="flat")
     _, ind = knn(index, xn, kk)
-    x64 = xn.astype(np.float64)
-    n2 = (x64 * x64).sum(axis=1)
     src = np.repeat(np.arange(n, dtype=np.int64), kk)
     dst = lab_rows[np.maximum(ind.reshape(-1), 0)]
-    d = _pair_dist(x64, n2, src, dst).reshape(n, kk)
+    d = _pair_dist(xn, _row_norms64(xn), src, dst).reshape(n, kk)
     d[ind < 0] = np.inf
     m = kernel_values(d.min(axis=1), kernel, h, threshold)
     m[lab_rows] = kernel_values(np.zeros(1), kernel, h, threshold)[0]
