@@ -516,7 +516,7 @@ def speed_features(n: int, dim: int, seed: int = 0) -> np.ndarray:
 
 
 def speed_one(method: str, n: int, dim: int, budget: int, knn_k: int, out: Path,
-              features: Optional[Path]) -> None:
+              features: Optional[Path], nprobe: Optional[int] = None) -> None:
     """Child process of ``--speed``: one selection, prints seconds and peak RSS as JSON."""
     import json
 
@@ -533,7 +533,7 @@ def speed_one(method: str, n: int, dim: int, budget: int, knn_k: int, out: Path,
             x, np.full(len(x), np.nan), batch_size=budget)
         info: dict = {}
     else:
-        sel = MaxHerding(method=method, knn_k=max(knn_k, 2)).select(x, budget)
+        sel = MaxHerding(method=method, knn_k=max(knn_k, 2), nprobe=nprobe).select(x, budget)
         idx, info = sel.indices, sel.info
     secs = time.perf_counter() - t
     np.save(out, np.asarray(idx, dtype=np.int64))
@@ -587,6 +587,8 @@ def run_speed(args, feature_sets: dict[str, Optional[Path]],
                 cmd = [sys.executable, str(Path(__file__).resolve()), "--speed-one", method,
                        "--speed-n", str(n), "--speed-dim", str(args.speed_dim), "--speed-budget",
                        str(args.speed_budget), "--speed-one-k", str(k), "--speed-out", str(out)]
+                if args.speed_nprobe:
+                    cmd += ["--speed-nprobe", str(args.speed_nprobe)]
                 if path is not None:
                     cmd += ["--speed-features", str(path)]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -665,6 +667,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                     help="knn_k values of the sparse runs on the Fashion-MNIST pool")
     ap.add_argument("--speed-k-synthetic", default="64",
                     help="knn_k values of the sparse runs on the synthetic pools")
+    ap.add_argument("--speed-nprobe", type=int, default=0,
+                    help="IVF lists probed by the sparse kNN above 100k rows (0: the default)")
     ap.add_argument("--dense-max", type=int, default=20000)
     ap.add_argument("--skal-max", type=int, default=10000)
     ap.add_argument("--coverage-max", type=int, default=100000)
@@ -677,7 +681,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     if args.speed_one:
         speed_one(args.speed_one, args.speed_n, args.speed_dim, args.speed_budget,
-                  args.speed_one_k, args.speed_out, args.speed_features)
+                  args.speed_one_k, args.speed_out, args.speed_features,
+                  args.speed_nprobe or None)
         return
     from benchmarks.results_io import write_result
 
