@@ -42,8 +42,8 @@ script reads test accuracy to choose anything.
 Strategies: ``random``; curate's ``kcenter``, ``probcover`` (``delta="auto"``, purity rule),
 ``typiclust``, ``maxherding`` (rbf, official bandwidth 1.0, sparse kNN kernel k = 64) and
 ``uherding`` (official ``-s true -p true``: margin ``1 - (p1 - p2)`` of the evaluation classifier
-fit on the labeled rows, softmax temperature chosen by NLL on the last 30% of the labeled picks
-with a model fit on the first 70%, adaptive bandwidth = smallest labeled-pair distance; uniform
+fit on the labeled rows, softmax temperature chosen by ECE on the last 30% of the labeled picks
+with a model fit on the first 70% (the official grid 1.0-19.9 and ECE criterion), adaptive bandwidth = smallest labeled-pair distance; uniform
 weights at 0 labels); ``margin`` (top-``b`` margin uncertainty of the same classifier, no
 temperature; seeded random while fewer than two classes are labeled); scikit-activeml's
 ``ProbCover``, ``TypiClust``, ``MaxHerding`` (its default: sklearn rbf with gamma = 1/d) and
@@ -233,8 +233,8 @@ def random_picker(x, y, labeled_rows, n_new, seed):
     return rng.choice(free, size=n_new, replace=False)
 
 
-#: Softmax temperatures tried by the temperature scaling of UHerding's scores.
-TEMPERATURES = np.geomspace(0.05, 20.0, 41)
+#: Softmax temperatures tried by UHerding's temperature scaling (official: 1.0 to 19.9 by 0.1).
+TEMPERATURES = np.round(np.arange(1.0, 20.0, 0.1), 1)
 
 
 def _logits(clf, x: np.ndarray) -> np.ndarray:
@@ -242,27 +242,41 @@ def _logits(clf, x: np.ndarray) -> np.ndarray:
     return np.c_[np.zeros_like(z), z] if z.ndim == 1 else z
 
 
-def fit_temperature(x, y, rows, c: float) -> float:
-    """Official UHerding temperature scaling: a model on the first 70% of the labeled rows (pick
-    order), the temperature minimising the NLL of the last 30% (1.0 when that split cannot fit)."""
+def expected_calibration_error(probs: np.ndarray, correct: np.ndarray, n_bins: int) -> float:
+    """ECE with ``n_bins`` equal-width confidence bins (``lower < conf <= upper``)."""
+    conf = probs.max(axis=1)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (conf > lo) & (conf <= hi)
+        if inside.any():
+            ece += inside.mean() * abs(conf[inside].mean() - correct[inside].mean())
+    return float(ece)
+
+
+def fit_temperature(x, y, rows, c: float, n_classes: int = 10) -> float:
+    """Official UHerding temperature scaling (``obtain_temperature``): a model on the first 70%
+    of the labeled rows (pick order); the temperature of ``TEMPERATURES`` with the lowest ECE
+    (``n_classes`` bins) on the last 30%, first on ties; 1.0 when that split cannot fit."""
     from sklearn.linear_model import LogisticRegression
 
     n_val = int(rows.size * 0.3)
     fit_rows, val_rows = rows[: rows.size - n_val], rows[rows.size - n_val :]
     classes = np.unique(y[fit_rows])
-    val_rows = val_rows[np.isin(y[val_rows], classes)]
     if classes.size < 2 or val_rows.size == 0:
         return 1.0
     clf = LogisticRegression(C=c, max_iter=1000).fit(x[fit_rows], y[fit_rows])
     z = _logits(clf, x[val_rows])
-    target = np.searchsorted(classes, y[val_rows])
+    correct = (classes[np.argmax(z, axis=1)] == y[val_rows]).astype(np.float64)
     best, best_t = np.inf, 1.0
     for t in TEMPERATURES:
         zz = z / t
         zz = zz - zz.max(axis=1, keepdims=True)
-        nll = float(np.mean(np.log(np.exp(zz).sum(axis=1)) - zz[np.arange(zz.shape[0]), target]))
-        if nll < best:
-            best, best_t = nll, float(t)
+        p = np.exp(zz)
+        p /= p.sum(axis=1, keepdims=True)
+        ece = expected_calibration_error(p, correct, n_classes)
+        if ece < best:
+            best, best_t = ece, float(t)
     return best_t
 
 
