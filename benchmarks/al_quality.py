@@ -594,7 +594,7 @@ def run_speed(args, feature_sets: dict[str, Optional[Path]],
                 rows.append({"features": label, "N": n, "method": "scikit-activeml", "knn_k": None,
                              "seconds": None, "peak MiB": None, "coverage": None,
                              "loss vs dense %": None,
-                             "note": f"not run: N x N float64 kernel ({n * n * 8 / 2**30:.1f} GiB)"})
+                             "note": f"not run: N x N float64 ({n * n * 8 / 2**30:.1f} GiB)"})
                 continue
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "picks.npy"
@@ -742,7 +742,8 @@ def main(argv: Optional[list[str]] = None) -> None:
 
         rows = run_speed(args, sets, on_row=lambda r: write_result(
             "al_quality", r, name=args.name + "-speed", args=args, notes=speed_notes(True)))
-        write_result("al_quality", rows, name=args.name + "-speed", args=args, notes=speed_notes(False))
+        write_result("al_quality", rows, name=args.name + "-speed", args=args,
+                     notes=speed_notes(False))
         return
 
     if args.tune:

@@ -145,7 +145,9 @@ def _check_bandwidth(bandwidth: Any) -> Union[float, str]:
     return float(bandwidth)
 
 
-def kernel_values(d: np.ndarray, kernel: str, bandwidth: float, threshold: float = 0.0) -> np.ndarray:
+def kernel_values(
+    d: np.ndarray, kernel: str, bandwidth: float, threshold: float = 0.0
+) -> np.ndarray:
     """Quantised kernel of distances ``d``: int64 in units of ``2**-24``, 0 below ``threshold``."""
     k = KERNELS[kernel](np.asarray(d, dtype=np.float64) / bandwidth)
     q = np.floor(k * _KSCALE + 0.5).astype(np.int64)
@@ -288,7 +290,9 @@ def labeled_min_distance(xn: np.ndarray, labeled_rows: np.ndarray) -> Optional[f
     return float(d.min()) if d.size else None
 
 
-def margin_uncertainty(probs: np.ndarray, temperature: float = 1.0, *, logits: bool = False) -> np.ndarray:
+def margin_uncertainty(
+    probs: np.ndarray, temperature: float = 1.0, *, logits: bool = False
+) -> np.ndarray:
     """Margin uncertainty ``1 - (p1 - p2)`` per row of class probabilities (or logits / T).
 
     Parameters
@@ -485,7 +489,9 @@ def _sparse_greedy(
     return picks, gains, 0
 
 
-def _initial_best(xn: np.ndarray, lab_rows: np.ndarray, kernel: str, h: float, threshold: float) -> np.ndarray:
+def _initial_best(
+    xn: np.ndarray, lab_rows: np.ndarray, kernel: str, h: float, threshold: float
+) -> np.ndarray:
     """``m(x)``: quantised kernel of each row's nearest labeled row (0 with none)."""
     n = xn.shape[0]
     m = np.zeros(n, dtype=np.int64)
@@ -575,17 +581,23 @@ class MaxHerding(Selector):
             raise InvalidInputError(f"threshold must lie in [0, 1); got {threshold!r}")
         self.threshold = float(threshold)
         if index_kind not in ("auto", "flat", "ivf"):
-            raise InvalidInputError(f"index_kind must be 'auto', 'flat' or 'ivf'; got {index_kind!r}")
+            raise InvalidInputError(
+                f"index_kind must be 'auto', 'flat' or 'ivf'; got {index_kind!r}"
+            )
         self.index_kind = index_kind
         self.nprobe = None if nprobe is None else int(nprobe)
         self.nlist = None if nlist is None else int(nlist)
         self.dense_max_rows = int(dense_max_rows)
 
     # hooks of UHerding
-    def _weights(self, scores: ScoresLike, n: int, labeled: np.ndarray) -> tuple[Optional[np.ndarray], dict]:
+    def _weights(
+        self, scores: ScoresLike, n: int, labeled: np.ndarray
+    ) -> tuple[Optional[np.ndarray], dict]:
         return None, {}
 
-    def _bandwidth(self, xn: np.ndarray, labeled: np.ndarray, budget: int, seed: int) -> tuple[float, dict]:
+    def _bandwidth(
+        self, xn: np.ndarray, labeled: np.ndarray, budget: int, seed: int
+    ) -> tuple[float, dict]:
         if self.bandwidth == "auto":
             h, m = auto_bandwidth(xn, int(labeled.sum()) + budget, seed=seed)
             return h, {"bandwidth_rule": "auto", "bandwidth_neighbours": m}
@@ -623,7 +635,9 @@ class MaxHerding(Selector):
         if self.method == "dense":
             kq = _dense_kernel(xn, self.kernel, h, self.threshold)
             clock.stage("kernel")
-            m = kq[:, lab_rows].max(axis=1).astype(np.int64) if lab_rows.size else np.zeros(n, np.int64)
+            m = np.zeros(n, np.int64)
+            if lab_rows.size:
+                m = kq[:, lab_rows].max(axis=1).astype(np.int64)
             m0 = float(m.mean()) / _KSCALE
             picks, gains, fallbacks = _dense_greedy(kq, m, wq, avail, inp.budget, seed)
             del kq
@@ -703,7 +717,9 @@ class UHerding(MaxHerding):
         self.score_transform = score_transform
         self.adaptive_bandwidth = bool(adaptive_bandwidth)
 
-    def _weights(self, scores: ScoresLike, n: int, labeled: np.ndarray) -> tuple[Optional[np.ndarray], dict]:
+    def _weights(
+        self, scores: ScoresLike, n: int, labeled: np.ndarray
+    ) -> tuple[Optional[np.ndarray], dict]:
         u = get_score(scores, self.score, n, who=self.name)
         if self.score_transform == "one_minus":
             u = 1.0 - u
@@ -720,7 +736,9 @@ class UHerding(MaxHerding):
         u[labeled] = 0.0
         return u, {"uncertainty": "scores"}
 
-    def _bandwidth(self, xn: np.ndarray, labeled: np.ndarray, budget: int, seed: int) -> tuple[float, dict]:
+    def _bandwidth(
+        self, xn: np.ndarray, labeled: np.ndarray, budget: int, seed: int
+    ) -> tuple[float, dict]:
         if self.adaptive_bandwidth:
             h = labeled_min_distance(xn, np.flatnonzero(labeled))
             if h is not None:
