@@ -726,7 +726,8 @@ class UHerding(MaxHerding):
         if (u < 0).any():
             row = int(np.flatnonzero(u < 0)[0])
             raise InvalidInputError(
-                f"strategy {self.name!r} needs non-negative uncertainty; row {row} has {float(u[row])}"
+                f"strategy {self.name!r} needs non-negative uncertainty; row {row} has "
+                f"{float(u[row])}"
                 + (" (is the score a margin? set score_transform='one_minus')"
                    if self.score_transform == "identity" else "")
             )
