@@ -45,7 +45,8 @@ Strategies: ``random``; curate's ``kcenter``, ``probcover`` (``delta="auto"``, p
 fit on the labeled rows, softmax temperature chosen as the official code does: lowest ECE (10
 bins) over 1.0-19.9 on the last 30% of the labeled picks, with a model fit on the first 70%;
 adaptive bandwidth = smallest labeled-pair distance; uniform weights at 0 labels); ``margin``
-(top-``b`` margin uncertainty of the same classifier, no temperature; seeded random while fewer than two classes are labeled); scikit-activeml's
+(top-``b`` margin uncertainty of the same classifier, no temperature; seeded random while fewer
+than two classes are labeled); scikit-activeml's
 ``ProbCover``, ``TypiClust``, ``MaxHerding`` (its default: sklearn rbf with gamma = 1/d) and
 ``MaxHerding`` with gamma = 1 (``skal-maxherding-h1``: the official kernel ``exp(-d^2)``).
 MaxHerding, UHerding and k-center are deterministic, so their 5 seeds agree (std 0).
