@@ -597,8 +597,9 @@ def run_speed(args, feature_sets: dict[str, Optional[Path]],
                 rows.append({"features": label, "N": n, "method": "scikit-activeml", "knn_k": None,
                              "seconds": None, "peak MiB": None, "coverage": None,
                              "loss vs dense %": None,
-                             "note": f"not run above --skal-max {args.skal_max} rows (N x N float64 "
-                                     f"kernel, {n * n * 8 / 2**30:.2f} GiB, and a full N x N pass per pick)"})
+                             "note": f"not run above --skal-max {args.skal_max} rows (N x N "
+                                     f"float64 kernel, {n * n * 8 / 2**30:.2f} GiB, and a full "
+                                     "N x N pass per pick)"})
                 continue
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "picks.npy"
