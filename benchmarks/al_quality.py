@@ -442,6 +442,8 @@ def build_strategies(names: list[str], n_pool: int, c: float, purity_clusters: i
             out[name] = curate_picker(TypiClust())
         elif name == "maxherding":
             out[name] = curate_picker(MaxHerding())
+        elif name == "maxherding-dense":
+            out[name] = curate_picker(MaxHerding(method="dense"))
         elif name == "maxherding-auto":
             out[name] = curate_picker(MaxHerding(bandwidth="auto"))
         elif name == "uherding":
