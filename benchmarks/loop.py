@@ -63,6 +63,7 @@ STRATEGIES: dict[str, tuple[str, dict[str, Any]]] = {
     "random": ("random", {}),
     "kcenter": ("kcenter", {}),
     "probcover": ("probcover", {}),
+    "maxherding": ("maxherding", {}),
     "entropy": ("topk", {"score": "entropy_mean"}),
     "kcenter_weighted": ("kcenter_weighted", {"score": "entropy_mean", "beta": 1.0}),
 }

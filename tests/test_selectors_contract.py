@@ -23,6 +23,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "probcover": {},
     "probcover_weighted": {"score": "entropy_mean", "delta": 0.6},
     "typiclust": {"max_clusters": 20},
+    "maxherding": {},
+    "uherding": {"score": "entropy_mean"},
     "topk": {"score": "entropy_mean"},
     "class_quota": {"score": "entropy_max"},
     "kcenter_weighted": {"score": "entropy_mean", "beta": 1.0},

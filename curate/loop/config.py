@@ -26,7 +26,8 @@ class LoopConfig(BaseModel):
     embedding : str
         Embedding the selectors work on.
     strategy : str
-        Selector name (``random``, ``kcenter``, ``probcover``, ``topk``, ``kcenter_weighted``...);
+        Selector name (``random``, ``kcenter``, ``probcover``, ``maxherding``, ``uherding``, ``topk``,
+        ``kcenter_weighted``...);
         strategies that need scores get the previous round's stored prediction scores.
     strategy_params : dict
         Constructor parameters of the selector.

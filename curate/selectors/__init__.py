@@ -16,6 +16,7 @@ from curate.selectors.balance import ClassBalance, QuerySimilarity
 from curate.selectors.compose import Composite
 from curate.selectors.constraints import Constrained
 from curate.selectors.hybrid import UncertaintyKCenter, UncertaintyPrefilter
+from curate.selectors.herding import MaxHerding, UHerding
 from curate.selectors.kcenter import KCenterGreedy
 from curate.selectors.probcover import ProbCover, UncertaintyProbCover
 from curate.selectors.random import Random
@@ -31,6 +32,8 @@ __all__ = [
     "ProbCover",
     "UncertaintyProbCover",
     "TypiClust",
+    "MaxHerding",
+    "UHerding",
     "TopK",
     "ClassQuota",
     "UncertaintyKCenter",
@@ -55,6 +58,8 @@ SELECTORS: dict[str, type[Selector]] = {
     ProbCover.name: ProbCover,
     UncertaintyProbCover.name: UncertaintyProbCover,
     TypiClust.name: TypiClust,
+    MaxHerding.name: MaxHerding,
+    UHerding.name: UHerding,
     TopK.name: TopK,
     ClassQuota.name: ClassQuota,
     UncertaintyKCenter.name: UncertaintyKCenter,

@@ -1,0 +1,290 @@
+"""MaxHerding / UHerding: dense vs sparse, a from-the-definition reference, errors, composition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from curate.errors import InvalidInputError, NotFoundError
+from curate.selectors import Constrained, MaxHerding, UHerding, create_selector
+from curate.selectors.herding import (
+    KERNELS,
+    auto_bandwidth,
+    generalized_coverage,
+    labeled_min_distance,
+    margin_uncertainty,
+)
+
+
+def blobs(n: int = 400, d: int = 8, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=2.0, size=(6, d))
+    return (centers[rng.integers(6, size=n)] + rng.normal(size=(n, d))).astype(np.float32)
+
+
+def official_herding(x, budget, labeled, h=1.0, weights=None, kernel="rbf"):
+    """The official algorithm written from its definition: full float64 kernel, recompute."""
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    xn = xn.astype(np.float64)
+    d = np.sqrt(np.maximum(((xn[:, None, :] - xn[None, :, :]) ** 2).sum(-1), 0))
+    k = KERNELS[kernel](d / h)
+    n = len(x)
+    w = np.ones(n) if weights is None else weights
+    m = k[:, labeled].max(axis=1) if len(labeled) else np.zeros(n)
+    chosen = list(labeled)
+    picks = []
+    for _ in range(budget):
+        gain = (w[:, None] * np.maximum(k - m[:, None], 0)).mean(axis=0)
+        gain[chosen] = -np.inf
+        p = int(np.argmax(gain))
+        picks.append(p)
+        chosen.append(p)
+        m = np.maximum(m, k[:, p])
+    return picks
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "laplace", "student"])
+def test_dense_matches_the_official_definition(kernel: str) -> None:
+    x = blobs(300)
+    lab = [4, 9, 100]
+    ref = official_herding(x, 25, lab, h=0.8, kernel=kernel)
+    got = MaxHerding(bandwidth=0.8, kernel=kernel, method="dense").select(x, 25, labeled=lab)
+    assert got.indices.tolist() == ref
+
+
+def test_uherding_dense_matches_the_official_definition() -> None:
+    x = blobs(300, seed=2)
+    u = np.random.default_rng(5).random(300)
+    lab = np.array([0, 1, 2, 50])
+    sel = UHerding(method="dense", adaptive_bandwidth=False, bandwidth=0.7)
+    got = sel.select(x, 20, labeled=lab, scores=u)
+    w = u.copy()
+    w[lab] = 0
+    assert got.indices.tolist() == official_herding(x, 20, lab.tolist(), h=0.7, weights=w)
+
+
+@pytest.mark.parametrize(
+    "kernel,h,threshold,k",
+    [("rbf", 1.0, 0.0, 400), ("rbf", 0.35, 0.02, 120), ("tophat", 0.5, 0.0, 400),
+     ("tophat", 0.3, 0.0, 150), ("cauchy", 0.2, 0.05, 200)],
+)
+def test_sparse_equals_dense_when_lists_cover_the_threshold(kernel, h, threshold, k) -> None:
+    x = blobs(400, seed=1)
+    lab = np.array([3, 77, 201])
+    dense = MaxHerding(bandwidth=h, kernel=kernel, method="dense", threshold=threshold)
+    sparse = MaxHerding(bandwidth=h, kernel=kernel, threshold=threshold, knn_k=k)
+    a = dense.select(x, 40, labeled=lab, seed=4)
+    b = sparse.select(x, 40, labeled=lab, seed=4)
+    assert b.info["lists_complete"], b.info["rows_truncated"]
+    assert a.indices.tolist() == b.indices.tolist()
+    np.testing.assert_array_equal(a.gains, b.gains)
+    assert a.info["coverage"] == b.info["coverage"]
+
+
+def test_sparse_kernel_built_in_many_blocks_is_the_same(monkeypatch) -> None:
+    import curate.selectors.herding as herding
+
+    x = blobs(300, seed=6)
+    ref = MaxHerding(knn_k=40, bandwidth=0.5).select(x, 25, labeled=[7])
+    monkeypatch.setattr(herding, "PAIRS_PER_BLOCK", 100)
+    got = MaxHerding(knn_k=40, bandwidth=0.5).select(x, 25, labeled=[7])
+    assert got.indices.tolist() == ref.indices.tolist()
+    assert got.info["rows_truncated"] == ref.info["rows_truncated"]
+    assert got.info["edges"] == ref.info["edges"]
+
+
+def test_truncated_lists_are_reported_and_lose_little() -> None:
+    x = blobs(500, seed=3)
+    a = MaxHerding(method="dense").select(x, 20)
+    b = MaxHerding(knn_k=16).select(x, 20)
+    assert not b.info["lists_complete"] and b.info["rows_truncated"] > 0
+    ca = generalized_coverage(x, a.indices)
+    cb = generalized_coverage(x, b.indices)
+    assert cb <= ca + 1e-9 or abs(cb - ca) < 0.02
+    assert cb > 0.9 * ca  # measured loss on this data: well under 10%
+
+
+def test_coverage_monotone_and_gains_non_increasing() -> None:
+    x = blobs(300)
+    sel = MaxHerding(bandwidth=0.6).select(x, 30, labeled=[1, 2])
+    covs = [generalized_coverage(x, np.r_[[1, 2], sel.indices[:i]], bandwidth=0.6)
+            for i in range(31)]
+    assert all(b >= a - 1e-12 for a, b in zip(covs, covs[1:]))
+    assert np.all(np.diff(sel.gains) <= 1e-12)  # submodular greedy: gains never rise
+    np.testing.assert_allclose(covs[-1], sel.info["coverage"], atol=1e-5)
+    np.testing.assert_allclose(sel.gains.sum(), covs[-1] - covs[0], atol=1e-5)
+
+
+def test_labeled_rows_never_picked_and_count_as_covered() -> None:
+    x = blobs(200)
+    lab = np.arange(0, 200, 3)
+    for method in ("dense", "sparse"):
+        sel = MaxHerding(method=method).select(x, 50, labeled=lab)
+        assert not np.isin(sel.indices, lab).any()
+        assert sel.info["initial_coverage"] > 0.5
+    # a labeled duplicate of a row makes that row worthless
+    y = np.vstack([x, x[:1]])
+    sel = MaxHerding(bandwidth=0.05, method="dense").select(y, 199, labeled=[200])
+    assert sel.indices[-1] == 0 or 0 not in sel.indices[:150].tolist()
+
+
+def test_fallback_when_nothing_is_left_to_cover() -> None:
+    x = np.repeat(blobs(5), 4, axis=0)  # every row has 3 duplicates
+    sel = MaxHerding(method="dense").select(x, 12, seed=1)
+    assert sel.info["fallbacks"] == 7
+    assert len(set(sel.indices.tolist())) == 12
+    again = MaxHerding().select(x, 12, seed=1)
+    assert again.indices.tolist() == sel.indices.tolist()
+
+
+def test_bandwidth_rule_is_deterministic_and_shrinks_with_budget() -> None:
+    x = blobs(2000)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    h10, m10 = auto_bandwidth(xn, 10, seed=3)
+    assert auto_bandwidth(xn, 10, seed=3) == (h10, m10)
+    h500, m500 = auto_bandwidth(xn, 500, seed=3)
+    assert m10 == 200 and m500 == 4 and 0 < h500 < h10
+    a = MaxHerding(bandwidth="auto").select(x, 10, seed=3)
+    b = MaxHerding(bandwidth="auto").select(x, 10, seed=3)
+    assert a.info["bandwidth"] == b.info["bandwidth"] == pytest.approx(h10)
+    assert a.indices.tolist() == b.indices.tolist()
+
+
+def test_uherding_adaptive_bandwidth_and_first_round() -> None:
+    x = blobs(300)
+    u = np.random.default_rng(1).random(300)
+    first = UHerding().select(x, 10, scores=u)
+    plain = MaxHerding().select(x, 10)
+    assert first.indices.tolist() == plain.indices.tolist()
+    assert first.info["uncertainty"].startswith("uniform")
+    lab = first.indices
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    dmin = min(np.linalg.norm(xn[i] - xn[j]) for i in lab for j in lab if i < j)
+    assert labeled_min_distance(xn.astype(np.float32), lab) == pytest.approx(dmin, rel=1e-5)
+    nxt = UHerding().select(x, 10, labeled=lab, scores=u)
+    assert nxt.info["bandwidth"] == pytest.approx(dmin, rel=1e-5)
+    assert nxt.info["bandwidth_rule"] == "labeled_min_distance"
+
+
+def test_uherding_tends_to_margin_sampling_for_a_tiny_bandwidth() -> None:
+    x = blobs(300)
+    u = np.random.default_rng(2).random(300)
+    sel = UHerding(adaptive_bandwidth=False, bandwidth=1e-4).select(x, 15, labeled=[0], scores=u)
+    top = np.argsort(-np.where(np.arange(300) == 0, -1, u), kind="stable")[:15]
+    assert sel.indices.tolist() == top.tolist()
+
+
+def test_uherding_score_handling() -> None:
+    x = blobs(100)
+    margins = np.random.default_rng(0).random(100)
+    a = UHerding(score="margin_min", score_transform="one_minus").select(
+        x, 5, labeled=[1, 2], scores={"margin_min": margins, "entropy_mean": margins})
+    b = UHerding().select(x, 5, labeled=[1, 2], scores=1 - margins)
+    assert a.indices.tolist() == b.indices.tolist()
+    with pytest.raises(InvalidInputError, match="non-negative"):
+        UHerding().select(x, 5, labeled=[1], scores=margins - 2)
+    with pytest.raises(NotFoundError, match="available"):
+        UHerding(score="nope").select(x, 5, scores={"a": margins})
+    p = np.array([[0.7, 0.2, 0.1], [0.4, 0.4, 0.2]])
+    np.testing.assert_allclose(margin_uncertainty(p), [0.5, 1.0])
+    np.testing.assert_allclose(margin_uncertainty(np.log(p), logits=True), [0.5, 1.0])
+
+
+@pytest.mark.parametrize(
+    "params,match",
+    [({"bandwidth": 0}, "bandwidth"), ({"bandwidth": -1.0}, "bandwidth"),
+     ({"bandwidth": float("nan")}, "bandwidth"), ({"bandwidth": "median"}, "bandwidth"),
+     ({"kernel": "gauss"}, "valid kernels: cauchy, laplace"), ({"method": "exact"}, "method"),
+     ({"knn_k": 1}, "knn_k"), ({"threshold": 1.5}, "threshold")],
+)
+def test_bad_parameters_are_clear_errors(params, match) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        create_selector("maxherding", **params)
+    with pytest.raises(InvalidInputError, match=match):
+        create_selector("uherding", **params)
+
+
+def test_dense_refuses_large_pools() -> None:
+    with pytest.raises(InvalidInputError, match="method='sparse'"):
+        MaxHerding(method="dense", dense_max_rows=50).select(blobs(60), 3)
+
+
+def test_composes_with_group_cap_and_box_budget() -> None:
+    x = blobs(300)
+    groups = np.arange(300) % 7
+    costs = np.random.default_rng(0).integers(1, 5, size=300).astype(float)
+    sel = Constrained(inner="maxherding", max_per_group=2).select(x, 14, groups=groups)
+    assert len(sel) == 14 and np.bincount(groups[sel.indices]).max() <= 2
+    u = np.random.default_rng(1).random(300)
+    sel = Constrained(inner="uherding", budget_unit="cost").select(
+        x, 20, labeled=[0, 1], costs=costs, scores=u)
+    assert costs[sel.indices].sum() <= 20 and 0 not in sel.indices
+
+
+def test_workspace_select_by_name_is_reproducible(ws) -> None:
+    sel = ws.select("maxherding", 8, embedding="bev-hist", seed=2, bandwidth="auto")
+    assert len(set(sel.ids)) == 8
+    run = ws.run(sel.run_id)
+    assert run.strategy == "maxherding" and run.params["bandwidth"] == "auto"
+    assert ws.reproduce(sel.run_id) == sel.ids
+    assert run.info["bandwidth_rule"] == "auto"
+
+
+def test_cli_lists_the_strategies() -> None:
+    from click.testing import CliRunner
+
+    from curate.cli import cli
+
+    out = CliRunner().invoke(cli, ["strategies"])
+    assert out.exit_code == 0, out.output
+    assert "maxherding" in out.output and "uherding" in out.output
+
+
+def test_al_quality_benchmark_smoke(tmp_path) -> None:
+    """Tiny run of benchmarks/al_quality.py on synthetic features (no dataset, no embedding)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, CURATE_RESULTS_DIR=str(tmp_path), OMP_NUM_THREADS="1")
+    common = [sys.executable, str(root / "benchmarks" / "al_quality.py"), "--synthetic", "300",
+              "--out", str(tmp_path / "curves.png")]
+    out = subprocess.run(common + ["--seeds", "2", "--budgets", "10,20",
+                                   "--strategies", "random,maxherding,uherding,margin"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads((tmp_path / "al_quality-fmnist.json").read_text())
+    names = {r["strategy"] for r in res["rows"]}
+    assert names == {"random", "maxherding", "uherding", "margin"}
+    assert all(0 <= r["accuracy %"] <= 100 and r["seeds"] == 2 for r in res["rows"])
+    assert len(res["rows"]) == 8 and not res["notes"].startswith("PARTIAL")
+    out = subprocess.run(common + ["--speed", "--speed-sizes", "600", "--speed-budget", "20",
+                                   "--skal-max", "0"], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = json.loads((tmp_path / "al_quality-fmnist-speed.json").read_text())["rows"]
+    by = {r["method"]: r for r in rows}
+    assert by["dense"]["loss vs dense %"] == 0 and by["sparse"]["coverage"] > 0
+    assert by["sparse"]["peak MiB"] > 0 and by["scikit-activeml"]["seconds"] is None
+
+
+def test_http_select_by_name(tmp_path, embedded_template) -> None:
+    import shutil
+
+    import curate
+    from curate.server import BackgroundServer, create_app
+
+    path = tmp_path / "ws"
+    shutil.copytree(embedded_template, path)
+    app = create_app(path, {"herding-token": "write"}, use_env_tokens=False)
+    with BackgroundServer(app) as srv:
+        remote = curate.connect(srv.url, token="herding-token")
+        sel = remote.select("maxherding", 6, embedding="bev-hist", seed=1, bandwidth=0.5)
+        local = app.state.curate.workspace
+        assert sel.ids == local.plan_selection("maxherding", 6, embedding="bev-hist", seed=1,
+                                               bandwidth=0.5).run.ids
+        with pytest.raises(Exception, match="valid kernels"):
+            remote.select("maxherding", 6, embedding="bev-hist", kernel="gauss")
