@@ -44,6 +44,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 
+def default_results_dir() -> Path:
+    """Where results are written and read: ``$CURATE_RESULTS_DIR`` or ``benchmarks/results/``."""
+    return Path(os.environ.get("CURATE_RESULTS_DIR") or RESULTS_DIR)
+
+
 def _git(*args: str) -> Optional[str]:
     try:
         out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
@@ -130,7 +135,7 @@ def write_result(
     """
     if not benchmark:
         raise ValueError("write_result: benchmark name is empty")
-    out_dir = Path(results_dir or os.environ.get("CURATE_RESULTS_DIR") or RESULTS_DIR)
+    out_dir = Path(results_dir) if results_dir else default_results_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     cols: list[str] = list(columns) if columns is not None else []
     if columns is None:

@@ -211,6 +211,19 @@ def has(module: str) -> bool:
     return True
 
 
+def result_row(cols: list) -> dict:
+    """A printed table row as a result row: numbers where the cell is one, ``None`` for blanks."""
+    out: dict = {}
+    for key, value in zip(["N", "method", "time s", "peak MiB", "load", "notes"], cols):
+        if isinstance(value, str) and key in ("N", "time s", "peak MiB", "load"):
+            try:
+                value = float(value) if value.strip() not in ("", "-") else None
+            except ValueError:
+                pass
+        out[key] = value.strip() if isinstance(value, str) else value
+    return out
+
+
 def fmt_row(cols: list, widths: list) -> str:
     return "  ".join(str(c).rjust(w) for c, w in zip(cols, widths))
 
@@ -235,6 +248,7 @@ def main() -> None:
     ap.add_argument("--data")
     ap.add_argument("--out")
     ap.add_argument("--extra", default="{}")
+    ap.add_argument("--name", default="selectors", help="result name (benchmarks/results/NAME.json)")
     args = ap.parse_args()
     if args.child:
         child(args.child, args.data, args.budget, args.out, args.extra)
@@ -253,6 +267,11 @@ def main() -> None:
     print("load = 1-minute load average when the run ended (2 cores: above 2 the timings are "
           "inflated by other processes)")
     print(fmt_row(["N", "method", "time s", "peak MiB", "load", "notes"], widths))
+    table: list[dict] = []  # the printed rows, written as a result at the end
+
+    def emit(cols: list, **print_kw) -> None:
+        print(fmt_row(cols, widths), **print_kw)
+        table.append(result_row(cols))
     with tempfile.TemporaryDirectory(prefix="curate-bench-") as tmp:
         workdir = Path(tmp)
         for n in sizes:
@@ -307,7 +326,7 @@ def main() -> None:
                 t = f"{res.get('time', float('nan')):.2f}"
                 rss = f"{res.get('rss_mib', float('nan')):.0f}"
                 load = f"{res.get('load', float('nan')):.1f}"
-                print(fmt_row([n, method, t, rss, load, notes], widths), flush=True)
+                emit([n, method, t, rss, load, notes], flush=True)
                 if method == "probcover" and "error" not in res:
                     pc_peer = peers and n <= args.peer_probcover_max
                     xn = None
@@ -321,10 +340,10 @@ def main() -> None:
                         # approximate (IVF) graph: check coverage exactly on a subsample
                         rows = np.random.default_rng(1).choice(n, 20_000, replace=False)
                         exact = exact_coverage(xn, centers, delta, rows)
-                        print(fmt_row(["", "  exact check", "", "", "", (
+                        emit(["", "  exact check", "", "", "", (
                             f"exact coverage on 20k subsample {exact:.4f} vs graph "
                             f"{res['info']['coverage']:.4f} (diff "
-                            f"{abs(exact - res['info']['coverage']) * 100:.2f}%)")], widths))
+                            f"{abs(exact - res['info']['coverage']) * 100:.2f}%)")])
                         sub = run_child("probcover-sub", data, args.budget, workdir, {
                             "rows": args.check_rows, "delta": delta, "nlist": args.ivf_nlist,
                             "nprobe": args.ivf_nprobe})
@@ -340,10 +359,9 @@ def main() -> None:
                                     f"says {v['graph_coverage']:.4f}); IVF loses "
                                     f"{rel * 100:.2f}% (target < 1%): "
                                     f"{'OK' if rel < 0.01 else 'NOT MET'}")
-                        print(fmt_row(["", "  IVF vs exact", f"{sub.get('time', float('nan')):.0f}",
+                        emit(["", "  IVF vs exact", f"{sub.get('time', float('nan')):.0f}",
                                        f"{sub.get('rss_mib', float('nan')):.0f}",
-                                       f"{sub.get('load', float('nan')):.1f}", note], widths),
-                              flush=True)
+                                       f"{sub.get('load', float('nan')):.1f}", note], flush=True)
                     if pc_peer:
                         peer = run_child("skal-probcover", data, args.budget, workdir, {"delta": delta})
                         if "error" in peer:
@@ -354,19 +372,23 @@ def main() -> None:
                             cov_ours = exact_coverage(xn, centers, delta, allrows)
                             note = (f"coverage {cov_peer:.4f} vs curate {cov_ours:.4f}; curate "
                                     f"{peer['time'] / res['time']:.1f}x faster")
-                        print(fmt_row([n, "skal-probcover", f"{peer.get('time', float('nan')):.2f}",
+                        emit([n, "skal-probcover", f"{peer.get('time', float('nan')):.2f}",
                                        f"{peer.get('rss_mib', float('nan')):.0f}",
-                                       f"{peer.get('load', float('nan')):.1f}", note], widths),
-                              flush=True)
+                                       f"{peer.get('load', float('nan')):.1f}", note], flush=True)
                     elif peers:
-                        print(fmt_row([n, "skal-probcover", "-", "-", "",
-                                       f"skipped: N x N float64 = {n * n * 8 / 2**30:.0f} GiB"], widths))
+                        emit([n, "skal-probcover", "-", "-", "",
+                                       f"skipped: N x N float64 = {n * n * 8 / 2**30:.0f} GiB"])
             if peers and "typiclust" in methods and n > args.peer_typiclust_max:
-                print(fmt_row([n, "skal-typiclust", "-", "-", "", "skipped (--peer-typiclust-max)"], widths))
+                emit([n, "skal-typiclust", "-", "-", "", "skipped (--peer-typiclust-max)"])
             if peers and "kcenter" in methods and n > args.peer_coreset_max:
-                print(fmt_row([n, "skal-coreset", "-", "-", "",
-                               f"skipped: utilities budget x N float64 = {args.budget * n * 8 / 2**30:.1f} GiB"], widths))
+                emit([n, "skal-coreset", "-", "-", "",
+                               f"skipped: utilities budget x N float64 = {args.budget * n * 8 / 2**30:.1f} GiB"])
             print(f"{'':>9}  (data {data_mib:.0f} MiB included in peak RSS)", flush=True)
+    from benchmarks.results_io import write_result
+
+    write_result("selectors", table, name=args.name, args=args,
+                 notes="peak MiB includes the data (N * d * 4 bytes) and the imported libraries",
+                 extra={"read_bandwidth_gb_s": bw / 1e9})
 
 
 if __name__ == "__main__":
