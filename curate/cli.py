@@ -358,6 +358,32 @@ def runs(ws: Any, as_json: bool) -> None:
         )
 
 
+@cli.command("eval-embeddings")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours per frame.")
+@click.option("--window", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Near-duplicate window in frame indices.")
+@click.option("--column", "columns", multiple=True,
+              help="Metadata column for kNN agreement (repeat; default time_of_day, weather, location).")
+@click.option("--labels", type=click.Choice(["labeled", "all", "none"]), default="labeled",
+              show_default=True, help="Probe targets: labeled frames, every stored box, or no probes.")
+@click.option("--where", default=None, help="Filter on samples restricting the frames.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the drive split.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the result as JSON.")
+@workspace_option
+def eval_embeddings(ws: Any, names: tuple[str, ...], k: int, window: int, columns: tuple[str, ...],
+                    labels: str, where: Optional[str], seed: int, out: Optional[str]) -> None:
+    """Judge embeddings side by side on this pool (retrieval, metadata agreement, probes)."""
+    result = ws.evaluate_embeddings(list(names), k=k, window=window, columns=list(columns) or None,
+                                    labels=labels, where=where, seed=seed, out=out)
+    click.echo(f"{result.frames} frames, {result.drives} drives")
+    click.echo(result.table())
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    if out:
+        click.echo(f"written {out}")
+
+
 def read_id_file(path: Path) -> list[str]:
     """Frame ids from a file: one per line (.txt), a CSV with an ``id`` column, or a curate JSON export."""
     if not path.is_file():
