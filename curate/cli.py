@@ -110,11 +110,13 @@ def cli(verbose: int) -> None:
 @click.option("--frames", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--small", is_flag=True, help="Few points per frame (fast; for tests).")
-def synth(out: str, frames: int, seed: int, small: bool) -> None:
+@click.option("--shared-maps", type=click.IntRange(min=1), default=None,
+              help="Put the drives on this many shared maps (drives revisit the same places).")
+def synth(out: str, frames: int, seed: int, small: bool, shared_maps: Optional[int]) -> None:
     """Write a synthetic KITTI-format dataset of ray-cast LiDAR scenes."""
     from curate.sources.synthetic import generate
 
-    summary = generate(out, frames, seed=seed, small=small, progress=None)
+    summary = generate(out, frames, seed=seed, small=small, progress=None, shared_maps=shared_maps)
     click.echo(f"wrote {summary.frames} frames in {summary.drives} drives to {out}")
 
 

@@ -343,6 +343,24 @@ def probes(x: np.ndarray, counts: np.ndarray, drive: np.ndarray, train: np.ndarr
     return out[0], out[1]
 
 
+def class_probe(x: np.ndarray, labels: np.ndarray, drive: np.ndarray, train: np.ndarray,
+                seed: int = 0) -> tuple[float, float, float]:
+    """Linear probe of a categorical label: one-hot ridge, arg-max; trained on ``train`` rows.
+
+    Returns ``(held-out accuracy, prior accuracy, ridge strength)``; the prior answers the most
+    frequent training value. The strength is chosen by a 2-fold drive split of the training rows.
+    """
+    uniq, code = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
+    code = code.ravel()
+    onehot = np.eye(len(uniq))[code]
+    lam = _choose_lambda(x[train], onehot[train], drive[train], seed)
+    (w, b), = _ridge_path(x[train], onehot[train], [lam])
+    test = ~train
+    pred = np.argmax(x[test] @ w + b, axis=1)
+    prior = np.bincount(code[train], minlength=len(uniq)).argmax()
+    return float((pred == code[test]).mean()), float((code[test] == prior).mean()), lam
+
+
 def split_drives(drives: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of training rows: a seeded ``1 - test_fraction`` share of the drives."""
     if not 0.0 < test_fraction < 1.0:
