@@ -461,13 +461,16 @@ def evaluate_vectors(
     if probing:
         counts_s = np.asarray(counts, dtype=np.float64)[order]
         labeled = ~np.isnan(counts_s).any(axis=1)
-        if train_mask is None:
+        if train_mask is not None:
+            train = np.asarray(train_mask, dtype=bool)[order][labeled]
+        elif len(set(dcode[labeled].tolist())) >= 2:
             train = split_drives(drive_s[labeled], test_fraction, seed)
         else:
-            train = np.asarray(train_mask, dtype=bool)[order][labeled]
+            train = np.ones(int(labeled.sum()), dtype=bool)
         if train.all() or not train.any():
             probing = False
-            notes.append("probes skipped: the labeled frames fall on one side of the drive split")
+            notes.append("probes skipped: the labeled frames come from fewer than 2 drives or fall "
+                         "on one side of the drive split (probes train and test on disjoint drives)")
         else:
             metrics += ["presence acc", "presence AUC", "count MAE", "count R2",
                         "ridge lambda presence", "ridge lambda count"]

@@ -209,3 +209,42 @@ def test_cli_and_remote_client(ws_two: curate.Workspace, tmp_path: Path) -> None
         finally:
             remote.close()
     assert res.values == local.values
+
+
+def test_shared_maps_give_revisits(tmp_path: Path) -> None:
+    """Drives on shared maps revisit places: bev-hist finds them far better than noise."""
+    from curate.sources.kitti import KittiSource
+    from curate.sources.synthetic import generate
+
+    with pytest.raises(curate.InvalidInputError, match="shared_maps"):
+        generate(tmp_path / "bad", 10, small=True, progress=False, shared_maps=0)
+    root = tmp_path / "kitti"
+    generate(root, 48, seed=1, small=True, progress=False, frames_per_drive=8, shared_maps=2)
+    meta = [json.loads(line) for line in (root / "metadata.jsonl").read_text().splitlines()]
+    by_map: dict[str, set] = collections.defaultdict(set)
+    for row in meta:
+        by_map[row["map"]].add((row["scene"], row["location"]))
+    assert len(by_map) == 2 and all(len({loc for _, loc in v}) == 1 for v in by_map.values())
+    assert all(len({scene for scene, _ in v}) == 3 for v in by_map.values())
+    ws = curate.connect(tmp_path / "ws")
+    ws.ingest(KittiSource(root), progress=False)
+    ws.embed("bev-hist", progress=False)
+    ids, vec = ws.vectors("bev-hist")
+    noise = np.random.default_rng(0).normal(size=vec.shape).astype(np.float32)
+    ws.store.write_vectors("emb_noise", ids, noise, metadata={"model": "noise"})
+    res = ws.evaluate_embeddings(["bev-hist", "noise"], k=5, labels="none")
+    assert "revisit R@5" in res.metrics
+    assert res.values["bev-hist"]["revisit R@5"] > res.values["noise"]["revisit R@5"] + 0.1
+
+
+def test_probes_use_labeled_frames_only(ws_two: curate.Workspace) -> None:
+    frames = ws_two.frames(columns=["id", "scene"]).to_pydict()
+    drives = sorted(set(frames["scene"]))
+    one = [i for i, d in zip(frames["id"], frames["scene"]) if d == drives[0]]
+    ws_two.label(one)
+    res = ws_two.evaluate_embeddings(["bev-hist"], k=5)
+    assert "presence acc" not in res.metrics and any("fewer than 2 drives" in n for n in res.notes)
+    ws_two.label([i for i, d in zip(frames["id"], frames["scene"]) if d in drives[1:3]])
+    res = ws_two.evaluate_embeddings(["bev-hist"], k=5)
+    assert res.values["bev-hist"]["presence acc"] is not None
+    assert res.values["prior"]["presence AUC"] == 0.5
