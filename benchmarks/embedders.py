@@ -186,6 +186,9 @@ def quality(vectors: np.ndarray, attrs: dict[str, np.ndarray]) -> dict[str, floa
     """
     drive, frame = attrs["drive"], attrs["_frame"]
     largest = max(collections.Counter(drive).values())
+    if len(drive) <= K + largest:
+        raise SystemExit(f"kNN quality needs more than k + largest drive = {K + largest} frames "
+                         f"to find {K} neighbours from other drives; got {len(drive)}")
     near = neighbours(vectors, K + largest)  # guarantees >= K neighbours from other drives
     same = drive[near] == drive[:, None]
     cross = np.empty((len(near), K), dtype=np.int64)

@@ -231,7 +231,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         used: dict[str, list[str]] = {}
         for doc in docs:
             for block in find_blocks(doc, doc.read_text().split("\n")):
-                used.setdefault(block.name, []).append(f"{doc.name}:{block.start + 1}")
+                shown = doc.relative_to(ROOT) if doc.is_relative_to(ROOT) else doc
+                used.setdefault(block.name, []).append(f"{shown}:{block.start + 1}")
         for path in sorted(folder.glob("*.json")):
             print(f"{path.stem:40s} {', '.join(used.pop(path.stem, [])) or '(not quoted)'}")
         for name, places in used.items():

@@ -94,6 +94,16 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _command_line() -> str:
+    """How the script was started: ``python -m benchmarks.NAME ARGS`` for a benchmark module."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    if script.suffix == ".py" and script.resolve().parent == ROOT / "benchmarks":
+        head = f"python -m benchmarks.{script.stem}"
+    else:
+        head = script.name
+    return " ".join([head, *sys.argv[1:]])
+
+
 def write_result(
     benchmark: str,
     rows: Sequence[Mapping[str, Any]],
@@ -155,7 +165,7 @@ def write_result(
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": _command_line(),
         "args": _jsonable(dict(args or {})),
         "columns": cols,
         "rows": table,

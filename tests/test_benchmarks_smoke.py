@@ -62,23 +62,38 @@ def test_service_smoke(tmp_path: Path) -> None:
 
 def test_image_ssl_smoke(tmp_path: Path, ws) -> None:
     _run("benchmarks.image_ssl", ["--workspace", str(ws.path), "--scratch", str(tmp_path / "scratch"),
-                                  "--parts", "synthetic", "--frames", "24", "--steps", "2",
+                                  "--parts", "synthetic", "--steps", "2",
                                   "--batch-size", "8", "--name", "ssl-smoke"], tmp_path)
     data = _result(tmp_path, "ssl-smoke-synthetic", "image_ssl")
     names = [r["embedder"] for r in data["rows"]]
     assert names[0] == "image-ssl (SimCLR on pool)" and names[-1] == "majority-class prior"
 
 
-def test_embedders_protocol_smoke(tmp_path: Path, ws) -> None:
-    done = _run("benchmarks.embedders", ["--workspace", str(ws.path), "--limit", "30",
-                                         "--name", "emb-smoke"], tmp_path)
+@pytest.fixture(scope="module")
+def shared_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 small frames, 5 drives of 6 frames on 2 shared maps, ingested with their labels."""
+    import curate
+    from curate.sources.kitti import KittiSource
+    from curate.sources.synthetic import generate
+
+    base = tmp_path_factory.mktemp("shared")
+    generate(base / "kitti", 30, seed=0, small=True, progress=False, frames_per_drive=6,
+             shared_maps=2)
+    curate.connect(base / "ws").ingest(KittiSource(base / "kitti"), progress=False)
+    return base / "ws"
+
+
+def test_embedders_protocol_smoke(tmp_path: Path, shared_ws: Path) -> None:
+    done = _run("benchmarks.embedders", ["--workspace", str(shared_ws), "--name", "emb-smoke"],
+                tmp_path)
     data = _result(tmp_path, "emb-smoke-protocol", "embedders")
     names = [r["embedder"] for r in data["rows"]]
     assert names[0] == "recon-tiny random-init (shipped default)"
     assert "bev-hist (shipped default)" in names and names[-1].startswith("prior")
     prior = data["rows"][-1]
     assert prior["presence AUC"] == 0.5 and prior["probe weather"] is not None
-    assert data["extra"]["tuning_drives"] and data["extra"]["report_frames"] < 30
+    assert data["extra"]["tuning_drives"] == ["drive_0000"] and data["extra"]["report_frames"] == 24
+    assert "revisit R@10" in data["columns"] and data["rows"][0]["revisit R@10"] is not None
     assert "protocol:" in done.stdout
 
 
