@@ -419,6 +419,7 @@ def protocol(args: argparse.Namespace, ws: curate.Workspace, ids: list[str], att
         place=attrs["_map"][report] if has_maps else None,
         position=attrs["_map_position"][report] if has_maps else None,
         k=K, window=NEAR, revisit_radius=REVISIT_RADIUS_M)
+    notes = [n for n in notes if not n.startswith("probes skipped")]  # the probes are run below
     for note in notes:
         print(f"note: {note}")
     dcode = np.unique(attrs["drive"], return_inverse=True)[1].ravel()

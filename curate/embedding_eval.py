@@ -270,10 +270,21 @@ class ProbeResult:
 def _ridge_path(x: np.ndarray, y: np.ndarray, lams: Sequence[float]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Ridge ``(W, b)`` for every ``lam``: one eigendecomposition of the centred Gram matrix.
 
-    O(N d^2 + d^3) time, O(d^2) memory. ``lam`` is scaled by the number of rows.
+    O(N d min(N, d) + min(N, d)^3) time: the ``d x d`` covariance when ``N >= d``, else the
+    ``N x N`` kernel (``W = X^T (X X^T + lam N I)^-1 Y``, the same solution). ``lam`` is scaled by
+    the number of rows.
     """
     mx, my = x.mean(axis=0), y.mean(axis=0)
     xc = (x - mx).astype(np.float64)
+    if len(x) < x.shape[1]:
+        evals, evecs = np.linalg.eigh(xc @ xc.T)
+        proj = evecs.T @ (y - my)
+        out = []
+        for lam in lams:
+            alpha = evecs @ (proj / (np.maximum(evals, 0.0) + lam * len(x))[:, None])
+            w = xc.T @ alpha
+            out.append((w, my - mx @ w))
+        return out
     gram = xc.T @ xc
     evals, evecs = np.linalg.eigh(gram)
     proj = evecs.T @ (xc.T @ (y - my))

@@ -116,6 +116,13 @@ def test_ridge_and_auc_match_references() -> None:
     ref = np.linalg.solve(xc.T @ xc + 0.1 * 60 * np.eye(5), xc.T @ yc)
     np.testing.assert_allclose(w, ref, atol=1e-8)
     np.testing.assert_allclose(b, y.mean(0) - x.mean(0) @ ref, atol=1e-8)
+    # fewer rows than dimensions: the kernel form gives the same solution
+    x, y = rng.normal(size=(20, 50)), rng.normal(size=(20, 3))
+    (w, b), = E._ridge_path(x, y, [0.05])
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    ref = np.linalg.solve(xc.T @ xc + 0.05 * 20 * np.eye(50), xc.T @ yc)
+    np.testing.assert_allclose(w, ref, atol=1e-8)
+    np.testing.assert_allclose(b, y.mean(0) - x.mean(0) @ ref, atol=1e-8)
     labels, score = rng.integers(0, 2, 50).astype(bool), rng.normal(size=50)
     pairs = [(p > n) + 0.5 * (p == n) for p in score[labels] for n in score[~labels]]
     assert E.roc_auc(labels, score) == pytest.approx(np.mean(pairs))
