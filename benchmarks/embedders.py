@@ -2,8 +2,29 @@
 
 Usage::
 
-    python benchmarks/embedders.py --workspace /tmp/curate-bench2/ws \
-        --checkpoint /tmp/curate-bench2/ws/checkpoints/bench-tiny/last.pt
+    python -m benchmarks.embedders --workspace WS                       # checkpoint-free rows
+    python -m benchmarks.embedders --workspace WS --checkpoint WS/checkpoints/NAME/last.pt
+
+Protocol (``protocol`` section, the one the README quotes): the drives are split, in id order,
+into **tuning** drives (the first ``--tuning-drives``, default a third; the tokenization ablation
+and any other choice of a hyper-parameter may only look at these) and **report** drives (every
+figure of the table). Pretraining is self-supervised on the whole pool, as a user would run it.
+Metrics on the report drives, from :mod:`curate.embedding_eval`:
+
+* ``revisit R@10``: retrieval that is not a training positive: the frames of OTHER drives at the
+  same place (same shared map, within 5 m; pools generated with ``shared_maps``);
+* linear probes (closed-form ridge, strength chosen by a 2-fold drive split of the tuning drives)
+  trained on the tuning drives and scored on the report drives: class presence (accuracy / AUC),
+  box counts (MAE), and the drive-level attributes time of day, weather and location (accuracy
+  of the arg-max of a one-hot ridge);
+* ``near-dup R@10`` (same drive within +-5 frames) is kept but is the pretraining's own temporal
+  positive: it favours a temporally pretrained encoder by construction;
+* every row is reported, the priors included (majority / chance / training mean), and the
+  shipped defaults exactly as shipped (``create_embedder(name)`` without options, plus the
+  checkpoint for the pretrained row).
+
+Results go to ``benchmarks/results/<--name>-protocol.json`` (and ``-tokenization``,
+``-speed``). The sections below describe the older kNN tables, still printed.
 
 The workspace must hold the ingested pool (``curate ingest kitti DATA``) and its labels; the
 checkpoint comes from ``curate pretrain`` (its ``embed_options`` -- the tokenization and
@@ -62,6 +83,8 @@ import numpy as np
 import torch
 
 import curate
+from benchmarks.results_io import write_result
+from curate import embedding_eval as E
 from curate.sources.pointcloud import read_points
 from embedders import create_embedder
 from embedders.base import validate_clouds
@@ -75,6 +98,9 @@ NEAR = 5
 PROJECT_DIM = 1024
 ATTRIBUTES = ("dominant class", "count bucket", "time of day", "weather", "location")
 TEACHER_TABLE = "emb_pretrain-teacher-efficientnet-lite0"
+#: drive-level attributes probed linearly
+PROBE_ATTRIBUTES = ("time of day", "weather", "location")
+REVISIT_RADIUS_M = 5.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,13 +109,16 @@ TEACHER_TABLE = "emb_pretrain-teacher-efficientnet-lite0"
 
 def frame_attributes(ws: curate.Workspace, ids: list[str]) -> dict[str, np.ndarray]:
     """Per-frame labels of ``ids``: attributes plus ``drive`` and ``_frame`` (frame index)."""
-    table = ws.frames(columns=["id", "scene", "frame_index", "time_of_day", "weather", "location"])
+    table = ws.frames(columns=["id", "scene", "frame_index", "time_of_day", "weather", "location",
+                               "extra"])
     rows = {r["id"]: r for r in table.to_pylist()}
+    extra = {i: json.loads(rows[i]["extra"] or "{}") for i in ids}
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for box in ws.boxes(ids, labeled_only=False).to_pylist():
         if box["type"] != "DontCare":
             counts[box["frame_id"]][box["type"]] += 1
     dominant = [counts[i].most_common(1)[0][0] if counts[i] else "none" for i in ids]
+    classes = sorted({c for i in ids for c in counts[i]})
     total = np.array([sum(counts[i].values()) for i in ids])
     return {
         "dominant class": np.array(dominant),
@@ -99,6 +128,9 @@ def frame_attributes(ws: curate.Workspace, ids: list[str]) -> dict[str, np.ndarr
         "location": np.array([str(rows[i]["location"]) for i in ids]),
         "drive": np.array([rows[i]["scene"] for i in ids]),
         "_frame": np.array([rows[i]["frame_index"] for i in ids], dtype=np.int64),
+        "_map": np.array([str(extra[i].get("map", "")) for i in ids], dtype=object),
+        "_map_position": np.array([float(extra[i].get("map_position_m", np.nan)) for i in ids]),
+        "_counts": np.array([[counts[i][c] for c in classes] for i in ids], dtype=np.float64),
     }
 
 
@@ -154,6 +186,9 @@ def quality(vectors: np.ndarray, attrs: dict[str, np.ndarray]) -> dict[str, floa
     """
     drive, frame = attrs["drive"], attrs["_frame"]
     largest = max(collections.Counter(drive).values())
+    if len(drive) <= K + largest:
+        raise SystemExit(f"kNN quality needs more than k + largest drive = {K + largest} frames "
+                         f"to find {K} neighbours from other drives; got {len(drive)}")
     near = neighbours(vectors, K + largest)  # guarantees >= K neighbours from other drives
     same = drive[near] == drive[:, None]
     cross = np.empty((len(near), K), dtype=np.int64)
@@ -334,10 +369,107 @@ def _parse_options(text: str) -> dict:
     return out
 
 
+def split_tuning_report(drive: np.ndarray, tuning_drives: int) -> np.ndarray:
+    """Mask of the tuning rows: the first ``tuning_drives`` drives in id order (default a third).
+
+    The session-3 ablation chose the embedder defaults on the first 1000 of 3000 frames (the
+    first 25 of 75 drives), so on that pool the default split keeps them out of the report.
+    """
+    drives = sorted(set(drive.tolist()))
+    n = tuning_drives or max(1, len(drives) // 3)
+    if not 1 <= n < len(drives):
+        raise SystemExit(f"--tuning-drives must leave report drives: {n} of {len(drives)} drives")
+    tuning = set(drives[:n])
+    return np.array([d in tuning for d in drive.tolist()])
+
+
+def protocol(args: argparse.Namespace, ws: curate.Workspace, ids: list[str], attrs: dict,
+             clouds: list[np.ndarray], runs: list) -> list[dict]:
+    """The honest protocol (see the module docstring): rows for the shipped defaults and priors."""
+    is_tune = split_tuning_report(attrs["drive"], args.tuning_drives)
+    report = ~is_tune
+    rows_meta: dict[str, dict] = {}
+    vectors: dict[str, np.ndarray] = {}
+
+    def add(label: str, model: str, **options) -> None:
+        v, seconds = embed(model, clouds, **options)
+        vectors[label] = v
+        rows_meta[label] = {"dim": v.shape[1], "frames/s": len(clouds) / seconds}
+        logger.warning("%s: %d frames in %.1f s", label, len(clouds), seconds)
+
+    for label, path, _ in runs:
+        add(f"recon-tiny pretrained {label} (shipped default)", "recon-tiny", checkpoint=path)
+    torch.manual_seed(0)
+    add("recon-tiny random-init (shipped default)", "recon-tiny")
+    add("bev-hist (shipped default)", "bev-hist")
+    if ws.store.has_table(TEACHER_TABLE):
+        have, teacher = ws.store.read_vectors(TEACHER_TABLE, ids=ids)
+        if len(have) == len(ids):
+            vectors["effnet-lite0 camera (pretraining teacher)"] = teacher
+            rows_meta["effnet-lite0 camera (pretraining teacher)"] = {"dim": teacher.shape[1],
+                                                                      "frames/s": None}
+    first = next(iter(vectors))
+    label = f"fused: {first.split(' (')[0]} + bev-hist"
+    vectors[label] = fused(vectors[first], vectors["bev-hist (shipped default)"])
+    rows_meta[label] = {"dim": vectors[label].shape[1], "frames/s": None}
+
+    has_maps = bool((attrs["_map"] != "").all())
+    metrics, values, notes = E.evaluate_vectors(
+        {k: v[report] for k, v in vectors.items()}, attrs["drive"][report], attrs["_frame"][report],
+        place=attrs["_map"][report] if has_maps else None,
+        position=attrs["_map_position"][report] if has_maps else None,
+        k=K, window=NEAR, revisit_radius=REVISIT_RADIUS_M)
+    notes = [n for n in notes if not n.startswith("probes skipped")]  # the probes are run below
+    for note in notes:
+        print(f"note: {note}")
+    dcode = np.unique(attrs["drive"], return_inverse=True)[1].ravel()
+    out: list[dict] = []
+    prior_row: dict = {"embedder": "prior (majority / chance / training mean)", "dim": None,
+                       "frames/s": None}
+    for label, v in vectors.items():
+        x = E.unit_rows(v)
+        row = {"embedder": label, **rows_meta[label]}
+        if has_maps:
+            row[f"revisit R@{K}"] = values[label][f"revisit R@{K}"]
+            prior_row[f"revisit R@{K}"] = None
+        row[f"other-drive share@{K}"] = values[label][f"other-drive share@{K}"]
+        row[f"near-dup R@{K} (training positive)"] = values[label][f"near-dup R@{K}"]
+        mine, base = E.probes(x, attrs["_counts"], dcode, is_tune, seed=0)
+        row.update({"presence acc": mine.presence_acc, "presence AUC": mine.presence_auc,
+                    "count MAE": mine.count_mae})
+        prior_row.update({f"other-drive share@{K}": None, f"near-dup R@{K} (training positive)": None,
+                          "presence acc": base.presence_acc, "presence AUC": 0.5,
+                          "count MAE": base.count_mae})
+        for name in PROBE_ATTRIBUTES + ("dominant class", "count bucket"):
+            acc, prior, _ = E.class_probe(x, attrs[name], dcode, is_tune, seed=0)
+            row[f"probe {name}"] = acc
+            prior_row[f"probe {name}"] = prior
+        out.append(row)
+    out.append(prior_row)
+    columns = list(out[0].keys())
+    print(f"\nprotocol: {int(is_tune.sum())} tuning frames ({len(set(attrs['drive'][is_tune]))} "
+          f"drives), {int(report.sum())} report frames ({len(set(attrs['drive'][report]))} drives)")
+    print("  ".join(f"{c[:12]:>12s}" for c in columns[1:]) + "  embedder")
+    for row in out:
+        print("  ".join(f"{'-':>12s}" if row.get(c) is None else f"{row[c]:12.3f}"
+                        for c in columns[1:]) + "  " + row["embedder"])
+    write_result(
+        "embedders", out, name=f"{args.name}-protocol", args=args, columns=columns,
+        notes=(f"report drives only; probes trained on the tuning drives (first "
+               f"{len(set(attrs['drive'][is_tune]))} drives in id order); revisit = other drives "
+               f"on the same map within {REVISIT_RADIUS_M} m; near-dup is the pretraining's own "
+               f"positive (+-{NEAR} frames)"),
+        extra={"frames": len(ids), "drives": len(set(attrs["drive"])),
+               "tuning_drives": sorted(set(attrs["drive"][is_tune].tolist())),
+               "report_frames": int(report.sum()), "notes": notes,
+               "checkpoints": [path for _, path, _ in runs]})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", required=True)
-    parser.add_argument("--checkpoint", required=True, action="append",
+    parser.add_argument("--checkpoint", action="append", default=[],
                         help="pretrained checkpoint; repeat to compare several runs in one table "
                         "(rows are labelled by run folder and step; the first one is the "
                         "reference for the random-init rows, the ablation and the speed table)")
@@ -354,8 +486,15 @@ def main() -> None:
     parser.add_argument("--ablation-weights", default="pretrained,random")
     parser.add_argument("--tokenizations", default="pretrain,8192/256",
                         help="speed-table tokenizations: 'pretrain' (the checkpoint's) or P/G")
-    parser.add_argument("--skip", default="", help="comma list of sections to skip: "
-                        "quality,ablation,speed")
+    parser.add_argument("--sections", default="protocol",
+                        help="comma list of sections to run: protocol (the README's table), "
+                        "quality (older kNN tables), ablation (tokenization, tuning drives only), "
+                        "speed; quality, ablation and speed need --checkpoint")
+    parser.add_argument("--skip", default="", help="comma list of sections to skip")
+    parser.add_argument("--tuning-drives", type=int, default=0,
+                        help="the first N drives (id order) are tuning drives; default a third")
+    parser.add_argument("--name", default="embedders",
+                        help="result name prefix (benchmarks/results/NAME-protocol.json, ...)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-options", help=argparse.SUPPRESS)
     parser.add_argument("--worker-threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -367,7 +506,10 @@ def main() -> None:
     if args.worker:
         speed_worker(args)
         return
-    skip = set(filter(None, args.skip.split(",")))
+    sections = set(filter(None, args.sections.split(","))) - set(filter(None, args.skip.split(",")))
+    skip = {"quality", "ablation", "speed", "protocol"} - sections
+    if not args.checkpoint and sections & {"quality", "ablation", "speed"}:
+        raise SystemExit("sections quality, ablation and speed need --checkpoint")
     torch.manual_seed(0)
     ws = curate.connect(args.workspace)
     runs = []  # (label, checkpoint path, embed options)
@@ -376,7 +518,7 @@ def main() -> None:
         run = Path(path).resolve().parent.name
         runs.append((f"{run}@{state.get('step')}", path,
                      {**state["curate"]["embed_options"], **_parse_options(args.embed_options)}))
-    _, first_checkpoint, options = runs[0]
+    _, first_checkpoint, options = runs[0] if runs else (None, None, {})
     ids = sorted(str(i) for i in ws.store.ids("samples"))
     if args.limit:
         ids = ids[: args.limit]
@@ -388,6 +530,8 @@ def main() -> None:
           f"(read in {time.perf_counter() - start:.1f} s); checkpoints "
           + ", ".join(f"{label} ({path})" for label, path, _ in runs)
           + f"; embed_options {options}; torch threads {torch.get_num_threads()}")
+    if "protocol" not in skip:
+        protocol(args, ws, ids, attrs, clouds, runs)
     keys_cross = list(ATTRIBUTES) + ["drive", "near-dup R@10"]
     keys_loo = [a + " (loo)" for a in ATTRIBUTES]
 
@@ -440,10 +584,18 @@ def main() -> None:
             "allowed (near-duplicates inflate it)",
             results, keys_loo, {},
         )
+        write_result("embedders", [{"embedder": label, **extra[label], **scores}
+                                   for label, scores in results.items()],
+                     name=f"{args.name}-knn", args=args,
+                     notes="older kNN protocol on every frame (no tuning/report split): attribute "
+                     "columns = cross-drive kNN vote; '(loo)' = same drive allowed")
 
     if "ablation" not in skip:
-        drives = sorted(set(attrs["drive"]))[: args.ablation_drives]
-        rows = np.flatnonzero(np.isin(attrs["drive"], drives))
+        # hyper-parameters are tuned on tuning drives only (see the protocol)
+        is_tune = split_tuning_report(attrs["drive"], args.tuning_drives)
+        drives = set(sorted(set(attrs["drive"][is_tune].tolist()))[: args.ablation_drives])
+        rows = np.flatnonzero([d in drives for d in attrs["drive"].tolist()])
+        ablation_rows: list[dict] = []
         sub_attrs = {k: v[rows] for k, v in attrs.items()}
         sub_clouds = [clouds[r] for r in rows]
         print(f"\n3. tokenization ablation on {len(rows)} frames ({len(drives)} drives), svm "
@@ -464,6 +616,13 @@ def main() -> None:
                 print(f"{weights:12s}{points:11d}{groups:10d}{mean_attr:11.3f}"
                       f"{s['dominant class']:10.3f}{s['count bucket']:8.3f}{s['drive']:8.3f}"
                       f"{s['near-dup R@10']:10.3f}{len(rows) / seconds:10.1f}", flush=True)
+                ablation_rows.append({"weights": weights, "num_points": points, "num_group": groups,
+                                      "mean attr": mean_attr, **{a: s[a] for a in ATTRIBUTES},
+                                      "drive": s["drive"], "near-dup R@10": s["near-dup R@10"],
+                                      "frames/s": len(rows) / seconds})
+        write_result("embedders", ablation_rows, name=f"{args.name}-tokenization", args=args,
+                     notes=f"tuning drives only: {len(rows)} frames of {len(drives)} drives; kNN "
+                     f"(k={K}) cross-drive attribute accuracy")
 
     if "speed" not in skip:
         print(f"\n4. speed on CPU, {args.speed_frames} frames after a 2-frame warm-up, each model "
@@ -477,6 +636,7 @@ def main() -> None:
             for item in args.tokenizations.split(",")
         ]
         thread_counts = [int(v) for v in args.threads.split(",")]
+        speed_rows: list[dict] = []
         for points, groups in tokenizations:
             for threads in thread_counts:
                 tiny = None
@@ -487,10 +647,20 @@ def main() -> None:
                     print(f"{'recon-' + size:12s}{points:11d}{groups:10d}{threads:8d}{r['dim']:6d}"
                           f"{r['fps']:10.2f}{r['peak_mb']:13.0f}{r['fps'] / tiny:13.2f}"
                           f"{_uptime().split()[0]:>10s}", flush=True)
+                    speed_rows.append({"model": f"recon-{size}", "num_points": points,
+                                       "num_group": groups, "threads": threads, "dim": r["dim"],
+                                       "frames/s": r["fps"], "peak RSS MB": r["peak_mb"],
+                                       "load": float(_uptime().split()[0])})
         for threads in thread_counts:
             r = run_speed(args, "bev-hist", {}, threads)
             print(f"{'bev-hist':12s}{'-':>11s}{'-':>10s}{threads:8d}{r['dim']:6d}{r['fps']:10.2f}"
                   f"{r['peak_mb']:13.0f}{'-':>13s}{_uptime().split()[0]:>10s}")
+            speed_rows.append({"model": "bev-hist", "num_points": None, "num_group": None,
+                               "threads": threads, "dim": r["dim"], "frames/s": r["fps"],
+                               "peak RSS MB": r["peak_mb"], "load": float(_uptime().split()[0])})
+        write_result("embedders", speed_rows, name=f"{args.name}-speed", args=args,
+                     notes=f"{args.speed_frames} frames after a 2-frame warm-up, each model in a "
+                     "fresh process; peak RSS = the child's VmHWM")
         print(f"uptime after: {_uptime()}")
 
 

@@ -25,7 +25,9 @@ Two parts, each printing a table (kNN accuracy, embedding time, training time, p
 
 kNN uses FAISS exact inner product on L2-normalised vectors (memory O(N * k), no N x N
 matrix), checked against a numpy brute-force reference on the first 64 queries. Timings depend
-on the machine's load (printed); compare rows of one run only.
+on the machine's load (printed); compare rows of one run only. Each part's table is written with
+:func:`benchmarks.results_io.write_result` as ``<--name>-synthetic`` and ``<--name>-fmnist``
+(default ``image_ssl-...``) under ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import curate  # noqa: E402
+from benchmarks.results_io import write_result  # noqa: E402
 from embedders import create_embedder  # noqa: E402
 from embedders.models.image import image_features, load_efficientnet_lite0  # noqa: E402
 from embedders.pretrain_image import load_image_config, load_images, train  # noqa: E402
@@ -150,6 +153,15 @@ def _print_ratio(rows: dict, columns: list[str], subject: str, peer: str) -> Non
 # part 1: synthetic pool
 
 
+def _write(part: str, rows: dict[str, dict], columns: list[str], args: argparse.Namespace,
+           notes: str, extra: dict) -> None:
+    """One part's table as a result file (``"-"`` cells become ``None``)."""
+    table = [{"embedder": name, **{c: (None if values.get(c) == "-" else values.get(c))
+                                   for c in columns}} for name, values in rows.items()]
+    write_result("image_ssl", table, name=f"{args.name}-{part}", args=args,
+                 columns=["embedder", *columns], notes=notes, extra=extra)
+
+
 def synthetic(args: argparse.Namespace) -> None:
     bench = _embedders_benchmark()
     source = Path(args.workspace)
@@ -175,7 +187,7 @@ def synthetic(args: argparse.Namespace) -> None:
         "data": {"image_size": list(SYNTH_SIZE)},
         "augment": {"brightness": jitter, "contrast": jitter, "saturation": jitter,
                     "crop_scale": [args.crop_min, 1.0]},
-        "train": {"steps": args.steps, "batch_size": 64, "threads": args.threads,
+        "train": {"steps": args.steps, "batch_size": args.batch_size, "threads": args.threads,
                   "checkpoint_every": 50},
     })
     print(f"# synthetic: {len(ids)} frames, {len(set(attrs['drive']))} drives, front camera "
@@ -216,6 +228,11 @@ def synthetic(args: argparse.Namespace) -> None:
     _print_ratio(rows, columns, "image-ssl (SimCLR on pool)",
                  f"effnet-lite0 ImageNet {SYNTH_SIZE[0]}x{SYNTH_SIZE[1]}")
     print(f"# peak RSS of this process so far: {peak_rss_mb():.0f} MB; {uptime()}")
+    _write("synthetic", rows, columns + ["dim", "embed img/s", "train s"], args,
+           f"{len(ids)} frames, {len(set(attrs['drive']))} drives; kNN (k={K}) with neighbours "
+           "from other drives; drive = leave-one-out; near-dup R@10 within +-5 frames",
+           {"config": cfg.to_dict(), "final_losses": result.final_losses,
+            "peak_rss_mb": peak_rss_mb()})
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,6 +306,10 @@ def fashion(args: argparse.Namespace) -> None:
     if not args.no_effnet:
         _print_ratio(rows, ["kNN acc"], "image-ssl (SimCLR on train set)", effnet)
     print(f"# peak RSS of this process: {peak_rss_mb():.0f} MB; {uptime()}")
+    _write("fmnist", rows, ["kNN acc", "dim", "embed img/s", "train s"], args,
+           f"Fashion-MNIST: kNN (k={K}) of {len(test_x)} test images from {len(train_x)} "
+           "training images", {"config": cfg.to_dict(), "final_losses": result.final_losses,
+                               "peak_rss_mb": peak_rss_mb()})
 
 
 def main() -> None:
@@ -298,6 +319,7 @@ def main() -> None:
     parser.add_argument("--scratch", default="/tmp/img/bench")
     parser.add_argument("--frames", type=int, default=0, help="first N frames only (0 = all)")
     parser.add_argument("--steps", type=int, default=300, help="SimCLR steps on the synthetic pool")
+    parser.add_argument("--batch-size", type=int, default=64, help="SimCLR batch on the synthetic pool")
     parser.add_argument("--colour-jitter", type=float, default=0.0,
                         help="brightness / contrast / saturation jitter of the synthetic run")
     parser.add_argument("--crop-min", type=float, default=0.5,
@@ -311,6 +333,8 @@ def main() -> None:
                         help="skip the EfficientNet-Lite0 Fashion-MNIST row (slowest peer)")
     parser.add_argument("--parts", default="synthetic,fashion")
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--name", default="image_ssl",
+                        help="result name prefix (benchmarks/results/NAME-synthetic.json, ...)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)

@@ -44,6 +44,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 
+def default_results_dir() -> Path:
+    """Where results are written and read: ``$CURATE_RESULTS_DIR`` or ``benchmarks/results/``."""
+    return Path(os.environ.get("CURATE_RESULTS_DIR") or RESULTS_DIR)
+
+
 def _git(*args: str) -> Optional[str]:
     try:
         out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
@@ -89,6 +94,16 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _command_line() -> str:
+    """How the script was started: ``python -m benchmarks.NAME ARGS`` for a benchmark module."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    if script.suffix == ".py" and script.resolve().parent == ROOT / "benchmarks":
+        head = f"python -m benchmarks.{script.stem}"
+    else:
+        head = script.name
+    return " ".join([head, *sys.argv[1:]])
+
+
 def write_result(
     benchmark: str,
     rows: Sequence[Mapping[str, Any]],
@@ -130,7 +145,7 @@ def write_result(
     """
     if not benchmark:
         raise ValueError("write_result: benchmark name is empty")
-    out_dir = Path(results_dir or os.environ.get("CURATE_RESULTS_DIR") or RESULTS_DIR)
+    out_dir = Path(results_dir) if results_dir else default_results_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     cols: list[str] = list(columns) if columns is not None else []
     if columns is None:
@@ -150,7 +165,7 @@ def write_result(
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": _command_line(),
         "args": _jsonable(dict(args or {})),
         "columns": cols,
         "rows": table,

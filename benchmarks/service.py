@@ -21,7 +21,9 @@ What it does:
 * Peak memory: the server process's ``VmHWM`` (from ``/proc``) and this process's peak RSS.
 
 Prints one table: per operation n, p50 / p99 latency (ms) over HTTP, in-process p50, ratio; and
-a total line with throughput and the error count.
+a total line with throughput and the error count. The table (plus throughput, errors and peak
+memory in ``extra``) is written with :func:`benchmarks.results_io.write_result` to
+``benchmarks/results/<--name>.json`` (default ``service``).
 """
 
 from __future__ import annotations
@@ -129,7 +131,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--peer-requests", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="service", help="result name (benchmarks/results/NAME.json)")
     args = parser.parse_args()
+    from benchmarks.results_io import write_result
 
     import curate
 
@@ -203,10 +207,14 @@ def main() -> None:
         header = f"{'operation':<14} {'kind':<5} {'n':>6} {'p50 ms':>9} {'p99 ms':>9} {'in-proc p50':>12} {'ratio':>7}"
         print(header)
         print("-" * len(header))
+        rows = []
         for name, _, is_write in MIX:
             lat = [x * 1000 for x in latencies[name]]
             ref = [x * 1000 for x in peer_lat[name]]
             p50, p99, r50 = percentile(lat, 50), percentile(lat, 99), percentile(ref, 50)
+            rows.append({"operation": name, "kind": "write" if is_write else "read", "n": len(lat),
+                         "p50 ms": p50, "p99 ms": p99, "in-process p50 ms": r50,
+                         "ratio": p50 / r50 if r50 else None})
             print(f"{name:<14} {'write' if is_write else 'read':<5} {len(lat):>6} {p50:>9.1f} {p99:>9.1f} "
                   f"{r50:>12.1f} {p50 / r50 if r50 else float('nan'):>7.1f}")
         every = [x * 1000 for v in latencies.values() for x in v]
@@ -214,6 +222,9 @@ def main() -> None:
         print("-" * len(header))
         print(f"{'all':<14} {'mixed':<5} {total:>6} {percentile(every, 50):>9.1f} {percentile(every, 99):>9.1f} "
               f"{percentile(ref_all, 50):>12.1f} {percentile(every, 50) / percentile(ref_all, 50):>7.1f}")
+        rows.append({"operation": "all", "kind": "mixed", "n": total, "p50 ms": percentile(every, 50),
+                     "p99 ms": percentile(every, 99), "in-process p50 ms": percentile(ref_all, 50),
+                     "ratio": percentile(every, 50) / percentile(ref_all, 50)})
         print(f"\nthroughput {total / wall:.1f} req/s over {wall:.1f} s; errors: {len(errors)}")
         print(f"peak memory: server {server_mib:.0f} MiB (VmHWM), load generator "
               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
@@ -223,6 +234,14 @@ def main() -> None:
         runs = check.runs()
         print(f"store after the run: {len(runs)} runs, run ids unique: "
               f"{len({r.run_id for r in runs}) == len(runs)}, labeled frames: {len(check.labeled_ids())}")
+        load_gen_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        write_result("service", rows, name=args.name, args=args,
+                     notes=f"{args.clients} clients x {args.requests} requests on 127.0.0.1; peer: "
+                     f"in-process Workspace, 1 thread, {args.peer_requests} calls",
+                     extra={"throughput_req_s": total / wall, "wall_s": wall, "errors": len(errors),
+                            "error_samples": errors[:10], "server_peak_mib": server_mib,
+                            "load_generator_peak_mib": load_gen_mib, "runs": len(runs),
+                            "run_ids_unique": len({r.run_id for r in runs}) == len(runs)})
         if errors:
             raise SystemExit(1)
     finally:

@@ -36,6 +36,7 @@ __all__ = [
     "ScoresReadRequest",
     "LoopRequest",
     "PretrainRequest",
+    "EmbeddingEvaluation",
 ]
 
 
@@ -247,6 +248,53 @@ def finite_or_none(value: float) -> Optional[float]:
     """Return ``value`` as float, or ``None`` when it is NaN or infinite (JSON has neither)."""
     v = float(value)
     return v if math.isfinite(v) else None
+
+
+class EmbeddingEvaluation(_Model):
+    """What ``evaluate_embeddings`` returns: several embeddings of one pool judged side by side.
+
+    Attributes
+    ----------
+    embeddings : list of str
+        The embeddings, in the order asked for.
+    frames, drives : int
+        Frames (present in every embedding) and drives evaluated.
+    metrics : list of str
+        Metric names in table order (see :mod:`curate.embedding_eval` for their definitions).
+    values : dict
+        ``values[column][metric]``: one column per embedding plus ``"prior"`` (what a vector
+        carrying no information scores: the majority value, chance AUC, the training mean); ``None``
+        where a metric does not apply.
+    params : dict
+        The arguments the evaluation ran with (k, window, columns, split, seed...).
+    notes : list of str
+        What was skipped and why (no labels, no place metadata...).
+    path : str or None
+        The JSON file written, if any.
+    """
+
+    embeddings: list[str]
+    frames: int
+    drives: int
+    metrics: list[str]
+    values: dict[str, dict[str, Optional[float]]]
+    params: dict[str, Any] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+    path: Optional[str] = None
+
+    def table(self, digits: int = 3) -> str:
+        """The evaluation as a text table: one row per metric, one column per embedding."""
+        cols = [*self.embeddings, "prior"]
+        width = max([len(m) for m in self.metrics] + [6])
+        cw = [max(len(c), digits + 4) for c in cols]
+        lines = [f"{'metric':<{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cols, cw))]
+        for metric in self.metrics:
+            cells = []
+            for c, w in zip(cols, cw):
+                v = self.values.get(c, {}).get(metric)
+                cells.append(f"{'-':>{w}}" if v is None else f"{v:>{w}.{digits}f}")
+            lines.append(f"{metric:<{width}}  " + "  ".join(cells))
+        return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------- search and jobs

@@ -110,11 +110,13 @@ def cli(verbose: int) -> None:
 @click.option("--frames", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--small", is_flag=True, help="Few points per frame (fast; for tests).")
-def synth(out: str, frames: int, seed: int, small: bool) -> None:
+@click.option("--shared-maps", type=click.IntRange(min=1), default=None,
+              help="Put the drives on this many shared maps (drives revisit the same places).")
+def synth(out: str, frames: int, seed: int, small: bool, shared_maps: Optional[int]) -> None:
     """Write a synthetic KITTI-format dataset of ray-cast LiDAR scenes."""
     from curate.sources.synthetic import generate
 
-    summary = generate(out, frames, seed=seed, small=small, progress=None)
+    summary = generate(out, frames, seed=seed, small=small, progress=None, shared_maps=shared_maps)
     click.echo(f"wrote {summary.frames} frames in {summary.drives} drives to {out}")
 
 
@@ -418,6 +420,32 @@ def runs(ws: Any, as_json: bool) -> None:
             f"{r.run_id:<12} {r.created_at:<26} {r.strategy:<10} {r.budget:>6} {len(r.ids):>6} "
             f"{r.embedding:<14} {radius_s}"
         )
+
+
+@cli.command("eval-embeddings")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours per frame.")
+@click.option("--window", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Near-duplicate window in frame indices.")
+@click.option("--column", "columns", multiple=True,
+              help="Metadata column for kNN agreement (repeat; default time_of_day, weather, location).")
+@click.option("--labels", type=click.Choice(["labeled", "all", "none"]), default="labeled",
+              show_default=True, help="Probe targets: labeled frames, every stored box, or no probes.")
+@click.option("--where", default=None, help="Filter on samples restricting the frames.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the drive split.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the result as JSON.")
+@workspace_option
+def eval_embeddings(ws: Any, names: tuple[str, ...], k: int, window: int, columns: tuple[str, ...],
+                    labels: str, where: Optional[str], seed: int, out: Optional[str]) -> None:
+    """Judge embeddings side by side on this pool (retrieval, metadata agreement, probes)."""
+    result = ws.evaluate_embeddings(list(names), k=k, window=window, columns=list(columns) or None,
+                                    labels=labels, where=where, seed=seed, out=out)
+    click.echo(f"{result.frames} frames, {result.drives} drives")
+    click.echo(result.table())
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    if out:
+        click.echo(f"written {out}")
 
 
 def read_id_file(path: Path) -> list[str]:

@@ -772,6 +772,21 @@ class RemoteWorkspace:
         return EmbedReport(**self._json("POST", "/v1/embeddings/fuse", json=body))
 
 
+    def evaluate_embeddings(self, names: Sequence[str], **options: Any) -> Any:
+        """Judge embeddings side by side (see ``Workspace.evaluate_embeddings``).
+
+        Runs here, in the client, over this client's ``vectors`` / ``frames`` / ``boxes`` calls
+        (the whole vectors travel; no server route yet). ``out`` is a path on this machine.
+        """
+        from curate.embedding_eval import evaluate_embeddings
+
+        known = set(self.embeddings())
+        for name in names:
+            if name not in known:
+                raise NotFoundError(f"no embedding {name!r} in this workspace (have: {sorted(known)})")
+        return evaluate_embeddings(self, names, **options)
+
+
 def _quote(segment: str) -> str:
     from urllib.parse import quote
 

@@ -981,3 +981,35 @@ class Workspace:
             final_losses=result.final_losses, seconds=result.seconds,
             embed_options={"image_size": list(cfg.data.image_size)}, model="image-ssl",
         )
+
+    def evaluate_embeddings(
+        self,
+        names: Sequence[str],
+        *,
+        k: int = 10,
+        window: int = 5,
+        columns: Optional[Sequence[str]] = None,
+        labels: str = "labeled",
+        where: Optional[str] = None,
+        duplicate_threshold: float = 0.98,
+        test_fraction: float = 0.3,
+        seed: int = 0,
+        out: Optional[Union[str, Path]] = None,
+    ) -> Any:
+        """Judge several embeddings of this pool side by side; see :mod:`curate.embedding_eval`.
+
+        Without labels: temporal near-duplicate recall, cross-drive retrieval statistics, revisit
+        recall (frames with place metadata), kNN agreement with metadata ``columns``, duplicate
+        clusters; with labels (``labels="labeled"`` or ``"all"``): ridge probes of class presence
+        and counts on held-out drives. Returns a :class:`~curate.api.EmbeddingEvaluation`
+        (``.table()`` prints it); ``out`` also writes it as JSON.
+        """
+        from curate.embedding_eval import evaluate_embeddings
+
+        for name in names:
+            self._require_embedding(name)
+        return evaluate_embeddings(
+            self, names, k=k, window=window, columns=columns, labels=labels, where=where,
+            duplicate_threshold=duplicate_threshold, test_fraction=test_fraction, seed=seed,
+            out=out,
+        )

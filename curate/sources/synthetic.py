@@ -54,7 +54,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -496,14 +496,31 @@ def _make_labels(
 
 def _generate_drive(
     out_dir: str, drive_index: int, n_frames: int, first_frame: int, seed_seq: np.random.SeedSequence,
-    small: bool,
+    small: bool, map_spec: Optional[tuple[int, np.random.SeedSequence, int, int, float]] = None,
 ) -> dict[str, Any]:
-    """Generate and write one drive; returns its per-frame metadata and counts."""
+    """Generate and write one drive; returns its per-frame metadata and counts.
+
+    ``map_spec = (map index, map seed, map frames, start frame on the map, actor time shift s)``
+    puts the drive on a shared map (see ``generate(shared_maps=...)``).
+    """
     out = Path(out_dir) / "training"
     children = seed_seq.spawn(n_frames + 1)
     rng = np.random.default_rng(children[0])
     config = sample_drive_config(rng, drive_index, n_frames, first_frame)
-    world = build_drive(config, rng)
+    shift = 0
+    if map_spec is None:
+        world = build_drive(config, rng)
+    else:
+        map_index, map_seed, map_frames, shift, actor_dt = map_spec
+        map_rng = np.random.default_rng(map_seed)
+        place = sample_drive_config(map_rng, map_index, map_frames, 0)
+        config = replace(config, location=place.location, area=place.area, ego_speed=place.ego_speed)
+        # the map's own random stream: the same road and static scene for every drive on the map
+        # (actors depend on time of day and weather, and moving ones are shifted in time below)
+        world = build_drive(replace(config, n_frames=map_frames), map_rng)
+        moving = (world.vx != 0) | (world.vy != 0)
+        world.x = world.x + np.where(moving, world.vx * actor_dt, 0.0)
+        world.y = world.y + np.where(moving, world.vy * actor_dt, 0.0)
     calib = _drive_calibration(rng, small)
     fog_visibility = float(rng.uniform(40.0, 90.0)) if config.weather == "fog" else math.inf
     pattern = lidar_pattern(small)
@@ -519,9 +536,9 @@ def _generate_drive(
     for k in range(n_frames):
         frame_rng = np.random.default_rng(children[k + 1])
         frame_id = f"{first_frame + k:06d}"
-        ego = world.ego_pose(k)
-        shapes, keep = world.shapes_at(k, pattern.max_range)
-        cast = cast_rays(pattern, world.ground_at(k), shapes)
+        ego = world.ego_pose(k + shift)
+        shapes, keep = world.shapes_at(k + shift, pattern.max_range)
+        cast = cast_rays(pattern, world.ground_at(k + shift), shapes)
         points, shape_of, material = _make_points(world, cast, keep, pattern, ego, frame_rng, fog_visibility)
         boxes, render_objects = _make_labels(world, shapes, keep, cast, shape_of, calib, width, height)
         colors = _point_colors(world, shape_of, material)
@@ -562,6 +579,9 @@ def _generate_drive(
                 "num_dontcare": frame_dontcare,
             }
         )
+        if map_spec is not None:
+            frames_meta[-1]["map"] = f"map_{map_spec[0]:04d}"
+            frames_meta[-1]["map_position_m"] = round(float(ego[0]), 3)
     return {
         "drive": drive_index,
         "name": config.name,
@@ -587,6 +607,7 @@ def generate(
     workers: int = 1,
     progress: bool = True,
     overwrite: bool = False,
+    shared_maps: Optional[int] = None,
 ) -> SyntheticSummary:
     """Write a synthetic KITTI-format dataset (see the module docstring).
 
@@ -610,6 +631,13 @@ def generate(
         Show a progress bar.
     overwrite : bool
         Replace an existing generated dataset in ``out_dir``.
+    shared_maps : int, optional
+        Put the drives on this many shared maps (drive ``i`` on map ``i % shared_maps``): drives
+        of one map share location, road and static scene (buildings, trees, parked cars) and
+        start at different points along it, so they revisit the same places, with their own time
+        of day, weather, sensor noise and calibration, and moving actors shifted in time.
+        Frames then carry ``map`` and ``map_position_m`` (ego position along the map's road)
+        metadata. ``None`` (default): every drive has its own world, output unchanged.
 
     Returns
     -------
@@ -631,6 +659,17 @@ def generate(
     drive_seeds = drives_ss.spawn(len(sizes))
     firsts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
     jobs = [(str(out), i, n, f, s, bool(small)) for i, (n, f, s) in enumerate(zip(sizes, firsts, drive_seeds))]
+    if shared_maps is not None:
+        if isinstance(shared_maps, bool) or not isinstance(shared_maps, (int, np.integer)) or shared_maps < 1:
+            raise InvalidInputError(f"shared_maps must be a positive integer, got {shared_maps!r}")
+        map_root = root.spawn(1)[0]  # a third child: the default streams above are unchanged
+        map_seeds = map_root.spawn(int(shared_maps) + 1)
+        map_frames = max(sizes) + max(sizes) // 2
+        starts = np.random.default_rng(map_seeds[-1])
+        jobs = [(*job, (i % int(shared_maps), map_seeds[i % int(shared_maps)], map_frames,
+                        int(starts.integers(0, map_frames - job[2] + 1)),
+                        float(starts.uniform(5.0, 60.0))))
+                for i, job in enumerate(jobs)]
 
     results: list[dict[str, Any]] = []
     with tqdm(total=int(frames), desc="synthetic KITTI", unit="frame", disable=not progress) as bar:
@@ -669,6 +708,8 @@ def generate(
         "small": bool(small),
         "frames_per_drive": list(fpd) if isinstance(fpd, tuple) else fpd,
     }
+    if shared_maps is not None:
+        config["shared_maps"] = int(shared_maps)
     (out / "synthetic_config.json").write_text(json.dumps(config, sort_keys=True, indent=1) + "\n", encoding="ascii")
 
     counts: dict[str, int] = {c: 0 for c in LABEL_CLASSES}
