@@ -110,11 +110,26 @@ def cli(verbose: int) -> None:
 @click.option("--frames", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--small", is_flag=True, help="Few points per frame (fast; for tests).")
-def synth(out: str, frames: int, seed: int, small: bool) -> None:
-    """Write a synthetic KITTI-format dataset of ray-cast LiDAR scenes."""
+@click.option("--format", "fmt", type=click.Choice(["kitti", "nuscenes"]), default="kitti", show_default=True,
+              help="Dataset layout to write.")
+@click.option("--version", "nusc_version", default="v1.0-mini", show_default=True,
+              help="nuScenes table folder name (--format nuscenes).")
+@click.option("--frames-per-drive", type=click.IntRange(min=1), default=None,
+              help="Frames per drive / scene (default: 20 to 60).")
+def synth(out: str, frames: int, seed: int, small: bool, fmt: str, nusc_version: str,
+          frames_per_drive: Optional[int]) -> None:
+    """Write a synthetic KITTI- or nuScenes-format dataset of ray-cast LiDAR scenes."""
+    if fmt == "nuscenes":
+        from curate.sources.synthetic_nuscenes import generate_nuscenes
+
+        info = generate_nuscenes(out, frames, seed=seed, small=small, frames_per_drive=frames_per_drive,
+                                 version=nusc_version, progress=None)
+        click.echo(f"wrote {info['samples']} samples ({info['sweeps']} sweeps) in {info['scenes']} scenes "
+                   f"to {out}/{nusc_version}")
+        return
     from curate.sources.synthetic import generate
 
-    summary = generate(out, frames, seed=seed, small=small, progress=None)
+    summary = generate(out, frames, seed=seed, small=small, frames_per_drive=frames_per_drive, progress=None)
     click.echo(f"wrote {summary.frames} frames in {summary.drives} drives to {out}")
 
 
