@@ -160,6 +160,29 @@ def ingest_kitti(ws: Any, root: str, split: str, prefix: Optional[str]) -> None:
     )
 
 
+@ingest.command("nuscenes")
+@click.argument("root", type=click.Path())
+@click.option("--version", "version", default="v1.0-mini", show_default=True,
+              help="Table folder: v1.0-mini, v1.0-trainval, v1.0-test, ...")
+@click.option("--prefix", default=None, help="Prefix for frame ids (to keep datasets apart).")
+@workspace_option
+def ingest_nuscenes(ws: Any, root: str, version: str, prefix: Optional[str]) -> None:
+    """Ingest a nuScenes v1.0 dataset: one frame per sample (LIDAR_TOP, sweeps, six cameras, boxes)."""
+    if _is_remote(ws):  # the server reads ROOT (a path on the server, below its --data-root)
+        from curate.api import SourceSpec
+
+        source: Any = SourceSpec(kind="nuscenes", root=root, version=version, prefix=prefix)
+    else:
+        from curate.sources.nuscenes import NuScenesSource
+
+        source = NuScenesSource(root, version=version, prefix=prefix)
+    report = ws.ingest(source)
+    click.echo(
+        f"ingested {report.frames_seen} frames ({report.boxes_seen} boxes); "
+        f"workspace has {report.frames_total} frames"
+    )
+
+
 @ingest.command("folder")
 @click.argument("root", type=click.Path())
 @click.option("--prefix", default=None, help="Prefix for frame ids.")
