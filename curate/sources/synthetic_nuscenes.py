@@ -5,7 +5,7 @@ renderer); only the file layout differs::
 
     <out>/<version>/{scene,sample,sample_data,ego_pose,calibrated_sensor,sensor,
                      sample_annotation,instance,category,attribute,visibility,log,map}.json
-    <out>/<version>/splits.json                       custom splits (devkit >= 1.2): train / val
+    <out>/<version>/splits.json                       custom splits (devkit >= 1.2): synthetic_train / _val
     <out>/samples/LIDAR_TOP/<scene>__LIDAR_TOP__<us>.pcd.bin   key frames at 10 Hz
     <out>/sweeps/LIDAR_TOP/<scene>__LIDAR_TOP__<us>.pcd.bin    the sweeps between them (20 Hz stream)
     <out>/samples/CAM_*/<scene>__CAM_*__<us>.jpg      six cameras at the key frames
@@ -501,7 +501,9 @@ def generate_nuscenes(
     names = [s["name"] for s in tables["scene"]]
     order = plan_rng.permutation(len(names))
     n_train = max(1, int(math.ceil(len(names) / 2))) if len(names) > 1 else 1
-    splits = {"train": sorted(names[i] for i in order[:n_train]), "val": sorted(names[i] for i in order[n_train:])}
+    # custom split names (devkit >= 1.2 reads them from splits.json; "train" / "val" are its own)
+    splits = {"synthetic_train": sorted(names[i] for i in order[:n_train]),
+              "synthetic_val": sorted(names[i] for i in order[n_train:])}
     (out / version / "splits.json").write_text(json.dumps(splits, indent=1) + "\n", encoding="ascii")
     config = {
         "generator": "curate.sources.synthetic_nuscenes", "format_version": 1, "seed": int(seed),
