@@ -16,6 +16,8 @@ evaluation, ``O(boxes log boxes)`` per class and threshold, plus loading the tab
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import tempfile
@@ -110,7 +112,7 @@ def TokenDetectionEval(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 (a class
     return _token_eval_class()(*args, **kwargs)
 
 
-_NUSC_CACHE: dict[tuple[str, str], Any] = {}
+_NUSC_CACHE: dict[tuple, Any] = {}
 
 
 def _devkit(dataroot: str, version: str) -> Any:
@@ -120,7 +122,10 @@ def _devkit(dataroot: str, version: str) -> Any:
         raise ImportError(
             "the nuScenes metric needs nuscenes-devkit (installed with the mmdet3d stack: make mm3d)"
         ) from exc
-    key = (str(dataroot), str(version))
+    tables = Path(dataroot) / version
+    stamp = tuple((tables / f"{t}.json").stat().st_mtime_ns if (tables / f"{t}.json").exists() else 0
+                  for t in ("sample", "sample_annotation", "ego_pose"))
+    key = (str(dataroot), str(version), stamp)  # a data set rewritten in place is loaded again
     if key not in _NUSC_CACHE:
         _NUSC_CACHE.clear()  # one data set at a time: the tables can be large
         _NUSC_CACHE[key] = NuScenes(version=version, dataroot=str(dataroot), verbose=False)
@@ -194,22 +199,31 @@ def nuscenes_eval(
     if out_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="curate-nusc-eval-")
         out_dir = tmp.name
+    quiet = io.StringIO()  # mmdet3d's formatter and the devkit's summary print to stdout
     try:
-        metric = NuScenesMetric(data_root=str(dataroot), ann_file="", metric="bbox",
-                                modality=dict(use_camera=False, use_lidar=True), format_only=True,
-                                jsonfile_prefix=str(Path(out_dir) / "results"))
-        metric.version = version
-        metric.data_infos = data_list
-        result_path = metric._format_lidar_bbox(results, list(range(len(data_list))), names,
-                                                jsonfile_prefix=str(Path(out_dir) / "results"))
-        nusc = _devkit(str(dataroot), version)
-        evaluator = TokenDetectionEval(nusc, metric.eval_detection_configs, result_path,
-                                       [d["token"] for d in data_list], output_dir=str(out_dir))
-        evaluator.main(render_curves=False)
-        summary = json.loads((Path(out_dir) / "metrics_summary.json").read_text())
+        with contextlib.redirect_stdout(quiet):
+            summary = _format_and_evaluate(NuScenesMetric, str(dataroot), str(version), data_list, results,
+                                           names, str(out_dir))
     finally:
         if tmp is not None:
             tmp.cleanup()
+    logger.info("nuScenes metric on %d samples: mAP %.4f, NDS %.4f", len(data_list), summary["mean_ap"],
+                summary["nd_score"])
     class_ap = {c: float(np.mean(list(v.values()))) for c, v in summary["label_aps"].items()}
     return NuScenesResult(map=float(summary["mean_ap"]), nds=float(summary["nd_score"]), class_ap=class_ap,
                           tp_errors={k: float(v) for k, v in summary["tp_errors"].items()}, summary=summary)
+
+
+def _format_and_evaluate(metric_cls: Any, dataroot: str, version: str, data_list: list, results: list,
+                         names: list, out_dir: str) -> dict[str, Any]:
+    """mmdet3d's result formatting, then the devkit's evaluation on the samples' tokens."""
+    prefix = str(Path(out_dir) / "results")
+    metric = metric_cls(data_root=dataroot, ann_file="", metric="bbox",
+                        modality=dict(use_camera=False, use_lidar=True), format_only=True, jsonfile_prefix=prefix)
+    metric.version = version
+    metric.data_infos = data_list
+    result_path = metric._format_lidar_bbox(results, list(range(len(data_list))), names, jsonfile_prefix=prefix)
+    evaluator = TokenDetectionEval(_devkit(dataroot, version), metric.eval_detection_configs, result_path,
+                                   [d["token"] for d in data_list], output_dir=out_dir)
+    evaluator.main(render_curves=False)
+    return json.loads((Path(out_dir) / "metrics_summary.json").read_text())
