@@ -359,3 +359,26 @@ def test_nuscenes_metric_equals_devkit_evaluation(devkit, nusc_root: Path, tmp_p
     assert ours.nds == pytest.approx(metrics.nd_score, abs=1e-6)
     for name, ap in ours.class_ap.items():
         assert ap == pytest.approx(float(np.mean(list(metrics._label_aps[name].values()))), abs=1e-6)
+
+
+def test_files_named_outside_the_root_are_refused(nusc_root: Path, tmp_path: Path) -> None:
+    from curate.confine import PathOutsideRootError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(nusc_root, broken)
+    table = broken / VERSION / "sample_data.json"
+    rows = json.loads(table.read_text())
+    outside = tmp_path / "secret.pcd.bin"
+    shutil.copy(broken / rows[0]["filename"], outside)
+    # a symlink below the root that leads out of it
+    link = broken / rows[0]["filename"]
+    link.unlink()
+    link.symlink_to(outside)
+    with pytest.raises(PathOutsideRootError, match="outside"):
+        list(NuScenesSource(broken, version=VERSION))
+    # a '..' file name in the table
+    link.unlink()
+    rows[0]["filename"] = "../secret.pcd.bin"
+    table.write_text(json.dumps(rows))
+    with pytest.raises(PathOutsideRootError, match="leads out"):
+        list(NuScenesSource(broken, version=VERSION))

@@ -221,6 +221,8 @@ class NuScenesSource:
             raise InvalidInputError(f"max_sweeps must be >= 0, got {max_sweeps}")
         if not self.root.is_dir():
             raise NotFoundError(f"{self.root}: nuScenes dataroot does not exist")
+        if not version or "/" in version or "\\" in version or version in (".", ".."):
+            raise InvalidInputError(f"version must be a folder name such as 'v1.0-mini', got {version!r}")
         self.table_dir = self.root / version
         if not self.table_dir.is_dir():
             present = sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name.startswith("v"))
@@ -335,9 +337,21 @@ class NuScenesSource:
     # -- one record --------------------------------------------------------------------------
 
     def _path(self, rel: str, what: str) -> str:
+        """Absolute path of a file named in the tables; it must stay inside the dataroot."""
+        if os.path.isabs(rel) or ".." in rel.replace("\\", "/").split("/"):
+            from curate.confine import PathOutsideRootError
+
+            raise PathOutsideRootError(
+                f"{self.table_dir / 'sample_data.json'}: the {what} file name {rel!r} leads out of {self.root}"
+            )
         path = os.path.join(self._root_str, rel)
-        if self.check_files and not os.path.isfile(path):
-            raise NotFoundError(f"{path}: {what} file is missing (listed in {self.table_dir / 'sample_data.json'})")
+        if self.check_files:
+            if not os.path.isfile(path):
+                raise NotFoundError(f"{path}: {what} file is missing (listed in {self.table_dir / 'sample_data.json'})")
+            if os.path.realpath(path) != path:  # a symlink on the way: it must stay in the root
+                from curate.confine import inside
+
+                inside(path, self.root, f"nuScenes {what}")
         return path
 
     def _velocities(self, anns: list[dict[str, Any]], index: dict[str, int]) -> np.ndarray:
