@@ -372,8 +372,10 @@ class SourceSpec(_Model):
     (``curate serve --data-root DIR``).
     """
 
-    kind: Literal["kitti", "folder"]
+    kind: Literal["kitti", "folder", "nuscenes"]
     root: str = Field(min_length=1, max_length=4096)
+    version: str = Field(default="v1.0-mini", min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._-]+$",
+                         description="nuScenes table folder (kind 'nuscenes')")
     split: str = Field(default="training", min_length=1, max_length=256)
     prefix: Optional[str] = Field(default=None, min_length=1, max_length=256)
     pattern: Optional[str] = Field(default=None, min_length=1, max_length=256)

@@ -111,12 +111,30 @@ def cli(verbose: int) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--small", is_flag=True, help="Few points per frame (fast; for tests).")
 @click.option("--shared-maps", type=click.IntRange(min=1), default=None,
-              help="Put the drives on this many shared maps (drives revisit the same places).")
-def synth(out: str, frames: int, seed: int, small: bool, shared_maps: Optional[int]) -> None:
-    """Write a synthetic KITTI-format dataset of ray-cast LiDAR scenes."""
+              help="Put the drives on this many shared maps (drives revisit the same places; KITTI format).")
+@click.option("--format", "fmt", type=click.Choice(["kitti", "nuscenes"]), default="kitti", show_default=True,
+              help="Dataset layout to write.")
+@click.option("--version", "nusc_version", default="v1.0-mini", show_default=True,
+              help="nuScenes table folder name (--format nuscenes).")
+@click.option("--frames-per-drive", type=click.IntRange(min=1), default=None,
+              help="Frames per drive / scene (default: 20 to 60).")
+def synth(out: str, frames: int, seed: int, small: bool, shared_maps: Optional[int], fmt: str,
+          nusc_version: str, frames_per_drive: Optional[int]) -> None:
+    """Write a synthetic KITTI- or nuScenes-format dataset of ray-cast LiDAR scenes."""
+    if fmt == "nuscenes":
+        if shared_maps is not None:
+            raise click.UsageError("--shared-maps is available with --format kitti only")
+        from curate.sources.synthetic_nuscenes import generate_nuscenes
+
+        info = generate_nuscenes(out, frames, seed=seed, small=small, frames_per_drive=frames_per_drive,
+                                 version=nusc_version, progress=None)
+        click.echo(f"wrote {info['samples']} samples ({info['sweeps']} sweeps) in {info['scenes']} scenes "
+                   f"to {out}/{nusc_version}")
+        return
     from curate.sources.synthetic import generate
 
-    summary = generate(out, frames, seed=seed, small=small, progress=None, shared_maps=shared_maps)
+    summary = generate(out, frames, seed=seed, small=small, frames_per_drive=frames_per_drive, progress=None,
+                       shared_maps=shared_maps)
     click.echo(f"wrote {summary.frames} frames in {summary.drives} drives to {out}")
 
 
@@ -150,6 +168,29 @@ def ingest_kitti(ws: Any, root: str, split: str, prefix: Optional[str], on_error
         f"workspace has {report.frames_total} frames"
     )
     _echo_bad(report.frames_bad, "ingest")
+
+
+@ingest.command("nuscenes")
+@click.argument("root", type=click.Path())
+@click.option("--version", "version", default="v1.0-mini", show_default=True,
+              help="Table folder: v1.0-mini, v1.0-trainval, v1.0-test, ...")
+@click.option("--prefix", default=None, help="Prefix for frame ids (to keep datasets apart).")
+@workspace_option
+def ingest_nuscenes(ws: Any, root: str, version: str, prefix: Optional[str]) -> None:
+    """Ingest a nuScenes v1.0 dataset: one frame per sample (LIDAR_TOP, sweeps, six cameras, boxes)."""
+    if _is_remote(ws):  # the server reads ROOT (a path on the server, below its --data-root)
+        from curate.api import SourceSpec
+
+        source: Any = SourceSpec(kind="nuscenes", root=root, version=version, prefix=prefix)
+    else:
+        from curate.sources.nuscenes import NuScenesSource
+
+        source = NuScenesSource(root, version=version, prefix=prefix)
+    report = ws.ingest(source)
+    click.echo(
+        f"ingested {report.frames_seen} frames ({report.boxes_seen} boxes); "
+        f"workspace has {report.frames_total} frames"
+    )
 
 
 @ingest.command("folder")

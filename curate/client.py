@@ -210,6 +210,9 @@ def _source_spec(source: Any, batch_size: int) -> SourceSpec:
     if kind == "KittiSource":
         return SourceSpec(kind="kitti", root=str(source.root), split=source.split,
                           prefix=source.prefix, batch_size=batch_size)
+    if kind == "NuScenesSource":
+        return SourceSpec(kind="nuscenes", root=str(source.root), version=source.version,
+                          prefix=source.prefix, batch_size=batch_size)
     if kind == "FolderSource":
         return SourceSpec(kind="folder", root=str(source.root), prefix=source.prefix,
                           pattern=source.pattern, batch_size=batch_size)

@@ -201,6 +201,30 @@ def _write_imagesets(run: RunRecord, out: Path, options: ExportOptions) -> dict[
     return {}
 
 
+def _write_tokens(run: RunRecord, out: Path, options: ExportOptions) -> dict[str, Any]:
+    """nuScenes sample tokens of the selection, one per line in pick order (frames of other
+    sources: their id)."""
+    if options.workspace is None:
+        raise InvalidInputError(
+            "the 'tokens' export reads the frames' sample tokens and needs the workspace; use "
+            "Workspace.export(run_id, 'tokens', out)"
+        )
+    table = options.workspace.frames(ids=list(run.ids), columns=["id", "extra"])
+    token_of: dict[str, str] = {}
+    for row in table.to_pylist():
+        meta = json.loads(row["extra"] or "{}")
+        nusc = meta.get("nuscenes") if isinstance(meta, dict) else None
+        token_of[row["id"]] = nusc["sample_token"] if isinstance(nusc, dict) else row["id"]
+    missing = [i for i in run.ids if i not in token_of]
+    if missing:
+        raise NotFoundError(
+            f"{len(missing)} frames of {run.run_id} are no longer in the workspace "
+            f"(first: {', '.join(missing[:5])}); nothing was exported"
+        )
+    out.write_text("".join(f"{token_of[i]}\n" for i in run.ids))
+    return {}
+
+
 def path_to_url(path: str, base_url: Optional[str], path_root: Optional[str]) -> str:
     """Map a file path to what a labeling tool should load.
 
@@ -350,7 +374,9 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
         ExportFormat("labelstudio", _write_labelstudio, False, True, (),
                      "Label Studio task list (point cloud and image URLs)"),
         ExportFormat("mmdet3d", _write_mmdet3d, False, True, (".pkl",),
-                     "mmdet3d v2 info pkl of the selected frames"),
+                     "mmdet3d v2 info pkl of the selected frames (KITTI or nuScenes layout)"),
+        ExportFormat("tokens", _write_tokens, False, True, (),
+                     "nuScenes sample tokens, one per line"),
     )
 }
 

@@ -106,6 +106,7 @@ _EXPORT_MEDIA = {
     "json": "application/json",
     "parquet": "application/vnd.apache.parquet",
     "imagesets": "text/plain",
+    "tokens": "text/plain",
 }
 
 
@@ -533,6 +534,12 @@ def _build_source(spec: SourceSpec, roots: Sequence[Path]) -> Any:
         if spec.pattern is not None:
             raise InvalidInputError("pattern applies to folder sources only")
         return KittiSource(root, split=spec.split, prefix=spec.prefix)
+    if spec.kind == "nuscenes":
+        from curate.sources.nuscenes import NuScenesSource
+
+        if spec.pattern is not None:
+            raise InvalidInputError("pattern applies to folder sources only")
+        return NuScenesSource(root, version=spec.version, prefix=spec.prefix)
     from curate.sources.folder import FolderSource
 
     return FolderSource(root, pattern=spec.pattern, prefix=spec.prefix)

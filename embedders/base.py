@@ -21,8 +21,9 @@ __all__ = ["Embedder", "validate_clouds", "resolve_device", "check_options"]
 
 logger = logging.getLogger(__name__)
 
-#: Accepted column counts of an input cloud: x, y, z and optionally intensity.
-VALID_COLUMNS = (3, 4)
+#: Accepted column counts of an input cloud: x, y, z, optionally intensity and a time lag
+#: (multi-sweep clouds, seconds behind the key frame).
+VALID_COLUMNS = (3, 4, 5)
 
 
 def check_options(name: str, options: Sequence[str], valid: Sequence[str]) -> None:
@@ -128,7 +129,7 @@ def validate_clouds(clouds: Sequence[np.ndarray]) -> list[np.ndarray]:
             raise EmbedderError(f"cloud {index}: cannot be read as an array ({exc})") from exc
         if array.ndim != 2 or array.shape[1] not in VALID_COLUMNS:
             raise EmbedderError(
-                f"cloud {index}: expected shape (N, 3) or (N, 4) (x, y, z[, intensity]), "
+                f"cloud {index}: expected shape (N, 3), (N, 4) or (N, 5) (x, y, z[, intensity[, time lag]]), "
                 f"got shape {array.shape}"
             )
         if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):

@@ -82,6 +82,11 @@ class PreprocessConfig:
         Points per output cloud.
     sampling : {"random", "fps"}
     normalize : {"sensor", "centroid"}
+    sweeps : int
+        LiDAR sweeps the caller aggregates with each key frame (0 = key frame only). The
+        embedder does not read files: the caller (curate's frame reader) passes the key frame and
+        its last ``sweeps`` sweeps in the key frame's coordinates as one cloud; a fifth column
+        (time lag) is accepted and ignored here (the models use x, y, z).
     """
 
     crop: str = "square"
@@ -95,6 +100,7 @@ class PreprocessConfig:
     num_points: int = 1024
     sampling: str = "random"
     normalize: str = "sensor"
+    sweeps: int = 0
 
     def __post_init__(self) -> None:
         def fail(message: str) -> None:
@@ -130,6 +136,8 @@ class PreprocessConfig:
             or self.num_points < 1
         ):
             fail(f"num_points={self.num_points!r} must be a positive integer")
+        if isinstance(self.sweeps, bool) or not isinstance(self.sweeps, int) or not 0 <= self.sweeps <= 100:
+            fail(f"sweeps={self.sweeps!r} must be an integer in 0..100")
         if self.normalize == "sensor" and self.crop == "none":
             fail(
                 "normalize='sensor' needs a crop ('square' or 'disk') to fix the scale; "
@@ -160,8 +168,12 @@ class PreprocessConfig:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict of all options."""
-        return dataclasses.asdict(self)
+        """JSON-serialisable dict of all options (``sweeps`` only when set, so single-sweep configs
+        and their recorded metadata stay as they were)."""
+        out = dataclasses.asdict(self)
+        if not out["sweeps"]:
+            del out["sweeps"]
+        return out
 
     @property
     def crop_radius(self) -> float:

@@ -100,7 +100,7 @@ fi
     "motmetrics==1.4.0" "cachetools==8.0.1" "pandas==3.1.1"
 "${PIP[@]}" install --quiet --no-deps \
     "mmengine==0.10.7" "$WHEEL" "mmdet==3.2.0" "mmdet3d==1.4.0" \
-    "nuscenes-devkit==1.1.11" "lyft_dataset_sdk==0.0.8"
+    "nuscenes-devkit==1.2.0" "lyft_dataset_sdk==0.0.8"
 
 TORCH_AFTER="$("$PY" -c 'import torch; print(torch.__version__)')"
 if [ "$TORCH_BEFORE" != "$TORCH_AFTER" ]; then

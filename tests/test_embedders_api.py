@@ -137,8 +137,8 @@ def test_empty_batch_gives_empty_matrix(embedder: Embedder) -> None:
         ),
         (np.array([[1.0, 2.0, np.inf]], np.float32), "cloud 1: .*NaN or infinite"),
         (
-            np.zeros((5, 5), np.float32),
-            r"cloud 1: expected shape \(N, 3\) or \(N, 4\).*got shape \(5, 5\)",
+            np.zeros((5, 6), np.float32),
+            r"cloud 1: expected shape \(N, 3\), \(N, 4\) or \(N, 5\).*got shape \(5, 6\)",
         ),
         (np.zeros((5, 2), np.float32), r"cloud 1: expected shape .*got shape \(5, 2\)"),
         (np.zeros(6, np.float32), r"cloud 1: expected shape .*got shape \(6,\)"),

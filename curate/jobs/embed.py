@@ -89,12 +89,16 @@ def _read_image(path: str) -> np.ndarray:
 
 
 def read_frame(frame_id: str, modality: str, lidar_path: Optional[str],
-               image_paths: Optional[Sequence[str]], *, counts: Optional[dict] = None) -> Any:
+               image_paths: Optional[Sequence[str]], *, counts: Optional[dict] = None,
+               sweeps: int = 0, extra: Optional[str] = None) -> Any:
     """Read what an embedder of ``modality`` takes for one frame.
 
     Returns the ``(N, 4)`` point cloud for ``"points"`` (NaN/inf points, i.e. no returns,
     dropped; their number goes to ``counts["nonfinite_points"]`` when ``counts`` is given), the
-    list of ``(H, W, 3)`` uint8 camera images for ``"image"``.
+    list of ``(H, W, 3)`` uint8 camera images for ``"image"``. With ``sweeps > 0`` the points are
+    the key frame plus up to ``sweeps`` preceding sweeps recorded in ``extra`` (nuScenes frames),
+    in the key frame's coordinates, as ``(N, 5)`` ``x, y, z, intensity, time_lag``
+    (:func:`curate.sources.nuscenes_points.aggregate_sweeps`).
 
     Raises
     ------
@@ -121,6 +125,11 @@ def read_frame(frame_id: str, modality: str, lidar_path: Optional[str],
     if not lidar_path:
         raise FrameReadError(f"frame {frame_id!r} has no lidar_path")
     try:
+        if sweeps > 0:
+            from curate.sources.nuscenes_points import aggregate_sweeps, frame_sweeps
+
+            recorded, key_timestamp = frame_sweeps(extra)
+            return aggregate_sweeps(lidar_path, recorded, key_timestamp, sweeps)
         points, dropped = read_points_counted(lidar_path)
         if counts is not None:
             counts["nonfinite_points"] = dropped
@@ -140,11 +149,14 @@ class _FrameFiles:
     """
 
     def __init__(self, ids: list[str], lidar: list[Optional[str]],
-                 images: list[Optional[list[str]]], modality: str) -> None:
+                 images: list[Optional[list[str]]], modality: str, sweeps: int = 0,
+                 extras: Optional[list[Optional[str]]] = None) -> None:
         self.ids = ids
         self.lidar = lidar
         self.images = images
         self.modality = modality
+        self.sweeps = sweeps
+        self.extras = extras
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -155,7 +167,8 @@ class _FrameFiles:
         counts: dict[str, int] = {}
         try:
             payload = read_frame(frame_id, self.modality, self.lidar[index], self.images[index],
-                                 counts=counts)
+                                 counts=counts, sweeps=self.sweeps,
+                                 extra=self.extras[index] if self.extras is not None else None)
         except FrameReadError as exc:
             return frame_id, None, str(exc), 0
         return frame_id, payload, None, int(counts.get("nonfinite_points", 0))
@@ -346,6 +359,9 @@ def run_embed_job(store: Store, emb: Any, job: EmbedJob) -> EmbedReport:
         buf_vecs.clear()
 
     columns = ["id", "image_paths"] if modality == "image" else ["id", "lidar_path"]
+    sweeps = int(emb.config().get("sweeps", 0) or 0) if modality == "points" else 0
+    if sweeps > 0:
+        columns.append("extra")
     with progress_bar(total=len(todo), desc=f"embed {job.name}", unit="frame",
                       enable=job.progress) as bar:
         try:
@@ -353,11 +369,15 @@ def run_embed_job(store: Store, emb: Any, job: EmbedJob) -> EmbedReport:
                 rows = store.read(T.SAMPLES, columns=columns, ids=segment)
                 by_id = dict(zip(rows["id"].to_pylist(), rows[columns[1]].to_pylist()))
                 values = [by_id.get(i) for i in segment]
+                extras = None
+                if sweeps > 0:
+                    extra_by_id = dict(zip(rows["id"].to_pylist(), rows["extra"].to_pylist()))
+                    extras = [extra_by_id.get(i) for i in segment]
                 dataset = _FrameFiles(
                     segment,
                     values if modality == "points" else [None] * len(segment),
                     values if modality == "image" else [None] * len(segment),
-                    modality,
+                    modality, sweeps, extras,
                 )
                 for batch in _loader(dataset, job.batch_size, num_workers):
                     n_read = len(batch)

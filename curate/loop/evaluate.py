@@ -102,8 +102,23 @@ def evaluate_predictions(
     *,
     classes: Sequence[str] = KITTI_CLASSES,
 ) -> KittiResult:
-    """KITTI AP (2-D, BEV, 3-D) of ``predictions`` against the workspace's ground truth."""
+    """KITTI AP (2-D, BEV, 3-D) of ``predictions`` against the workspace's ground truth.
+
+    Frames of a nuScenes-format pool get the nuScenes metric instead
+    (:func:`curate.evaluation.nuscenes.nuscenes_eval`: mAP and NDS over the predictions' own
+    classes; ``classes`` is not used), a :class:`~curate.evaluation.nuscenes.NuScenesResult` whose
+    ``mean_ap`` is the nuScenes mAP in percent.
+    """
     ids = [p.frame_id for p in predictions]
+    if ids:
+        from curate.loop.infos_nuscenes import build_nuscenes_infos, is_nuscenes_frame
+
+        first = workspace.frames(ids=ids[:1], columns=["id", "extra"]).to_pylist()
+        if first and is_nuscenes_frame(first[0]["extra"]):
+            from curate.evaluation.nuscenes import nuscenes_eval
+
+            infos = build_nuscenes_infos(workspace, ids, with_labels=False)
+            return nuscenes_eval(infos, predictions, list(predictions[0].classes))  # type: ignore[return-value]
     rows = workspace.frames(ids=ids, columns=["id", "calib_path", "image_paths"]).to_pylist()
     from curate.loop.infos import _image_size
 

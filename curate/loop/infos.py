@@ -197,6 +197,11 @@ def build_infos(
     if not wanted:
         raise InvalidInputError("build_infos: no frame ids given")
     workspace._require_samples()
+    from curate.loop.infos_nuscenes import build_nuscenes_infos, is_nuscenes_frame
+
+    first = workspace.store.read("samples", columns=["extra"], ids=wanted[:1], missing="ignore").to_pylist()
+    if first and is_nuscenes_frame(first[0]["extra"]):  # nuScenes-format pool: nuScenes infos
+        return build_nuscenes_infos(workspace, wanted, with_labels=with_labels, labeled_only=labeled_only)
     rows = workspace.store.read(
         "samples", columns=["id", "lidar_path", "calib_path", "image_paths", "num_points"],
         ids=wanted, missing="ignore",

@@ -1,6 +1,8 @@
 """Data sources: readers that enumerate LiDAR frames, and the synthetic KITTI generator.
 
 * :class:`KittiSource`: a KITTI-format object dataset (``training/velodyne/*.bin`` ...).
+* :class:`NuScenesSource`: a nuScenes v1.0 dataset, one frame per sample (``curate.sources.nuscenes``;
+  ``curate.sources.synthetic_nuscenes`` writes the ray-cast scenes in that layout).
 * :class:`FolderSource`: any folder tree of ``.bin`` / ``.npy`` / ``.pcd`` / ``.ply`` files.
 * :func:`read_points` and friends: point-cloud file I/O.
 * :func:`generate`: writes a labelled synthetic KITTI-format dataset (``curate.sources.synthetic``).
@@ -13,6 +15,7 @@ import logging
 from curate.sources.base import METADATA_FIELDS, Box3D, FrameRecord, Source
 from curate.sources.calib import Calibration, format_calibration, read_calibration, write_calibration
 from curate.sources.folder import FolderSource
+from curate.sources.nuscenes import NuScenesSource
 from curate.sources.kitti import (
     KittiSource,
     format_label_line,
@@ -44,6 +47,7 @@ __all__ = [
     "write_calibration",
     "KittiSource",
     "FolderSource",
+    "NuScenesSource",
     "parse_label_line",
     "parse_label_file",
     "format_label_line",

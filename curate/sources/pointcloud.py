@@ -4,6 +4,7 @@ Supported formats (by file extension):
 
 ``.bin``
     KITTI velodyne scans: little-endian float32 records ``x, y, z, reflectance`` (16 bytes each).
+    Files named ``*.pcd.bin`` are nuScenes scans: ``x, y, z, intensity, ring`` (20 bytes each).
 ``.npy``
     NumPy arrays of shape ``(N, 3)`` (no intensity) or ``(N, >=4)`` (the 4th column is intensity;
     further columns are ignored).
@@ -53,6 +54,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (".bin", ".npy", ".pcd", ".ply")
 
 _KITTI_RECORD_BYTES = 16
+_NUSCENES_RECORD_BYTES = 20  # ``*.pcd.bin``: float32 x, y, z, intensity, ring
 _INTENSITY_NAMES = ("intensity", "reflectance", "scalar_intensity", "remission", "i")
 _MAX_HEADER_BYTES = 1 << 16
 
@@ -199,6 +201,13 @@ def _read_header_lines(p: Path, first_line: bytes, end_keyword: bytes) -> tuple[
 
 def _bin_count(p: Path) -> int:
     size = p.stat().st_size
+    if p.name.lower().endswith(".pcd.bin"):  # nuScenes: float32 x, y, z, intensity, ring
+        if size % _NUSCENES_RECORD_BYTES or size == 0:
+            raise CorruptDataError(
+                f"{p}: {size} bytes is not a positive multiple of {_NUSCENES_RECORD_BYTES} (nuScenes "
+                "float32 x, y, z, intensity, ring); the file is truncated"
+            )
+        return size // _NUSCENES_RECORD_BYTES
     if size % _KITTI_RECORD_BYTES:
         raise CorruptDataError(
             f"{p}: {size} bytes is not a multiple of {_KITTI_RECORD_BYTES} (float32 x,y,z,r); the "
@@ -211,6 +220,8 @@ def _bin_count(p: Path) -> int:
 
 def _read_bin(p: Path) -> np.ndarray:
     _bin_count(p)
+    if p.name.lower().endswith(".pcd.bin"):
+        return np.fromfile(p, dtype="<f4").reshape(-1, 5)[:, :4]
     return np.fromfile(p, dtype="<f4").reshape(-1, 4)
 
 

@@ -67,6 +67,7 @@ class BevHistEmbedder(Embedder):
         z_min: float = -3.0,
         z_max: float = 1.0,
         range_bins: int = 16,
+        sweeps: int = 0,
     ) -> None:
         for option, value in (("grid", grid), ("range_bins", range_bins)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -89,7 +90,10 @@ class BevHistEmbedder(Embedder):
         self.half_extent = float(half_extent)
         self.z_min = float(z_min)
         self.z_max = float(z_max)
+        if isinstance(sweeps, bool) or not isinstance(sweeps, int) or not 0 <= sweeps <= 100:
+            raise EmbedderError(f"bev-hist: option sweeps={sweeps!r} must be an integer in 0..100")
         self.range_bins = range_bins
+        self.sweeps = sweeps
         self.dim = 2 * grid * grid + range_bins
 
     def config(self) -> dict[str, Any]:
@@ -100,6 +104,7 @@ class BevHistEmbedder(Embedder):
             "z_min": self.z_min,
             "z_max": self.z_max,
             "range_bins": self.range_bins,
+            **({"sweeps": self.sweeps} if self.sweeps else {}),
         }
 
     def weights_sha256(self) -> str:
@@ -163,6 +168,6 @@ class BevHistEmbedder(Embedder):
 def bev_hist(**options: Any) -> BevHistEmbedder:
     """Parameter-free bird's-eye histogram embedder; options as :class:`BevHistEmbedder`."""
     check_options(
-        "bev-hist", list(options), ["grid", "half_extent", "z_min", "z_max", "range_bins"]
+        "bev-hist", list(options), ["grid", "half_extent", "z_min", "z_max", "range_bins", "sweeps"]
     )
     return BevHistEmbedder(**options)

@@ -51,7 +51,10 @@ _TINY_ANCHORS = {
 
 #: CenterPoint circle-NMS radius (m) per class (mmdet3d's nuScenes values: car 4, bicycle 0.85,
 #: pedestrian 0.175); ``centerpoint-tiny`` given other classes gets one task per class.
-_CENTER_RADIUS = {"Pedestrian": 0.175, "Cyclist": 0.85, "Car": 4.0, "Van": 4.0, "Truck": 12.0}
+_CENTER_RADIUS = {"Pedestrian": 0.175, "Cyclist": 0.85, "Car": 4.0, "Van": 4.0, "Truck": 12.0,
+                  # nuScenes detection classes (mmdet3d's centerpoint nus config)
+                  "car": 4.0, "truck": 12.0, "construction_vehicle": 12.0, "bus": 10.0, "trailer": 10.0,
+                  "barrier": 1.0, "motorcycle": 0.85, "bicycle": 0.85, "pedestrian": 0.175, "traffic_cone": 0.175}
 
 
 def _model_head(model: Any) -> Any:
@@ -229,7 +232,7 @@ class MMDet3DDetector:
         order = tuple(c for t in head["tasks"] for c in t["class_names"])
         if order == self.classes:
             return
-        if self.config_name != "centerpoint-tiny":
+        if not self.config_name.startswith("centerpoint-tiny"):
             raise InvalidInputError(
                 f"{self.config_name!r}: its CenterPoint tasks label the classes {', '.join(order)} in this "
                 f"order; pass classes=({', '.join(repr(c) for c in order)}) (got {', '.join(self.classes)})"
@@ -255,6 +258,17 @@ class MMDet3DDetector:
         ]
 
     def _dataset(self, ann_file: Path, pipeline: list, *, test_mode: bool) -> dict:
+        meta = read_info_pkl(ann_file)["metainfo"]
+        if meta.get("dataset") == "nuscenes":  # curate.loop.infos_nuscenes: mmdet3d's NuScenesDataset
+            kwargs = meta.get("curate_dataset_kwargs") or {"data_root": "", "data_prefix": dict(pts="", sweeps="", img="")}
+            ds = dict(
+                type="NuScenesDataset", ann_file=str(Path(ann_file).resolve()), pipeline=copy.deepcopy(pipeline),
+                modality=dict(use_lidar=True, use_camera=False), metainfo=dict(classes=list(self.classes)),
+                box_type_3d="LiDAR", test_mode=test_mode, with_velocity=True, **copy.deepcopy(kwargs),
+            )
+            if test_mode:
+                ds["load_eval_anns"] = False
+            return ds
         ds = dict(
             type="KittiDataset", data_root="", ann_file=str(ann_file), data_prefix=dict(pts="", img=""),
             pipeline=copy.deepcopy(pipeline), modality=dict(use_lidar=True, use_camera=False),

@@ -27,6 +27,7 @@ CONFIG_DIR = Path(__file__).resolve().parent
 DETECTOR_CONFIGS: dict[str, str] = {
     "pointpillars-tiny": "pointpillars_tiny.py",
     "centerpoint-tiny": "centerpoint_tiny.py",
+    "centerpoint-tiny-nus": "centerpoint_tiny_nus.py",
     "pointpillars": "mmdet3d::pointpillars/pointpillars_hv_secfpn_8xb6-160e_kitti-3d-3class.py",
     "second": "mmdet3d::second/second_hv_secfpn_8xb6-80e_kitti-3d-3class.py",
     "pv-rcnn": "mmdet3d::pv_rcnn/pv_rcnn_8xb2-80e_kitti-3d-3class.py",
