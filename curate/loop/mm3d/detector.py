@@ -366,6 +366,7 @@ class MMDet3DDetector:
         from mmengine.dataset import pseudo_collate
         from mmdet3d.registry import DATASETS
 
+        from curate.loop.mm3d.emoc import AnchorEmocProbe
         from curate.loop.mm3d.heads import ProbAnchor3DHead, ProbCenterHead
 
         if not checkpoints:
@@ -379,6 +380,8 @@ class MMDet3DDetector:
                 "(pointpillars-tiny, pointpillars, second) and CenterPoint configs (centerpoint-tiny, centerpoint)"
             )
         center = isinstance(heads[0], ProbCenterHead)
+        # EMOC features (curate.scoring.emoc) ride on the forward pass: anchor heads only
+        probe = None if center else AnchorEmocProbe(heads[0])
         if mc_samples > 0 and any(h.feat_dropout is None for h in heads):
             raise InvalidInputError(
                 f"MC-dropout ({mc_samples} passes) needs a head with dropout: set "
@@ -402,7 +405,14 @@ class MMDet3DDetector:
                     batch = pseudo_collate([dataset[i] for i in range(start, min(len(ids), start + self.predict_batch_size))])
                     data = models[0].data_preprocessor(batch, training=False)
                     metas = [s.metainfo for s in data["data_samples"]]
-                    outs = [_head_outputs(m, h, data["inputs"], metas) for m, h in zip(models, heads) for _ in range(passes)]
+                    outs = []
+                    for m, h in zip(models, heads):
+                        for _ in range(passes):
+                            if probe is not None and not outs:
+                                probe.start_batch()  # member 0's first pass
+                            elif probe is not None:
+                                probe.stop_recording()
+                            outs.append(_head_outputs(m, h, data["inputs"], metas))
                     if center:
                         results = _center_predict(heads[0], outs, metas)
                     elif members == 1:
@@ -415,8 +425,13 @@ class MMDet3DDetector:
                         results = heads[0].predict_by_feat(outs[0][0], bbox, direction, batch_input_metas=metas,
                                                            member_probs=member_probs)
                     for k, res in enumerate(results):
-                        out.append(self._frame_prediction(ids[start + k], res, members))
+                        pred = self._frame_prediction(ids[start + k], res, members)
+                        if probe is not None:
+                            pred.extra["emoc"] = probe.frame_emoc(k, res)
+                        out.append(pred)
         finally:
+            if probe is not None:
+                probe.close()
             for h in heads:
                 h.set_mc_dropout(False)
             torch.random.set_rng_state(generator_state)
