@@ -31,7 +31,25 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "query_similarity": {"query_rows": [0, 5, 17]},
     "composite": {"diversity": 1.0, "weighting": 0.5, "balance": 0.5, "score": "entropy_mean"},
     "constrained": {"inner": "kcenter", "max_per_group": 2},
+    "mgral": {"policy": None},  # an untrained policy checkpoint, written below
 }
+
+
+def _mgral_policy_file() -> str:
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from curate.selectors._mgral_policy import SetLSTMPolicy
+    from curate.selectors.mgral import save_policy
+
+    torch.manual_seed(0)
+    folder = Path(tempfile.mkdtemp(prefix="curate-mgral-contract-"))
+    return str(save_policy(folder, SetLSTMPolicy(4 + 2, hidden=8), step=0, n_pca=2))
+
+
+CONFIGS["mgral"]["policy"] = _mgral_policy_file()
 
 
 def make_pool(seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -44,6 +62,8 @@ def make_pool(seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndar
         scores[f"entropy_max__{c}"] = rng.random(N) * (counts[j] > 0)
         scores[f"box_count__{c}"] = counts[j].astype(np.float64)
     scores["box_count"] = counts.sum(axis=0).astype(np.float64)
+    scores["n_boxes"] = scores["box_count"] + 1
+    scores["emoc"] = rng.random(N) * 3
     groups = rng.integers(0, 12, size=N)
     costs = scores["box_count"]
     return x, scores, groups, costs

@@ -17,6 +17,7 @@ from curate.selectors.compose import Composite
 from curate.selectors.constraints import Constrained
 from curate.selectors.hybrid import UncertaintyKCenter, UncertaintyPrefilter
 from curate.selectors.kcenter import KCenterGreedy
+from curate.selectors.mgral import MGRAL
 from curate.selectors.probcover import ProbCover, UncertaintyProbCover
 from curate.selectors.random import Random
 from curate.selectors.typiclust import TypiClust
@@ -38,6 +39,7 @@ __all__ = [
     "QuerySimilarity",
     "Composite",
     "Constrained",
+    "MGRAL",
     "SELECTORS",
     "create_selector",
     "list_selectors",
@@ -61,6 +63,7 @@ SELECTORS: dict[str, type[Selector]] = {
     QuerySimilarity.name: QuerySimilarity,
     Composite.name: Composite,
     Constrained.name: Constrained,
+    MGRAL.name: MGRAL,
 }
 
 
