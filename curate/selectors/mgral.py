@@ -116,7 +116,9 @@ def candidate_features(
     pca = _pca_projection(vectors, int(n_pca))
     cols.extend(pca[:, k] for k in range(pca.shape[1]))
     if labeled.any():
-        cols.append(np.sqrt(np.maximum(min_sq_dist_to_set(vectors, vectors[labeled]), 0.0)).astype(np.float64))
+        dist = np.sqrt(np.maximum(min_sq_dist_to_set(vectors, vectors[labeled]), 0.0)).astype(np.float64)
+        dist[labeled] = 0.0  # exactly (float32 round-off would leave ~1e-3)
+        cols.append(dist)
     else:
         cols.append(np.zeros(n))
     feats = np.stack(cols, axis=1)
