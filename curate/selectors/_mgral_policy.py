@@ -22,6 +22,7 @@ term); training is ``iterations * K`` decodes. Memory O(K * M * H) for one step'
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Callable, Optional
 
@@ -151,6 +152,9 @@ def reinforce(
     lr: float = 0.01,
     seed: int = 0,
     blocked: Optional[torch.Tensor] = None,
+    resume: Optional[dict] = None,
+    checkpoint_every: int = 0,
+    on_checkpoint: Optional[Callable[[int, dict], None]] = None,
 ) -> list[float]:
     """Train ``policy`` in place by REINFORCE with a leave-one-out baseline.
 
@@ -169,18 +173,39 @@ def reinforce(
         Seed of the sampling (same seed + same inputs = same trained weights).
     blocked : torch.Tensor, optional
         Rows never picked.
+    resume : dict, optional
+        A training state given to ``on_checkpoint`` earlier (``step``, ``optimizer``,
+        ``generator``, ``history``; the policy's weights already loaded): training continues
+        from there and ends as an uninterrupted run would.
+    checkpoint_every : int
+        Call ``on_checkpoint(step, state)`` every this many iterations and at the end (0: only
+        at the end, when ``on_checkpoint`` is given).
+    on_checkpoint : callable, optional
+        Receives the iteration count done and the training state (tensors and plain values).
 
     Returns
     -------
     list of float
-        Mean sampled reward per iteration.
+        Mean sampled reward per iteration (the resumed ones included).
     """
     if samples < 2:
         raise ValueError("REINFORCE with a leave-one-out baseline needs samples >= 2")
     gen = torch.Generator().manual_seed(int(seed))
     opt = torch.optim.Adam(policy.parameters(), lr=float(lr))
     history: list[float] = []
-    for _ in range(int(iterations)):
+    start = 0
+    if resume is not None:
+        start = int(resume["step"])
+        opt.load_state_dict(resume["optimizer"])
+        gen.set_state(resume["generator"])
+        history = [float(v) for v in resume["history"]]
+
+    def state(step: int) -> dict:
+        # a copy: the optimiser keeps updating its live tensors after the checkpoint
+        return {"step": step, "optimizer": copy.deepcopy(opt.state_dict()), "generator": gen.get_state(),
+                "history": list(history)}
+
+    for it in range(start, int(iterations)):
         picks, log_prob, _ = policy.decode(features, budget, blocked=blocked, samples=samples, generator=gen)
         r = torch.as_tensor(np.asarray(reward(picks.numpy()), dtype=np.float64), dtype=torch.float32)
         baseline = (r.sum() - r) / (samples - 1)
@@ -192,4 +217,7 @@ def reinforce(
         loss.backward()
         opt.step()
         history.append(float(r.mean()))
+        done = it + 1
+        if on_checkpoint is not None and (done == int(iterations) or (checkpoint_every and done % checkpoint_every == 0)):
+            on_checkpoint(done, state(done))
     return history
