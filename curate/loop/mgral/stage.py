@@ -28,7 +28,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from curate.errors import InvalidInputError
 from curate.loop.mgral.lut import LookupTable, fit_table, heldout_batches, probe_design, run_probes, table_error
 from curate.loop.mgral.options import MGRALOptions, mgral_options
 
-__all__ = ["mgral_round", "MGRAL_DIR", "policy_path"]
+__all__ = ["mgral_round", "make_plan", "probe_runs", "table_and_policy", "train_budget", "metric_of", "MGRAL_DIR", "policy_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +56,29 @@ def _write_json(path: Path, data: dict) -> None:
     atomic_write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
-def _metric(result: Any, name: str) -> float:
+def metric_of(result: Any, name: str) -> float:
+    """The loop metric ``name`` of a :class:`~curate.evaluation.kitti.KittiResult`."""
     kind, strict = {"map_bev": ("bev", True), "map_bev_loose": ("bev", False),
                     "map_3d": ("3d", True), "map_3d_loose": ("3d", False)}[name]
     return float(result.mean_ap(kind, strict=strict))
+
+
+def make_plan(candidates: list[str], labeled: list[str], opts: MGRALOptions, seed: int, rnd: int) -> dict:
+    """The round's table frames, tuning / training split of the labeled frames, probe and
+    held-out batches (seeded; pure)."""
+    if len(candidates) < opts.lut_frames + 1:
+        raise InvalidInputError(f"mgral: the pool has {len(candidates)} unlabeled frames, fewer than lut_frames + 1")
+    if len(labeled) < 2:
+        raise InvalidInputError("mgral: needs at least 2 labeled frames (a tuning and a training part)")
+    rng = np.random.default_rng([seed, rnd, 16])
+    lut = sorted(candidates[i] for i in rng.choice(len(candidates), size=opts.lut_frames, replace=False))
+    n_tune = min(len(labeled) - 1, max(1, int(round(opts.tuning_fraction * len(labeled)))))
+    tuning = sorted(labeled[i] for i in rng.choice(len(labeled), size=n_tune, replace=False))
+    tune_set = set(tuning)
+    probes = probe_design(opts.lut_frames, opts.probes, opts.probe_size, seed=seed * 1000 + rnd)
+    held = heldout_batches(opts.lut_frames, opts.heldout, opts.probe_size, seed=seed * 1000 + rnd, avoid=probes)
+    return {"round": rnd, "candidates": list(candidates), "labeled": list(labeled), "lut_frames": lut,
+            "tuning": tuning, "train_part": [i for i in labeled if i not in tune_set], "probes": probes, "heldout": held}
 
 
 def _plan(workspace: Any, cfg: Any, opts: MGRALOptions, rnd: int, pool_where: str, path: Path) -> dict:
@@ -67,21 +86,17 @@ def _plan(workspace: Any, cfg: Any, opts: MGRALOptions, rnd: int, pool_where: st
         return json.loads(path.read_text())
     candidates = sorted(str(i) for i in workspace.store.ids(T.SAMPLES, where=f"({pool_where}) AND labeled = false"))
     labeled = sorted(str(i) for i in workspace.store.ids(T.SAMPLES, where=f"({pool_where}) AND labeled = true"))
-    if len(candidates) < opts.lut_frames + 1:
-        raise InvalidInputError(f"mgral: the pool has {len(candidates)} unlabeled frames, fewer than lut_frames + 1")
-    if len(labeled) < 2:
-        raise InvalidInputError("mgral: needs at least 2 labeled frames (a tuning and a training part)")
-    rng = np.random.default_rng([cfg.seed, rnd, 16])
-    lut = sorted(candidates[i] for i in rng.choice(len(candidates), size=opts.lut_frames, replace=False))
-    n_tune = min(len(labeled) - 1, max(1, int(round(opts.tuning_fraction * len(labeled)))))
-    tuning = sorted(labeled[i] for i in rng.choice(len(labeled), size=n_tune, replace=False))
-    tune_set = set(tuning)
-    probes = probe_design(opts.lut_frames, opts.probes, opts.probe_size, seed=cfg.seed * 1000 + rnd)
-    held = heldout_batches(opts.lut_frames, opts.heldout, opts.probe_size, seed=cfg.seed * 1000 + rnd, avoid=probes)
-    plan = {"round": rnd, "candidates": candidates, "labeled": labeled, "lut_frames": lut, "tuning": tuning,
-            "train_part": [i for i in labeled if i not in tune_set], "probes": probes, "heldout": held}
+    plan = make_plan(candidates, labeled, opts, cfg.seed, rnd)
     _write_json(path, plan)
     return plan
+
+
+def probe_runs(plan: dict) -> list[tuple[str, list[int]]]:
+    """``(name, batch)`` of every fine-tune of a plan: the base (empty batch), probes, held-out."""
+    runs: list[tuple[str, list[int]]] = [("base", [])]
+    runs += [(f"probe-{k}", list(b)) for k, b in enumerate(plan["probes"])]
+    runs += [(f"heldout-{k}", list(b)) for k, b in enumerate(plan["heldout"])]
+    return runs
 
 
 def _probe_detector(det: Any, opts: MGRALOptions) -> Any:
@@ -106,14 +121,13 @@ def _features(workspace: Any, cfg: Any, plan: dict, score_run: str, n_pca: int) 
     return candidate_features(np.asarray(vecs, dtype=np.float32), mask, scores, n_pca=n_pca)
 
 
-def _train_policy(feats: np.ndarray, table: LookupTable, opts: MGRALOptions, cfg: Any, rnd: int, budget: int,
-                  mdir: Path, work_dir: Path) -> dict:
+def _train_policy(feats: np.ndarray, table: LookupTable, opts: MGRALOptions, seed: int, budget: int,
+                  run_dir: Path, warm_start: Optional[Path]) -> dict:
     import torch
 
     from curate.selectors._mgral_policy import SetLSTMPolicy, expected_reward, reinforce
     from curate.selectors.mgral import load_policy, save_policy
 
-    run_dir = mdir / "policy"
     x = torch.from_numpy(np.ascontiguousarray(feats))
     resume = None
     start_from = None
@@ -123,33 +137,94 @@ def _train_policy(feats: np.ndarray, table: LookupTable, opts: MGRALOptions, cfg
         resume = state["extra"].get("train")
         start_from = str(last)
     else:
-        torch.manual_seed(cfg.seed * 1000 + rnd)
+        torch.manual_seed(seed)
         policy = SetLSTMPolicy(x.shape[1], hidden=opts.hidden)
-        prev = policy_path(work_dir, rnd - 1)
-        if prev.is_file():
-            old, _ = load_policy(prev)
+        if warm_start is not None and Path(warm_start).is_file():
+            old, _ = load_policy(warm_start)
             if old.n_features == policy.n_features and old.hidden == policy.hidden:
                 policy.load_state_dict(old.state_dict())
-                start_from = str(prev)
+                start_from = str(warm_start)
 
     def reward(picks: np.ndarray) -> np.ndarray:
         return table.estimate(picks)
 
-    before = expected_reward(policy, x, budget, reward, seed=cfg.seed + rnd) if resume is None else None
+    before = expected_reward(policy, x, budget, reward, seed=seed) if resume is None else None
 
     def checkpoint(step: int, state: dict) -> None:
         save_policy(run_dir, policy, step=step, n_pca=opts.n_pca,
-                    extra={"round": rnd, "train": state, "done": step >= opts.iterations})
+                    extra={"train": state, "done": step >= opts.iterations})
 
     policy.train()
     reinforce(policy, x, budget, reward, iterations=opts.iterations, samples=opts.samples, lr=opts.lr,
-              seed=cfg.seed * 1000 + rnd, resume=resume, checkpoint_every=opts.checkpoint_every,
-              on_checkpoint=checkpoint)
+              seed=seed, resume=resume, checkpoint_every=opts.checkpoint_every, on_checkpoint=checkpoint)
     policy.eval()
-    after = expected_reward(policy, x, budget, reward, seed=cfg.seed + rnd)
+    after = expected_reward(policy, x, budget, reward, seed=seed)
     best = float(np.sort(table.weights)[-budget:].sum() + table.intercept)
     return {"expected_reward_before": before, "expected_reward_after": after, "best_table_batch": best,
             "train_budget": budget, "warm_start": start_from}
+
+
+def table_and_policy(
+    mdir: Path,
+    plan: dict,
+    measure: Callable[[str, list[str]], float],
+    lut_features: np.ndarray,
+    opts: MGRALOptions,
+    *,
+    seed: int,
+    train_budget: int,
+    warm_start: Optional[Path] = None,
+) -> dict:
+    """Probes (resumable), table, its held-out error and the trained policy of one round.
+
+    Parameters
+    ----------
+    mdir : pathlib.Path
+        The round's mgral folder (``probes.json``, ``lut.json``, ``policy/``).
+    plan : dict
+        :func:`make_plan`'s output.
+    measure : callable
+        ``(run name, table frame ids of the batch) -> tuning metric`` of a real fine-tune on the
+        plan's ``train_part`` plus those frames.
+    lut_features : numpy.ndarray
+        ``(lut_frames, n_features)`` candidate features of the table frames.
+    opts : MGRALOptions
+    seed : int
+        Seed of the policy's initialisation and REINFORCE sampling.
+    train_budget : int
+        Batch size the policy is trained to emit over the table frames.
+    warm_start : pathlib.Path, optional
+        A previous policy checkpoint to start from (same shape).
+
+    Returns
+    -------
+    dict
+        Table error (Spearman, MAE, pairs), base metric, seconds of the probes and of the
+        policy training, expected rewards before / after training, the policy path.
+    """
+    lut_ids = list(plan["lut_frames"])
+    runs = probe_runs(plan)
+    t0 = time.perf_counter()
+    values = run_probes([name for name, _ in runs], lambda k: measure(runs[k][0], [lut_ids[i] for i in runs[k][1]]),
+                        mdir / "probes.json")
+    probe_s = time.perf_counter() - t0
+    base = values["base"]
+    batches = [[]] + [list(b) for b in plan["probes"]]
+    gains = [0.0] + [values[f"probe-{k}"] - base for k in range(len(plan["probes"]))]
+    table = fit_table(lut_ids, batches, gains, ridge=opts.ridge)
+    err = table_error(table, plan["heldout"], [values[f"heldout-{k}"] - base for k in range(len(plan["heldout"]))])
+    table.extra = {"base": base, "metric": opts.metric, "probe_batches": plan["probes"], "probe_gains": gains[1:],
+                   "heldout_batches": plan["heldout"], "heldout": err, "tuning_frames": plan["tuning"]}
+    _write_json(mdir / "lut.json", table.to_dict())
+    t1 = time.perf_counter()
+    policy_info = _train_policy(lut_features, table, opts, seed, train_budget, mdir / "policy", warm_start)
+    policy_s = time.perf_counter() - t1
+    return {
+        "round": plan["round"], "lut_frames": lut_ids, "policy": str(mdir / "policy" / "last.pt"),
+        "table_spearman": err["spearman"], "table_mae": err["mae"], "heldout_estimated": err["estimated"],
+        "heldout_real": err["real"], "base": base, "metric": opts.metric, "probe_runs": len(runs),
+        "probe_seconds": probe_s, "policy_seconds": policy_s, **policy_info,
+    }
 
 
 def mgral_round(
@@ -194,49 +269,32 @@ def mgral_round(
     load_from = previous[-1].info["checkpoints"][0]
     eval_classes = [c for c in EVAL_CLASSES if c in cfg.classes]
     tune_pkl = write_info_pkl(workspace, plan["tuning"], mdir / "tuning_infos.pkl", with_labels=False)
-    runs: list[tuple[str, list[int]]] = [("base", [])]
-    runs += [(f"probe-{k}", b) for k, b in enumerate(plan["probes"])]
-    runs += [(f"heldout-{k}", b) for k, b in enumerate(plan["heldout"])]
 
-    def measure(k: int) -> float:
-        name, batch = runs[k]
+    def measure(name: str, batch: list[str]) -> float:
         run_dir = mdir / name
-        ids = sorted(plan["train_part"] + [lut_ids[i] for i in batch])
-        pkl = write_info_pkl(workspace, ids, run_dir / "train_infos.pkl")
+        pkl = write_info_pkl(workspace, sorted(plan["train_part"] + batch), run_dir / "train_infos.pkl")
         res = probe_det.train(pkl, run_dir / "train", load_from=load_from, seed=cfg.seed * 1000 + rnd * 10 + 7)
         preds = probe_det.predict(tune_pkl, [res.checkpoint])
-        return _metric(evaluate_predictions(workspace, preds, classes=eval_classes), opts.metric)
+        return metric_of(evaluate_predictions(workspace, preds, classes=eval_classes), opts.metric)
 
-    t0 = time.perf_counter()
-    values = run_probes([name for name, _ in runs], measure, mdir / "probes.json")
-    probe_s = time.perf_counter() - t0
-    base = values["base"]
-    batches = [[]] + [list(b) for b in plan["probes"]]
-    gains = [0.0] + [values[f"probe-{k}"] - base for k in range(len(plan["probes"]))]
-    table = fit_table(lut_ids, batches, gains, ridge=opts.ridge)
-    err = table_error(table, plan["heldout"], [values[f"heldout-{k}"] - base for k in range(len(plan["heldout"]))])
-    table.extra = {"base": base, "metric": opts.metric, "probe_batches": plan["probes"], "probe_gains": gains[1:],
-                   "heldout_batches": plan["heldout"], "heldout": err, "tuning_frames": plan["tuning"]}
-    _write_json(mdir / "lut.json", table.to_dict())
-    t1 = time.perf_counter()
-    train_budget = max(1, min(cfg.budget - opts.lut_frames, opts.lut_frames // 2))
     position = {fid: r for r, fid in enumerate(plan["candidates"])}
-    lut_rows = [position[i] for i in lut_ids]
-    feats = _features(workspace, cfg, plan, score_run, opts.n_pca)[lut_rows]
-    policy_info = _train_policy(feats, table, opts, cfg, rnd, train_budget, mdir, Path(work_dir))
-    policy_s = time.perf_counter() - t1
-    summary = {
-        "round": rnd, "lut_frames": lut_ids, "policy": str(mdir / "policy" / "last.pt"),
-        "table_spearman": err["spearman"], "table_mae": err["mae"], "heldout_estimated": err["estimated"],
-        "heldout_real": err["real"], "base": base, "metric": opts.metric, "probe_runs": len(runs),
-        "probe_seconds": probe_s, "policy_seconds": policy_s, "stage_seconds": time.perf_counter() - start,
-        **policy_info,
-    }
+    feats = _features(workspace, cfg, plan, score_run, opts.n_pca)[[position[i] for i in lut_ids]]
+    summary = table_and_policy(
+        mdir, plan, measure, feats, opts, seed=cfg.seed * 1000 + rnd, train_budget=train_budget(cfg.budget, opts),
+        warm_start=policy_path(work_dir, rnd - 1),
+    )
+    summary["stage_seconds"] = time.perf_counter() - start
     _write_json(summary_path, summary)
-    logger.info("mgral round %d: table spearman %s mae %s on %d held-out batches; policy reward %.3f -> %.3f",
-                rnd, err["spearman"], err["mae"], len(plan["heldout"]), policy_info["expected_reward_before"] or float("nan"),
-                policy_info["expected_reward_after"])
+    logger.info("mgral round %d: table spearman %s mae %s on %d held-out batches; policy reward %s -> %.3f",
+                rnd, summary["table_spearman"], summary["table_mae"], len(plan["heldout"]),
+                summary["expected_reward_before"], summary["expected_reward_after"])
     return lut_ids, Path(summary["policy"]), summary
+
+
+def train_budget(budget: int, opts: MGRALOptions) -> int:
+    """Batch size the policy trains on over the table frames: the policy's share of the round's
+    budget, at most half the table (so the choice is not forced)."""
+    return max(1, min(budget - opts.lut_frames, opts.lut_frames // 2))
 
 
 def describe(opts: Optional[MGRALOptions] = None) -> str:
