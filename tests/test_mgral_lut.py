@@ -145,3 +145,30 @@ def test_workspace_and_cli_select_with_a_stored_policy(ws, tmp_path):
     assert run.ids == res.run.ids  # same data, same policy: same batch
     bad = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert bad.returncode != 0 and "needs policy=" in bad.stderr
+
+
+def test_http_select_reads_a_policy_only_inside_the_workspace_or_data_roots(tmp_path, embedded_template):
+    import shutil
+
+    import curate
+    from curate.server import BackgroundServer, create_app
+
+    path = tmp_path / "ws"
+    shutil.copytree(embedded_template, path)
+    local = curate.connect(path)
+    ids = [str(i) for i in local.vectors("bev-hist")[0]]
+    local.label(ids[:6])
+    rng = np.random.default_rng(1)
+    local.write_scores("s0", ids[6:], {"emoc": rng.random(len(ids) - 6), "entropy_mean": rng.random(len(ids) - 6),
+                                       "n_boxes": rng.integers(0, 5, len(ids) - 6).astype(float)})
+    torch.manual_seed(0)
+    inside = save_policy(path / "policies" / "p", SetLSTMPolicy(6, hidden=8), step=1, n_pca=2)
+    outside = save_policy(tmp_path / "elsewhere", SetLSTMPolicy(6, hidden=8), step=1, n_pca=2)
+    app = create_app(path, {"t": "write"}, use_env_tokens=False)
+    with BackgroundServer(app) as srv:
+        remote = curate.connect(srv.url, token="t")
+        res = remote.select("mgral", 4, embedding="bev-hist", score_run="s0", policy="policies/p/last.pt")
+        assert res.run.params["policy"] == str(inside.resolve())
+        assert res.run.ids == local.select("mgral", 4, embedding="bev-hist", score_run="s0", policy=str(inside)).run.ids
+        with pytest.raises(Exception, match="outside the folders"):
+            remote.select("mgral", 4, embedding="bev-hist", score_run="s0", policy=str(outside))
