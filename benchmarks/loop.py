@@ -21,6 +21,21 @@ The curves go to ``benchmarks/out/loop_curves.png``.
     .venv/bin/python -m benchmarks.loop al --root /tmp/loop/bench --workers 2
     .venv/bin/python -m benchmarks.loop report --root /tmp/loop/bench   (table + PNG of what is done)
 
+``mgral`` (issue 16) is the learned strategy: each of its rounds labels ``lut_frames`` random
+table frames out of the budget, fine-tunes the detector for real on probe batches of them (plus
+a base run and held-out batches), fits the look-up table, trains the LSTM policy by REINFORCE on
+it and lets the policy pick the rest (:mod:`curate.loop.mgral`; options as JSON in
+``--mgral-options``). Its cell's ``seconds`` include the probes and the policy training
+(``probe_s``, ``policy_s``), and the table's held-out error is kept per cell.
+
+Results: besides ``results.jsonl`` (the resumable cell log), the run ends by writing
+``benchmarks/results/<--name>.json`` with :func:`benchmarks.results_io.write_result`: one
+record per (strategy, seed, round) with mAP, mAP per labeled frame and per labeled box, the
+seconds of the round (and of mgral's probes and policy training), and in ``extra`` a paired sign
+test per strategy against random (over (seed, round >= 1) cells, on mAP and on mAP per labeled
+box) and the table's error pooled over the mgral cells (Spearman, MAE). The full study is
+``--seeds 0,1,2,3,4 --rounds 5 --strategies random,entropy,kcenter,kcenter_weighted,mgral``.
+
 ``predict``: prediction over a pool with ``ProbAnchor3DHead`` (per-class scores of every NMS
 survivor kept) against the named peer, mmdet3d's stock ``Anchor3DHead`` (``model.test_step``)
 with the same weights, plus a 2-model ensemble and 3 MC-dropout passes. Each measurement runs in

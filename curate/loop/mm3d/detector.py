@@ -12,7 +12,10 @@
   MC-dropout passes: the class score maps (anchor scores or CenterPoint heatmaps) are averaged
   over the members before NMS (the boxes are decoded from the mean regression), and each
   member's scores of the kept boxes are returned in ``FramePrediction.member_probs``
-  (MagLev-style disagreement).
+  (MagLev-style disagreement). With an anchor head, each frame's EMOC (expected gradient norm of
+  the classification layer on the frame's pseudo-labels, :func:`curate.scoring.emoc`) is
+  computed in the same pass from a hook on ``conv_cls`` and returned in
+  ``FramePrediction.extra["emoc"]`` (:mod:`curate.loop.mm3d.emoc`).
 
 Needs ``curate[mm3d]``; CPU by default. Cost: training is detector-bound (the tiny config runs
 a few iterations per second on 2 cores); prediction is O(frames * members) forward passes,
