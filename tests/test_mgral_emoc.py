@@ -106,3 +106,52 @@ def test_emoc_edge_cases_and_errors():
         emoc(np.full((1, 2), 0.5), np.full((1, 2), 0.8), np.ones((1, 3)))
     with pytest.raises(InvalidInputError, match=r"\(n, C\)"):
         emoc(np.full((2, 2), 0.5), np.full((1, 2), 0.2), np.ones((2, 3)))
+
+
+needs_mm3d = pytest.mark.skipif(
+    not __import__("curate.loop.mm3d", fromlist=["mm3d_available"]).mm3d_available(),
+    reason="the mmdet3d stack is not installed (make mm3d)",
+)
+
+
+@needs_mm3d
+def test_centerpoint_probe_emoc_equals_brute_force_on_the_real_tiny_head():
+    """centerpoint-tiny's ProbCenterHead (two tasks, 3 x 3 heatmap convs): the probe's EMOC of
+    three boxes equals the enumeration over their labels of the autograd gradient norm of every
+    task's last heatmap conv."""
+    from curate.loop.mm3d import MMDet3DDetector
+    from curate.loop.mm3d.emoc import CenterEmocProbe
+
+    torch.manual_seed(0)
+    head = MMDet3DDetector("centerpoint-tiny").load_model(None).pts_bbox_head.double()
+    x = torch.randn(1, 96, 6, 7, dtype=torch.float64)
+    probe = CenterEmocProbe(head)
+    probe.start_batch()
+    with torch.no_grad():
+        outs = head.forward_single(x)
+    probe.close()
+    cells = np.array([3, 20, 41])  # y * W + x (a border cell included: zero padding)
+    tasks = np.array([0, 0, 1])
+    heat = torch.cat([o["heatmap"] for o in outs], dim=1)[0].flatten(1)  # (C, H*W) logits
+    scores = torch.sigmoid(heat[:, torch.from_numpy(cells)].T)
+    result = SimpleNamespace(cell_index=torch.from_numpy(cells), task_index=torch.from_numpy(tasks), cls_scores=scores)
+    got = probe.frame_emoc(0, result)
+
+    offsets, sizes = [0, 2], [2, 1]
+    convs = [t.heatmap[-1] for t in head.task_heads]
+    dists = [class_distribution(scores[b, offsets[t]:offsets[t] + sizes[t]].numpy()) for b, t in enumerate(tasks)]
+    total = 0.0
+    for labels in itertools.product(*[range(sizes[t] + 1) for t in tasks]):
+        weight = float(np.prod([dists[b][y] for b, y in enumerate(labels)]))
+        head.zero_grad()
+        logits = torch.cat([o["heatmap"] for o in head.forward_single(x)], dim=1)[0].flatten(1)
+        loss = 0.0
+        for b, (t, y) in enumerate(zip(tasks, labels)):
+            z = logits[offsets[t]:offsets[t] + sizes[t], cells[b]]
+            target = torch.zeros(sizes[t], dtype=torch.float64)
+            if y < sizes[t]:
+                target[y] = 1.0
+            loss = loss + nn.functional.binary_cross_entropy_with_logits(z, target, reduction="sum")
+        loss.backward()
+        total += weight * float(sum(c.weight.grad.pow(2).sum() + c.bias.grad.pow(2).sum() for c in convs))
+    assert got == pytest.approx(np.sqrt(total), rel=1e-8)

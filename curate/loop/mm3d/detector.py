@@ -12,9 +12,10 @@
   MC-dropout passes: the class score maps (anchor scores or CenterPoint heatmaps) are averaged
   over the members before NMS (the boxes are decoded from the mean regression), and each
   member's scores of the kept boxes are returned in ``FramePrediction.member_probs``
-  (MagLev-style disagreement). With an anchor head, each frame's EMOC (expected gradient norm of
-  the classification layer on the frame's pseudo-labels, :func:`curate.scoring.emoc`) is
-  computed in the same pass from a hook on ``conv_cls`` and returned in
+  (MagLev-style disagreement). Each frame's EMOC (expected gradient norm of the last
+  classification layer on the frame's pseudo-labels, :func:`curate.scoring.emoc`) is computed
+  in the same pass from a hook on that layer (anchor heads: ``conv_cls``; CenterPoint: each
+  task's last heatmap conv) and returned in
   ``FramePrediction.extra["emoc"]`` (:mod:`curate.loop.mm3d.emoc`).
 
 Needs ``curate[mm3d]``; CPU by default. Cost: training is detector-bound (the tiny config runs
@@ -369,7 +370,7 @@ class MMDet3DDetector:
         from mmengine.dataset import pseudo_collate
         from mmdet3d.registry import DATASETS
 
-        from curate.loop.mm3d.emoc import AnchorEmocProbe
+        from curate.loop.mm3d.emoc import AnchorEmocProbe, CenterEmocProbe
         from curate.loop.mm3d.heads import ProbAnchor3DHead, ProbCenterHead
 
         if not checkpoints:
@@ -383,8 +384,8 @@ class MMDet3DDetector:
                 "(pointpillars-tiny, pointpillars, second) and CenterPoint configs (centerpoint-tiny, centerpoint)"
             )
         center = isinstance(heads[0], ProbCenterHead)
-        # EMOC features (curate.scoring.emoc) ride on the forward pass: anchor heads only
-        probe = None if center else AnchorEmocProbe(heads[0])
+        # EMOC features (curate.scoring.emoc) ride on the forward pass
+        probe = CenterEmocProbe(heads[0]) if center else AnchorEmocProbe(heads[0])
         if mc_samples > 0 and any(h.feat_dropout is None for h in heads):
             raise InvalidInputError(
                 f"MC-dropout ({mc_samples} passes) needs a head with dropout: set "
