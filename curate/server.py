@@ -83,9 +83,10 @@ from curate.auth import (
     load_tokens,
 )
 from curate.client import ARROW_STREAM, ServiceBusyError, encode_floats
+from curate.confine import confine
 from curate.errors import CurateError, InvalidInputError, NotFoundError
 
-__all__ = ["create_app", "import_fastapi", "DEFAULT_MAX_BODY_BYTES", "ServerState", "JobManager",
+__all__ = ["create_app", "route_scope", "import_fastapi", "DEFAULT_MAX_BODY_BYTES", "ServerState", "JobManager",
            "JobJournal", "JOBS_FILE"]
 
 logger = logging.getLogger(__name__)
@@ -177,24 +178,7 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
 # ---------------------------------------------------------------------- paths
 def _confine(raw: str, roots: Sequence[Path], what: str) -> Path:
     """Resolve ``raw`` (relative paths against the first root) and require it inside ``roots``."""
-    if "\x00" in raw:
-        raise InvalidInputError(f"{what} contains a NUL character")
-    if not roots:
-        raise PermissionDeniedError(
-            f"this server reads no {what}s: start it with `curate serve --data-root DIR` to allow "
-            "files under DIR"
-        )
-    path = Path(raw).expanduser()
-    if not path.is_absolute():
-        path = roots[0] / path
-    resolved = path.resolve()
-    for root in roots:
-        if resolved == root or resolved.is_relative_to(root):
-            return resolved
-    raise PermissionDeniedError(
-        f"{what} {raw!r} resolves outside the folders this server allows for it "
-        f"({', '.join(str(r) for r in roots)}); give a path below one of them"
-    )
+    return confine(raw, roots, what)
 
 
 def _plain_name(name: str, what: str) -> str:
@@ -221,6 +205,32 @@ def _confine_loop_config(cfg: Any, roots: Sequence[Path], workspace: Path) -> An
         changes["work_dir"] = str(_confine(str(cfg.work_dir), [workspace.resolve(), *roots],
                                            "loop work_dir"))
     return cfg.model_copy(update=changes) if changes else cfg
+
+
+def _check_loop_detector(cfg: Any) -> None:
+    """Refuse a loop config whose detector could run code or oversubscribe the server.
+
+    Over HTTP ``detector`` must be a registered name (:data:`DETECTOR_CONFIGS`): a path would
+    reach ``mmengine.Config.fromfile``, which *executes* the file (and its ``_base_`` files).
+    Worker counts in ``detector_options`` are capped like the embed route's ``num_workers``.
+    """
+    from curate.loop.mm3d.configs import DETECTOR_CONFIGS, list_detector_configs
+
+    if cfg.detector not in DETECTOR_CONFIGS:
+        raise InvalidInputError(
+            f"loop detector {cfg.detector!r} is not a registered detector name; over HTTP the "
+            f"field 'detector' must be one of: {', '.join(list_detector_configs())} (config files "
+            "are executed by mmengine, so the server accepts none)"
+        )
+    for key in ("num_workers", "workers"):
+        if key not in cfg.detector_options:
+            continue
+        value = cfg.detector_options[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_WORKERS:
+            raise InvalidInputError(
+                f"loop detector_options.{key} must be an integer from 0 to {_MAX_WORKERS} on this "
+                f"server, got {value!r}"
+            )
 
 
 # ---------------------------------------------------------------------- jobs
@@ -597,6 +607,15 @@ def _replay(chunks: list[bytes], final: Optional[dict], receive: Any = None) -> 
     return replay
 
 
+def route_scope(route: Any) -> Optional[str]:
+    """The token scope (``read`` / ``write``) a route of :func:`create_app` requires; None: public."""
+    for dep in getattr(route, "dependencies", None) or []:
+        scope = getattr(dep.dependency, "scope", None)
+        if scope is not None:
+            return scope
+    return None
+
+
 # ---------------------------------------------------------------------- the app
 def create_app(
     workspace_path: Union[str, Path],
@@ -663,6 +682,7 @@ def create_app(
         def check(request: Request, credentials: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> None:
             state.tokens.check(request.headers.get("authorization"), needed)
 
+        check.scope = needed  # type: ignore[attr-defined]  # read by route_scope() and the tests
         return check
 
     read = [Depends(_authorise(READ))]
@@ -741,7 +761,7 @@ def create_app(
         """Ingest a KITTI-format dataset or a folder of point clouds under a server data root."""
         source = _build_source(spec, state.data_roots)
         with state.writing() as w:
-            return w.ingest(source, batch_size=spec.batch_size, progress=False)
+            return w.ingest(source, batch_size=spec.batch_size, progress=False, on_error=spec.on_error)
 
     @app.get("/v1/frames/count", dependencies=read, tags=["frames"])
     def count(where: Optional[str] = Query(default=None, max_length=8192)) -> dict[str, int]:
@@ -811,7 +831,8 @@ def create_app(
         if num_workers > _MAX_WORKERS:
             raise InvalidInputError(f"num_workers must be at most {_MAX_WORKERS} on this server, got {num_workers}")
         EmbedJob(name=name, batch_size=req.batch_size, write_every=req.write_every, device=req.device,
-                 num_workers=num_workers, precision=req.precision).validate()
+                 num_workers=num_workers, precision=req.precision, dtype=req.dtype,
+                 on_error=req.on_error).validate()
 
         def run(job: _Job) -> dict:
             meta = embedder_metadata(emb)
@@ -828,7 +849,7 @@ def create_app(
             job.progress = progress
             report = ws.embed(emb, name=name, batch_size=req.batch_size, write_every=req.write_every,
                               device=req.device, progress=False, num_workers=num_workers,
-                              precision=req.precision)
+                              precision=req.precision, dtype=req.dtype, on_error=req.on_error)
             return report.model_dump()
 
         return state.jobs.submit("embed", req.model_dump(), run)
@@ -855,6 +876,7 @@ def create_app(
             config = str(_confine(config, state.data_roots, "loop config"))
         cfg = load_loop_config(config, **options)  # validates before queueing
         cfg = _confine_loop_config(cfg, state.data_roots, ws.path)
+        _check_loop_detector(cfg)
         ws._require_embedding(cfg.embedding)
         last = cfg.rounds if req.stop_after is None else min(req.stop_after, cfg.rounds)
 
@@ -1067,7 +1089,11 @@ def create_app(
     @app.post("/v1/labels/import", dependencies=write, tags=["labels"])
     def import_labels(req: LabelImportRequest) -> dict[str, Any]:
         """Import annotation files (KITTI label_2) read on the server, below its data roots."""
+        from curate.labels_import import resolve_label_files
+
         paths = [str(_confine(p, state.data_roots, "label path")) for p in req.paths]
+        # the files of a folder are confined one by one (a file may link out of the folder)
+        paths = [str(_confine(str(f), state.data_roots, "label file")) for f in resolve_label_files(paths)]
         with state.writing() as w:
             report = w.import_labels(paths, format=req.format, prefix=req.prefix)
         return report.model_dump()

@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any, Protocol, Sequence, Union
 
+from curate.confine import inside
 from curate.errors import InvalidInputError, NotFoundError
 
 __all__ = ["Oracle", "SimulatedOracle", "ImportOracle", "create_oracle"]
@@ -73,7 +74,8 @@ class ImportOracle:
         ids = list(ids)
         if not ids:
             return 0
-        files = [self.label_dir / f"{i.split('/')[-1]}.txt" for i in ids]
+        files = [inside(self.label_dir / f"{i.split('/')[-1]}.txt", self.label_dir, "label file")
+                 for i in ids]  # symlinks leading out of label_dir are refused
         missing = [i for i, f in zip(ids, files) if not f.is_file()]
         if missing:
             raise NotFoundError(

@@ -30,8 +30,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
-from curate.errors import CorruptDataError, InvalidInputError, NotFoundError
-from curate.sources.base import METADATA_FIELDS, Box3D, FrameRecord
+from curate.confine import inside
+from curate.errors import CorruptDataError, CurateError, InvalidInputError, NotFoundError
+from curate.sources.base import METADATA_FIELDS, BadFrame, Box3D, FrameRecord
 from curate.sources.calib import (
     Calibration,
     format_calibration,
@@ -320,6 +321,10 @@ class KittiSource:
             raise NotFoundError(
                 f"{self.velodyne_dir}: no velodyne folder; a KITTI split holds velodyne/NNNNNN.bin"
             )
+        for side in (self.split_dir, self.velodyne_dir, self.root / "metadata.jsonl",
+                     *(self.root / "ImageSets" / f"{n}.txt" for n in IMAGE_SET_NAMES),
+                     *(self.root / "devkit" / "mapping" / f for f in ("train_mapping.txt", "train_rand.txt"))):
+            inside(side, self.root, "KITTI file")  # symlinks leading out of the root are refused
         self.name = prefix if prefix is not None else self.root.name
         self.frame_ids: list[str] = sorted(
             p.stem for p in self.velodyne_dir.iterdir() if p.suffix == ".bin" and p.is_file()
@@ -353,6 +358,20 @@ class KittiSource:
     def __iter__(self) -> Iterator[FrameRecord]:
         for fid in self.frame_ids:
             yield self.record(fid)
+
+    def records(self, on_error: str = "fail") -> Iterator[Union[FrameRecord, BadFrame]]:
+        """Yield every frame; with ``on_error="skip"`` a frame whose scan or label file is
+        missing or corrupt yields a :class:`BadFrame` (file and reason) instead of raising."""
+        for fid in self.frame_ids:
+            try:
+                record = self.record(fid)
+            except CurateError as exc:
+                if on_error != "skip":
+                    raise
+                yield BadFrame(id=self.frame_id(fid), file=_file_of(str(exc)), reason=str(exc),
+                               kind=type(exc).__name__)
+                continue
+            yield record
 
     def __repr__(self) -> str:
         return f"KittiSource(root={str(self.root)!r}, split={self.split!r}, frames={len(self)})"
@@ -393,13 +412,15 @@ class KittiSource:
         CorruptDataError
             The scan size is invalid, or the label / metadata files are malformed.
         """
-        lidar = self.velodyne_dir / f"{frame_id}.bin"
+        lidar = inside(self.velodyne_dir / f"{frame_id}.bin", self.root, "velodyne scan")
         if not lidar.is_file():
             raise NotFoundError(f"{lidar}: no velodyne scan for frame {frame_id!r}")
         num_points = self._num_points(lidar)
         image = self.split_dir / "image_2" / f"{frame_id}.png"
         calib = self.split_dir / "calib" / f"{frame_id}.txt"
         label = self.split_dir / "label_2" / f"{frame_id}.txt"
+        for path, what in ((image, "camera image"), (calib, "calibration file"), (label, "label file")):
+            inside(path, self.root, what)
         boxes = parse_label_file(label) if label.is_file() else []
 
         metadata: dict[str, Any] = {key: None for key in METADATA_FIELDS}
@@ -454,3 +475,10 @@ def _int_or_none(text: str) -> Optional[int]:
 def _int_or_zero(text: str) -> int:
     value = _int_or_none(text)
     return 0 if value is None else value
+
+
+def _file_of(message: str) -> Optional[str]:
+    """The path a source error message starts with (``"<path>: ..."`` / ``"<path>:<line>: ..."``)."""
+    head = message.split(": ", 1)[0]
+    head = head.rsplit(":", 1)[0] if head.rsplit(":", 1)[-1].isdigit() else head
+    return head if head.startswith("/") else None
