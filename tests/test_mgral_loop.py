@@ -38,6 +38,7 @@ def _config() -> dict:
 
 
 @needs_mm3d
+@pytest.mark.timeout(1800)  # two rounds, four probe fine-tunes, three CLI starts: ~5 min idle, ~11 on a loaded 2-core box
 def test_two_round_mgral_loop_through_the_cli_survives_kill_9(ws, tmp_path):
     import curate
     from curate.loop import loop_rounds
