@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
-from curate.confine import inside
+from curate.confine import PathOutsideRootError, inside
 from curate.errors import CurateError, InvalidInputError, NotFoundError
 from curate.sources.base import METADATA_FIELDS, BadFrame, FrameRecord
 from curate.sources.pointcloud import SUPPORTED_EXTENSIONS, count_points
@@ -131,8 +131,8 @@ class FolderSource:
             try:
                 num_points = count_points(path)
             except CurateError as exc:
-                if on_error != "skip":
-                    raise
+                if on_error != "skip" or isinstance(exc, PathOutsideRootError):
+                    raise  # a path leading out of the root is refused, never skipped
                 yield BadFrame(id=fid, file=str(path), reason=str(exc), kind=type(exc).__name__)
                 continue
             yield FrameRecord(

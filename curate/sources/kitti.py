@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
-from curate.confine import inside
+from curate.confine import PathOutsideRootError, inside
 from curate.errors import CorruptDataError, CurateError, InvalidInputError, NotFoundError
 from curate.sources.base import METADATA_FIELDS, BadFrame, Box3D, FrameRecord
 from curate.sources.calib import (
@@ -366,8 +366,8 @@ class KittiSource:
             try:
                 record = self.record(fid)
             except CurateError as exc:
-                if on_error != "skip":
-                    raise
+                if on_error != "skip" or isinstance(exc, PathOutsideRootError):
+                    raise  # a path leading out of the root is refused, never skipped
                 yield BadFrame(id=self.frame_id(fid), file=_file_of(str(exc)), reason=str(exc),
                                kind=type(exc).__name__)
                 continue
