@@ -21,6 +21,21 @@ The curves go to ``benchmarks/out/loop_curves.png``.
     .venv/bin/python -m benchmarks.loop al --root /tmp/loop/bench --workers 2
     .venv/bin/python -m benchmarks.loop report --root /tmp/loop/bench   (table + PNG of what is done)
 
+``mgral`` (issue 16) is the learned strategy: each of its rounds labels ``lut_frames`` random
+table frames out of the budget, fine-tunes the detector for real on probe batches of them (plus
+a base run and held-out batches), fits the look-up table, trains the LSTM policy by REINFORCE on
+it and lets the policy pick the rest (:mod:`curate.loop.mgral`; options as JSON in
+``--mgral-options``). Its cell's ``seconds`` include the probes and the policy training
+(``probe_s``, ``policy_s``), and the table's held-out error is kept per cell.
+
+Results: besides ``results.jsonl`` (the resumable cell log), the run ends by writing
+``benchmarks/results/<--name>.json`` with :func:`benchmarks.results_io.write_result`: one
+record per (strategy, seed, round) with mAP, mAP per labeled frame and per labeled box, the
+seconds of the round (and of mgral's probes and policy training), and in ``extra`` a paired sign
+test per strategy against random (over (seed, round >= 1) cells, on mAP and on mAP per labeled
+box) and the table's error pooled over the mgral cells (Spearman, MAE). The full study is
+``--seeds 0,1,2,3,4 --rounds 5 --strategies random,entropy,kcenter,kcenter_weighted,mgral``.
+
 ``predict``: prediction over a pool with ``ProbAnchor3DHead`` (per-class scores of every NMS
 survivor kept) against the named peer, mmdet3d's stock ``Anchor3DHead`` (``model.test_step``)
 with the same weights, plus a 2-model ensemble and 3 MC-dropout passes. Each measurement runs in
@@ -66,6 +81,8 @@ STRATEGIES: dict[str, tuple[str, dict[str, Any]]] = {
     "maxherding": ("maxherding", {}),
     "entropy": ("topk", {"score": "entropy_mean"}),
     "kcenter_weighted": ("kcenter_weighted", {"score": "entropy_mean", "beta": 1.0}),
+    # learned: probes + look-up table + LSTM policy per round (options: --mgral-options)
+    "mgral": ("mgral", {}),
 }
 
 
@@ -249,6 +266,7 @@ def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional
         previous: list[int] = []
         new = [int(i) for i in sel.indices]
         load_from = None
+        mgral_info: dict = {}
     else:
         previous = list(prev["rows"])
         mask = np.zeros(len(pool), dtype=bool)
@@ -259,8 +277,12 @@ def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional
         if getattr(selector, "needs_scores", False):
             with np.load(prev["scores_file"]) as z:
                 scores = {k: z[k] for k in z.files}
-        sel = selector.select(vectors, args.budget, labeled=mask, scores=scores, seed=seed * 1000 + rnd)
-        new = [int(i) for i in sel.indices]
+        if label == "mgral":
+            new, mgral_info = _mgral_select(root, state, key, prev, mask, scores, det, args)
+        else:
+            sel = selector.select(vectors, args.budget, labeled=mask, scores=scores, seed=seed * 1000 + rnd)
+            new = [int(i) for i in sel.indices]
+            mgral_info = {}
         load_from = prev["checkpoint"]
     select_s = time.perf_counter() - t0
     rows = previous + new
@@ -309,7 +331,60 @@ def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional
         "iters": len(res.losses), "select_s": select_s, "train_s": res.seconds, "val_s": val_s,
         "predict_s": predict_s, "seconds": time.perf_counter() - started, "load": _load(),
         "epochs": det.epochs, "batch_size": det.batch_size, "worker": os.getpid(),
+        # mgral only: its probes (short fine-tunes), policy training and table error
+        "probe_s": mgral_info.get("probe_seconds"), "policy_s": mgral_info.get("policy_seconds"),
+        "table_spearman": mgral_info.get("table_spearman"), "table_mae": mgral_info.get("table_mae"),
+        "table_heldout": [mgral_info.get("heldout_estimated"), mgral_info.get("heldout_real")] if mgral_info else None,
+        "policy": mgral_info.get("policy"),
     }
+
+
+def _mgral_select(root: Path, state: dict, key: tuple[str, int, int], prev: dict, mask: np.ndarray,
+                  scores: dict, det: Any, args: argparse.Namespace) -> tuple[list[int], dict]:
+    """One mgral round on the benchmark's arrays: the loop's stage core
+    (:func:`curate.loop.mgral.stage.table_and_policy`: probes, table, policy) with fine-tunes of
+    this cell's detector, then the policy picks ``budget - lut_frames`` frames. Resumable: the
+    probes and policy checkpoints live in the cell's ``mgral`` folder."""
+    import copy
+
+    import curate
+    from curate.loop.evaluate import evaluate_predictions
+    from curate.loop.mgral.options import mgral_options
+    from curate.loop.mgral.stage import make_plan, metric_of, table_and_policy, train_budget
+    from curate.selectors.mgral import MGRAL, candidate_features
+
+    label, seed, rnd = key
+    pool, vectors = state["pool"], state["vectors"]
+    opts = mgral_options(args.mgral_options, budget=args.budget)
+    mdir = root / "cells" / f"{label}-s{seed}-r{rnd}" / "mgral"
+    mdir.mkdir(parents=True, exist_ok=True)
+    plan_file = mdir / "plan.json"
+    if plan_file.is_file():
+        plan = json.loads(plan_file.read_text())
+    else:
+        plan = make_plan([pool[i] for i in np.flatnonzero(~mask)], [pool[i] for i in np.flatnonzero(mask)], opts, seed, rnd)
+        plan_file.write_text(json.dumps(plan))
+    probe_det = copy.copy(det)
+    probe_det.epochs = opts.probe_epochs
+    ws = curate.connect(root / "ws")
+    tune_pkl = _subset_pkl(root, plan["tuning"], mdir / "tuning.pkl")
+
+    def measure(name: str, batch: list[str]) -> float:
+        pkl = _subset_pkl(root, sorted(plan["train_part"] + batch), mdir / name / "train.pkl")
+        res = probe_det.train(pkl, mdir / name / "train", load_from=prev["checkpoint"], seed=seed * 100 + rnd + 7)
+        preds = probe_det.predict(tune_pkl, [res.checkpoint])
+        return metric_of(evaluate_predictions(ws, preds, classes=EVAL_CLASSES), opts.metric)
+
+    row_of = {fid: r for r, fid in enumerate(pool)}
+    lut_rows = [row_of[i] for i in plan["lut_frames"]]
+    feats = candidate_features(vectors, mask, scores, n_pca=opts.n_pca)[lut_rows]
+    warm = root / "cells" / f"{label}-s{seed}-r{rnd - 1}" / "mgral" / "policy" / "last.pt"
+    info = table_and_policy(mdir, plan, measure, feats, opts, seed=seed * 1000 + rnd,
+                            train_budget=train_budget(args.budget, opts), warm_start=warm)
+    after = mask.copy()
+    after[lut_rows] = True
+    sel = MGRAL(policy=info["policy"]).select(vectors, args.budget - len(lut_rows), labeled=after, scores=scores)
+    return lut_rows + [int(i) for i in sel.indices], info
 
 
 def _worker(root: Path, args: argparse.Namespace) -> None:
@@ -406,6 +481,91 @@ def _report(root: Path, args: argparse.Namespace) -> str:
     return text
 
 
+def _sign_test(wins: int, losses: int) -> Optional[float]:
+    """Two-sided exact sign test p-value (ties dropped); None without untied pairs."""
+    from math import comb
+
+    n = wins + losses
+    if n == 0:
+        return None
+    tail = sum(comb(n, k) for k in range(min(wins, losses) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def _result_rows(res: dict, args: argparse.Namespace) -> list[dict]:
+    """One record per (strategy, seed, round); round 0 is the seed's shared random set."""
+    rows = []
+    for label in args.strategies:
+        for seed in args.seeds:
+            for rnd in range(args.rounds):
+                r = res.get((INITIAL if rnd == 0 else label, seed, rnd))
+                if r is None:
+                    continue
+                m = r["map_bev_loose"]
+                ref = res.get((INITIAL if rnd == 0 else "random", seed, rnd))
+                rows.append({
+                    "strategy": label, "seed": seed, "round": rnd, "shared_initial": rnd == 0,
+                    "labeled_frames": r["labeled_frames"], "labeled_boxes": r["labeled_boxes"],
+                    "map_bev_loose": m, "map_bev": r["map_bev"], "map_3d": r["map_3d"],
+                    "map_per_frame": m / max(1, r["labeled_frames"]),
+                    "map_per_box": m / max(1, r["labeled_boxes"]),
+                    "random_map_bev_loose": None if ref is None else ref["map_bev_loose"],
+                    "random_map_per_box": None if ref is None else ref["map_bev_loose"] / max(1, ref["labeled_boxes"]),
+                    "seconds": r["seconds"], "select_s": r["select_s"], "train_s": r["train_s"],
+                    "predict_s": r["predict_s"], "probe_s": r.get("probe_s"), "policy_s": r.get("policy_s"),
+                    "table_spearman": r.get("table_spearman"), "table_mae": r.get("table_mae"),
+                })
+    return rows
+
+
+def _sign_tests(rows: list[dict]) -> list[dict]:
+    """Per strategy against random, paired by (seed, round >= 1): wins / losses / ties and the
+    two-sided sign-test p-value, on mAP and on mAP per labeled box."""
+    out = []
+    for label in dict.fromkeys(r["strategy"] for r in rows):
+        if label == "random":
+            continue
+        cells = [r for r in rows if r["strategy"] == label and r["round"] > 0 and r["random_map_bev_loose"] is not None]
+        rec: dict[str, Any] = {"strategy": label, "cells": len(cells)}
+        for key, ref in (("map_bev_loose", "random_map_bev_loose"), ("map_per_box", "random_map_per_box")):
+            wins = sum(r[key] > r[ref] for r in cells)
+            losses = sum(r[key] < r[ref] for r in cells)
+            rec[f"{key}_wins"], rec[f"{key}_losses"] = wins, losses
+            rec[f"{key}_ties"] = len(cells) - wins - losses
+            rec[f"{key}_sign_p"] = _sign_test(wins, losses)
+        out.append(rec)
+    return out
+
+
+def _write_results(root: Path, args: argparse.Namespace) -> None:
+    from benchmarks.results_io import write_result
+
+    res = _read_results(root)
+    rows = _result_rows(res, args)
+    if not rows:
+        return
+    tests = _sign_tests(rows)
+    mg = [r for r in res.values() if r.get("table_heldout")]
+    est = [e for r in mg for e in (r["table_heldout"][0] or [])]
+    real = [v for r in mg for v in (r["table_heldout"][1] or [])]
+    table = {"heldout_pairs": len(est), "mae": float(np.mean(np.abs(np.subtract(est, real)))) if est else None,
+             "spearman": None}
+    if len(est) >= 2 and np.ptp(est) > 0 and np.ptp(real) > 0:
+        from scipy.stats import spearmanr
+
+        table["spearman"] = float(spearmanr(est, real).statistic)
+    expected = len(args.strategies) * len(args.seeds) * args.rounds
+    write_result(
+        "loop", rows, name=args.name, args=args,
+        notes=(f"{len(rows)} of {expected} (strategy, seed, round) records finished. mAP = KITTI BEV AP40 moderate, "
+               "loose IoU, mean of Car/Pedestrian/Cyclist on held-out scenes; map_per_frame / map_per_box = that mAP "
+               "divided by the labeled frames / boxes; seconds = the whole round (selection incl. mgral's probes and "
+               "policy training, training, validation, pool prediction). Sign tests pair each strategy with random "
+               "by (seed, round >= 1)."),
+        extra={"sign_tests": tests, "mgral_table_error": table, "mgral_options": args.mgral_options},
+    )
+
+
 def _plot(curves: dict, out: Path, title: str) -> None:
     import matplotlib
 
@@ -450,6 +610,7 @@ def _run_al(args: argparse.Namespace) -> None:
         if any(codes):
             print(f"worker exit codes {codes}; run the command again to resume", flush=True)
     print(_report(root, args))
+    _write_results(root, args)
 
 
 # ====================================================================== prediction timing
@@ -581,6 +742,9 @@ def main() -> None:
     parser.add_argument("--embedding", default="bev-hist")
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--mgral-options", default="{}",
+                        help="JSON of the mgral options (curate.loop.mgral.options.MGRALOptions)")
+    parser.add_argument("--name", default="loop-al", help="result name: benchmarks/results/<name>.json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--from-al", default=None, help="predict: use checkpoints of this A/B root")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -603,8 +767,14 @@ def main() -> None:
     unknown = [s for s in args.strategies if s not in STRATEGIES]
     if unknown:
         raise SystemExit(f"unknown strategies {unknown}; valid: {', '.join(STRATEGIES)}")
+    from curate.loop.mgral.options import mgral_options
+
+    args.mgral_options = json.loads(args.mgral_options) if isinstance(args.mgral_options, str) else {}
+    if "mgral" in args.strategies:
+        mgral_options(args.mgral_options, budget=args.budget)  # bad options fail before any training
     if args.mode == "report":
         print(_report(Path(args.root), args))
+        _write_results(Path(args.root), args)
     elif args.worker:
         _worker(Path(args.root), args)
     else:

@@ -59,6 +59,7 @@ __all__ = [
     "box_measures",
     "frame_scores",
     "scores_table",
+    "emoc",
     "CLASS_SEP",
 ]
 
@@ -338,3 +339,77 @@ def scores_table(columns: dict[str, np.ndarray], ids: Optional[Sequence[Any]] = 
     for k, v in columns.items():
         data[k] = pa.array(np.asarray(v))
     return pa.table(data)
+
+
+def emoc(
+    scores: np.ndarray,
+    label_probs: np.ndarray,
+    features: np.ndarray,
+    slots: Optional[np.ndarray] = None,
+) -> float:
+    """Expected model output change (EMOC) of one frame: the root of the expected squared norm
+    of the classification loss's gradient w.r.t. the head's last layer, on the frame's
+    pseudo-labels.
+
+    The last classification layer maps a feature ``f`` to logits ``z = W_a f + c_a`` of ``C``
+    independent sigmoids (``W_a``, ``c_a``: the rows of the slot ``a`` the box comes from: its
+    anchor type for an anchor head, its task for CenterPoint). Each kept box ``b`` gets a
+    pseudo-label ``y_b`` drawn from its predicted distribution over the ``C`` classes and
+    background (``label_probs`` are the class entries; background takes the rest), one-hot
+    target ``t(y_b)`` (all zeros for background), and the loss is the sigmoid binary
+    cross-entropy summed over boxes and classes (mmdet3d's focal loss with ``gamma = 0``). Its
+    gradient is ``G_a = sum_{b in a} (s_b - t(y_b)) x_b^T`` with ``x_b = [f_b, 1]`` (weights and
+    bias). With the boxes' labels independent, the expectation is exact in closed form::
+
+        E ||G||^2 = sum_a ||sum_{b in a} (s_b - q_b) x_b^T||^2 + sum_b ||x_b||^2 sum_c q_bc (1 - q_bc)
+
+    (``q_b = label_probs[b]``: the mean of ``t(y_b)``; the second term is the variance of the
+    one-hot targets) and ``emoc = sqrt(E ||G||^2)``. Brute force (every joint labelling,
+    autograd) gives the same number; see ``tests/test_mgral_emoc.py``.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        ``(n, C)`` sigmoid class scores of the frame's kept boxes.
+    label_probs : numpy.ndarray
+        ``(n, C)`` pseudo-label probabilities of the classes (rows sum to at most 1).
+    features : numpy.ndarray
+        ``(n, D)`` input of the last layer at each box (without the bias 1, appended here).
+    slots : numpy.ndarray, optional
+        ``(n,)`` integer parameter slot of each box (default: one shared slot).
+
+    Returns
+    -------
+    float
+        0 for a frame with no boxes.
+
+    Notes
+    -----
+    O(n * C * D) time, O(slots * C * D) memory: cheap next to the forward pass that produced
+    the features.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    q = np.asarray(label_probs, dtype=np.float64)
+    f = np.asarray(features, dtype=np.float64)
+    if s.ndim != 2 or q.shape != s.shape or f.ndim != 2 or f.shape[0] != s.shape[0]:
+        raise InvalidInputError(
+            f"emoc: scores {s.shape} and label_probs {q.shape} must be (n, C) and features {f.shape} (n, D)"
+        )
+    n = s.shape[0]
+    if n == 0:
+        return 0.0
+    if not (np.isfinite(s).all() and np.isfinite(q).all() and np.isfinite(f).all()):
+        raise InvalidInputError("emoc: scores, label_probs and features must be finite")
+    if (q < -1e-9).any() or (q.sum(axis=1) > 1 + 1e-6).any():
+        raise InvalidInputError("emoc: label_probs must be non-negative with rows summing to at most 1")
+    slot = np.zeros(n, dtype=np.int64) if slots is None else np.asarray(slots, dtype=np.int64).reshape(-1)
+    if slot.shape[0] != n:
+        raise InvalidInputError(f"emoc: {slot.shape[0]} slots for {n} boxes")
+    x = np.concatenate([f, np.ones((n, 1))], axis=1)
+    total = 0.0
+    for a in np.unique(slot):
+        rows = slot == a
+        mean_grad = (s[rows] - q[rows]).T @ x[rows]  # (C, D + 1)
+        total += float(np.sum(mean_grad * mean_grad))
+    total += float(np.sum(np.einsum("ij,ij->i", x, x) * np.sum(q * (1.0 - q), axis=1)))
+    return float(np.sqrt(max(total, 0.0)))

@@ -979,8 +979,12 @@ def create_app(
         to ``_SELECT_ATTEMPTS`` times, then once more under the lock). So no stored run hands
         out a frame that is already labeled, and busy label traffic does not starve selects.
         """
+        params = dict(req.params)
+        if params.get("policy") is not None:  # mgral's policy checkpoint: a file the server reads
+            params["policy"] = str(_confine(str(params["policy"]), [ws.path.resolve(), *state.data_roots],
+                                            "mgral policy"))
         args = dict(embedding=req.embedding, where=req.where, seed=req.seed, score_run=req.score_run,
-                    **req.params)
+                    **params)
         if req.shards is not None or req.engine != "local":
             args.update(shards=req.shards, engine=req.engine)
         for attempt in range(_SELECT_ATTEMPTS):

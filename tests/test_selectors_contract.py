@@ -34,6 +34,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "composite": {"diversity": 1.0, "weighting": 0.5, "balance": 0.5, "score": "entropy_mean"},
     "constrained": {"inner": "kcenter", "max_per_group": 2},
     "sharded": {"inner": "kcenter", "shards": 3, "workers": 1},
+    "mgral": {"policy": None},  # an untrained policy checkpoint, written below
 }
 
 #: ``Sharded`` over every coverage strategy (in-process shards; tests/test_selectors_sharded.py
@@ -47,6 +48,23 @@ SHARDED_INNER: dict[str, dict[str, Any]] = {
 }
 
 
+def _mgral_policy_file() -> str:
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from curate.selectors._mgral_policy import SetLSTMPolicy
+    from curate.selectors.mgral import save_policy
+
+    torch.manual_seed(0)
+    folder = Path(tempfile.mkdtemp(prefix="curate-mgral-contract-"))
+    return str(save_policy(folder, SetLSTMPolicy(4 + 2, hidden=8), step=0, n_pca=2))
+
+
+CONFIGS["mgral"]["policy"] = _mgral_policy_file()
+
+
 def make_pool(seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     centers = rng.normal(scale=4.0, size=(4, D))
@@ -57,6 +75,8 @@ def make_pool(seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndar
         scores[f"entropy_max__{c}"] = rng.random(N) * (counts[j] > 0)
         scores[f"box_count__{c}"] = counts[j].astype(np.float64)
     scores["box_count"] = counts.sum(axis=0).astype(np.float64)
+    scores["n_boxes"] = scores["box_count"] + 1
+    scores["emoc"] = rng.random(N) * 3
     groups = rng.integers(0, 12, size=N)
     costs = scores["box_count"]
     return x, scores, groups, costs

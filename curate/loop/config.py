@@ -30,7 +30,8 @@ class LoopConfig(BaseModel):
         ``kcenter_weighted``...);
         strategies that need scores get the previous round's stored prediction scores.
     strategy_params : dict
-        Constructor parameters of the selector.
+        Constructor parameters of the selector (for ``mgral``: the options of
+        :class:`curate.loop.mgral.options.MGRALOptions`).
     initial : int
         Size of the random seed set (round 0).
     budget : int
@@ -128,6 +129,11 @@ def load_loop_config(config: Union[None, str, Path, dict, LoopConfig], **overrid
             raise InvalidInputError(f"{path}: the loop config must be a mapping of fields")
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return LoopConfig(**data)
+        cfg = LoopConfig(**data)
     except ValidationError as exc:
         raise InvalidInputError(f"bad loop config: {exc}") from None
+    if cfg.strategy == "mgral":  # its options configure the round, not a selector: check them now
+        from curate.loop.mgral.options import mgral_options
+
+        mgral_options(cfg.strategy_params, budget=cfg.budget)
+    return cfg

@@ -20,6 +20,11 @@ of round ``r - 1``'s predictions (``score_run = <name>-r<r-1>``). Each round:
 The ``runs`` table is the truth: a loop started again with the same name skips the rounds it
 finds there and resumes at the next one.
 
+Strategy ``mgral`` (:mod:`curate.loop.mgral`) runs its stage before selecting: table frames
+labeled and probed with short fine-tunes, the look-up table, the policy trained and
+checkpointed under ``<work_dir>/round-<r>/mgral/``; the round's selection is the table frames
+plus the policy's picks (``budget`` in all), and ``info["mgral"]`` records the stage.
+
 Cost per round: training (detector-bound) + prediction over the pool, O(pool) memory for scores.
 """
 
@@ -297,14 +302,26 @@ def _report_from_run(run: RunRecord) -> RoundReport:
     )
 
 
-def _select(workspace: Any, cfg: LoopConfig, rnd: int, previous: list[RunRecord], pool_where: str, state_path: Path) -> tuple[list[str], str]:
+def _select(workspace: Any, cfg: LoopConfig, rnd: int, previous: list[RunRecord], pool_where: str, state_path: Path,
+            det: Optional[Detector] = None, oracle: Any = None) -> tuple[list[str], str]:
     if state_path.is_file():
         state = json.loads(state_path.read_text())
         sel = workspace.run(state["selection_run"])
         logger.info("round %d: reusing selection %s from an interrupted attempt", rnd, sel.run_id)
-        return list(sel.ids), sel.run_id
+        return list(state.get("extra_ids", [])) + list(sel.ids), sel.run_id
     if rnd == 0:
         result = workspace.select("random", cfg.initial, embedding=cfg.embedding, where=pool_where, seed=cfg.seed)
+    elif cfg.strategy == "mgral":
+        # probes on table frames (labeled, part of the budget), table, policy; then the policy picks
+        from curate.loop.mgral.stage import mgral_round
+
+        lut_ids, policy, _ = mgral_round(workspace, cfg, det, oracle, rnd, previous, pool_where, state_path.parent)
+        result = workspace.select(
+            "mgral", cfg.budget - len(lut_ids), embedding=cfg.embedding, where=pool_where,
+            seed=cfg.seed + rnd, score_run=previous[-1].info.get("score_run"), policy=str(policy),
+        )
+        _atomic_json(state_path, {"round": rnd, "selection_run": result.run.run_id, "extra_ids": lut_ids})
+        return lut_ids + list(result.run.ids), result.run.run_id
     else:
         score_run = previous[-1].info.get("score_run")
         result = workspace.select(
@@ -334,7 +351,7 @@ def _run_round(
     start = time.perf_counter()
     round_dir = work_dir / f"round-{rnd}"
     round_dir.mkdir(parents=True, exist_ok=True)
-    selected, selection_run = _select(workspace, cfg, rnd, previous, pool_where, work_dir / f"round-{rnd}.json")
+    selected, selection_run = _select(workspace, cfg, rnd, previous, pool_where, work_dir / f"round-{rnd}.json", det, oracle)
     oracle.label(workspace, selected)
     train_ids = _training_ids(workspace, cfg, rnd, selected, pool_where)
     train_pkl = write_info_pkl(workspace, train_ids, round_dir / "train_infos.pkl")
@@ -391,6 +408,9 @@ def _run_round(
         "train_ids": list(train_ids), "init_checkpoints": init_used,
         "start": cfg.start, "train_on": cfg.train_on, "ensemble": cfg.ensemble, "mc_dropout": cfg.mc_dropout,
     }
+    mgral_summary = round_dir / "mgral" / "summary.json"
+    if cfg.strategy == "mgral" and mgral_summary.is_file():
+        info["mgral"] = json.loads(mgral_summary.read_text())  # table error, probe and policy seconds
     run = RunRecord(
         run_id=workspace._next_run_id(), kind=LOOP_KIND, created_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
         strategy="random" if rnd == 0 else cfg.strategy, params=cfg.model_dump(), budget=len(selected),

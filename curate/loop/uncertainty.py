@@ -32,7 +32,8 @@ def class_distribution(sigmoid_scores: np.ndarray) -> np.ndarray:
 
 def prediction_scores(predictions: Sequence[FramePrediction], classes: Sequence[str]) -> dict[str, np.ndarray]:
     """Score columns (``entropy_mean``, ``box_count``, ``mutual_information_max`` for
-    ensembles, per-class columns, ...) of each frame's predictions, in order.
+    ensembles, per-class columns, ``emoc`` when every prediction carries
+    ``extra["emoc"]``, ...) of each frame's predictions, in order.
 
     O(total boxes * members * C).
     """
@@ -45,10 +46,15 @@ def prediction_scores(predictions: Sequence[FramePrediction], classes: Sequence[
             probs.append(class_distribution(np.asarray(mp, dtype=np.float64).reshape(mp.shape[0], -1, c)))
         else:
             probs.append(class_distribution(np.asarray(p.probs, dtype=np.float64).reshape(-1, c)))
-    return frame_scores(
+    columns = frame_scores(
         probs,
         ensemble=ensemble,
         box_scores=[np.asarray(p.scores, dtype=np.float64) for p in predictions],
         background_index=c,
         class_names=list(classes) + ["background"],
     )
+    # EMOC (curate.scoring.emoc), when the detector computed it in the same pass
+    values = [p.extra.get("emoc") for p in predictions]
+    if predictions and all(v is not None for v in values):
+        columns["emoc"] = np.asarray(values, dtype=np.float64)
+    return columns

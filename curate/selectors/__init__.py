@@ -18,6 +18,7 @@ from curate.selectors.constraints import Constrained
 from curate.selectors.hybrid import UncertaintyKCenter, UncertaintyPrefilter
 from curate.selectors.herding import MaxHerding, UHerding
 from curate.selectors.kcenter import KCenterGreedy
+from curate.selectors.mgral import MGRAL
 from curate.selectors.probcover import ProbCover, UncertaintyProbCover
 from curate.selectors.random import Random
 from curate.selectors.sharded import Sharded
@@ -43,6 +44,7 @@ __all__ = [
     "Composite",
     "Constrained",
     "Sharded",
+    "MGRAL",
     "SELECTORS",
     "create_selector",
     "list_selectors",
@@ -69,6 +71,7 @@ SELECTORS: dict[str, type[Selector]] = {
     Composite.name: Composite,
     Constrained.name: Constrained,
     Sharded.name: Sharded,
+    MGRAL.name: MGRAL,
 }
 
 

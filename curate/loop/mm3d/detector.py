@@ -12,7 +12,11 @@
   MC-dropout passes: the class score maps (anchor scores or CenterPoint heatmaps) are averaged
   over the members before NMS (the boxes are decoded from the mean regression), and each
   member's scores of the kept boxes are returned in ``FramePrediction.member_probs``
-  (MagLev-style disagreement).
+  (MagLev-style disagreement). Each frame's EMOC (expected gradient norm of the last
+  classification layer on the frame's pseudo-labels, :func:`curate.scoring.emoc`) is computed
+  in the same pass from a hook on that layer (anchor heads: ``conv_cls``; CenterPoint: each
+  task's last heatmap conv) and returned in
+  ``FramePrediction.extra["emoc"]`` (:mod:`curate.loop.mm3d.emoc`).
 
 Needs ``curate[mm3d]``; CPU by default. Cost: training is detector-bound (the tiny config runs
 a few iterations per second on 2 cores); prediction is O(frames * members) forward passes,
@@ -380,6 +384,7 @@ class MMDet3DDetector:
         from mmengine.dataset import pseudo_collate
         from mmdet3d.registry import DATASETS
 
+        from curate.loop.mm3d.emoc import AnchorEmocProbe, CenterEmocProbe
         from curate.loop.mm3d.heads import ProbAnchor3DHead, ProbCenterHead
 
         if not checkpoints:
@@ -393,6 +398,8 @@ class MMDet3DDetector:
                 "(pointpillars-tiny, pointpillars, second) and CenterPoint configs (centerpoint-tiny, centerpoint)"
             )
         center = isinstance(heads[0], ProbCenterHead)
+        # EMOC features (curate.scoring.emoc) ride on the forward pass
+        probe = CenterEmocProbe(heads[0]) if center else AnchorEmocProbe(heads[0])
         if mc_samples > 0 and any(h.feat_dropout is None for h in heads):
             raise InvalidInputError(
                 f"MC-dropout ({mc_samples} passes) needs a head with dropout: set "
@@ -416,7 +423,14 @@ class MMDet3DDetector:
                     batch = pseudo_collate([dataset[i] for i in range(start, min(len(ids), start + self.predict_batch_size))])
                     data = models[0].data_preprocessor(batch, training=False)
                     metas = [s.metainfo for s in data["data_samples"]]
-                    outs = [_head_outputs(m, h, data["inputs"], metas) for m, h in zip(models, heads) for _ in range(passes)]
+                    outs = []
+                    for m, h in zip(models, heads):
+                        for _ in range(passes):
+                            if probe is not None and not outs:
+                                probe.start_batch()  # member 0's first pass
+                            elif probe is not None:
+                                probe.stop_recording()
+                            outs.append(_head_outputs(m, h, data["inputs"], metas))
                     if center:
                         results = _center_predict(heads[0], outs, metas)
                     elif members == 1:
@@ -429,8 +443,13 @@ class MMDet3DDetector:
                         results = heads[0].predict_by_feat(outs[0][0], bbox, direction, batch_input_metas=metas,
                                                            member_probs=member_probs)
                     for k, res in enumerate(results):
-                        out.append(self._frame_prediction(ids[start + k], res, members))
+                        pred = self._frame_prediction(ids[start + k], res, members)
+                        if probe is not None:
+                            pred.extra["emoc"] = probe.frame_emoc(k, res)
+                        out.append(pred)
         finally:
+            if probe is not None:
+                probe.close()
             for h in heads:
                 h.set_mc_dropout(False)
             torch.random.set_rng_state(generator_state)
