@@ -28,9 +28,7 @@ IPC streams for tables and vectors, bearer-token auth. Errors are JSON objects
 
 from __future__ import annotations
 
-import importlib
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -49,7 +47,18 @@ from curate.api import (
     SelectionResult,
     SourceSpec,
 )
-from curate.errors import CurateError, InvalidInputError, NotFoundError
+from curate.errors import InvalidInputError, NotFoundError
+from curate.wire import (  # noqa: F401  (re-exported: the client's public error classes)
+    ARROW_STREAM,
+    JobInterruptedError,
+    RemoteNotSupportedError,
+    ServiceBusyError,
+    ServiceError,
+    decode_floats,
+    encode_floats,
+    error_from_response,
+    table_from_ipc,
+)
 
 __all__ = [
     "RemoteWorkspace",
@@ -66,62 +75,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Media type of Arrow IPC stream bodies.
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
-#: Packages whose exception classes the client re-raises by name (anything else: by status).
-_ERROR_PACKAGES = ("curate", "index", "embedders")
-
-
-class ServiceError(CurateError):
-    """The server could not be reached, or failed on its side (HTTP 5xx)."""
-
-
-class ServiceBusyError(ServiceError):
-    """The server's single writer stayed busy longer than it waits for a write (HTTP 503)."""
-
-
-class RemoteNotSupportedError(InvalidInputError, AttributeError):
-    """A workspace method that has no HTTP route yet (also an AttributeError, for ``hasattr``)."""
-
-
-class JobInterruptedError(ServiceError):
-    """A server job stopped with the server (killed or crashed) before it finished.
-
-    The message says how to resume it (resubmitting resumes: embedding jobs compute only the
-    missing frames, loops skip stored rounds, pretraining continues from its last checkpoint).
-    """
-
-
-#: Key of the JSON object standing for a non-finite float in job results (JSON has none).
-_FLOAT_KEY = "$float"
-
-
-def encode_floats(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by ``{"$float": "nan" | "inf" | "-inf"}``.
-
-    Job results travel as JSON, which has no NaN or infinity; :func:`decode_floats` restores
-    them, so a remote result equals the local one. O(size of value).
-    """
-    if isinstance(value, float) and not math.isfinite(value):
-        return {_FLOAT_KEY: "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
-    if isinstance(value, dict):
-        return {k: encode_floats(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [encode_floats(v) for v in value]
-    return value
-
-
-def decode_floats(value: Any) -> Any:
-    """Inverse of :func:`encode_floats`."""
-    if isinstance(value, dict):
-        if len(value) == 1 and _FLOAT_KEY in value and value[_FLOAT_KEY] in ("nan", "inf", "-inf"):
-            return float(value[_FLOAT_KEY])
-        return {k: decode_floats(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode_floats(v) for v in value]
-    return value
-
-
 def is_url(value: Any) -> bool:
     """Whether ``value`` names an HTTP(S) service rather than a directory."""
     return isinstance(value, str) and value.lower().startswith(("http://", "https://"))
@@ -133,70 +86,10 @@ def import_httpx() -> Any:
         import httpx
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError(
-            "the curate HTTP client needs httpx: pip install 'curate[server]'"
+            "the curate HTTP client needs httpx, a dependency of curate: reinstall it "
+            "(pip install -e . in a checkout, or pip install curate)"
         ) from exc
     return httpx
-
-
-def _error_class(module: str, name: str) -> Optional[type]:
-    """The project's exception class ``module.name`` (None for anything else)."""
-    if module.split(".", 1)[0] not in _ERROR_PACKAGES or not name.isidentifier():
-        return None
-    try:
-        cls = getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
-    if not isinstance(cls, type):
-        return None
-    from embedders.errors import EmbedderError
-    from index.errors import StoreError
-
-    return cls if issubclass(cls, (CurateError, StoreError, EmbedderError)) else None
-
-
-def _fallback_class(status: int) -> type:
-    from curate.auth import AuthenticationError, PermissionDeniedError
-
-    if status == 401:
-        return AuthenticationError
-    if status == 403:
-        return PermissionDeniedError
-    if status == 404:
-        return NotFoundError
-    if status == 503:
-        return ServiceBusyError
-    if 400 <= status < 500:
-        return InvalidInputError
-    return ServiceError
-
-
-def error_from_response(status: int, body: Any) -> Exception:
-    """Rebuild the server's exception: same class (when known) and same message."""
-    info = body.get("error") if isinstance(body, dict) else None
-    message = None
-    cls = None
-    attrs: dict[str, Any] = {}
-    if isinstance(info, dict):
-        message = info.get("message")
-        cls = _error_class(str(info.get("module", "")), str(info.get("type", "")))
-        attrs = info.get("attrs") or {}
-    if message is None:
-        detail = body.get("detail") if isinstance(body, dict) else body
-        message = detail if isinstance(detail, str) else f"HTTP {status}: {detail!r}"
-    cls = cls or _fallback_class(status)
-    exc = cls.__new__(cls)
-    Exception.__init__(exc, message)
-    for key, value in attrs.items():
-        try:
-            setattr(exc, key, value)
-        except AttributeError:  # pragma: no cover - read-only attribute
-            pass
-    return exc
-
-
-def _table_from_ipc(data: bytes) -> pa.Table:
-    with pa.ipc.open_stream(pa.py_buffer(data)) as reader:
-        return reader.read_all()
 
 
 def _source_spec(source: Any, batch_size: int) -> SourceSpec:
@@ -303,7 +196,7 @@ class RemoteWorkspace:
         return self._request(method, path, **kwargs).json()
 
     def _table(self, path: str, body: Any) -> pa.Table:
-        return _table_from_ipc(self._request("POST", path, json=body).content)
+        return table_from_ipc(self._request("POST", path, json=body).content)
 
     # ------------------------------------------------------------------ service
     def health(self) -> dict[str, Any]:

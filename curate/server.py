@@ -77,14 +77,21 @@ from curate.api import (
 from curate.auth import (
     READ,
     WRITE,
-    AuthenticationError,
     PermissionDeniedError,
     TokenSet,
     load_tokens,
 )
-from curate.client import ARROW_STREAM, ServiceBusyError, encode_floats
 from curate.confine import confine
 from curate.errors import CurateError, InvalidInputError, NotFoundError
+from curate.wire import (
+    ARROW_STREAM,
+    EXPORT_MEDIA,
+    ServiceBusyError,
+    encode_floats,
+    error_payload,
+    status_for,
+    table_to_ipc,
+)
 
 __all__ = ["create_app", "route_scope", "import_fastapi", "DEFAULT_MAX_BODY_BYTES", "ServerState", "JobManager",
            "JobJournal", "JOBS_FILE"]
@@ -101,12 +108,6 @@ _SELECT_ATTEMPTS = 3
 _PROGRESS_SAVE_S = 1.0
 #: Finished jobs remembered for ``GET /v1/jobs``.
 _MAX_JOBS_KEPT = 1000
-_EXPORT_MEDIA = {
-    "csv": "text/csv",
-    "json": "application/json",
-    "parquet": "application/vnd.apache.parquet",
-    "imagesets": "text/plain",
-}
 
 
 def import_fastapi() -> Any:
@@ -114,7 +115,8 @@ def import_fastapi() -> Any:
     try:
         import fastapi
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError("curate serve needs FastAPI and uvicorn: pip install 'curate[server]'") from exc
+        raise ImportError("curate serve needs FastAPI and uvicorn, dependencies of curate: reinstall it "
+                          "(pip install -e . in a checkout, or pip install curate)") from exc
     return fastapi
 
 
@@ -132,49 +134,6 @@ def _now() -> str:
 
 
 # ---------------------------------------------------------------------- errors
-def status_for(exc: BaseException) -> int:
-    """HTTP status of an exception raised while serving a request."""
-    from index import errors as ie
-
-    if isinstance(exc, AuthenticationError):
-        return 401
-    if isinstance(exc, PermissionDeniedError):
-        return 403
-    if isinstance(exc, ServiceBusyError):
-        return 503
-    if isinstance(exc, (NotFoundError, ie.NotFoundError, ie.TableNotFoundError, ie.VersionError)):
-        return 404
-    if isinstance(exc, (CurateError, ie.StoreError, ValueError)):
-        return 422  # includes EmbedderError (a ValueError) and plain ValueErrors of validation
-    return 500
-
-
-def error_payload(exc: BaseException) -> dict[str, Any]:
-    """The JSON body of an error response (and of a failed job's ``error``)."""
-    status = status_for(exc)
-    if status == 500:
-        return {"detail": "internal server error (see the server log)",
-                "error": {"type": "ServiceError", "module": "curate.client",
-                          "message": f"internal server error: {type(exc).__name__} (see the server log)",
-                          "attrs": {}}}
-    from embedders.errors import EmbedderError
-    from index.errors import StoreError
-
-    cls = type(exc)
-    module, name = cls.__module__, cls.__name__
-    if not isinstance(exc, (CurateError, StoreError, EmbedderError)):
-        module, name = "curate.errors", "InvalidInputError"  # e.g. a plain ValueError
-    attrs = {k: v for k, v in vars(exc).items()
-             if not k.startswith("_") and isinstance(v, (str, int, float, bool, type(None), list))}
-    try:
-        json.dumps(attrs)
-    except (TypeError, ValueError):
-        attrs = {}
-    message = str(exc)
-    return {"detail": message, "error": {"type": name, "module": module, "message": message,
-                                         "attrs": attrs}}
-
-
 # ---------------------------------------------------------------------- paths
 def _confine(raw: str, roots: Sequence[Path], what: str) -> Path:
     """Resolve ``raw`` (relative paths against the first root) and require it inside ``roots``."""
@@ -333,7 +292,7 @@ def _interrupted_error(job: _Job) -> dict[str, Any]:
     hint = _RESUME_HINTS.get(job.kind, "submit it again")
     message = (f"job {job.job_id} ({job.kind}) was {job.state} when the server stopped "
                f"(killed or crashed); nothing of it runs any more. To finish it, {hint}")
-    return {"type": "JobInterruptedError", "module": "curate.client", "message": message,
+    return {"type": "JobInterruptedError", "module": "curate.wire", "message": message,
             "attrs": {"job_id": job.job_id, "resume": hint}}
 
 
@@ -512,10 +471,7 @@ class ServerState:
 
 # ---------------------------------------------------------------------- helpers
 def _arrow_response(table: pa.Table) -> Any:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return Response(content=sink.getvalue().to_pybytes(), media_type=ARROW_STREAM)
+    return Response(content=table_to_ipc(table), media_type=ARROW_STREAM)
 
 
 def _vectors_table(ids: Any, vectors: Any) -> pa.Table:
@@ -1029,7 +985,7 @@ def create_app(
         return {"ids": ws.reproduce(run_id)}
 
     @app.get("/v1/runs/{run_id}/export", dependencies=read, tags=["export"],
-             responses={200: {"content": {m: {} for m in sorted(set(_EXPORT_MEDIA.values()))}}})
+             responses={200: {"content": {m: {} for m in sorted(set(EXPORT_MEDIA.values()))}}})
     def export_download(
         run_id: str,
         format: str = Query(min_length=1, max_length=64),
@@ -1058,7 +1014,7 @@ def create_app(
             if part == "manifest" and not has_side:
                 raise NotFoundError(f"format {format!r} embeds its manifest; there is no sidecar")
             data = (side if part == "manifest" else out).read_bytes()
-        media = "application/json" if part == "manifest" else _EXPORT_MEDIA.get(format, "application/octet-stream")
+        media = "application/json" if part == "manifest" else EXPORT_MEDIA.get(format, "application/octet-stream")
         return Response(content=data, media_type=media,
                         headers={"X-Curate-Manifest": "sidecar" if has_side else "embedded"})
 
@@ -1127,7 +1083,8 @@ def serve(
     try:
         import uvicorn
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError("curate serve needs uvicorn: pip install 'curate[server]'") from exc
+        raise ImportError("curate serve needs uvicorn, a dependency of curate: reinstall it "
+                          "(pip install -e . in a checkout, or pip install curate)") from exc
     app = create_app(workspace_path, tokens, data_roots=data_roots, max_body_bytes=max_body_bytes)
     uvicorn.run(app, host=host, port=int(port), log_level=log_level)
 
