@@ -782,7 +782,7 @@ def create_app(
         ws._require_samples()
         emb = build_embedder(req.model, **config)  # validates model and config before queueing
         name = req.name or emb.name
-        # Reader processes are off by default: forking inside a threaded server is unsafe.
+        # Reader threads are off by default on the server (one job at a time, no oversubscription).
         num_workers = 0 if req.num_workers is None else req.num_workers
         if num_workers > _MAX_WORKERS:
             raise InvalidInputError(f"num_workers must be at most {_MAX_WORKERS} on this server, got {num_workers}")
