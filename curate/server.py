@@ -82,6 +82,7 @@ from curate.auth import (
     load_tokens,
 )
 from curate.confine import confine
+from curate.operations import operation
 from curate.errors import CurateError, InvalidInputError, NotFoundError
 from curate.wire import (
     ARROW_STREAM,
@@ -643,6 +644,13 @@ def create_app(
 
     read = [Depends(_authorise(READ))]
     write = [Depends(_authorise(WRITE))]
+
+    def route(name: str, **options: Any) -> Callable:
+        """Register the handler of the operation ``name`` at the method, path and token scope the
+        operation table (:mod:`curate.operations`) declares for it."""
+        op = operation(name)
+        return app.api_route(op.path, methods=[op.method], name=name,
+                             dependencies=read if op.scope == READ else write, **options)
     ws = state.workspace
 
     # ---------------------------------------------------------------- error handlers
@@ -698,7 +706,7 @@ def create_app(
         """Liveness probe (no token needed)."""
         return {"status": "ok", "version": __version__}
 
-    @app.get("/v1/info", dependencies=read, tags=["service"])
+    @route("info", tags=["service"])
     def info() -> dict[str, Any]:
         """Package version, frames, labeled frames, embeddings and runs of the workspace."""
         frames = ws.count()
@@ -712,62 +720,62 @@ def create_app(
         }
 
     # ---------------------------------------------------------------- frames
-    @app.post("/v1/ingest", dependencies=write, response_model=IngestReport, tags=["frames"])
+    @route("ingest", response_model=IngestReport, tags=["frames"])
     def ingest(spec: SourceSpec) -> IngestReport:
         """Ingest a KITTI-format dataset or a folder of point clouds under a server data root."""
         source = _build_source(spec, state.data_roots)
         with state.writing() as w:
             return w.ingest(source, batch_size=spec.batch_size, progress=False)
 
-    @app.get("/v1/frames/count", dependencies=read, tags=["frames"])
+    @route("count", tags=["frames"])
     def count(where: Optional[str] = Query(default=None, max_length=8192)) -> dict[str, int]:
         """Number of frames matching ``where``."""
         return {"count": ws.count(where)}
 
-    @app.post("/v1/frames", dependencies=read, tags=["frames"],
+    @route("frames", tags=["frames"],
               responses={200: {"content": {ARROW_STREAM: {}}}})
     def frames(req: FramesRequest) -> Response:
         """Rows of ``samples`` as an Arrow IPC stream."""
         return _arrow_response(ws.frames(where=req.where, columns=req.columns, ids=req.ids,
                                          version=req.version))
 
-    @app.post("/v1/boxes", dependencies=read, tags=["frames"],
+    @route("boxes", tags=["frames"],
               responses={200: {"content": {ARROW_STREAM: {}}}})
     def boxes(req: BoxesRequest) -> Response:
         """Boxes of frames as an Arrow IPC stream."""
         return _arrow_response(ws.boxes(req.frame_ids, labeled_only=req.labeled_only))
 
     # ---------------------------------------------------------------- labels
-    @app.post("/v1/label", dependencies=write, response_model=LabelReport, tags=["labels"])
+    @route("label", response_model=LabelReport, tags=["labels"])
     def label(req: LabelRequest) -> LabelReport:
         """Mark frames as labeled."""
         with state.writing() as w:
             return w.label(req.ids)
 
-    @app.get("/v1/labeled", dependencies=read, tags=["labels"])
+    @route("labeled", tags=["labels"])
     def labeled() -> list[str]:
         """Ids of labeled frames, sorted."""
         return ws.labeled_ids()
 
     # ---------------------------------------------------------------- embeddings
-    @app.get("/v1/embeddings", dependencies=read, tags=["embeddings"])
+    @route("embeddings", tags=["embeddings"])
     def embeddings() -> list[str]:
         """Embedding names."""
         return ws.embeddings()
 
-    @app.get("/v1/embeddings/{name}", dependencies=read, tags=["embeddings"])
+    @route("embedding_info", tags=["embeddings"])
     def embedding_info(name: str) -> dict[str, str]:
         """Schema metadata of one embedding."""
         return ws.embedding_info(name)
 
-    @app.post("/v1/embeddings/{name}/vectors", dependencies=read, tags=["embeddings"],
+    @route("vectors", tags=["embeddings"],
               responses={200: {"content": {ARROW_STREAM: {}}}})
     def vectors(name: str, req: VectorsRequest) -> Response:
         """Ids and vectors of an embedding as an Arrow IPC stream (``id``, ``vector``)."""
         ids, vecs = ws.vectors(name, req.ids, version=req.version)
         return _arrow_response(_vectors_table(ids, vecs))
 
-    @app.post("/v1/jobs/embed", dependencies=write, response_model=JobStatus, status_code=202,
+    @route("submit_embed", response_model=JobStatus, status_code=202,
               tags=["jobs"])
     def submit_embed(req: EmbedRequest) -> JobStatus:
         """Start an embedding job; poll ``GET /v1/jobs/{job_id}``."""
@@ -809,7 +817,7 @@ def create_app(
 
         return state.jobs.submit("embed", req.model_dump(), run)
 
-    @app.post("/v1/jobs/loop", dependencies=write, response_model=JobStatus, status_code=202,
+    @route("submit_loop", response_model=JobStatus, status_code=202,
               tags=["jobs"])
     def submit_loop(req: LoopRequest) -> JobStatus:
         """Start (or resume) an active-learning loop; poll ``GET /v1/jobs/{job_id}``.
@@ -847,7 +855,7 @@ def create_app(
 
         return state.jobs.submit("loop", req.model_dump(), run)
 
-    @app.post("/v1/jobs/pretrain", dependencies=write, response_model=JobStatus, status_code=202,
+    @route("submit_pretrain", response_model=JobStatus, status_code=202,
               tags=["jobs"])
     def submit_pretrain(req: PretrainRequest) -> JobStatus:
         """Start (or resume) self-supervised pretraining; poll ``GET /v1/jobs/{job_id}``.
@@ -879,7 +887,7 @@ def create_app(
 
         return state.jobs.submit("pretrain", req.model_dump(), run)
 
-    @app.post("/v1/jobs/pretrain-image", dependencies=write, response_model=JobStatus, status_code=202,
+    @route("submit_pretrain_image", response_model=JobStatus, status_code=202,
               tags=["jobs"])
     def submit_pretrain_image(req: PretrainRequest) -> JobStatus:
         """Start (or resume) self-supervised training of the image embedder (``pretrain_image``).
@@ -904,18 +912,18 @@ def create_app(
 
         return state.jobs.submit("pretrain", req.model_dump(), run)
 
-    @app.get("/v1/jobs", dependencies=read, response_model=list[JobStatus], tags=["jobs"])
+    @route("jobs", response_model=list[JobStatus], tags=["jobs"])
     def jobs() -> list[JobStatus]:
         """Jobs since the server started, oldest first."""
         return state.jobs.list()
 
-    @app.get("/v1/jobs/{job_id}", dependencies=read, response_model=JobStatus, tags=["jobs"])
+    @route("job", response_model=JobStatus, tags=["jobs"])
     def job(job_id: str) -> JobStatus:
         """Status and progress of one job."""
         return state.jobs.get(job_id)
 
     # ---------------------------------------------------------------- selection and runs
-    @app.post("/v1/select", dependencies=write, response_model=SelectionResult, tags=["selection"])
+    @route("select", response_model=SelectionResult, tags=["selection"])
     def select(req: SelectRequest) -> SelectionResult:
         """Run a selection strategy and store the run.
 
@@ -943,18 +951,18 @@ def create_app(
             return w.select(req.strategy, req.budget, **args)
 
     # ---------------------------------------------------------------- scores
-    @app.get("/v1/scores", dependencies=read, tags=["scores"])
+    @route("score_runs", tags=["scores"])
     def score_runs() -> list[str]:
         """Names of the stored score (prediction) runs."""
         return ws.score_runs()
 
-    @app.post("/v1/scores/{run}", dependencies=write, tags=["scores"])
+    @route("write_scores", tags=["scores"])
     def write_scores(run: str, req: ScoresWriteRequest) -> dict[str, int]:
         """Store per-frame score columns of the prediction run ``run`` (upsert by run and frame)."""
         with state.writing() as w:
             return {"version": int(w.write_scores(run, req.ids, req.columns))}
 
-    @app.post("/v1/scores/{run}/read", dependencies=read, tags=["scores"],
+    @route("read_scores", tags=["scores"],
               responses={200: {"content": {ARROW_STREAM: {}}}})
     def read_scores(run: str, req: ScoresReadRequest) -> Response:
         """Scores of a run as an Arrow IPC stream: ``frame_id`` and one float64 column per score."""
@@ -963,7 +971,7 @@ def create_app(
                           **{name: pa.array(values, type=pa.float64()) for name, values in columns.items()}})
         return _arrow_response(table)
 
-    @app.get("/v1/runs", dependencies=read, response_model=list[RunRecord], tags=["selection"])
+    @route("runs", response_model=list[RunRecord], tags=["selection"])
     def runs(
         kind: Optional[str] = Query(default=None, min_length=1, max_length=64,
                                     description="only runs of this kind (selection, loop)"),
@@ -974,17 +982,17 @@ def create_app(
         """Stored runs, oldest first (filters are pushed down to the table scan)."""
         return ws.runs(kind, run_ids=run_id, where=where)
 
-    @app.get("/v1/runs/{run_id}", dependencies=read, response_model=RunRecord, tags=["selection"])
+    @route("run", response_model=RunRecord, tags=["selection"])
     def run(run_id: str) -> RunRecord:
         """One stored run."""
         return ws.run(run_id)
 
-    @app.get("/v1/runs/{run_id}/reproduce", dependencies=read, tags=["selection"])
+    @route("reproduce", tags=["selection"])
     def reproduce(run_id: str) -> dict[str, list[str]]:
         """Recompute a run at the versions it read (not stored)."""
         return {"ids": ws.reproduce(run_id)}
 
-    @app.get("/v1/runs/{run_id}/export", dependencies=read, tags=["export"],
+    @route("export_download", tags=["export"],
              responses={200: {"content": {m: {} for m in sorted(set(EXPORT_MEDIA.values()))}}})
     def export_download(
         run_id: str,
@@ -1018,7 +1026,7 @@ def create_app(
         return Response(content=data, media_type=media,
                         headers={"X-Curate-Manifest": "sidecar" if has_side else "embedded"})
 
-    @app.post("/v1/runs/{run_id}/export", dependencies=write, tags=["export"])
+    @route("export_on_server", tags=["export"])
     def export_on_server(run_id: str, req: ExportRequest) -> dict[str, str]:
         """Write a run's export inside ``<workspace>/exports`` (path relative to it)."""
         raw = req.path
@@ -1037,7 +1045,7 @@ def create_app(
         return {"path": target.relative_to(state.exports_root).as_posix()}
 
     # ---------------------------------------------------------------- label import
-    @app.post("/v1/labels/import", dependencies=write, tags=["labels"])
+    @route("import_labels", tags=["labels"])
     def import_labels(req: LabelImportRequest) -> dict[str, Any]:
         """Import annotation files (KITTI label_2) read on the server, below its data roots."""
         from curate.labels_import import resolve_label_files
@@ -1050,7 +1058,7 @@ def create_app(
         return report.model_dump()
 
     # ---------------------------------------------------------------- fusion
-    @app.post("/v1/embeddings/fuse", dependencies=write, response_model=EmbedReport, tags=["embeddings"])
+    @route("fuse", response_model=EmbedReport, tags=["embeddings"])
     def fuse(req: FuseRequest) -> EmbedReport:
         """Combine stored embeddings (L2-normalised, weighted; concat or mean) into a new one."""
         with state.writing() as w:
@@ -1058,7 +1066,7 @@ def create_app(
                           progress=False)
 
     # ---------------------------------------------------------------- search
-    @app.post("/v1/search", dependencies=read, response_model=SearchResult, tags=["search"])
+    @route("search", response_model=SearchResult, tags=["search"])
     def search(req: SearchRequest) -> SearchResult:
         """k nearest frames of frame ids or query vectors, optionally among frames matching ``where``."""
         return ws.search(req.embedding, ids=req.ids, vectors=req.vectors, k=req.k, where=req.where,

@@ -29,3 +29,16 @@ def test_server_and_client_do_not_import_each_other() -> None:
 
 def test_wire_imports_neither_server_nor_client() -> None:
     assert not {m for m in _imports(CURATE / "wire.py") if m.startswith(("curate.server", "curate.client"))}
+
+
+def test_the_server_registers_exactly_the_operation_table(tmp_path: Path) -> None:
+    from curate.operations import KINDS, OPERATIONS
+    from curate.server import create_app, route_scope
+
+    app = create_app(tmp_path / "ws", {"t": "write"}, use_env_tokens=False)
+    served = {(r.name, m, r.path, route_scope(r)) for r in app.routes if route_scope(r)
+              for m in r.methods if m != "HEAD"}
+    declared = {(op.name, op.method, op.path, op.scope) for op in OPERATIONS}
+    assert served == declared
+    assert len({op.name for op in OPERATIONS}) == len(OPERATIONS)
+    assert all(op.kind in KINDS for op in OPERATIONS)
