@@ -42,3 +42,9 @@ def test_the_server_registers_exactly_the_operation_table(tmp_path: Path) -> Non
     assert served == declared
     assert len({op.name for op in OPERATIONS}) == len(OPERATIONS)
     assert all(op.kind in KINDS for op in OPERATIONS)
+
+
+def test_the_client_names_no_route_path() -> None:
+    """The HTTP client reaches every operation through the table (``_call(name)``)."""
+    source = (CURATE / "client.py").read_text()
+    assert '"/v1' not in source and "'/v1" not in source
