@@ -23,6 +23,12 @@ it picked vs the coverage its graph reports; (2) the approximate-vs-exact check:
 graph and once on an IVF graph with the same nlist (capped at rows / 39) and nprobe; both
 selections' coverage is measured exactly and the IVF one must be within 1% of the exact one.
 
+``kcenter`` is the default (pruned, exact) k-center; ``kcenter-naive`` is the reference loop (one
+pass over every row per pick); the table says whether their picks are identical and the speed-up.
+``--data drives`` uses the drive-like pool of :func:`benchmarks.scale.drive_vectors` (clusters of
+drives with runs of near-duplicates) instead of the Gaussian mixture. Results are written with
+:func:`benchmarks.results_io.write_result` under ``--name`` (default ``selectors``).
+
 ``kcenter-f64`` (``--methods``) is k-center with ``dtype="float64"``: its picks equal
 scikit-activeml's ``CoreSet`` (float64 distances) where the float32 default may swap near ties.
 
@@ -82,6 +88,15 @@ def read_bandwidth(gib: float = 1.0, threads: int = 2) -> float:
 
 
 # ------------------------------------------------------------------------------------- child
+def load_data(kind: str, n: int, d: int) -> np.ndarray:
+    """The benchmark pool: ``mixture`` (:func:`make_data`) or ``drives`` (drive-like runs)."""
+    if kind == "drives":
+        from benchmarks.scale import drive_vectors
+
+        return drive_vectors(n, d, seed=0)
+    return make_data(n, d)
+
+
 def child(method: str, data: str, budget: int, out: str, extra: str) -> None:
     x = np.load(data)
     opts = json.loads(extra)
@@ -90,22 +105,26 @@ def child(method: str, data: str, budget: int, out: str, extra: str) -> None:
     info: dict = {}
     y = np.full(len(x), np.nan)
     y[0] = 0
-    if method in ("kcenter", "kcenter-f64"):
+    if method in ("kcenter", "kcenter-f64", "kcenter-naive"):
         from curate.selectors import KCenterGreedy
 
         t = time.perf_counter()
         dtype = "float64" if method == "kcenter-f64" else "float32"
-        sel = KCenterGreedy(dtype=dtype).select(x, budget, labeled=labeled)
+        algorithm = "naive" if method == "kcenter-naive" else "auto"
+        sel = KCenterGreedy(dtype=dtype, algorithm=algorithm).select(x, budget, labeled=labeled)
         idx = sel.indices
-        info = {"radius": sel.info["coverage_radius"]}
-    elif method == "probcover":
+        info = {"radius": sel.info["coverage_radius"], "algorithm": sel.info["algorithm"],
+                "pruning": sel.info.get("pruning")}
+    elif method in ("probcover", "probcover-ivf", "probcover-flat"):
         from curate.selectors import ProbCover
 
+        if method != "probcover":  # force the index kind (selector IVF defaults when "ivf")
+            opts = {**opts, "index_kind": method.split("-")[1]}
         t = time.perf_counter()
         sel = ProbCover(**opts).select(x, budget, labeled=labeled)
         idx = sel.indices
         info = {k: sel.info[k] for k in ("delta", "coverage", "graph_edges", "fallbacks",
-                                         "seconds")}
+                                         "seconds", "approximation") if k in sel.info}
     elif method == "probcover-sub":
         # the approximate-vs-exact check: a seeded subsample, the 1M run's delta, the same
         # greedy; exact flat graph vs IVF graph with the 1M run's index parameters
@@ -119,8 +138,11 @@ def child(method: str, data: str, budget: int, out: str, extra: str) -> None:
         xn = normalize_rows(xs)
         t = time.perf_counter()
         for kind in ("flat", "ivf"):
-            kw = {} if kind == "flat" else {"nlist": min(opts["nlist"], len(xs) // 39),
-                                           "nprobe": opts["nprobe"]}
+            from curate.selectors._neighbors import SELECTOR_NPROBE, selector_nlist
+
+            nlist = opts.get("nlist") or selector_nlist(len(x))
+            kw = {} if kind == "flat" else {"nlist": min(nlist, len(xs) // 39),
+                                           "nprobe": opts.get("nprobe") or SELECTOR_NPROBE}
             t0 = time.perf_counter()
             sel = ProbCover(delta=opts["delta"], index_kind=kind, **kw).select(xs, budget,
                                                                               labeled=lab)
@@ -223,9 +245,17 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=1000)
     ap.add_argument("--methods", default="kcenter,probcover,typiclust")
     ap.add_argument("--no-peers", action="store_true")
-    ap.add_argument("--ivf-nlist", type=int, default=2048, help="ProbCover's IVF lists above 100k rows")
-    ap.add_argument("--ivf-nprobe", type=int, default=8,
-                    help="ProbCover's IVF nprobe above 100k rows (the index is exact below)")
+    ap.add_argument("--naive-budget", type=int, default=None,
+                    help="run kcenter-naive for only this many picks and extrapolate its time to "
+                         "--budget (it costs one pass over the data per pick); its picks are "
+                         "compared with the first picks of kcenter")
+    ap.add_argument("--data-kind", choices=("mixture", "drives"), default="mixture")
+    ap.add_argument("--name", default="selectors", help="result file name (benchmarks/results/)")
+    ap.add_argument("--ivf-nlist", type=int, default=None,
+                    help="ProbCover's IVF lists above 100k rows (default: the selector's 2 sqrt(N))")
+    ap.add_argument("--ivf-nprobe", type=int, default=None,
+                    help="ProbCover's IVF nprobe above 100k rows (default: the selector's fixed 8; "
+                         "the index is exact below)")
     ap.add_argument("--check-rows", type=int, default=50_000,
                     help="subsample for the exact-vs-IVF ProbCover coverage check above 100k rows")
     ap.add_argument("--peer-coreset-max", type=int, default=100_000)
@@ -253,16 +283,18 @@ def main() -> None:
     print("load = 1-minute load average when the run ended (2 cores: above 2 the timings are "
           "inflated by other processes)")
     print(fmt_row(["N", "method", "time s", "peak MiB", "load", "notes"], widths))
+    table: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="curate-bench-") as tmp:
         workdir = Path(tmp)
         for n in sizes:
-            x = make_data(n, args.dim)
+            x = load_data(args.data_kind, n, args.dim)
             data = workdir / f"x{n}.npy"
             np.save(data, x)
             data_mib = x.nbytes / (1 << 20)
             del x
             results: dict[str, dict] = {}
-            pc_opts = {"nprobe": args.ivf_nprobe, "nlist": args.ivf_nlist} if n > 100_000 else {}
+            pc_opts = {k: v for k, v in (("nprobe", args.ivf_nprobe), ("nlist", args.ivf_nlist))
+                       if v is not None} if n > 100_000 else {}
             plan: list[tuple[str, dict]] = [(m, pc_opts if m == "probcover" else {}) for m in methods]
             if peers:
                 if "kcenter" in methods and n <= args.peer_coreset_max:
@@ -270,13 +302,42 @@ def main() -> None:
                 if "typiclust" in methods and n <= args.peer_typiclust_max:
                     plan.append(("skal-typiclust", {}))
             for method, extra in plan:
-                res = run_child(method, data, args.budget, workdir, extra)
+                budget = args.budget
+                if method == "kcenter-naive" and args.naive_budget:
+                    budget = min(args.naive_budget, args.budget)
+                res = run_child(method, data, budget, workdir, extra)
+                if "time" in res:
+                    res["picks"] = budget
                 results[method] = res
                 notes = ""
+                row = {"N": n, "method": method, "time s": res.get("time"),
+                       "peak MiB": res.get("rss_mib"), "load": res.get("load"),
+                       "cpu s": res.get("cpu"), "identical to reference": None,
+                       "speedup vs reference": None, "info": res.get("info"),
+                       "error": res.get("error")}
+                table.append(row)
                 if "error" in res:
                     notes = "FAILED: " + res["error"]
                 elif method == "kcenter-f64":
                     notes = f"radius {res['info']['radius']:.3f}; float64 distances"
+                elif method == "kcenter-naive" and "kcenter" in results and "error" not in results["kcenter"]:
+                    ours = results["kcenter"]
+                    m = res["picks"]
+                    same = np.array_equal(ours["indices"][:m], res["indices"])
+                    # one pass per pick: time for the full budget, extrapolated when m < budget
+                    naive_full = res["time"] * args.budget / m
+                    row["naive picks run"] = m
+                    row["naive time for budget s"] = naive_full
+                    row["naive time extrapolated"] = m < args.budget
+                    row["identical to reference"] = same
+                    for r in table:
+                        if r["N"] == n and r["method"] == "kcenter":
+                            r["identical to reference"] = same
+                            r["speedup vs reference"] = naive_full / ours["time"]
+                    notes = (f"reference loop ({m} picks{', extrapolated to the budget' if m < args.budget else ''}:"
+                             f" {naive_full:.0f} s); kcenter ({ours['info']['algorithm']}) "
+                             f"identical over those picks: {same}, "
+                             f"{naive_full / ours['time']:.1f}x faster")
                 elif method == "kcenter":
                     bound = args.budget * n * args.dim * 4 / bw
                     notes = (f"radius {res['info']['radius']:.3f}; bandwidth bound {bound:.2f}s, "
@@ -287,6 +348,29 @@ def main() -> None:
                     notes = (f"delta {inf['delta']:.3f} cov {inf['coverage']:.3f} "
                              f"edges {inf['graph_edges']} fallback {inf['fallbacks']}; "
                              f"stage s: {stages}")
+                elif method == "probcover-ivf" and "probcover-flat" in results and "error" not in results["probcover-flat"]:
+                    # the approximation's loss where exact runs: both selections' exact coverage
+                    # (all rows, brute force) at the exact run's delta
+                    from curate.selectors.probcover import normalize_rows
+
+                    ref = results["probcover-flat"]
+                    xn = normalize_rows(np.load(data))
+                    delta = ref["info"]["delta"]
+                    allrows = np.arange(n)
+                    cov_flat = exact_coverage(xn, np.append(ref["indices"], 0), delta, allrows)
+                    cov_ivf = exact_coverage(xn, np.append(res["indices"], 0), delta, allrows)
+                    a = res["info"].get("approximation", {})
+                    row["identical to reference"] = bool(np.array_equal(ref["indices"], res["indices"]))
+                    row["speedup vs reference"] = ref["time"] / res["time"]
+                    row["coverage exact (flat) at flat delta"] = cov_flat
+                    row["coverage exact (ivf) at flat delta"] = cov_ivf
+                    row["coverage loss"] = cov_flat - cov_ivf
+                    notes = (f"IVF nlist {a.get('nlist')} nprobe {a.get('nprobe')}: delta "
+                             f"{res['info']['delta']:.4f} vs exact {delta:.4f}; exact coverage at "
+                             f"the exact delta {cov_ivf:.4f} vs {cov_flat:.4f} (loss "
+                             f"{(cov_flat - cov_ivf) * 100:.2f} points); edge recall "
+                             f"{a.get('edge_recall', float('nan')):.3f}; "
+                             f"{ref['time'] / res['time']:.1f}x faster than exact")
                 elif method == "typiclust":
                     notes = f"{res['info']['clusters']} clusters"
                 elif method == "skal-coreset" and "kcenter" in results:
@@ -367,6 +451,11 @@ def main() -> None:
                 print(fmt_row([n, "skal-coreset", "-", "-", "",
                                f"skipped: utilities budget x N float64 = {args.budget * n * 8 / 2**30:.1f} GiB"], widths))
             print(f"{'':>9}  (data {data_mib:.0f} MiB included in peak RSS)", flush=True)
+    from benchmarks.results_io import write_result
+
+    write_result("selectors", table, name=args.name, args=args,
+                 notes=f"read bandwidth {bw / 1e9:.1f} GB/s; data {args.data_kind}",
+                 extra={"read_bandwidth_gbs": bw / 1e9})
 
 
 if __name__ == "__main__":

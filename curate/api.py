@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "IngestReport",
     "EmbedReport",
+    "Problem",
     "RunRecord",
     "SelectionResult",
     "LabelReport",
@@ -59,6 +60,8 @@ class IngestReport(_Model):
         Version of the ``samples`` table after the ingest.
     seconds : float
         Wall time.
+    frames_bad : int
+        Bad frames skipped (``on_error="skip"``) and recorded in ``problems``.
     """
 
     source: str
@@ -67,6 +70,42 @@ class IngestReport(_Model):
     boxes_seen: int
     samples_version: int
     seconds: float
+    frames_bad: int = 0
+
+
+class Problem(_Model):
+    """One bad (or repaired) frame recorded by an ingest or embedding job (``ws.problems()``).
+
+    Attributes
+    ----------
+    frame_id : str
+        The frame's id (as it would be stored in ``samples``).
+    stage : str
+        ``"ingest"`` or ``"embed:<embedding name>"``.
+    severity : str
+        ``"error"``: the frame was skipped (not ingested / no vector); ``"warning"``: kept but
+        changed (NaN/inf points dropped).
+    kind : str
+        Short cause: the exception class (``CorruptDataError``, ``NotFoundError``, ...) or
+        ``nonfinite_points``.
+    file : str, optional
+        The file at fault.
+    reason : str
+        The full message (what, where, what to do).
+    count : int, optional
+        A number that goes with the kind (NaN/inf points dropped).
+    recorded_at : str, optional
+        UTC time of the run that recorded it.
+    """
+
+    frame_id: str
+    stage: str
+    severity: str = "error"
+    kind: str
+    file: Optional[str] = None
+    reason: str
+    count: Optional[int] = None
+    recorded_at: Optional[str] = None
 
 
 class EmbedReport(_Model):
@@ -92,6 +131,8 @@ class EmbedReport(_Model):
         Version of the embedding table afterwards.
     seconds : float
         Wall time.
+    frames_bad : int
+        Frames skipped as bad (``on_error="skip"``) and recorded in ``problems``.
     """
 
     embedding: str
@@ -103,6 +144,7 @@ class EmbedReport(_Model):
     total: int
     version: int
     seconds: float
+    frames_bad: int = 0
 
 
 class LabelReport(_Model):
@@ -288,6 +330,7 @@ class SourceSpec(_Model):
     prefix: Optional[str] = Field(default=None, min_length=1, max_length=256)
     pattern: Optional[str] = Field(default=None, min_length=1, max_length=256)
     batch_size: int = Field(default=2000, ge=1, le=100_000)
+    on_error: str = Field(default="skip", min_length=1, max_length=8)
 
 
 class FramesRequest(_Model):
@@ -335,6 +378,8 @@ class EmbedRequest(_Model):
         description="reader processes; None = 0 on the server (no fork inside a threaded server)",
     )
     precision: str = Field(default="auto", min_length=1, max_length=16)
+    dtype: str = Field(default="float32", min_length=1, max_length=16)
+    on_error: str = Field(default="skip", min_length=1, max_length=8)
     config: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -127,40 +127,55 @@ def ingest() -> None:
 @click.argument("root", type=click.Path())
 @click.option("--split", default="training", show_default=True)
 @click.option("--prefix", default=None, help="Prefix for frame ids (to keep datasets apart).")
+@click.option("--on-error", "on_error", default="skip", show_default=True,
+              type=click.Choice(["skip", "fail"]),
+              help="skip: record bad frames (see `curate problems`) and go on; fail: stop at the first.")
 @workspace_option
-def ingest_kitti(ws: Any, root: str, split: str, prefix: Optional[str]) -> None:
+def ingest_kitti(ws: Any, root: str, split: str, prefix: Optional[str], on_error: str) -> None:
     """Ingest a KITTI-format dataset (velodyne, image_2, calib, label_2, ImageSets)."""
     if _is_remote(ws):  # the server reads ROOT (a path on the server, below its --data-root)
         from curate.api import SourceSpec
 
-        source: Any = SourceSpec(kind="kitti", root=root, split=split, prefix=prefix)
+        source: Any = SourceSpec(kind="kitti", root=root, split=split, prefix=prefix,
+                                 on_error=on_error)
     else:
         from curate.sources.kitti import KittiSource
 
         source = KittiSource(root, split=split, prefix=prefix)
-    report = ws.ingest(source)
+    report = ws.ingest(source, on_error=on_error)
     click.echo(
         f"ingested {report.frames_seen} frames ({report.boxes_seen} boxes); "
         f"workspace has {report.frames_total} frames"
     )
+    _echo_bad(report.frames_bad, "ingest")
 
 
 @ingest.command("folder")
 @click.argument("root", type=click.Path())
 @click.option("--prefix", default=None, help="Prefix for frame ids.")
+@click.option("--on-error", "on_error", default="skip", show_default=True,
+              type=click.Choice(["skip", "fail"]),
+              help="skip: record bad frames (see `curate problems`) and go on; fail: stop at the first.")
 @workspace_option
-def ingest_folder(ws: Any, root: str, prefix: Optional[str]) -> None:
+def ingest_folder(ws: Any, root: str, prefix: Optional[str], on_error: str) -> None:
     """Ingest a folder of point clouds (.bin, .npy, .pcd, .ply)."""
     if _is_remote(ws):  # the server reads ROOT (a path on the server, below its --data-root)
         from curate.api import SourceSpec
 
-        source: Any = SourceSpec(kind="folder", root=root, prefix=prefix)
+        source: Any = SourceSpec(kind="folder", root=root, prefix=prefix, on_error=on_error)
     else:
         from curate.sources.folder import FolderSource
 
         source = FolderSource(root, prefix=prefix)
-    report = ws.ingest(source)
+    report = ws.ingest(source, on_error=on_error)
     click.echo(f"ingested {report.frames_seen} frames; workspace has {report.frames_total} frames")
+    _echo_bad(report.frames_bad, "ingest")
+
+
+def _echo_bad(count: int, stage: str) -> None:
+    if count:
+        click.echo(f"{count} bad frame(s) skipped by {stage} and recorded; `curate problems` lists "
+                   "them (fix the files and run again to retry them)", err=True)
 
 
 @cli.command()
@@ -176,10 +191,15 @@ def ingest_folder(ws: Any, root: str, prefix: Optional[str]) -> None:
               help="Vectors per write (the most an interruption can lose).")
 @click.option("--precision", default="auto", show_default=True,
               type=click.Choice(["auto", "fp32", "fp16"]), help="auto = fp16 autocast on CUDA.")
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16"]),
+              help="Storage type of the vectors (float16 halves the table).")
+@click.option("--on-error", "on_error", default="skip", show_default=True,
+              type=click.Choice(["skip", "fail"]),
+              help="skip: record bad frames (see `curate problems`) and go on; fail: stop at the first.")
 @workspace_option
 def embed(ws: Any, model: str, name: Optional[str], checkpoint: Optional[str], batch_size: int,
           device: str, params: tuple[str, ...], num_workers: Optional[int], write_every: int,
-          precision: str) -> None:
+          precision: str, dtype: str, on_error: str) -> None:
     """Embed every frame (resumes: only frames without a vector are computed)."""
     config = _parse_params(params)
     if checkpoint:
@@ -191,12 +211,38 @@ def embed(ws: Any, model: str, name: Optional[str], checkpoint: Optional[str], b
         job["write_every"] = write_every
     if precision != "auto":
         job["precision"] = precision
+    if dtype != "float32":
+        job["dtype"] = dtype
     report = ws.embed(model, name=name, batch_size=batch_size, device=device, progress=None,
-                      **job, **config)
+                      on_error=on_error, **job, **config)
     click.echo(
         f"embedding {report.embedding}: {report.computed} computed, {report.skipped} already there, "
         f"{report.total} vectors of dim {report.dim} ({report.seconds:.1f} s)"
     )
+    _echo_bad(report.frames_bad, f"embed {report.embedding}")
+
+
+@cli.command()
+@click.option("--stage", default=None, help="Only this stage: ingest or embed:<embedding>.")
+@click.option("--severity", default=None, type=click.Choice(["error", "warning"]),
+              help="error: skipped frames; warning: kept with NaN/inf points dropped.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@workspace_option
+def problems(ws: Any, stage: Optional[str], severity: Optional[str], as_json: bool) -> None:
+    """List the bad frames that ingest and embedding jobs skipped (and why)."""
+    rows = ws.problems(stage=stage, severity=severity)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.model_dump(), sort_keys=True))
+        return
+    if not rows:
+        click.echo("no problems recorded")
+        return
+    for row in rows:
+        click.echo(f"{row.stage:<16} {row.severity:<8} {row.frame_id:<24} {row.kind:<18} "
+                   f"{row.file or '-'}: {row.reason}")
+    bad = sum(r.severity == "error" for r in rows)
+    click.echo(f"{bad} bad frame(s), {len(rows) - bad} warning(s)")
 
 
 @cli.command()

@@ -41,6 +41,7 @@ from curate.api import (
     EmbedReport,
     IngestReport,
     JobStatus,
+    Problem,
     LabelReport,
     RunRecord,
     SearchResult,
@@ -219,15 +220,21 @@ class RemoteWorkspace:
         return self._call("info")
 
     # ------------------------------------------------------------------ frames
-    def ingest(self, source: Any, *, batch_size: int = 2000, progress: Optional[bool] = None) -> IngestReport:
+    def ingest(self, source: Any, *, batch_size: int = 2000, progress: Optional[bool] = None,
+               on_error: str = "skip") -> IngestReport:
         """Ingest a source that the *server* reads (its root must be under a server data root).
 
         ``source`` is a ``KittiSource``/``FolderSource`` (its root, split, prefix and pattern are
         sent), a :class:`~curate.api.SourceSpec` or a dict of one. ``progress`` is accepted for
         congruence and ignored (the server logs progress).
         """
-        spec = _source_spec(source, batch_size)
+        spec = _source_spec(source, batch_size).model_copy(update={"on_error": on_error})
         return IngestReport(**self._call("ingest", json=spec.model_dump()))
+
+    def problems(self, *, stage: Optional[str] = None, severity: Optional[str] = None) -> list[Problem]:
+        """Bad frames recorded by the server's ingest / embedding jobs (``GET /v1/problems``)."""
+        params = {k: v for k, v in (("stage", stage), ("severity", severity)) if v is not None}
+        return [Problem(**row) for row in self._call("problems", params=params or None)]
 
     def count(self, where: Optional[str] = None) -> int:
         """Number of frames (matching ``where``)."""
@@ -279,6 +286,8 @@ class RemoteWorkspace:
         device: str = "auto",
         num_workers: Optional[int] = None,
         precision: str = "auto",
+        dtype: str = "float32",
+        on_error: str = "skip",
         **config: Any,
     ) -> JobStatus:
         """Start an embedding job on the server; returns its status at once.
@@ -292,7 +301,8 @@ class RemoteWorkspace:
                 f"not a {type(model).__name__} object"
             )
         body = {"model": model, "name": name, "batch_size": batch_size, "write_every": write_every,
-                "device": device, "num_workers": num_workers, "precision": precision, "config": config}
+                "device": device, "num_workers": num_workers, "precision": precision, "dtype": dtype, "on_error": on_error,
+                "config": config}
         return JobStatus(**self._call("submit_embed", json=body))
 
     def job(self, job_id: str) -> JobStatus:
@@ -429,6 +439,8 @@ class RemoteWorkspace:
         progress: Optional[bool] = None,
         num_workers: Optional[int] = None,
         precision: str = "auto",
+        dtype: str = "float32",
+        on_error: str = "skip",
         **config: Any,
     ) -> EmbedReport:
         """Embed every frame on the server (a background job) and wait for it.
@@ -439,6 +451,7 @@ class RemoteWorkspace:
         """
         status = self.submit_embed(model, name=name, batch_size=batch_size, write_every=write_every,
                                    device=device, num_workers=num_workers, precision=precision,
+                                   dtype=dtype, on_error=on_error,
                                    **config)
         final = self.wait(status.job_id, progress=progress)
         return EmbedReport(**(final.result or {}))

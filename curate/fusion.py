@@ -38,6 +38,7 @@ from curate import _tables as T
 from curate.api import EmbedReport
 from curate.errors import InvalidInputError, NotFoundError
 from curate.progress import progress_bar
+from index.ids import isin as ids_isin
 from index.store import Store
 
 __all__ = ["FUSION_METHODS", "FusionSource", "fuse_embeddings", "fuse_vectors"]
@@ -278,7 +279,7 @@ def fuse_embeddings(
     frame_ids = store.ids(T.SAMPLES)
     for source in described:
         have = store.ids(T.embedding_table(source.embedding), version=source.version)
-        missing = frame_ids[~np.isin(frame_ids, have)]
+        missing = frame_ids[~ids_isin(frame_ids, have)]
         if missing.size:
             raise NotFoundError(
                 f"embedding {source.embedding!r} has no vector for {missing.size} of "

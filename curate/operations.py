@@ -87,6 +87,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("import_labels", "POST", "/v1/labels/import", WRITE, SYNC),
     Operation("fuse", "POST", "/v1/embeddings/fuse", WRITE, SYNC),
     Operation("search", "POST", "/v1/search", READ, SYNC),
+    Operation("problems", "GET", "/v1/problems", READ, SYNC),
 )
 
 _BY_NAME = {op.name: op for op in OPERATIONS}

@@ -67,11 +67,15 @@ def _cached_index(
             _cache.move_to_end(key)
             return _cache[key]
         # Built under the lock: concurrent searches of one key build it once.
-        ids, vecs = ws.store.read_vectors(table, version=version)
-        if where is not None:
+        if where is None:
+            ids, vecs = ws.store.read_vectors(table, version=version)
+        else:
+            # Only the rows the filter allows are read (hashed join on ids, rows fetched by id).
             allowed = ws.store.ids(T.SAMPLES, where=where, version=samples_version)
-            keep = np.isin(ids, np.asarray(allowed, dtype=object))
-            ids, vecs = ids[keep], vecs[keep]
+            vecs, found = ws.store.gather_vectors(table, allowed, version=version)
+            ids = allowed
+            if not found.all():
+                ids, vecs = allowed[found], vecs[found]
         if len(ids) == 0:
             index = None
         else:

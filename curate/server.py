@@ -64,6 +64,7 @@ from curate.api import (
     LabelRequest,
     LoopRequest,
     PretrainRequest,
+    Problem,
     RunRecord,
     ScoresReadRequest,
     ScoresWriteRequest,
@@ -725,7 +726,7 @@ def create_app(
         """Ingest a KITTI-format dataset or a folder of point clouds under a server data root."""
         source = _build_source(spec, state.data_roots)
         with state.writing() as w:
-            return w.ingest(source, batch_size=spec.batch_size, progress=False)
+            return w.ingest(source, batch_size=spec.batch_size, progress=False, on_error=spec.on_error)
 
     @route("count", tags=["frames"])
     def count(where: Optional[str] = Query(default=None, max_length=8192)) -> dict[str, int]:
@@ -795,7 +796,8 @@ def create_app(
         if num_workers > _MAX_WORKERS:
             raise InvalidInputError(f"num_workers must be at most {_MAX_WORKERS} on this server, got {num_workers}")
         EmbedJob(name=name, batch_size=req.batch_size, write_every=req.write_every, device=req.device,
-                 num_workers=num_workers, precision=req.precision).validate()
+                 num_workers=num_workers, precision=req.precision, dtype=req.dtype,
+                 on_error=req.on_error).validate()
 
         def run(job: _Job) -> dict:
             meta = embedder_metadata(emb)
@@ -812,7 +814,7 @@ def create_app(
             job.progress = progress
             report = ws.embed(emb, name=name, batch_size=req.batch_size, write_every=req.write_every,
                               device=req.device, progress=False, num_workers=num_workers,
-                              precision=req.precision)
+                              precision=req.precision, dtype=req.dtype, on_error=req.on_error)
             return report.model_dump()
 
         return state.jobs.submit("embed", req.model_dump(), run)
@@ -1071,6 +1073,15 @@ def create_app(
         """k nearest frames of frame ids or query vectors, optionally among frames matching ``where``."""
         return ws.search(req.embedding, ids=req.ids, vectors=req.vectors, k=req.k, where=req.where,
                          metric=req.metric, exclude_self=req.exclude_self, version=req.version)
+
+    @route("problems", response_model=list[Problem], tags=["frames"])
+    def problems(
+        stage: Optional[str] = Query(default=None, min_length=1, max_length=256,
+                                     description="ingest or embed:<embedding>"),
+        severity: Optional[str] = Query(default=None, pattern="^(error|warning)$"),
+    ) -> list[Problem]:
+        """Bad frames recorded by ingest and embedding jobs run with ``on_error="skip"``."""
+        return ws.problems(stage=stage, severity=severity)
 
     logger.info("serving workspace %s (%d tokens, data roots: %s)", ws.path, len(token_set),
                 ", ".join(str(r) for r in state.data_roots) or "none")

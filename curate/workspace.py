@@ -18,15 +18,16 @@ import pyarrow.compute as pc
 
 from curate import _tables as T
 from curate._version import __version__
-from curate.api import EmbedReport, IngestReport, LabelReport, RunRecord, SelectionResult
+from curate.api import EmbedReport, IngestReport, LabelReport, Problem, RunRecord, SelectionResult
 from curate.api import SearchResult, finite_or_none
 from curate.errors import BudgetError, CurateError, InvalidInputError, NotFoundError
 from curate.export import export_run
 from curate.progress import progress_bar
 from curate.selectors import Selector, create_selector
 from curate.selectors._distances import min_sq_dist_to_set
-from curate.sources.base import FrameRecord, Source
+from curate.sources.base import BadFrame, FrameRecord, Source
 from curate.sources.pointcloud import read_points
+from index.ids import isin as ids_isin
 from index.store import Store
 
 __all__ = ["Workspace", "PlannedSelection"]
@@ -113,13 +114,15 @@ class Workspace:
 
     # ------------------------------------------------------------------ frames
     def ingest(
-        self, source: Source, *, batch_size: int = 2000, progress: Optional[bool] = None
+        self, source: Source, *, batch_size: int = 2000, progress: Optional[bool] = None,
+        on_error: str = "skip",
     ) -> IngestReport:
         """Add (or update) every frame of ``source`` in ``samples`` and its boxes in ``labels``.
 
         Upsert by frame id: ingesting the same data twice changes nothing, and the label state
-        of frames already in the workspace is kept. If the source raises part-way (a corrupt
-        file, say), the tables are restored to the versions they had before the call.
+        of frames already in the workspace is kept. With ``on_error="fail"``, if the source
+        raises part-way (a corrupt file, say), the tables are restored to the versions they had
+        before the call.
 
         Parameters
         ----------
@@ -129,6 +132,12 @@ class Workspace:
             Frames per write.
         progress : bool, optional
             Show a progress bar (default: when stderr is a terminal).
+        on_error : {"skip", "fail"}
+            ``"skip"`` (default): a frame the source cannot read (sources with a
+            ``records(on_error=)`` method: folders, KITTI) is recorded in the ``problems`` table
+            (:meth:`problems`) with its file and reason, and the ingest goes on; frames that
+            ingest fine clear their earlier ingest problems. ``"fail"``: the first bad frame
+            stops the ingest and rolls it back.
 
         Returns
         -------
@@ -138,14 +147,26 @@ class Workspace:
         -----
         Memory O(batch_size); time O(frames).
         """
+        from curate.problems import check_on_error, clear_problems, record_problems, summarise
+
+        check_on_error(on_error)
         start = time.perf_counter()
         before = {t: self.store.version(t) for t in (T.SAMPLES, T.LABELS) if self.store.has_table(t)}
         frames = boxes = 0
+        bad: list[Problem] = []
+        good_ids: list[str] = []
+        records = source.records(on_error=on_error) if hasattr(source, "records") else source
         try:
             batch: list[FrameRecord] = []
             total = len(source) if hasattr(source, "__len__") else None
             with progress_bar(total=total, desc="ingest", unit="frame", enable=progress) as bar:
-                for record in source:
+                for record in records:
+                    if isinstance(record, BadFrame):
+                        bad.append(Problem(frame_id=record.id, stage="ingest", kind=record.kind,
+                                           file=record.file, reason=record.reason))
+                        bar.update(1)
+                        continue
+                    good_ids.append(record.id)
                     batch.append(record)
                     if len(batch) >= batch_size:
                         boxes += self._write_frames(batch)
@@ -159,6 +180,12 @@ class Workspace:
         except BaseException:
             self._rollback(before)
             raise
+        if self.store.has_table("problems") and good_ids:
+            clear_problems(self.store, "ingest", good_ids)
+        if bad:
+            record_problems(self.store, bad)
+            logger.warning("ingest of %s: %s", getattr(source, "name", source),
+                           summarise(bad, "ingest"))
         if frames == 0:
             logger.warning("source %s yielded no frames", getattr(source, "name", source))
         return IngestReport(
@@ -168,6 +195,7 @@ class Workspace:
             boxes_seen=boxes,
             samples_version=self.store.version(T.SAMPLES) if self.store.has_table(T.SAMPLES) else 0,
             seconds=time.perf_counter() - start,
+            frames_bad=len(bad),
         )
 
     def _write_frames(self, batch: list[FrameRecord]) -> int:
@@ -282,6 +310,26 @@ class Workspace:
         self._require_samples()
         return [str(i) for i in self.store.ids(T.SAMPLES, where="labeled = true")]
 
+    def problems(self, *, stage: Optional[str] = None, severity: Optional[str] = None) -> list[Problem]:
+        """Bad frames recorded by ingest and embedding jobs run with ``on_error="skip"``.
+
+        Parameters
+        ----------
+        stage : str, optional
+            ``"ingest"`` or ``"embed:<embedding>"``; default every stage.
+        severity : {"error", "warning"}, optional
+            ``"error"``: skipped frames; ``"warning"``: frames kept with NaN/inf points dropped.
+
+        Returns
+        -------
+        list of Problem
+            Sorted by stage, then frame id. A frame that succeeds on a later run of its stage
+            is no longer listed.
+        """
+        from curate.problems import list_problems
+
+        return list_problems(self.store, stage=stage, severity=severity)
+
     # ------------------------------------------------------------------ embeddings
     def embeddings(self) -> list[str]:
         """Names of the embeddings stored in this workspace (internal caches left out)."""
@@ -315,6 +363,8 @@ class Workspace:
         progress: Optional[bool] = None,
         num_workers: Optional[int] = None,
         precision: str = "auto",
+        dtype: str = "float32",
+        on_error: str = "skip",
         **config: Any,
     ) -> EmbedReport:
         """Embed every frame with ``model`` into the embedding table ``name``.
@@ -337,6 +387,13 @@ class Workspace:
             Processes reading the frame files (default ``min(2, CPUs)``; 0 = in this process).
         precision : {"auto", "fp32", "fp16"}
             ``auto`` = fp16 autocast on CUDA, fp32 on CPU (recorded in the table metadata).
+        dtype : {"float32", "float16"}
+            Storage type of the vectors (recorded in the table metadata as ``dtype``; float16
+            halves the table, reads upcast to float32 chunk by chunk).
+        on_error : {"skip", "fail"}
+            ``"skip"`` (default): a frame whose file is missing or corrupt, or left with too few
+            points after dropping NaN/inf points, is recorded in ``problems`` and the job goes
+            on (the next run retries it); ``"fail"``: the first such frame stops the job.
         **config
             Embedder configuration when ``model`` is a name.
 
@@ -360,6 +417,7 @@ class Workspace:
         job = EmbedJob(
             name=name or emb.name, batch_size=batch_size, write_every=write_every,
             device=device, num_workers=num_workers, precision=precision, progress=progress,
+            dtype=dtype, on_error=on_error,
         )
         return run_embed_job(self.store, emb, job)
 
@@ -507,8 +565,22 @@ class Workspace:
                 f"prediction run: {', '.join(self.score_runs()) or 'none yet, run `curate loop`'})"
             )
         cand_where = "labeled = false" if where is None else f"({where}) AND labeled = false"
-        candidates = [str(i) for i in self.store.ids(T.SAMPLES, where=cand_where, version=samples_version)]
-        labeled = [str(i) for i in self.store.ids(T.SAMPLES, where="labeled = true", version=samples_version)]
+        candidates = self.store.ids(T.SAMPLES, where=cand_where, version=samples_version)
+        labeled = self.store.ids(T.SAMPLES, where="labeled = true", version=samples_version)
+        # Frames without a vector (not embedded yet, or bad frames the embedding job skipped) are
+        # left out and counted; one hashed join over the embedding's ids, O(N).
+        have = self.store.ids(table, version=embedding_version)
+        keep_c, keep_l = ids_isin(candidates, have), ids_isin(labeled, have)
+        skipped = {"candidates": int(candidates.size - keep_c.sum()),
+                   "labeled": int(labeled.size - keep_l.sum())}
+        if skipped["candidates"] or skipped["labeled"]:
+            logger.warning(
+                "selection skips %d candidate and %d labeled frame(s) without a %r vector; run "
+                "`curate embed` (or see `curate problems`) to include them",
+                skipped["candidates"], skipped["labeled"], embedding,
+            )
+        candidates = [str(i) for i in candidates[keep_c]]
+        labeled = [str(i) for i in labeled[keep_l]]
         if not candidates:
             scope = f" matching {where!r}" if where else ""
             raise BudgetError(f"no unlabeled frames{scope} to select from")
@@ -520,14 +592,15 @@ class Workspace:
             )
         pool = candidates + labeled
         run_selector, pool = self._resolve_query_ids(selector, pool, samples_version)
-        have = self.store.ids(table, version=embedding_version)
-        missing = np.asarray(pool, dtype=object)[~np.isin(np.asarray(pool, dtype=object), have)]
-        if missing.size:
+        read_start = time.perf_counter()
+        vecs, found = self.store.gather_vectors(table, pool, version=embedding_version)
+        read_seconds = time.perf_counter() - read_start
+        if not found.all():  # only query frames added by _resolve_query_ids can miss here
+            missing = [pool[i] for i in np.flatnonzero(~found)]
             raise NotFoundError(
-                f"{missing.size} of {len(pool)} frames have no {embedding!r} vector "
-                f"(first: {', '.join(map(str, missing[:5]))}); run `curate embed` for them first"
+                f"{len(missing)} query frame(s) have no {embedding!r} vector "
+                f"(first: {', '.join(missing[:5])}); run `curate embed` for them first"
             )
-        _, vecs = self.store.read_vectors(table, ids=pool, version=embedding_version)
         mask = np.zeros(len(pool), dtype=bool)
         mask[len(candidates):] = True
         scores = None
@@ -546,9 +619,15 @@ class Workspace:
             # per-drive caps: the group of a frame is its scene (drive)
             rows = self.store.read(T.SAMPLES, columns=["id", "scene"], ids=pool, version=samples_version)
             constraints["groups"] = np.asarray(rows["scene"].to_pylist(), dtype=object)
+        select_start = time.perf_counter()
         result = run_selector.select(vecs, budget, labeled=mask, scores=scores, seed=seed,
                                      **constraints)
+        select_seconds = time.perf_counter() - select_start
         info = dict(result.info)
+        if skipped["candidates"] or skipped["labeled"]:
+            info["skipped_without_vector"] = skipped
+        info.setdefault("timing", {}).update(
+            {"read_vectors_s": read_seconds, "selector_s": select_seconds})
         if score_run is not None:
             info["score_run"] = score_run
             info["scores_version"] = scores_version

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,6 +55,20 @@ _IN_LIST_MAX_IDS = 1024
 _SCAN_BATCH_ROWS = 65_536
 #: Input rows compared against stored rows per step of an upsert.
 _UPSERT_COMPARE_CHUNK = 65_536
+#: Tables with at least this many rows get a BTREE index on their ``id`` key, so that key lookups
+#: (upsert, reads by id) cost O(keys log N + unindexed rows) instead of a scan of the key column.
+_KEY_INDEX_MIN_ROWS = 50_000
+#: With an index on the key, key lists up to this length are looked up by ``IN`` chunks.
+_INDEXED_LOOKUP_MAX_IDS = 65_536
+#: A table is compacted (small data files merged, the key index brought up to date) once it has
+#: this many small fragments (each append adds one).
+_COMPACT_SMALL_FRAGMENTS = 64
+#: Fetch rows by row id instead of scanning every column when at most this share of rows is wanted.
+_TAKE_MAX_SHARE = 0.25
+#: Versions are never pruned by compaction: runs pin table versions (``ws.reproduce``).
+_KEEP_VERSIONS = timedelta(days=365 * 100)
+#: Storage types of embedding vectors (``write_vectors(dtype=...)``).
+VECTOR_DTYPES = ("float32", "float16")
 
 _LOCKS: dict[Path, threading.RLock] = {}
 _LOCKS_GUARD = threading.Lock()
@@ -364,25 +378,30 @@ class Store:
             rows = _conform(rows, handle.schema, table)
             if rows.num_rows == 0:
                 return int(handle.version)
-            changed = _changed_rows(handle, rows, key)
+            changed, n_existing = _changed_rows(handle, rows, key)
             if changed.num_rows == 0:
                 logger.debug("upsert into %r: all %d rows unchanged", table, rows.num_rows)
                 return int(handle.version)
             try:
-                result = (
-                    handle.merge_insert(key)
-                    .when_matched_update_all()
-                    .when_not_matched_insert_all()
-                    .execute(changed)
-                )
+                if n_existing == 0:
+                    # Only new keys: a plain append, no join against the stored table.
+                    result = handle.add(changed)
+                    inserted, updated = changed.num_rows, 0
+                else:
+                    result = (
+                        handle.merge_insert(key)
+                        .when_matched_update_all()
+                        .when_not_matched_insert_all()
+                        .execute(changed)
+                    )
+                    inserted, updated = result.num_inserted_rows, result.num_updated_rows
             except (ValueError, RuntimeError, OSError) as exc:
                 raise StoreError(f"upsert into table {table!r} failed, table unchanged: {exc}") from exc
             logger.info(
                 "upsert into %r: %d inserted, %d updated, %d unchanged -> version %d",
-                table, result.num_inserted_rows, result.num_updated_rows,
-                rows.num_rows - changed.num_rows, result.version,
+                table, inserted, updated, rows.num_rows - changed.num_rows, result.version,
             )
-            return int(result.version)
+            return self._maintain(handle, table)
 
     def append(self, table: str, rows: pa.Table | pa.RecordBatch) -> int:
         """Insert ``rows`` as they are (no key matching); for append-only tables like ``runs``.
@@ -398,10 +417,56 @@ class Store:
             if rows.num_rows == 0:
                 return int(handle.version)
             try:
-                result = handle.add(rows)
+                handle.add(rows)
             except (ValueError, RuntimeError, OSError) as exc:
                 raise StoreError(f"append to table {table!r} failed, table unchanged: {exc}") from exc
-            return int(result.version)
+            return self._maintain(handle, table)
+
+    def compact(self, table: str) -> int:
+        """Merge the small data files of ``table`` and bring its key index up to date.
+
+        Every earlier version stays readable (nothing is pruned), so runs pinned to a version
+        still reproduce. Writes call this by themselves once a table has
+        :data:`_COMPACT_SMALL_FRAGMENTS` small files; call it directly after bulk loads. Returns
+        the latest version (compaction commits a new one when it rewrote anything).
+        """
+        with self._lock:
+            handle = self._open(table)
+            self._compact_handle(handle, table)
+            return int(self._open(table).version)
+
+    def _compact_handle(self, handle: Any, table: str) -> None:
+        try:
+            handle.optimize(cleanup_older_than=_KEEP_VERSIONS)
+        except (ValueError, RuntimeError, OSError) as exc:  # pragma: no cover - disk errors
+            logger.warning("compaction of %r failed (the table is unchanged): %s", table, exc)
+            return
+        logger.info("compacted table %r -> version %d", table, handle.version)
+
+    def _maintain(self, handle: Any, table: str) -> int:
+        """After a write: index the ``id`` key of large tables, compact fragmented ones.
+
+        O(1) when nothing is due (reads the manifest statistics); amortised O(rows added) since
+        compaction only rewrites the small files written since the last one, and is due after
+        :data:`_COMPACT_SMALL_FRAGMENTS` writes. Returns the latest version.
+        """
+        try:
+            stats = handle.stats()
+        except (ValueError, RuntimeError, OSError):  # pragma: no cover
+            return int(handle.version)
+        fragments = stats.get("fragment_stats", {}) or {}
+        if "id" in handle.schema.names and int(stats.get("num_rows", 0)) >= _KEY_INDEX_MIN_ROWS:
+            if not _has_key_index(handle, "id"):
+                try:
+                    from lancedb.index import BTree
+
+                    handle.create_index("id", config=BTree())
+                    logger.info("created a BTREE index on %r.id (%d rows)", table, stats["num_rows"])
+                except (ValueError, RuntimeError, OSError) as exc:  # pragma: no cover
+                    logger.warning("could not index %r.id: %s", table, exc)
+        if int(fragments.get("num_small_fragments", 0)) >= _COMPACT_SMALL_FRAGMENTS:
+            self._compact_handle(handle, table)
+        return int(handle.version)
 
     def update(self, table: str, *, where: str, values: Mapping[str, Any]) -> int:
         """Set ``values`` (column -> new value) on the rows matching ``where``; return new version."""
@@ -472,6 +537,7 @@ class Store:
         *,
         metadata: Mapping[str, str] | None = None,
         mode: Literal["upsert", "overwrite"] = "upsert",
+        dtype: str | None = None,
     ) -> int:
         """Write an embedding table: ``id`` string + ``vector`` fixed_size_list<float32>[dim].
 
@@ -489,6 +555,10 @@ class Store:
             ``"upsert"`` adds / updates rows (identical rows are skipped). ``"overwrite"``
             replaces the whole table content (and dimension and metadata; ``None`` clears the
             metadata) in one new version.
+        dtype : {"float32", "float16"}, optional
+            Storage type of the vectors. Default: the existing table's (float32 for a new one).
+            float16 halves the table; reads upcast to float32 chunk by chunk. Values beyond the
+            float16 range (65504) raise :class:`SchemaError`.
 
         Returns
         -------
@@ -516,16 +586,35 @@ class Store:
                 "fix the embedder output before storing."
             )
         dim = matrix.shape[1]
-        schema = pa.schema(
-            [pa.field("id", pa.string()), pa.field("vector", pa.list_(pa.float32(), dim))],
-            metadata=meta or None,
-        )
-        flat = pa.array(matrix.reshape(-1), type=pa.float32())
-        data = pa.Table.from_arrays(
-            [id_array, pa.FixedSizeListArray.from_arrays(flat, dim)], schema=schema
-        )
         with self._lock:
-            if not self.has_table(table):
+            exists = self.has_table(table)
+            if dtype is None:
+                dtype = "float32"
+                if exists and mode == "upsert":
+                    dtype = _vector_storage_dtype(self._open(table).schema, table)
+            if dtype not in VECTOR_DTYPES:
+                raise SchemaError(f"vector dtype must be one of {', '.join(VECTOR_DTYPES)}, got {dtype!r}.")
+            if dtype == "float16":
+                too_big = (np.abs(matrix) > float(np.finfo(np.float16).max)).any(axis=1)
+                if too_big.any():
+                    row = int(np.flatnonzero(too_big)[0])
+                    raise SchemaError(
+                        f"vectors for table {table!r} exceed the float16 range (65504) at row {row} "
+                        f"(id {id_array[row].as_py()!r}); store them as float32."
+                    )
+                flat = pa.array(matrix.reshape(-1).astype(np.float16), type=pa.float16())
+                value_type = pa.float16()
+            else:
+                flat = pa.array(matrix.reshape(-1), type=pa.float32())
+                value_type = pa.float32()
+            schema = pa.schema(
+                [pa.field("id", pa.string()), pa.field("vector", pa.list_(value_type, dim))],
+                metadata=meta or None,
+            )
+            data = pa.Table.from_arrays(
+                [id_array, pa.FixedSizeListArray.from_arrays(flat, dim)], schema=schema
+            )
+            if not exists:
                 return self._create(table, data)
             handle = self._open(table)
             if mode == "overwrite":
@@ -534,8 +623,14 @@ class Store:
                 except (ValueError, RuntimeError, OSError) as exc:
                     raise StoreError(f"overwrite of table {table!r} failed, table unchanged: {exc}") from exc
                 logger.info("overwrote %r with %d vectors -> version %d", table, len(data), result.version)
-                return int(result.version)
+                return self._maintain(handle, table)
             stored_dim = _vector_dim(handle.schema, table)
+            stored_dtype = _vector_storage_dtype(handle.schema, table)
+            if stored_dtype != dtype:
+                raise SchemaError(
+                    f"table {table!r} stores {stored_dtype} vectors, got dtype={dtype!r}; use "
+                    "mode='overwrite' to change the storage type."
+                )
             if stored_dim != dim:
                 raise SchemaError(
                     f"vector dimension mismatch for table {table!r}: the table stores {stored_dim}-d "
@@ -567,7 +662,7 @@ class Store:
         ids : numpy.ndarray
             Object array of ``str``; sorted unless ``ids`` was given (then in that order).
         vectors : numpy.ndarray
-            float32, shape (n, dim), C-contiguous; no Python loop over rows.
+            float32, shape (n, dim), C-contiguous; float16 tables are upcast chunk by chunk.
 
         Raises
         ------
@@ -575,11 +670,111 @@ class Store:
             Unknown ids.
         SchemaError
             The table is not an embedding table.
+
+        Notes
+        -----
+        Memory: the (n, dim) float32 result plus one record batch; the vectors are never held
+        twice (each batch is a zero-copy view of the Arrow buffer, copied once into the result).
         """
         handle = self._open(table, version)
+        _vector_dim(handle.schema, table)
+        if where is not None:
+            self._validate_where_on(handle, table, where)
+        if ids is None:
+            stored = _query(handle, ["id"], where).to_arrow().column("id")
+            wanted = pc.array_sort_indices(stored) if len(stored) else None
+            wanted = stored.take(wanted).combine_chunks() if wanted is not None else pa.array([], pa.string())
+            vectors, _ = self._gather(handle, table, wanted, where=where)
+            return _strings_to_numpy(wanted), vectors
+        requested = _as_key_array(ids, pa.string(), table, "id")
+        vectors, found = self._gather(handle, table, requested, where=where)
+        if not found.all():
+            absent = requested.filter(pa.array(~found)).to_pylist()
+            hint = "Pass missing='ignore' to skip unknown ids."
+            if where:
+                hint += f" (Rows excluded by the where-filter {where!r} count as missing.)"
+            raise NotFoundError(list(dict.fromkeys(absent)), where=f"table {table!r}", key="id",
+                                hint=hint)
+        return _strings_to_numpy(requested), vectors
+
+    def gather_vectors(
+        self,
+        table: str,
+        ids: Sequence[str] | np.ndarray | pa.Array,
+        *,
+        version: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of ``ids`` in that order, and which ids have one (no error for missing ids).
+
+        Returns
+        -------
+        vectors : numpy.ndarray
+            float32 (len(ids), dim); rows of ids without a vector are zero.
+        found : numpy.ndarray
+            bool (len(ids),).
+
+        Notes
+        -----
+        One scan of the ``id`` column (hashed join with ``ids``, O(N + len(ids))), then either the
+        matching rows fetched by row id (a small share of the table: a filtered select reads
+        only its rows) or one streamed pass over the vectors. Memory: the result plus one batch.
+        """
+        handle = self._open(table, version)
+        _vector_dim(handle.schema, table)
+        return self._gather(handle, table, _as_key_array(ids, pa.string(), table, "id"), where=None)
+
+    def iter_vectors(
+        self, table: str, *, version: int | None = None, batch_rows: int = _SCAN_BATCH_ROWS
+    ) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+        """Stream ``(ids, float32 vectors)`` chunks in storage order (memory: one chunk)."""
+        handle = self._open(table, version)
         dim = _vector_dim(handle.schema, table)
-        result = self.read(table, columns=["id", "vector"], ids=ids, where=where, version=version)
-        return _strings_to_numpy(result.column("id")), _vectors_to_numpy(result.column("vector"), dim)
+        for batch in _query(handle, ["id", "vector"], None).to_batches(batch_rows):
+            if batch.num_rows:
+                yield (_strings_to_numpy(batch.column(0)),
+                       _vectors_view(batch.column(1), dim).astype(np.float32, copy=False))
+
+    def _gather(
+        self, handle: Any, table: str, wanted: pa.Array, *, where: str | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scatter the vectors of ``wanted`` (in order) into one float32 array; see gather_vectors."""
+        dim = _vector_dim(handle.schema, table)
+        unique = pc.unique(wanted)
+        if len(unique) != len(wanted):
+            # Repeated ids: gather each once, then expand (one extra copy only in this case).
+            vectors, found = self._gather(handle, table, unique, where=where)
+            inverse = pc.index_in(wanted, value_set=unique).to_numpy(zero_copy_only=False)
+            return vectors[inverse], found[inverse]
+        out = np.zeros((len(wanted), dim), dtype=np.float32)
+        found = np.zeros(len(wanted), dtype=bool)
+        if len(wanted) == 0:
+            return out, found
+        keys, rowids = _locate_keys(handle, wanted, "id", where)
+        if len(rowids) == 0:
+            return out, found
+        located = pc.index_in(keys, value_set=wanted).to_numpy(zero_copy_only=False)
+        order = np.argsort(rowids, kind="stable")
+        sorted_rowids, sorted_pos = rowids[order], located[order]
+
+        def place(batch: pa.RecordBatch | pa.Table) -> None:
+            hit, where_in = _member_sorted(sorted_rowids, _column_numpy(batch.column("_rowid")))
+            if not hit.any():
+                return
+            rows = sorted_pos[where_in[hit]]
+            block = _vectors_view(batch.column("vector"), dim)
+            out[rows] = block[hit] if not hit.all() else block
+            found[rows] = True
+
+        total = max(int(handle.count_rows()), 1)
+        if len(rowids) <= _TAKE_MAX_SHARE * total:
+            for begin in range(0, len(sorted_rowids), _SCAN_BATCH_ROWS):
+                part = sorted_rowids[begin : begin + _SCAN_BATCH_ROWS].tolist()
+                place(handle.take_row_ids(part).with_row_id().select(["vector"]).to_arrow())
+        else:
+            reader = _query(handle, ["vector"], where).with_row_id(True).to_batches(_SCAN_BATCH_ROWS)
+            for batch in reader:
+                place(batch)
+        return out, found
 
 
 # ---------------------------------------------------------------------- helpers
@@ -771,33 +966,104 @@ def _read_keys(
 ) -> pa.Table:
     """Rows whose ``key`` is in ``keys`` (unordered, each stored row at most once).
 
-    Up to :data:`_IN_LIST_MAX_IDS` distinct string/integer keys are looked up with ``IN`` filters;
-    more are matched with :func:`pyarrow.compute.is_in` in one streaming scan. Memory
-    O(rows found + len(keys)).
+    Up to :data:`_IN_LIST_MAX_IDS` distinct keys (or :data:`_INDEXED_LOOKUP_MAX_IDS` when the key
+    is indexed) are looked up with ``IN`` filters that return the rows directly. More are
+    located by one scan of the key column (one hashed join), then only the matching rows are
+    fetched by row id, or, when they are more than :data:`_TAKE_MAX_SHARE` of the table, one
+    streamed scan keeps them. Memory O(rows found + len(keys)) (+ the key column for a scan).
     """
     unique = pc.unique(keys)
-    pushdown = len(unique) <= _IN_LIST_MAX_IDS and (
-        pa.types.is_string(unique.type)
-        or pa.types.is_large_string(unique.type)
-        or pa.types.is_integer(unique.type)
-    )
     if len(unique) == 0:
         return _empty(handle, columns)
-    if pushdown:
-        literals = ", ".join(_sql_literal(v) for v in unique.to_pylist())
-        condition = f"`{key}` IN ({literals})"
-        if where is not None:
-            condition = f"({condition}) AND ({where})"
-        return _query(handle, columns, condition).to_arrow()
+    if _pushdown_ok(handle, unique, key):
+        pieces = []
+        for begin in range(0, len(unique), _IN_LIST_MAX_IDS):
+            condition = _in_condition(key, unique.slice(begin, _IN_LIST_MAX_IDS), where)
+            pieces.append(_query(handle, columns, condition).to_arrow())
+        return pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
+    _, rowids = _locate_keys(handle, unique, key, where)
+    if len(rowids) == 0:
+        return _empty(handle, columns)
+    sorted_rowids = np.sort(rowids)
     pieces: list[pa.Table] = []
-    reader = _query(handle, columns, where).to_batches(_SCAN_BATCH_ROWS)
-    for batch in reader:
-        mask = pc.is_in(batch.column(key), value_set=unique)
-        if pc.any(mask).as_py():
-            pieces.append(pa.Table.from_batches([batch.filter(mask)]))
+    if len(rowids) <= _TAKE_MAX_SHARE * max(int(handle.count_rows()), 1):
+        for begin in range(0, len(sorted_rowids), _SCAN_BATCH_ROWS):
+            part = sorted_rowids[begin : begin + _SCAN_BATCH_ROWS].tolist()
+            pieces.append(handle.take_row_ids(part).select(list(columns)).to_arrow())
+    else:
+        reader = _query(handle, columns, where).with_row_id(True).to_batches(_SCAN_BATCH_ROWS)
+        for batch in reader:
+            hit, _ = _member_sorted(sorted_rowids, _column_numpy(batch.column("_rowid")))
+            if hit.any():
+                pieces.append(pa.Table.from_batches([batch.filter(pa.array(hit))]).select(columns))
     if not pieces:
         return _empty(handle, columns)
     return pa.concat_tables(pieces)
+
+
+def _pushdown_ok(handle: Any, unique: pa.Array, key: str) -> bool:
+    typed = (pa.types.is_string(unique.type) or pa.types.is_large_string(unique.type)
+             or pa.types.is_integer(unique.type))
+    if not typed:
+        return False
+    if len(unique) <= _IN_LIST_MAX_IDS:
+        return True
+    return len(unique) <= _INDEXED_LOOKUP_MAX_IDS and _has_key_index(handle, key)
+
+
+def _in_condition(key: str, values: pa.Array, where: str | None) -> str:
+    literals = ", ".join(_sql_literal(v) for v in values.to_pylist())
+    condition = f"`{key}` IN ({literals})"
+    if where is not None:
+        condition = f"({condition}) AND ({where})"
+    return condition
+
+
+def _locate_keys(
+    handle: Any, unique: pa.Array, key: str, where: str | None
+) -> tuple[pa.Array, np.ndarray]:
+    """``(keys found, their row ids)`` for the distinct ``unique`` keys (matching ``where``).
+
+    Index / ``IN`` lookups for short lists (see :func:`_read_keys`); otherwise one scan of the key
+    column and one hashed ``is_in`` (O(N + len(unique))).
+    """
+    if _pushdown_ok(handle, unique, key):
+        pieces = []
+        for begin in range(0, len(unique), _IN_LIST_MAX_IDS):
+            condition = _in_condition(key, unique.slice(begin, _IN_LIST_MAX_IDS), where)
+            pieces.append(_query(handle, [key], condition).with_row_id(True).to_arrow())
+        found = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
+    else:
+        batches = list(_query(handle, [key], where).with_row_id(True).to_batches(_SCAN_BATCH_ROWS))
+        if not batches:
+            return pa.array([], type=unique.type), np.zeros(0, dtype=np.uint64)
+        stored = pa.Table.from_batches(batches)
+        found = stored.filter(pc.is_in(stored.column(key), value_set=unique))
+    column = found.column(key)
+    keys = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    return keys, _column_numpy(found.column("_rowid")).astype(np.uint64, copy=False)
+
+
+def _has_key_index(handle: Any, key: str) -> bool:
+    try:
+        return any(list(getattr(ix, "columns", [])) == [key] for ix in handle.list_indices())
+    except (ValueError, RuntimeError, OSError):  # pragma: no cover
+        return False
+
+
+def _member_sorted(sorted_values: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(hit, index)``: whether each of ``values`` is in ``sorted_values`` and where (O(B log M))."""
+    if len(sorted_values) == 0:
+        return np.zeros(len(values), dtype=bool), np.zeros(len(values), dtype=np.int64)
+    index = np.searchsorted(sorted_values, values)
+    clipped = np.minimum(index, len(sorted_values) - 1)
+    return sorted_values[clipped] == values, clipped
+
+
+def _column_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    return column.to_numpy(zero_copy_only=False)
 
 
 def _empty(handle: Any, columns: list[str]) -> pa.Table:
@@ -805,13 +1071,14 @@ def _empty(handle: Any, columns: list[str]) -> pa.Table:
     return pa.schema([schema.field(name) for name in columns]).empty_table()
 
 
-def _changed_rows(handle: Any, rows: pa.Table, key: str) -> pa.Table:
-    """The rows of ``rows`` that are new or differ from the stored row with the same key.
+def _changed_rows(handle: Any, rows: pa.Table, key: str) -> tuple[pa.Table, int]:
+    """The rows of ``rows`` that are new or differ from the stored row, and how many keys exist.
 
     Compares chunk by chunk (:data:`_UPSERT_COMPARE_CHUNK` rows), so memory stays O(len(rows)).
     """
     keep_parts: list[np.ndarray] = []
     names = rows.column_names
+    existing = 0
     for start in range(0, rows.num_rows, _UPSERT_COMPARE_CHUNK):
         chunk = rows.slice(start, _UPSERT_COMPARE_CHUNK)
         stored = _read_keys(handle, names, chunk.column(key).combine_chunks(), key, None)
@@ -819,6 +1086,7 @@ def _changed_rows(handle: Any, rows: pa.Table, key: str) -> pa.Table:
         if stored.num_rows:
             positions = pc.index_in(chunk.column(key), value_set=stored.column(key))
             matched = pc.is_valid(positions).to_numpy(zero_copy_only=False)
+            existing += int(matched.sum())
             if matched.any():
                 given = chunk.filter(pa.array(matched))
                 aligned = stored.take(positions.drop_null())
@@ -828,11 +1096,11 @@ def _changed_rows(handle: Any, rows: pa.Table, key: str) -> pa.Table:
                 keep[np.flatnonzero(matched)[equal]] = False
         keep_parts.append(keep)
     if not keep_parts:
-        return rows
+        return rows, existing
     keep_all = np.concatenate(keep_parts)
     if keep_all.all():
-        return rows
-    return rows.filter(pa.array(keep_all))
+        return rows, existing
+    return rows.filter(pa.array(keep_all)), existing
 
 
 def _column_equal(left: pa.ChunkedArray | pa.Array, right: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -883,13 +1151,34 @@ def _strings_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 def _vectors_to_numpy(column: pa.ChunkedArray, dim: int) -> np.ndarray:
     """fixed_size_list<float> column -> float32 (n, dim) C-contiguous array without row loops."""
     n = len(column)
-    if n == 0:
-        return np.empty((0, dim), dtype=np.float32)
-    array = column.combine_chunks()
-    if array.null_count:
-        raise SchemaError(f"the vector column holds {array.null_count} null vector(s).")
-    values = array.flatten().to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(values.reshape(n, dim), dtype=np.float32)
+    out = np.empty((n, dim), dtype=np.float32)
+    begin = 0
+    for chunk in (column.chunks if isinstance(column, pa.ChunkedArray) else [column]):
+        out[begin : begin + len(chunk)] = _vectors_view(chunk, dim)
+        begin += len(chunk)
+    return out
+
+
+def _vectors_view(column: pa.Array | pa.ChunkedArray, dim: int) -> np.ndarray:
+    """(n, dim) numpy view of a fixed_size_list column's value buffer (zero-copy for one chunk).
+
+    The dtype is the stored one (float32 or float16); callers upcast while copying.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if column.null_count:
+        raise SchemaError(f"the vector column holds {column.null_count} null vector(s).")
+    values = column.flatten()  # honours the slice offset; zero-copy without nulls
+    try:
+        flat = values.to_numpy(zero_copy_only=True)
+    except pa.ArrowInvalid:  # pragma: no cover - values with nulls
+        flat = values.to_numpy(zero_copy_only=False)
+    return flat.reshape(len(column), dim)
+
+
+def _vector_storage_dtype(schema: pa.Schema, table: str) -> str:
+    value_type = schema.field("vector").type.value_type
+    return "float16" if pa.types.is_float16(value_type) else "float32"
 
 
 def _vector_dim(schema: pa.Schema, table: str) -> int:

@@ -73,9 +73,16 @@ def test_corrupt_bin_via_cli(synth_root: Path, tmp_path: Path, capsys) -> None:
     bad = sorted((data / "training" / "velodyne").glob("*.bin"))[3]
     with bad.open("ab") as fh:
         fh.write(b"\x00" * 7)
-    code = main(["ingest", "kitti", str(data), "--workspace", str(tmp_path / "ws")])
+    code = main(["ingest", "kitti", str(data), "--workspace", str(tmp_path / "ws"), "--on-error", "fail"])
     err = capsys.readouterr().err
     assert code == 2 and bad.name in err and "multiple of 16" in err
+    # default --on-error skip: the other frames go in, the bad one is listed
+    code = main(["ingest", "kitti", str(data), "--workspace", str(tmp_path / "ws")])
+    captured = capsys.readouterr()
+    assert code == 0 and "1 bad frame(s)" in captured.err
+    assert main(["problems", "--workspace", str(tmp_path / "ws")]) == 0
+    out = capsys.readouterr().out
+    assert bad.stem in out and "multiple of 16" in out and str(bad) in out
 
 
 def test_export_formats_and_label_run(embedded_template: Path, tmp_path: Path, capsys) -> None:

@@ -76,7 +76,7 @@ def test_a_failing_job_reports_its_error_class(served: tuple[str, Path], synth_r
     assert ws.ingest(local_source).frames_seen == 4
     (folder / "000002.bin").write_bytes(b"\x00\x01\x02")  # corrupt after ingest
     with pytest.raises(CorruptDataError, match="000002") as info:
-        ws.embed("bev-hist", name="bev-broken")
+        ws.embed("bev-hist", name="bev-broken", on_error="fail")
     assert type(info.value).__name__ == "FrameReadError"
     failed = ws.jobs()[-1]
     assert failed.state == "failed" and failed.error["type"] == "FrameReadError"

@@ -114,7 +114,8 @@ def test_corrupt_file_names_frame_and_file_keeps_vectors_and_resumes(
     good_bytes = bad_path.read_bytes()
     bad_path.write_bytes(good_bytes[:7])  # not a whole number of 16-byte records
     with pytest.raises(FrameReadError) as err:
-        ws.embed("bev-hist", batch_size=4, write_every=4, num_workers=0, progress=False)
+        ws.embed("bev-hist", batch_size=4, write_every=4, num_workers=0, progress=False,
+                 on_error="fail")
     message = str(err.value)
     assert bad_id in message and str(bad_path) in message
     assert ws.store.count(TABLE) == 8  # the two batches before the bad one were written
@@ -133,7 +134,7 @@ def test_missing_file_error_and_bad_settings(synth_root: Path, tmp_path: Path) -
     missing = Path(first["lidar_path"][0].as_py())
     missing.unlink()
     with pytest.raises(FrameReadError, match="does not exist") as err:
-        ws.embed("bev-hist", num_workers=0, progress=False)
+        ws.embed("bev-hist", num_workers=0, progress=False, on_error="fail")
     assert first["id"][0].as_py() in str(err.value) and str(missing) in str(err.value)
     assert not ws.store.has_table(TABLE)
     from embedders import create_embedder

@@ -113,7 +113,7 @@ def test_embedding_job_reads_camera_images(tmp_path: Path) -> None:
     shutil.move(victim, backup)
     with pytest.raises(FrameReadError) as err:
         ws.embed("effnet-lite0", image_size=SMALL, batch_size=1, write_every=1, num_workers=0,
-                 progress=False)
+                 progress=False, on_error="fail")
     assert frames["id"][2].as_py() in str(err.value) and str(victim) in str(err.value)
     assert ws.store.count("emb_effnet-lite0") == 2  # frames before the missing image are kept
     shutil.move(backup, victim)

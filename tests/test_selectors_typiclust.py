@@ -107,3 +107,32 @@ def test_kmeans_sample_per_cluster_trains_on_a_seeded_sample() -> None:
     np.testing.assert_array_equal(np.take_along_axis(d, a[:, None], 1)[:, 0], d.min(axis=1))
     with pytest.raises(InvalidInputError, match="sample_per_cluster"):
         kmeans(x, 3, sample_per_cluster=0)
+
+
+@pytest.mark.parametrize("n_labeled", [0, 30])
+@pytest.mark.parametrize("knn_k", [3, 20])
+def test_incremental_typicality_equals_recomputing_every_visit(n_labeled: int, knn_k: int) -> None:
+    # clusters of 40-900 rows, visited many times each: the kept lists run out and get refreshed
+    rng = np.random.default_rng(12)
+    centers = rng.normal(size=(6, 8)) * 5
+    sizes = [900, 500, 300, 120, 40, 6]
+    x = np.concatenate([c + rng.normal(size=(s, 8)) for c, s in zip(centers, sizes)])
+    x = x.astype(np.float32)
+    clusters = np.repeat(np.arange(6), sizes)
+    lab = np.zeros(len(x), dtype=bool)
+    lab[rng.choice(len(x), n_labeled, replace=False)] = True
+    a = TypiClust(knn_k=knn_k, incremental=True).select(x, 400, labeled=lab, clusters=clusters)
+    b = TypiClust(knn_k=knn_k, incremental=False).select(x, 400, labeled=lab, clusters=clusters)
+    assert a.indices.tolist() == b.indices.tolist()
+    np.testing.assert_allclose(a.gains, b.gains, rtol=1e-9)
+
+
+def test_incremental_typiclust_exhausts_small_clusters_like_the_reference() -> None:
+    # budget larger than the kept clusters: clusters run empty, then the row-order fallback
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    clusters = np.repeat(np.arange(4), [20, 20, 16, 4])  # the 4-row cluster is dropped
+    a = TypiClust(incremental=True).select(x, 58, clusters=clusters)
+    b = TypiClust(incremental=False).select(x, 58, clusters=clusters)
+    assert a.indices.tolist() == b.indices.tolist()
+    assert a.info["fallbacks"] == b.info["fallbacks"] > 0

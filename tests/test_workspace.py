@@ -47,13 +47,13 @@ def test_corrupt_scan_rolls_back(tmp_path: Path, synth_root: Path) -> None:
     ws.ingest(KittiSource(synth_root), progress=False)
     version, count = ws.store.version("samples"), ws.count()
     with pytest.raises(CorruptDataError, match=bad.name):
-        ws.ingest(KittiSource(data, prefix="copy"), batch_size=10, progress=False)
+        ws.ingest(KittiSource(data, prefix="copy"), batch_size=10, progress=False, on_error="fail")
     assert ws.count() == count
     assert ws.store.count("samples", where="id LIKE 'copy/%'") == 0
     # a fresh workspace that fails on its first ingest is left without tables
     ws2 = curate.connect(tmp_path / "ws2")
     with pytest.raises(CorruptDataError):
-        ws2.ingest(KittiSource(data), batch_size=10, progress=False)
+        ws2.ingest(KittiSource(data), batch_size=10, progress=False, on_error="fail")
     assert ws2.count() == 0
     del version
 
@@ -134,8 +134,11 @@ def test_select_errors_leave_runs_untouched(ws: curate.Workspace) -> None:
 
 def test_unembedded_frames_are_reported(ws: curate.Workspace, synth_root: Path) -> None:
     ws.ingest(KittiSource(synth_root, prefix="b"), progress=False)
-    with pytest.raises(NotFoundError, match="have no 'bev-hist' vector"):
-        ws.select("random", 5, embedding="bev-hist")
+    # frames without a vector are skipped and counted (issue 11), never picked
+    sel = ws.select("random", 5, embedding="bev-hist")
+    assert sel.run.info["skipped_without_vector"] == {"candidates": 72, "labeled": 0}
+    assert not any(i.startswith("b") for i in sel.ids)
+    assert ws.reproduce(sel.run_id) == sel.ids
     ws.embed("bev-hist", progress=False)
     assert len(ws.select("random", 5, embedding="bev-hist").ids) == 5
 

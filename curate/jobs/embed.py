@@ -19,13 +19,18 @@ How it runs
 Interruptions
     A ``kill -9`` loses only the unflushed buffer (< ``write_every`` vectors); committed rows are
     complete and unique (upsert by id), so running the job again computes exactly the missing
-    ids. A frame whose file is missing or corrupt stops the job with :class:`FrameReadError`
-    naming the frame and the file, after the vectors computed before it have been written; fix
-    or remove the file and run again to resume.
+    ids. Bad frames (file missing or corrupt, fewer than ``MIN_FINITE_POINTS`` finite points
+    once NaN/inf points, i.e. no returns, are dropped, or rejected by the embedder): with
+    ``on_error="skip"`` (default) each is recorded in the ``problems`` table with its file and
+    reason and the job goes on (it has no vector, so the next run retries it and clears its row
+    when it succeeds); frames kept with NaN/inf points dropped get a ``warning`` row with the
+    count. With ``on_error="fail"`` the first bad frame stops the job with
+    :class:`FrameReadError` naming the frame and the file, after the vectors computed before it
+    have been written; fix or remove the file and run again to resume.
 
 Costs
     Memory O(segment_size) paths + O(write_every * dim) buffered vectors + O(batch_size) decoded
-    frames (x ``num_workers`` prefetch); the id bookkeeping is O(N) strings. Time is dominated
+    frames (x ``num_workers`` prefetch); the id bookkeeping is O(N) strings (one hashed join). Time is dominated
     by the embedder.
 """
 
@@ -43,12 +48,14 @@ from typing import Any, Optional
 import numpy as np
 
 from curate import _tables as T
-from curate.api import EmbedReport
+from curate.api import EmbedReport, Problem
 from curate.embedding import embedder_metadata
 from curate.errors import CorruptDataError, CurateError, InvalidInputError, NotFoundError
+from curate.problems import check_on_error, clear_problems, record_problems, summarise
 from curate.progress import progress_bar
-from curate.sources.pointcloud import read_points
-from index.store import Store
+from curate.sources.pointcloud import read_points_counted
+from index.ids import isin as ids_isin
+from index.store import VECTOR_DTYPES, Store
 
 __all__ = ["EmbedJob", "FrameReadError", "run_embed_job", "default_num_workers", "read_frame"]
 
@@ -85,11 +92,12 @@ def _read_image(path: str) -> np.ndarray:
 
 
 def read_frame(frame_id: str, modality: str, lidar_path: Optional[str],
-               image_paths: Optional[Sequence[str]]) -> Any:
+               image_paths: Optional[Sequence[str]], *, counts: Optional[dict] = None) -> Any:
     """Read what an embedder of ``modality`` takes for one frame.
 
-    Returns the ``(N, 4)`` point cloud for ``"points"``, the list of ``(H, W, 3)`` uint8 camera
-    images for ``"image"``.
+    Returns the ``(N, 4)`` point cloud for ``"points"`` (NaN/inf points, i.e. no returns,
+    dropped; their number goes to ``counts["nonfinite_points"]`` when ``counts`` is given), the
+    list of ``(H, W, 3)`` uint8 camera images for ``"image"``.
 
     Raises
     ------
@@ -116,7 +124,10 @@ def read_frame(frame_id: str, modality: str, lidar_path: Optional[str],
     if not lidar_path:
         raise FrameReadError(f"frame {frame_id!r} has no lidar_path")
     try:
-        return read_points(lidar_path)
+        points, dropped = read_points_counted(lidar_path)
+        if counts is not None:
+            counts["nonfinite_points"] = dropped
+        return points
     except CurateError as exc:
         raise FrameReadError(
             f"frame {frame_id!r}: {exc}; fix or restore the file and run the embedding again "
@@ -141,13 +152,16 @@ class _FrameFiles:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, index: int) -> tuple[str, Any, Optional[str]]:
+    def __getitem__(self, index: int) -> tuple[str, Any, Optional[str], int]:
+        """``(id, payload or None, error or None, NaN/inf points dropped)``."""
         frame_id = self.ids[index]
+        counts: dict[str, int] = {}
         try:
-            payload = read_frame(frame_id, self.modality, self.lidar[index], self.images[index])
+            payload = read_frame(frame_id, self.modality, self.lidar[index], self.images[index],
+                                 counts=counts)
         except FrameReadError as exc:
-            return frame_id, None, str(exc)
-        return frame_id, payload, None
+            return frame_id, None, str(exc), 0
+        return frame_id, payload, None, int(counts.get("nonfinite_points", 0))
 
 
 @dataclass
@@ -172,6 +186,12 @@ class EmbedJob:
         Frames whose paths are fetched from the store at once.
     progress : bool or None
         Progress bar (default: when stderr is a terminal).
+    dtype : {"float32", "float16"}
+        Storage type of the vectors (float16 recorded in the table metadata as ``dtype``).
+    on_error : {"skip", "fail"}
+        ``"skip"``: bad frames (missing / corrupt file, too few finite points, rejected by the
+        embedder) are recorded in the ``problems`` table and the job goes on; ``"fail"``: the
+        first one stops the job (after writing the vectors computed before it).
     """
 
     name: str
@@ -182,6 +202,8 @@ class EmbedJob:
     precision: str = "auto"
     segment_size: int = DEFAULT_SEGMENT
     progress: Optional[bool] = None
+    dtype: str = "float32"
+    on_error: str = "skip"
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` naming the first bad setting."""
@@ -200,6 +222,11 @@ class EmbedJob:
             raise InvalidInputError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
+        if self.dtype not in VECTOR_DTYPES:
+            raise InvalidInputError(
+                f"dtype must be one of {', '.join(VECTOR_DTYPES)}, got {self.dtype!r}"
+            )
+        check_on_error(self.on_error)
 
 
 def _resolve_precision(precision: str, device: str) -> str:
@@ -300,6 +327,12 @@ def run_embed_job(store: Store, emb: Any, job: EmbedJob) -> EmbedReport:
     table = T.embedding_table(job.name)
     meta = embedder_metadata(emb)
     meta["precision"] = precision
+    if job.dtype != "float32":  # float32 tables keep the metadata they always had
+        meta["dtype"] = job.dtype
+    stage = f"embed:{job.name}"
+    problems: list[Problem] = []
+    n_bad = 0
+    ok_ids: list[str] = []
     all_ids = store.ids(T.SAMPLES)
     done = np.asarray([], dtype=object)
     mode = "overwrite"
@@ -314,7 +347,7 @@ def run_embed_job(store: Store, emb: Any, job: EmbedJob) -> EmbedReport:
                 "embedding %s was made by another model or setting (differs in %s); "
                 "recomputing every frame", job.name, ", ".join(changed),
             )
-    todo = all_ids[~np.isin(all_ids, done)].tolist() if done.size else all_ids.tolist()
+    todo = all_ids[~ids_isin(all_ids, done)].tolist() if done.size else all_ids.tolist()
     skipped = int(all_ids.size - len(todo))
     logger.info("embedding %d frames with %s on %s (%s, %d reader threads), %d already done",
                 len(todo), emb.name, device, precision, num_workers, skipped)
@@ -324,10 +357,13 @@ def run_embed_job(store: Store, emb: Any, job: EmbedJob) -> EmbedReport:
 
     def flush() -> None:
         nonlocal mode, computed
+        if problems:
+            record_problems(store, problems)
+            problems.clear()
         if not buf_ids:
             return
         store.write_vectors(table, buf_ids, np.concatenate(buf_vecs, axis=0), metadata=meta,
-                            mode=mode)
+                            mode=mode, dtype=job.dtype)
         mode = "upsert"
         computed += len(buf_ids)
         buf_ids.clear()
@@ -348,24 +384,45 @@ def run_embed_job(store: Store, emb: Any, job: EmbedJob) -> EmbedReport:
                     modality,
                 )
                 for batch in _loader(dataset, job.batch_size, num_workers):
-                    ids = [item[0] for item in batch]
-                    for frame_id, _, error in batch:
-                        if error is not None:
+                    n_read = len(batch)
+                    good = []
+                    for frame_id, payload, error, dropped in batch:
+                        if error is None:
+                            good.append((frame_id, payload, dropped))
+                        elif job.on_error == "fail":
                             raise FrameReadError(error)
-                    payloads = [item[1] for item in batch]
-                    try:
-                        with _autocast(precision, device):
-                            vectors = emb.embed(payloads, device="auto")
-                    except EmbedderError as exc:
-                        raise InvalidInputError(
-                            f"embedder {emb.name!r} rejected a frame of the batch "
-                            f"{ids[0]}..{ids[-1]}: {exc}"
-                        ) from exc
-                    buf_ids.extend(ids)
-                    buf_vecs.append(np.asarray(vectors, dtype=np.float32))
+                        else:
+                            n_bad += 1
+                            problems.append(Problem(
+                                frame_id=frame_id, stage=stage, kind="FrameReadError",
+                                file=_file_of(by_id.get(frame_id)), reason=error))
+                    ids = [g[0] for g in good]
+                    payloads = [g[1] for g in good]
+                    vectors, rejected = _embed_batch(emb, ids, payloads, precision, device,
+                                                     job.on_error)
+                    for frame_id, reason in rejected:
+                        n_bad += 1
+                        problems.append(Problem(
+                            frame_id=frame_id, stage=stage, kind="EmbedderError",
+                            file=_file_of(by_id.get(frame_id)), reason=reason))
+                    refused = dict(rejected)
+                    kept = [g for g in good if g[0] not in refused] if refused else good
+                    for frame_id, _, dropped in kept:
+                        if dropped:
+                            problems.append(Problem(
+                                frame_id=frame_id, stage=stage, severity="warning",
+                                kind="nonfinite_points", file=_file_of(by_id.get(frame_id)),
+                                count=dropped,
+                                reason=f"{dropped} points with NaN/inf values (no returns) dropped"))
+                        else:
+                            ok_ids.append(frame_id)
+                    ids = [g[0] for g in kept]
+                    if ids:
+                        buf_ids.extend(ids)
+                        buf_vecs.append(vectors)
                     if len(buf_ids) >= job.write_every:
                         flush()
-                    bar.update(len(ids))
+                    bar.update(n_read)
         except BaseException:
             # Keep what was computed (also on Ctrl-C); a kill -9 cannot run this.
             try:
@@ -374,6 +431,11 @@ def run_embed_job(store: Store, emb: Any, job: EmbedJob) -> EmbedReport:
                 logger.exception("could not write the buffered vectors of %s", job.name)
             raise
         flush()
+    if ok_ids:
+        clear_problems(store, stage, ok_ids)
+    if n_bad:
+        logger.warning("embedding %s: %s", job.name,
+                       summarise(store_problems_of(store, stage), f"embed {job.name}"))
     return EmbedReport(
         embedding=job.name,
         embedder=str(emb.name),
@@ -384,4 +446,50 @@ def run_embed_job(store: Store, emb: Any, job: EmbedJob) -> EmbedReport:
         total=store.count(table) if store.has_table(table) else 0,
         version=store.version(table) if store.has_table(table) else 0,
         seconds=time.perf_counter() - start,
+        frames_bad=n_bad,
     )
+
+
+def store_problems_of(store: Store, stage: str) -> list[Problem]:
+    """The problems recorded for ``stage`` (for the end-of-job summary)."""
+    from curate.problems import list_problems
+
+    return list_problems(store, stage=stage)
+
+
+def _file_of(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return ", ".join(str(v) for v in value) or None
+
+
+def _embed_batch(emb: Any, ids: list[str], payloads: list[Any], precision: str, device: str,
+                 on_error: str) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Embed one batch; with ``on_error="skip"`` a rejected batch is retried frame by frame.
+
+    Returns the float32 vectors of the accepted frames (in order) and ``(id, reason)`` of the
+    rejected ones.
+    """
+    from embedders import EmbedderError
+
+    if not ids:
+        return np.zeros((0, int(emb.dim)), dtype=np.float32), []
+    try:
+        with _autocast(precision, device):
+            return np.asarray(emb.embed(payloads, device="auto"), dtype=np.float32), []
+    except EmbedderError as exc:
+        if on_error == "fail":
+            raise InvalidInputError(
+                f"embedder {emb.name!r} rejected a frame of the batch {ids[0]}..{ids[-1]}: {exc}"
+            ) from exc
+    vectors, rejected = [], []
+    for frame_id, payload in zip(ids, payloads):
+        try:
+            with _autocast(precision, device):
+                vectors.append(np.asarray(emb.embed([payload], device="auto"), dtype=np.float32))
+        except EmbedderError as exc:
+            rejected.append((frame_id, f"embedder {emb.name!r} rejected the frame: {exc}"))
+    dim = int(emb.dim)
+    return (np.concatenate(vectors, axis=0) if vectors else np.zeros((0, dim), np.float32)), rejected

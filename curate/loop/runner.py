@@ -47,6 +47,7 @@ from curate.loop.evaluate import evaluate_predictions
 from curate.loop.infos import write_info_pkl
 from curate.loop.oracle import create_oracle
 from curate.loop.uncertainty import prediction_scores
+from index.ids import isin as ids_isin
 
 __all__ = ["LoopReport", "RoundReport", "run_loop", "loop_rounds", "validation_ids"]
 
@@ -185,7 +186,7 @@ def validation_ids(workspace: Any, cfg: LoopConfig) -> tuple[list[str], str]:
             _VAL_SPLIT_TRIES, 100 * best_share,
         )
     chosen_names = [str(names[k]) for k in best]
-    val = sorted(str(i) for i in ids[np.isin(scenes, chosen_names)])
+    val = sorted(str(i) for i in ids[ids_isin(scenes, chosen_names)])
     return val, f"scene NOT IN {_sql_list(chosen_names)}"
 
 

@@ -34,6 +34,20 @@ FLAT_MAX = 100_000
 #: IVF training rows per list and k-means iterations of :func:`build_index`.
 IVF_TRAIN_PER_LIST = 64
 IVF_TRAIN_ITER = 10
+#: Selector IVF defaults: ``nlist = 2 sqrt(N)`` lists and a fixed ``nprobe``, so a query scans
+#: ``nlist * d`` centroid coordinates plus about ``nprobe * N / nlist = 4 sqrt(N)`` rows: per-row
+#: cost O(sqrt(N) d) instead of the O(N d / 8) of the index package's ``nprobe = nlist / 8``.
+SELECTOR_NLIST_PER_SQRT_N = 2.0
+SELECTOR_NPROBE = 8
+#: Edges per chunk when transposing or scanning a CSR graph (bounds temporaries to ~16M edges).
+EDGE_CHUNK = 1 << 24
+
+
+def selector_nlist(n: int) -> int:
+    """IVF lists of the selectors' index: ``2 sqrt(N)``, at least 1, at most ``N // 39``."""
+    import math
+
+    return int(max(1, min(int(round(SELECTOR_NLIST_PER_SQRT_N * math.sqrt(n))), n // 39)))
 
 
 class CSRGraph:
@@ -78,14 +92,16 @@ def build_index(
 ):
     """Build an L2 :class:`index.vectors.VectorIndex` over ``x`` (float32, C-contiguous).
 
-    Flat (exact) up to :data:`FLAT_MAX` rows with ``kind="auto"``. IVF-Flat indexes are trained
+    Flat (exact) up to :data:`FLAT_MAX` rows with ``kind="auto"``. IVF defaults:
+    :func:`selector_nlist` lists and :data:`SELECTOR_NPROBE` probes (cost per query
+    O(sqrt(N) d), see :data:`SELECTOR_NPROBE`). IVF-Flat indexes are trained
     here on a seeded sample of :data:`IVF_TRAIN_PER_LIST` (64) rows per list rather than the
     index package's 256: the training k-means costs ``O(iter * 64 * nlist^2 * d)``, which at
     1M x 256 with 2048 lists is 1.4 TFLOP instead of 5.5 (minutes on two cores) for lists that
     only steer an approximate search. The raw FAISS index is kept as ``index.faiss_index`` for
     filtered searches (:func:`nearest_other_label_ivf`).
     """
-    from index.vectors import VectorIndex, default_nlist, default_nprobe
+    from index.vectors import VectorIndex
 
     n, d = x.shape
     if kind == "flat" or (kind == "auto" and n <= FLAT_MAX):
@@ -94,7 +110,7 @@ def build_index(
         raise InvalidInputError(f"index_kind must be 'auto', 'flat' or 'ivf'; got {kind!r}")
     import faiss
 
-    nlist = min(default_nlist(n) if nlist is None else int(nlist), n)
+    nlist = min(selector_nlist(n) if nlist is None else int(nlist), n)
     n_train = min(n, IVF_TRAIN_PER_LIST * nlist)
     rng = np.random.default_rng([int(seed), 0x1F])
     train = np.sort(rng.choice(n, size=n_train, replace=False)) if n_train < n else np.arange(n)
@@ -105,7 +121,7 @@ def build_index(
     raw.cp.min_points_per_centroid = 1
     raw.train(np.ascontiguousarray(x[train]))
     raw.add(np.ascontiguousarray(x))
-    raw.nprobe = default_nprobe(nlist) if nprobe is None else int(nprobe)
+    raw.nprobe = min(nlist, SELECTOR_NPROBE if nprobe is None else int(nprobe))
     index = VectorIndex(cpu_index=raw, metric="l2", kind="ivf", dim=d, ids=None, use_gpu=False,
                         nlist=nlist)
     index.faiss_index = raw
@@ -196,21 +212,59 @@ def range_graph(index, queries: np.ndarray, radius: float) -> CSRGraph:
         parts.append(ind.astype(np.int32))
     ptr = np.zeros(q + 1, dtype=np.int64)
     np.cumsum(counts, out=ptr[1:])
-    idx = np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
+    # assemble part by part, freeing each: peak ~ one copy of the edges plus one block
+    idx = np.empty(int(ptr[-1]), dtype=np.int32)
+    at = 0
+    parts.reverse()
+    while parts:
+        part = parts.pop()
+        idx[at : at + part.size] = part
+        at += part.size
+        del part
     return CSRGraph(ptr, idx)
 
 
-def transpose_csr(g: CSRGraph, n_cols: int) -> CSRGraph:
+def row_chunks(g: CSRGraph, max_edges: Optional[int] = None):
+    """Yield ``(r0, r1)`` row ranges of ``g`` holding at most ``max_edges`` (default
+    :data:`EDGE_CHUNK`) edges each (a row with more edges forms its own range)."""
+    max_edges = EDGE_CHUNK if max_edges is None else int(max_edges)
+    r0 = 0
+    n = g.n
+    while r0 < n:
+        limit = g.ptr[r0] + max_edges
+        r1 = int(np.searchsorted(g.ptr, limit, side="right")) - 1
+        r1 = min(max(r1, r0 + 1), n)
+        yield r0, r1
+        r0 = r1
+
+
+def transpose_csr(g: CSRGraph, n_cols: int, *, max_edges: Optional[int] = None) -> CSRGraph:
     """Reverse adjacency (CSC of ``g``): row ``j`` lists every ``i`` with edge ``i -> j``.
 
-    O(E + N) time (stable counting sort), O(E + N) memory; rows come out sorted ascending.
+    O(E log(chunk) + N) time: a counting sort done in row chunks of at most ``max_edges`` edges,
+    each chunk's edges sorted stably by column and scattered after the columns' earlier entries.
+    Memory O(E) int32 for the result plus O(N + chunk); rows come out sorted ascending.
+    ``max_edges`` defaults to :data:`EDGE_CHUNK`.
     """
     counts = np.bincount(g.idx, minlength=n_cols).astype(np.int64)
     ptr = np.zeros(n_cols + 1, dtype=np.int64)
     np.cumsum(counts, out=ptr[1:])
-    src = np.repeat(np.arange(g.n, dtype=np.int32), np.diff(g.ptr))
-    order = np.argsort(g.idx, kind="stable")
-    return CSRGraph(ptr, src[order])
+    out = np.empty(g.n_edges, dtype=np.int32)
+    fill = ptr[:-1].copy()
+    for r0, r1 in row_chunks(g, max_edges):
+        e0, e1 = int(g.ptr[r0]), int(g.ptr[r1])
+        if e1 == e0:
+            continue
+        cols = g.idx[e0:e1]
+        src = np.repeat(np.arange(r0, r1, dtype=np.int32), np.diff(g.ptr[r0 : r1 + 1]))
+        order = np.argsort(cols, kind="stable")
+        cs = cols[order].astype(np.int64)
+        first = np.flatnonzero(np.concatenate(([True], cs[1:] != cs[:-1])))
+        run = np.diff(np.append(first, cs.size))
+        rank = np.arange(cs.size, dtype=np.int64) - np.repeat(first, run)
+        out[fill[cs] + rank] = src[order]
+        fill[cs[first]] += run
+    return CSRGraph(ptr, out)
 
 
 def gather_rows(g: CSRGraph, rows: np.ndarray) -> np.ndarray:

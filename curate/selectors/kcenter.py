@@ -9,6 +9,7 @@ torch path is tested against the numpy path on machines without a GPU).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from typing import Any, Optional
@@ -17,6 +18,7 @@ import numpy as np
 
 from curate.errors import InvalidInputError
 from curate.selectors._distances import min_sq_dist_to_set, sq_dist_to_point, squared_norms
+from curate.selectors._kcenter_pruned import pruned_greedy_kcenter
 from curate.selectors.base import ScoresLike, Selection, Selector, validate_inputs
 
 __all__ = ["KCenterGreedy", "greedy_kcenter", "resolve_backend"]
@@ -25,6 +27,11 @@ logger = logging.getLogger(__name__)
 
 _BACKENDS = ("auto", "numpy", "torch")
 _DEVICES = ("auto", "cpu", "cuda")
+_ALGORITHMS = ("auto", "pruned", "naive")
+#: ``algorithm="auto"`` prunes (numpy backend) when the vectors hold at least this many numbers
+#: (32 MiB of float32: below, a full pass runs from cache) and the budget is at least
+#: ``sqrt(N)`` picks (the partition costs about as much as ``sqrt(N)`` full passes).
+PRUNE_MIN_ELEMENTS = 8 * 1024 * 1024
 
 
 def _torch_cuda_available() -> bool:
@@ -255,6 +262,15 @@ class KCenterGreedy(Selector):
     backend : {"auto", "numpy", "torch"}
         ``"auto"``: torch on CUDA, numpy on CPU. ``"torch"`` on CPU gives the same picks as numpy
         (used to test the GPU code path without a GPU).
+    algorithm : {"auto", "pruned", "naive"}
+        ``"naive"``: one pass over every row per pick (the reference). ``"pruned"``: cluster-level
+        triangle-inequality pruning (:mod:`curate.selectors._kcenter_pruned`), numpy backend
+        only; its picks, gains, ties and radius equal the naive loop's bit for bit (rows it skips
+        are provably left unchanged by the naive update, rounding included). ``"auto"`` (default):
+        pruned on the numpy backend when ``N * d >= PRUNE_MIN_ELEMENTS`` (8 Mi numbers) and the
+        budget is at least ``sqrt(N)``, naive otherwise and on torch.
+    n_clusters : int, optional
+        Clusters of the pruned path's partition (default ``sqrt(N)``); speed only.
     dtype : {"float32", "float64"}
         Precision of the distances. ``"float32"`` (default) reads half the bytes per pick, but
         two candidates whose distances differ by a few float32 ulps can swap: on the 10k
@@ -267,7 +283,9 @@ class KCenterGreedy(Selector):
     -----
     Time O(N*L*d) for the initial distances to ``L`` labeled rows (chunked BLAS) plus
     O(budget*N*d) for the picks (one matrix-vector product per pick, memory-bandwidth bound).
-    Memory O(N*d) for the input plus O(N) working arrays; no N x N matrix.
+    Memory O(N*d) for the input plus O(N) working arrays; no N x N matrix. The pruned path does
+    O(K d) per pick plus the rows of the clusters the new center can improve (``info["pruning"]``
+    reports the mean touched fraction), after an O(N sqrt(N) d) partition.
     """
 
     name = "kcenter"
@@ -278,7 +296,15 @@ class KCenterGreedy(Selector):
         device: str = "auto",
         backend: str = "auto",
         dtype: str = "float32",
+        algorithm: str = "auto",
+        n_clusters: Optional[int] = None,
     ) -> None:
+        if algorithm not in _ALGORITHMS:
+            raise InvalidInputError(f"algorithm must be one of {_ALGORITHMS}; got {algorithm!r}")
+        if algorithm == "pruned" and backend == "torch":
+            raise InvalidInputError("algorithm='pruned' runs on the numpy backend; use backend='numpy'")
+        if n_clusters is not None and int(n_clusters) < 1:
+            raise InvalidInputError(f"n_clusters must be >= 1; got {n_clusters!r}")
         if dtype not in ("float32", "float64"):
             raise InvalidInputError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
         if dtype == "float64" and backend == "torch":
@@ -293,6 +319,8 @@ class KCenterGreedy(Selector):
         self.device = device
         self.backend = backend
         self.dtype = dtype
+        self.algorithm = algorithm
+        self.n_clusters = None if n_clusters is None else int(n_clusters)
 
     def select(
         self,
@@ -315,16 +343,35 @@ class KCenterGreedy(Selector):
             rng = np.random.default_rng(seed)
             first = int(inp.candidates[rng.integers(inp.candidates.size)])
         stop_sq = None if self.min_distance is None else self.min_distance**2
-        picks, gains, radius, stopped = greedy_kcenter(
-            x,
-            inp.labeled,
-            inp.budget,
-            first_pick=first,
-            stop_sq=stop_sq,
-            backend=backend,
-            device=device,
-        )
+        algorithm = self.algorithm
+        if algorithm == "pruned" and backend != "numpy":
+            raise InvalidInputError("algorithm='pruned' runs on the numpy backend (CPU)")
+        if algorithm == "auto":
+            big = x.size >= PRUNE_MIN_ELEMENTS and inp.budget >= max(64, math.sqrt(x.shape[0]))
+            algorithm = "pruned" if backend == "numpy" and big else "naive"
+        pruning: Optional[dict] = None
+        if algorithm == "pruned":
+            picks, gains, radius, stopped, pruning = pruned_greedy_kcenter(
+                x,
+                inp.labeled,
+                inp.budget,
+                first_pick=first,
+                stop_sq=stop_sq,
+                n_clusters=self.n_clusters,
+                seed=seed,
+            )
+        else:
+            picks, gains, radius, stopped = greedy_kcenter(
+                x,
+                inp.labeled,
+                inp.budget,
+                first_pick=first,
+                stop_sq=stop_sq,
+                backend=backend,
+                device=device,
+            )
         info = {
+            "algorithm": algorithm,
             "coverage_radius": radius,
             "stopped_early": stopped,
             "initial_centers": int(inp.labeled.sum()),
@@ -332,4 +379,6 @@ class KCenterGreedy(Selector):
             "device": device,
             "dtype": self.dtype,
         }
+        if pruning is not None:
+            info["pruning"] = pruning
         return Selection(indices=picks, gains=gains, info=info)

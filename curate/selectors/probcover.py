@@ -60,6 +60,7 @@ from curate.selectors._neighbors import (
     knn,
     nearest_other_label_ivf,
     range_graph,
+    row_chunks,
     transpose_csr,
 )
 from curate.selectors._scores import get_score
@@ -75,6 +76,7 @@ __all__ = [
     "purity_labels",
     "build_ball_graph",
     "greedy_max_coverage",
+    "approximation_loss",
 ]
 
 logger = logging.getLogger(__name__)
@@ -292,21 +294,25 @@ def _replace_rows(g: CSRGraph, rows: np.ndarray, sub: CSRGraph) -> CSRGraph:
 
 
 def _ensure_self_edges(g: CSRGraph) -> CSRGraph:
-    """Add ``i -> i`` where an approximate search missed it (keeps rows sorted)."""
-    rows = np.repeat(np.arange(g.n, dtype=np.int64), np.diff(g.ptr))
+    """Add ``i -> i`` where an approximate search missed it (keeps rows sorted).
+
+    The check runs in edge chunks (O(chunk) temporaries); only rows missing their self edge are
+    rebuilt.
+    """
     has_self = np.zeros(g.n, dtype=bool)
-    has_self[rows[g.idx == rows]] = True
+    for r0, r1 in row_chunks(g):
+        e0, e1 = int(g.ptr[r0]), int(g.ptr[r1])
+        rows = np.repeat(np.arange(r0, r1, dtype=np.int64), np.diff(g.ptr[r0 : r1 + 1]))
+        has_self[rows[g.idx[e0:e1] == rows]] = True
     missing = np.flatnonzero(~has_self)
     if missing.size == 0:
         return g
     logger.debug("adding %d missing self edges", missing.size)
-    all_rows = np.concatenate([rows, missing])
-    all_cols = np.concatenate([g.idx.astype(np.int64), missing])
-    order = np.lexsort((all_cols, all_rows))
-    counts = np.bincount(all_rows, minlength=g.n)
-    ptr = np.zeros(g.n + 1, dtype=np.int64)
-    np.cumsum(counts, out=ptr[1:])
-    return CSRGraph(ptr, all_cols[order].astype(np.int32))
+    lists = [np.union1d(g.idx[g.ptr[r] : g.ptr[r + 1]], [r]) for r in missing]
+    ptr = np.zeros(missing.size + 1, dtype=np.int64)
+    np.cumsum([v.size for v in lists], out=ptr[1:])
+    sub = CSRGraph(ptr, np.concatenate(lists).astype(np.int32))
+    return _replace_rows(g, missing, sub)
 
 
 def build_ball_graph(
@@ -352,6 +358,63 @@ def build_ball_graph(
             index = build_index(xn, kind=index_kind, nprobe=nprobe, seed=seed)
         g = range_graph(index, xn, delta)
     return _ensure_self_edges(g)
+
+
+def approximation_loss(
+    xn: np.ndarray,
+    graph: CSRGraph,
+    covered: np.ndarray,
+    centers: np.ndarray,
+    delta: float,
+    *,
+    sample: int = 500,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Measure an approximate ball graph against exact distances on a seeded sample of rows.
+
+    Returns ``sample_rows``, ``edge_recall`` (graph edges / exact edges over the sampled balls),
+    ``coverage_graph_sample`` / ``coverage_exact_sample`` (sampled rows covered by ``centers``
+    according to the graph / exactly, ``d < delta``) and ``coverage_gap`` (exact minus graph).
+
+    O(sample * (N + len(centers)) * d) time in row blocks, O(sample * block) memory.
+    """
+    n = xn.shape[0]
+    rng = np.random.default_rng([int(seed), 0x105])
+    rows = np.sort(rng.choice(n, size=min(int(sample), n), replace=False))
+    q = xn[rows]
+    qn = squared_norms(q)
+    d2max = np.float32(delta) * np.float32(delta)
+    exact_deg = np.zeros(rows.size, dtype=np.int64)
+    step = block_rows(rows.size)
+    norms = squared_norms(xn)
+    for s0 in range(0, n, step):
+        blk = xn[s0 : s0 + step]
+        d2 = q @ blk.T
+        d2 *= np.float32(-2.0)
+        d2 += qn[:, None]
+        d2 += norms[None, s0 : s0 + step]
+        exact_deg += np.count_nonzero(d2 < d2max, axis=1)
+    graph_deg = graph.ptr[rows + 1] - graph.ptr[rows]
+    centers = np.asarray(centers, dtype=np.int64)
+    hit = np.zeros(rows.size, dtype=bool)
+    if centers.size:
+        c = xn[centers]
+        cn = squared_norms(c)
+        for s0 in range(0, centers.size, step):
+            d2 = q @ c[s0 : s0 + step].T
+            d2 *= np.float32(-2.0)
+            d2 += qn[:, None]
+            d2 += cn[None, s0 : s0 + step]
+            hit |= (d2 < d2max).any(axis=1)
+    cov_graph = float(covered[rows].mean()) if rows.size else 0.0
+    cov_exact = float(hit.mean()) if rows.size else 0.0
+    return {
+        "sample_rows": int(rows.size),
+        "edge_recall": float(graph_deg.sum() / max(1, int(exact_deg.sum()))),
+        "coverage_graph_sample": cov_graph,
+        "coverage_exact_sample": cov_exact,
+        "coverage_gap": cov_exact - cov_graph,
+    }
 
 
 class _StageClock:
@@ -440,12 +503,16 @@ def greedy_max_coverage(
     lab_rows = np.flatnonzero(labeled)
     if lab_rows.size:
         covered[gather_rows(graph, lab_rows)] = True
-    edge_rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(graph.ptr))
-    live = ~covered[graph.idx]
-    value = np.bincount(edge_rows[live], minlength=n).astype(np.int64) if weights is None else (
-        _int_bincount(edge_rows[live], wq[graph.idx[live]], n)
-    )
-    del edge_rows, live
+    value = np.zeros(n, dtype=np.int64)
+    for r0, r1 in row_chunks(graph):  # O(chunk) temporaries, never O(E) int64
+        e0, e1 = int(graph.ptr[r0]), int(graph.ptr[r1])
+        cols = graph.idx[e0:e1]
+        rows = np.repeat(np.arange(r0, r1, dtype=np.int64), np.diff(graph.ptr[r0 : r1 + 1]))
+        live = ~covered[cols]
+        if weights is None:
+            value[r0:r1] = np.bincount(rows[live] - r0, minlength=r1 - r0)
+        else:
+            value[r0:r1] = _int_bincount(rows[live] - r0, wq[cols[live]], r1 - r0)
     value[labeled] = -1
     picks: list[int] = []
     gains: list[float] = []
@@ -508,6 +575,14 @@ class ProbCover(Selector):
         Lloyd iterations (25), training rows per cluster (1000) and seeded restarts (3, the best
         objective is kept) of the purity k-means; see the module docstring for why a cheaper
         k-means is not good enough.
+    loss_sample : int or None
+        When the graph comes from an approximate (IVF) index, this many seeded rows (default 500)
+        are checked against an exact brute-force range search and the result goes to
+        ``info["approximation"]``: ``edge_recall`` (edges found / exact edges of the sampled
+        balls), ``coverage_graph_sample`` and ``coverage_exact_sample`` (the fraction of the
+        sampled rows covered according to the graph and exactly, by the same picks) and their
+        difference ``coverage_gap``; plus ``nlist`` and ``nprobe``. Cost O(loss_sample * N * d).
+        ``None`` skips it.
     purity_sample : int or None
         Above this many rows (default 100k) ``delta="auto"`` measures purity on a seeded sample
         of this many query rows (:func:`purity_sample_rows`; each radius still exact against all
@@ -545,6 +620,7 @@ class ProbCover(Selector):
         purity_kmeans_sample: int = PURITY_KMEANS_SAMPLE,
         purity_kmeans_restarts: int = PURITY_KMEANS_RESTARTS,
         purity_sample: Optional[int] = 100_000,
+        loss_sample: Optional[int] = 500,
     ) -> None:
         if isinstance(delta, str):
             if delta != "auto":
@@ -577,6 +653,9 @@ class ProbCover(Selector):
         if purity_sample is not None and int(purity_sample) < 1:
             raise InvalidInputError(f"purity_sample must be >= 1 or None; got {purity_sample!r}")
         self.purity_sample = None if purity_sample is None else int(purity_sample)
+        if loss_sample is not None and int(loss_sample) < 1:
+            raise InvalidInputError(f"loss_sample must be >= 1 or None; got {loss_sample!r}")
+        self.loss_sample = None if loss_sample is None else int(loss_sample)
 
     def _weights(self, scores: ScoresLike, n: int) -> Optional[np.ndarray]:
         return None
@@ -685,6 +764,14 @@ class ProbCover(Selector):
             mean_degree=graph.n_edges / n,
         )
         clock.stage("greedy")
+        if getattr(index, "faiss_index", None) is not None and self.loss_sample is not None:
+            info["approximation"] = approximation_loss(
+                xn, graph, covered, np.concatenate([lab_rows, picks]), delta,
+                sample=self.loss_sample, seed=seed,
+            )
+            info["approximation"].update(index="ivf", nlist=int(index.nlist),
+                                         nprobe=int(index.nprobe))
+            clock.stage("loss")
         info["seconds"] = clock.seconds
         logger.info("%s on %d rows: stage seconds %s", self.name, n, clock.seconds)
         if fallbacks:

@@ -77,6 +77,86 @@ def cluster_visit_order(
     return ids[order]
 
 
+#: Neighbours kept per row beyond ``knn_k`` by the incremental typicality (slack before a row's
+#: list must be recomputed because picks removed its neighbours).
+LIST_SLACK = 4
+
+
+class _ClusterKNN:
+    """Sorted nearest-neighbour lists of one cluster's remaining rows, updated as rows leave.
+
+    Each row keeps its ``kk = knn_k + LIST_SLACK`` nearest other rows (exact, float64 distances
+    ascending). Removing a row drops it from every list that holds it; a list left with fewer
+    than the ``k`` valid entries typicality needs (while more rows remain) is recomputed exactly
+    against the remaining rows. The first valid entries of a list are always the true nearest
+    remaining rows, so typicality equals a from-scratch computation.
+
+    Memory O(s * kk); time O(s^2 d) once (in row blocks), then O(s * kk + r * s * d) per removal
+    with ``r`` the lists recomputed (a handful).
+    """
+
+    def __init__(self, x: np.ndarray, knn_k: int) -> None:
+        self.x = x.astype(np.float64)
+        self.sq = np.einsum("ij,ij->i", self.x, self.x)
+        s = x.shape[0]
+        self.alive = np.ones(s, dtype=bool)
+        self.remaining = s
+        self.kk = min(knn_k + LIST_SLACK, s - 1)
+        self.dist = np.full((s, max(self.kk, 0)), np.inf)
+        self.ind = np.full((s, max(self.kk, 0)), -1, dtype=np.int64)
+        if self.kk > 0:
+            self._refresh(np.arange(s))
+
+    def _refresh(self, rows: np.ndarray) -> None:
+        """Recompute the lists of ``rows`` against every remaining row (exact, blocks)."""
+        cand = np.flatnonzero(self.alive)
+        kk = min(self.kk, cand.size - 1)
+        step = max(1, (4 << 20) // max(1, cand.size))  # 32 MiB of float64 per block
+        self.dist[rows] = np.inf
+        self.ind[rows] = -1
+        if kk <= 0:
+            return
+        xc = self.x[cand]
+        for s0 in range(0, rows.size, step):
+            r = rows[s0 : s0 + step]
+            d2 = self.sq[r][:, None] + self.sq[cand][None, :] - 2.0 * (self.x[r] @ xc.T)
+            d2[r[:, None] == cand[None, :]] = np.inf  # not its own neighbour
+            part = np.argpartition(d2, kk - 1, axis=1)[:, :kk]
+            dd = np.take_along_axis(d2, part, axis=1)
+            order = np.argsort(dd, axis=1, kind="stable")
+            self.dist[r, :kk] = np.sqrt(np.maximum(np.take_along_axis(dd, order, axis=1), 0.0))
+            self.ind[r, :kk] = cand[np.take_along_axis(part, order, axis=1)]
+
+    def remove(self, j: int, k_next: int) -> None:
+        """Drop row ``j``; make sure every remaining list holds ``k_next`` valid entries."""
+        self.alive[j] = False
+        self.remaining -= 1
+        self.dist[j] = np.inf
+        self.ind[j] = -1
+        hit_r, hit_c = np.nonzero(self.ind == j)
+        if hit_r.size:
+            self.dist[hit_r, hit_c] = np.inf
+            self.ind[hit_r, hit_c] = -1
+            order = np.argsort(self.dist[hit_r], axis=1, kind="stable")
+            self.dist[hit_r] = np.take_along_axis(self.dist[hit_r], order, axis=1)
+            self.ind[hit_r] = np.take_along_axis(self.ind[hit_r], order, axis=1)
+        if k_next >= 1:  # k_next <= (remaining - 1) // 2 < kk
+            short = self.alive & ~np.isfinite(self.dist[:, k_next - 1])
+            if short.any():
+                self._refresh(np.flatnonzero(short))
+
+    def typicality(self, k: int) -> np.ndarray:
+        """Typicality of every row (``-inf`` for removed rows) with ``k`` neighbours."""
+        t = np.full(self.alive.shape[0], -np.inf)
+        rows = np.flatnonzero(self.alive)
+        if k < 1:
+            t[rows] = 0.0
+            return t
+        near = np.ascontiguousarray(self.dist[rows, :k])
+        t[rows] = 1.0 / (near.mean(axis=1) + _EPS)
+        return t
+
+
 def typiclust_order(
     x: np.ndarray,
     clusters: np.ndarray,
@@ -85,6 +165,7 @@ def typiclust_order(
     *,
     knn_k: int = 20,
     min_cluster_size: int = 5,
+    incremental: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """TypiClust picks given the cluster of every row.
 
@@ -102,6 +183,11 @@ def typiclust_order(
         Upper bound of the typicality neighbourhood.
     min_cluster_size : int
         Clusters with at most this many rows are dropped.
+    incremental : bool
+        Keep each cluster's neighbour lists between visits and update them as rows are picked
+        (:class:`_ClusterKNN`, default) instead of recomputing the cluster's typicality at every
+        visit (the reference implementation's loop). Same picks (up to float64 rounding of equal
+        typicalities).
 
     Returns
     -------
@@ -113,8 +199,10 @@ def typiclust_order(
 
     Notes
     -----
-    Time O(sum over visits of s^2 d) with ``s`` the remaining size of the visited cluster
-    (each cluster's typicality is computed once per visit); memory O(N + s*knn_k).
+    Incremental: O(sum_c s_c^2 d) once over the visited clusters plus O(s_c * (knn_k + d)) per
+    pick, memory O(N * knn_k) for the lists of visited clusters. Per visit
+    (``incremental=False``): O(sum over visits of s^2 d), memory O(N + s*knn_k). ``s_c = N / K``
+    with ``K <= max_clusters`` clusters, so the per-row cost grows with ``N / K``.
     """
     n_clusters = int(clusters.max()) + 1 if clusters.size else 0
     order = cluster_visit_order(clusters, labeled, n_clusters, min_cluster_size)
@@ -124,6 +212,7 @@ def typiclust_order(
     np.cumsum(np.bincount(clusters, minlength=n_clusters), out=bounds[1:])
     members: dict[int, np.ndarray] = {}
     cache: dict[int, np.ndarray] = {}
+    lists: dict[int, _ClusterKNN] = {}
     picks: list[int] = []
     gains: list[float] = []
     active = [int(c) for c in order]
@@ -134,6 +223,26 @@ def typiclust_order(
             rows_c = by_cluster[bounds[c] : bounds[c + 1]]
             members[c] = rows_c[available[rows_c]]
         rows = members[c]
+        if incremental:
+            if c not in lists:
+                if rows.size == 0:
+                    active.remove(c)
+                    continue
+                lists[c] = _ClusterKNN(x[rows], knn_k)
+            lst = lists[c]
+            if lst.remaining == 0:
+                active.remove(c)
+                del lists[c]
+                continue
+            t = lst.typicality(min(knn_k, lst.remaining // 2))
+            j = int(np.argmax(t))
+            pick = int(rows[j])
+            picks.append(pick)
+            gains.append(float(t[j]))
+            available[pick] = False
+            lst.remove(j, min(knn_k, (lst.remaining - 1) // 2))
+            pos += 1
+            continue
         if rows.size == 0:
             active.remove(c)
             continue  # same position now points at the next cluster
@@ -177,6 +286,9 @@ class TypiClust(Selector):
         Clusters of this many rows or fewer are dropped (5 in the paper).
     normalize : bool
         L2-normalise the features before clustering (for cosine-trained embeddings).
+    incremental : bool
+        Keep and update each cluster's neighbour lists across visits (default) instead of
+        recomputing its typicality at every visit; see :func:`typiclust_order`.
 
     Notes
     -----
@@ -192,6 +304,7 @@ class TypiClust(Selector):
         knn_k: int = 20,
         min_cluster_size: int = 5,
         normalize: bool = False,
+        incremental: bool = True,
     ) -> None:
         if int(max_clusters) < 1:
             raise InvalidInputError(f"max_clusters must be >= 1; got {max_clusters!r}")
@@ -203,6 +316,7 @@ class TypiClust(Selector):
         self.knn_k = int(knn_k)
         self.min_cluster_size = int(min_cluster_size)
         self.normalize = bool(normalize)
+        self.incremental = bool(incremental)
 
     def n_clusters(self, n_rows: int, n_labeled: int, budget: int) -> int:
         """``min(n_labeled + budget, max_clusters)``, at least 1 and at most ``n_rows``."""
@@ -253,6 +367,7 @@ class TypiClust(Selector):
             inp.budget,
             knn_k=self.knn_k,
             min_cluster_size=self.min_cluster_size,
+            incremental=self.incremental,
         )
         info["n_clusters"] = int(k)
         return Selection(indices=picks, gains=gains, info=info)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Protocol
 
-__all__ = ["Box3D", "FrameRecord", "Source", "METADATA_FIELDS"]
+__all__ = ["Box3D", "FrameRecord", "BadFrame", "Source", "METADATA_FIELDS"]
 
 #: Metadata keys stored as their own filterable string columns of the ``samples`` table.
 #: Anything else a source knows goes into the free-form ``extra`` JSON column.
@@ -102,6 +102,28 @@ class FrameRecord:
     num_points: int = -1
     metadata: dict = field(default_factory=dict)
     boxes: list[Box3D] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BadFrame:
+    """A frame a source could not read, yielded instead of raising by ``records(on_error="skip")``.
+
+    Attributes
+    ----------
+    id : str
+        The frame id it would have had.
+    file : str or None
+        The file at fault.
+    reason : str
+        The error message (what, where, what to do).
+    kind : str
+        The exception class name (``CorruptDataError``, ``NotFoundError``, ...).
+    """
+
+    id: str
+    file: Optional[str]
+    reason: str
+    kind: str
 
 
 class Source(Protocol):

@@ -18,9 +18,9 @@ import os
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
-from curate.confine import inside
-from curate.errors import InvalidInputError, NotFoundError
-from curate.sources.base import METADATA_FIELDS, FrameRecord
+from curate.confine import PathOutsideRootError, inside
+from curate.errors import CurateError, InvalidInputError, NotFoundError
+from curate.sources.base import METADATA_FIELDS, BadFrame, FrameRecord
 from curate.sources.pointcloud import SUPPORTED_EXTENSIONS, count_points
 
 __all__ = ["FolderSource", "IMAGE_EXTENSIONS"]
@@ -118,7 +118,23 @@ class FolderSource:
         return len(self._files)
 
     def __iter__(self) -> Iterator[FrameRecord]:
+        """Yield every frame; the first unreadable file raises (see :meth:`records`)."""
+        return self.records(on_error="fail")  # type: ignore[return-value]
+
+    def records(self, on_error: str = "fail") -> Iterator[Union[FrameRecord, BadFrame]]:
+        """Yield every frame; with ``on_error="skip"`` an unreadable file yields a :class:`BadFrame`.
+
+        A truncated, empty or corrupt-header file raises :class:`CorruptDataError` (a vanished
+        one :class:`NotFoundError`) with ``on_error="fail"``.
+        """
         for path, fid, scene, index in zip(self._files, self._ids, self._scenes, self._indices):
+            try:
+                num_points = count_points(path)
+            except CurateError as exc:
+                if on_error != "skip" or isinstance(exc, PathOutsideRootError):
+                    raise  # a path leading out of the root is refused, never skipped
+                yield BadFrame(id=fid, file=str(path), reason=str(exc), kind=type(exc).__name__)
+                continue
             yield FrameRecord(
                 id=fid,
                 dataset=self.name,
@@ -130,7 +146,7 @@ class FolderSource:
                 image_paths=[str(inside(i, self.root, "camera image")) for i in _images_beside(path)],
                 calib_path=None,
                 label_path=None,
-                num_points=count_points(path),
+                num_points=num_points,
                 metadata={key: None for key in METADATA_FIELDS},
                 boxes=[],
             )

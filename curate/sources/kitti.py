@@ -30,9 +30,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
-from curate.confine import inside
-from curate.errors import CorruptDataError, InvalidInputError, NotFoundError
-from curate.sources.base import METADATA_FIELDS, Box3D, FrameRecord
+from curate.confine import PathOutsideRootError, inside
+from curate.errors import CorruptDataError, CurateError, InvalidInputError, NotFoundError
+from curate.sources.base import METADATA_FIELDS, BadFrame, Box3D, FrameRecord
 from curate.sources.calib import (
     Calibration,
     format_calibration,
@@ -359,6 +359,20 @@ class KittiSource:
         for fid in self.frame_ids:
             yield self.record(fid)
 
+    def records(self, on_error: str = "fail") -> Iterator[Union[FrameRecord, BadFrame]]:
+        """Yield every frame; with ``on_error="skip"`` a frame whose scan or label file is
+        missing or corrupt yields a :class:`BadFrame` (file and reason) instead of raising."""
+        for fid in self.frame_ids:
+            try:
+                record = self.record(fid)
+            except CurateError as exc:
+                if on_error != "skip" or isinstance(exc, PathOutsideRootError):
+                    raise  # a path leading out of the root is refused, never skipped
+                yield BadFrame(id=self.frame_id(fid), file=_file_of(str(exc)), reason=str(exc),
+                               kind=type(exc).__name__)
+                continue
+            yield record
+
     def __repr__(self) -> str:
         return f"KittiSource(root={str(self.root)!r}, split={self.split!r}, frames={len(self)})"
 
@@ -461,3 +475,10 @@ def _int_or_none(text: str) -> Optional[int]:
 def _int_or_zero(text: str) -> int:
     value = _int_or_none(text)
     return 0 if value is None else value
+
+
+def _file_of(message: str) -> Optional[str]:
+    """The path a source error message starts with (``"<path>: ..."`` / ``"<path>:<line>: ..."``)."""
+    head = message.split(": ", 1)[0]
+    head = head.rsplit(":", 1)[0] if head.rsplit(":", 1)[-1].isdigit() else head
+    return head if head.startswith("/") else None

@@ -34,6 +34,8 @@ from curate.errors import CorruptDataError, InvalidInputError, NotFoundError
 __all__ = [
     "SUPPORTED_EXTENSIONS",
     "read_points",
+    "read_points_counted",
+    "MIN_FINITE_POINTS",
     "count_points",
     "validate_point_file",
     "write_points",
@@ -514,6 +516,47 @@ def read_points(path: PathLike, *, nonfinite: str = "raise") -> np.ndarray:
     else:
         points = _read_ply(p)
     return _finalize(p, points, nonfinite)
+
+
+#: Fewest finite points a frame may keep once its NaN/inf points (no returns) are dropped; fewer
+#: make it a bad frame (:func:`read_points_counted`).
+MIN_FINITE_POINTS = 16
+
+
+def read_points_counted(path: PathLike, *, min_points: int = MIN_FINITE_POINTS) -> tuple[np.ndarray, int]:
+    """Read a point cloud, dropping NaN/inf points (no returns), and say how many were dropped.
+
+    What the pool jobs use: many sensors write NaN for beams without a return, so such points
+    are not an error; a frame left with fewer than ``min_points`` finite points is.
+
+    Returns
+    -------
+    points : numpy.ndarray
+        ``(N, 4)`` float32, all finite.
+    dropped : int
+        Points removed for NaN/inf values.
+
+    Raises
+    ------
+    NotFoundError, InvalidInputError, CorruptDataError
+        As :func:`read_points`; CorruptDataError also when fewer than ``min_points`` finite
+        points remain (the message gives both counts).
+    """
+    p = _existing_file(path)
+    ext = _extension(p)
+    reader = {".bin": _read_bin, ".npy": _read_npy, ".pcd": _read_pcd}.get(ext, _read_ply)
+    raw = reader(p)
+    if raw.shape[0] == 0:
+        raise CorruptDataError(f"{p}: the file contains no points; re-export the scan")
+    finite = np.isfinite(raw).all(axis=1)
+    dropped = int(raw.shape[0] - finite.sum())
+    points = np.ascontiguousarray(raw if dropped == 0 else raw[finite], dtype=np.float32)
+    if points.shape[0] < min_points:
+        raise CorruptDataError(
+            f"{p}: only {points.shape[0]} of {raw.shape[0]} points are finite (NaN/inf are no "
+            f"returns); a frame needs at least {min_points}. Re-export or remove the scan"
+        )
+    return points, dropped
 
 
 def count_points(path: PathLike) -> int:

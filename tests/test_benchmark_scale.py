@@ -1,0 +1,40 @@
+"""Smoke run of benchmarks/scale.py (tiny sizes; results to a temp dir, never the committed ones)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from benchmarks.scale import drive_vectors, frame_id, main
+
+
+def test_drive_vectors_slices_are_reproducible() -> None:
+    whole = drive_vectors(1000, 16, seed=4, frames_per_drive=50)
+    part = drive_vectors(333, 16, seed=4, frames_per_drive=50, start=480)
+    assert np.array_equal(whole[480:813], part)
+    # runs of near-duplicates: many consecutive frames closer than 0.1
+    steps = np.linalg.norm(np.diff(whole, axis=0), axis=1)
+    assert (steps < 0.1).mean() > 0.2
+    assert frame_id(12345) < frame_id(12346) and frame_id(199) < frame_id(200)
+
+
+def test_scale_smoke(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CURATE_RESULTS_DIR", str(tmp_path / "results"))
+    main(["--sizes", "1200", "--dim", "16", "--ingest-batch", "400", "--commit-rows", "300",
+          "--labeled", "5", "--naive-kcenter", "--workdir", str(tmp_path / "ws"),
+          "--name", "scale-smoke"])
+    res = json.loads((tmp_path / "results" / "scale-smoke.json").read_text())
+    assert res["benchmark"] == "scale"
+    phases = {r["phase"] for r in res["rows"]}
+    assert {"ingest", "embed-commit", "count", "search", "select"} <= phases
+    whats = [r["what"] for r in res["rows"] if r["phase"] == "select"]
+    for m in ("kcenter", "probcover", "typiclust", "kcenter-naive"):
+        assert f"{m}: total" in whats, whats
+    naive = next(r for r in res["rows"] if r["what"] == "kcenter-naive: total")
+    assert "identical ids to pruned kcenter: True" in naive["notes"]
+    count = next(r for r in res["rows"] if r["phase"] == "count")
+    # of the 6 drives only drive 4 is night (4 % 3 == 1) and rain ((4 // 3) % 4 == 1)
+    assert count["notes"].startswith("200 rows")
+    sel = res["extra"]["select-1200-kcenter"]
+    assert sel["select_s"] <= sel["total_s"] and sel["peak_mib"] > 0
