@@ -32,7 +32,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 import pyarrow as pa
@@ -76,6 +76,10 @@ __all__ = [
     "is_url",
     "import_httpx",
 ]
+
+if TYPE_CHECKING:  # annotations only: the same as Workspace's (tests/test_congruence.py)
+    from curate.selectors.base import Selector
+    from curate.sources.base import Source
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +224,7 @@ class RemoteWorkspace:
         return self._call("info")
 
     # ------------------------------------------------------------------ frames
-    def ingest(self, source: Any, *, batch_size: int = 2000, progress: Optional[bool] = None,
+    def ingest(self, source: Source, *, batch_size: int = 2000, progress: Optional[bool] = None,
                on_error: str = "skip") -> IngestReport:
         """Ingest a source that the *server* reads (its root must be under a server data root).
 
@@ -430,7 +434,7 @@ class RemoteWorkspace:
 
     def embed(
         self,
-        model: str,
+        model: Any,
         *,
         name: Optional[str] = None,
         batch_size: int = 8,
@@ -471,7 +475,7 @@ class RemoteWorkspace:
     # ------------------------------------------------------------------ selection
     def select(
         self,
-        strategy: Any,
+        strategy: Union[str, Selector],
         budget: int,
         *,
         embedding: str,

@@ -48,3 +48,28 @@ def test_the_client_names_no_route_path() -> None:
     """The HTTP client reaches every operation through the table (``_call(name)``)."""
     source = (CURATE / "client.py").read_text()
     assert '"/v1' not in source and "'/v1" not in source
+
+
+#: Public methods only the local workspace has: the server's two-phase select (planned outside
+#: the writer lock, stored under it). Only the remote client has: job control and server paths.
+LOCAL_ONLY = {"plan_selection", "store_selection"}
+REMOTE_ONLY = {"close", "export_on_server", "health", "info", "job", "jobs", "submit_embed",
+               "submit_loop", "submit_pretrain", "wait"}
+
+
+def test_workspace_and_http_client_have_the_same_signatures() -> None:
+    import inspect
+
+    from curate.client import RemoteWorkspace
+    from curate.workspace import Workspace
+
+    def public(cls: type) -> set[str]:
+        return {n for n, v in vars(cls).items() if callable(v) and not n.startswith("_")}
+
+    local, remote = public(Workspace), public(RemoteWorkspace)
+    assert local - remote == LOCAL_ONLY, "a new Workspace method needs its HTTP client method"
+    assert remote - local == REMOTE_ONLY
+    for name in sorted(local & remote):
+        a = inspect.signature(getattr(Workspace, name))
+        b = inspect.signature(getattr(RemoteWorkspace, name))
+        assert str(a) == str(b), f"{name}: Workspace{a} != RemoteWorkspace{b}"
