@@ -22,6 +22,7 @@ __all__ = [
     "SCORES",
     "SCORES_SCHEMA",
     "EMBEDDING_PREFIX",
+    "INTERNAL_EMBEDDING_PREFIX",
     "SAMPLES_SCHEMA",
     "LABELS_SCHEMA",
     "RUNS_SCHEMA",
@@ -40,6 +41,8 @@ LABELS = "labels"
 RUNS = "runs"
 #: Embedding tables are named ``emb_<embedding name>``.
 EMBEDDING_PREFIX = "emb_"
+#: Embeddings curate keeps for itself (the pretraining teacher cache); not listed to users.
+INTERNAL_EMBEDDING_PREFIX = "pretrain-teacher-"
 
 SAMPLES_SCHEMA = pa.schema(
     [

@@ -389,7 +389,7 @@ class FramesRequest(_Model):
     where: Optional[str] = _WHERE
     columns: Optional[list[str]] = None
     ids: Optional[list[str]] = None
-    version: Optional[int] = Field(default=None, ge=1)
+    version: Optional[int] = Field(default=None, ge=1, le=2**63 - 1)
 
 
 class BoxesRequest(_Model):
@@ -409,7 +409,7 @@ class VectorsRequest(_Model):
     """``POST /v1/embeddings/{name}/vectors``: ids and vectors (Arrow IPC stream)."""
 
     ids: Optional[list[str]] = None
-    version: Optional[int] = Field(default=None, ge=1)
+    version: Optional[int] = Field(default=None, ge=1, le=2**63 - 1)
 
 
 class EmbedRequest(_Model):
@@ -457,7 +457,7 @@ class SearchRequest(_Model):
     where: Optional[str] = _WHERE
     metric: Literal["l2", "cosine", "ip"] = "l2"
     exclude_self: bool = True
-    version: Optional[int] = Field(default=None, ge=1)
+    version: Optional[int] = Field(default=None, ge=1, le=2**63 - 1)
 
 
 class ExportRequest(_Model):

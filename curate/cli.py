@@ -229,7 +229,7 @@ def _echo_bad(count: int, stage: str) -> None:
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Embedder option.")
 @click.option("--num-workers", type=click.IntRange(min=0), default=None,
-              help="Processes reading frame files [default: min(2, CPUs)].")
+              help="Threads reading frame files [default: min(2, CPUs)].")
 @click.option("--write-every", type=click.IntRange(min=1), default=256, show_default=True,
               help="Vectors per write (the most an interruption can lose).")
 @click.option("--precision", default="auto", show_default=True,
@@ -487,6 +487,27 @@ def eval_embeddings(ws: Any, names: tuple[str, ...], k: int, window: int, column
         click.echo(f"note: {note}")
     if out:
         click.echo(f"written {out}")
+
+
+@cli.command()
+@click.argument("frame_ids", nargs=-1, required=True)
+@click.option("--embedding", required=True, help="Embedding to search (see `curate runs`, ws.embeddings()).")
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="Neighbours per frame.")
+@click.option("--where", default=None, help="SQL filter on samples: only matching frames are neighbours.")
+@click.option("--metric", default="l2", show_default=True, type=click.Choice(["l2", "cosine", "ip"]))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@workspace_option
+def search(ws: Any, frame_ids: tuple[str, ...], embedding: str, k: int, where: Optional[str],
+           metric: str, as_json: bool) -> None:
+    """Nearest frames of FRAME_IDS in an embedding (the frame itself left out)."""
+    result = ws.search(embedding, ids=list(frame_ids), k=k, where=where, metric=metric)
+    if as_json:
+        click.echo(result.model_dump_json())
+        return
+    for hit in result.results:
+        click.echo(f"{hit.query}:")
+        for rank, (fid, dist) in enumerate(zip(hit.ids, hit.distances), 1):
+            click.echo(f"  {rank:>3} {fid:<24} {dist:.4f}")
 
 
 def read_id_file(path: Path) -> list[str]:

@@ -28,13 +28,11 @@ IPC streams for tables and vectors, bearer-token auth. Errors are JSON objects
 
 from __future__ import annotations
 
-import importlib
 import logging
-import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 import pyarrow as pa
@@ -50,7 +48,21 @@ from curate.api import (
     SelectionResult,
     SourceSpec,
 )
-from curate.errors import CurateError, InvalidInputError, NotFoundError
+from curate.errors import InvalidInputError, NotFoundError
+from curate.operations import ARROW as ARROW_KIND
+from curate.operations import DOWNLOAD as DOWNLOAD_KIND
+from curate.operations import operation
+from curate.wire import (  # noqa: F401  (re-exported: the client's public error classes)
+    ARROW_STREAM,
+    JobInterruptedError,
+    RemoteNotSupportedError,
+    ServiceBusyError,
+    ServiceError,
+    decode_floats,
+    encode_floats,
+    error_from_response,
+    table_from_ipc,
+)
 
 __all__ = [
     "RemoteWorkspace",
@@ -65,63 +77,11 @@ __all__ = [
     "import_httpx",
 ]
 
+if TYPE_CHECKING:  # annotations only: the same as Workspace's (tests/test_congruence.py)
+    from curate.selectors.base import Selector
+    from curate.sources.base import Source
+
 logger = logging.getLogger(__name__)
-
-#: Media type of Arrow IPC stream bodies.
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
-#: Packages whose exception classes the client re-raises by name (anything else: by status).
-_ERROR_PACKAGES = ("curate", "index", "embedders")
-
-
-class ServiceError(CurateError):
-    """The server could not be reached, or failed on its side (HTTP 5xx)."""
-
-
-class ServiceBusyError(ServiceError):
-    """The server's single writer stayed busy longer than it waits for a write (HTTP 503)."""
-
-
-class RemoteNotSupportedError(InvalidInputError, AttributeError):
-    """A workspace method that has no HTTP route yet (also an AttributeError, for ``hasattr``)."""
-
-
-class JobInterruptedError(ServiceError):
-    """A server job stopped with the server (killed or crashed) before it finished.
-
-    The message says how to resume it (resubmitting resumes: embedding jobs compute only the
-    missing frames, loops skip stored rounds, pretraining continues from its last checkpoint).
-    """
-
-
-#: Key of the JSON object standing for a non-finite float in job results (JSON has none).
-_FLOAT_KEY = "$float"
-
-
-def encode_floats(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by ``{"$float": "nan" | "inf" | "-inf"}``.
-
-    Job results travel as JSON, which has no NaN or infinity; :func:`decode_floats` restores
-    them, so a remote result equals the local one. O(size of value).
-    """
-    if isinstance(value, float) and not math.isfinite(value):
-        return {_FLOAT_KEY: "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
-    if isinstance(value, dict):
-        return {k: encode_floats(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [encode_floats(v) for v in value]
-    return value
-
-
-def decode_floats(value: Any) -> Any:
-    """Inverse of :func:`encode_floats`."""
-    if isinstance(value, dict):
-        if len(value) == 1 and _FLOAT_KEY in value and value[_FLOAT_KEY] in ("nan", "inf", "-inf"):
-            return float(value[_FLOAT_KEY])
-        return {k: decode_floats(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode_floats(v) for v in value]
-    return value
-
 
 def is_url(value: Any) -> bool:
     """Whether ``value`` names an HTTP(S) service rather than a directory."""
@@ -134,70 +94,10 @@ def import_httpx() -> Any:
         import httpx
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError(
-            "the curate HTTP client needs httpx: pip install 'curate[server]'"
+            "the curate HTTP client needs httpx, a dependency of curate: reinstall it "
+            "(pip install -e . in a checkout, or pip install curate)"
         ) from exc
     return httpx
-
-
-def _error_class(module: str, name: str) -> Optional[type]:
-    """The project's exception class ``module.name`` (None for anything else)."""
-    if module.split(".", 1)[0] not in _ERROR_PACKAGES or not name.isidentifier():
-        return None
-    try:
-        cls = getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
-    if not isinstance(cls, type):
-        return None
-    from embedders.errors import EmbedderError
-    from index.errors import StoreError
-
-    return cls if issubclass(cls, (CurateError, StoreError, EmbedderError)) else None
-
-
-def _fallback_class(status: int) -> type:
-    from curate.auth import AuthenticationError, PermissionDeniedError
-
-    if status == 401:
-        return AuthenticationError
-    if status == 403:
-        return PermissionDeniedError
-    if status == 404:
-        return NotFoundError
-    if status == 503:
-        return ServiceBusyError
-    if 400 <= status < 500:
-        return InvalidInputError
-    return ServiceError
-
-
-def error_from_response(status: int, body: Any) -> Exception:
-    """Rebuild the server's exception: same class (when known) and same message."""
-    info = body.get("error") if isinstance(body, dict) else None
-    message = None
-    cls = None
-    attrs: dict[str, Any] = {}
-    if isinstance(info, dict):
-        message = info.get("message")
-        cls = _error_class(str(info.get("module", "")), str(info.get("type", "")))
-        attrs = info.get("attrs") or {}
-    if message is None:
-        detail = body.get("detail") if isinstance(body, dict) else body
-        message = detail if isinstance(detail, str) else f"HTTP {status}: {detail!r}"
-    cls = cls or _fallback_class(status)
-    exc = cls.__new__(cls)
-    Exception.__init__(exc, message)
-    for key, value in attrs.items():
-        try:
-            setattr(exc, key, value)
-        except AttributeError:  # pragma: no cover - read-only attribute
-            pass
-    return exc
-
-
-def _table_from_ipc(data: bytes) -> pa.Table:
-    with pa.ipc.open_stream(pa.py_buffer(data)) as reader:
-        return reader.read_all()
 
 
 def _source_spec(source: Any, batch_size: int) -> SourceSpec:
@@ -306,8 +206,16 @@ class RemoteWorkspace:
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._request(method, path, **kwargs).json()
 
-    def _table(self, path: str, body: Any) -> pa.Table:
-        return _table_from_ipc(self._request("POST", path, json=body).content)
+    def _call(self, name: str, /, *, json: Any = None, params: Any = None, **path_params: str) -> Any:
+        """Call the operation ``name`` of the table (:mod:`curate.operations`): its method and path
+        come from there; returns the decoded JSON, an Arrow table for ``arrow`` operations, the
+        response itself for ``download`` ones."""
+        op = operation(name)
+        path = op.path.format(**{k: _quote(str(v)) for k, v in path_params.items()})
+        response = self._request(op.method, path, json=json, params=params)
+        if op.kind == DOWNLOAD_KIND:
+            return response
+        return table_from_ipc(response.content) if op.kind == ARROW_KIND else response.json()
 
     # ------------------------------------------------------------------ service
     def health(self) -> dict[str, Any]:
@@ -316,10 +224,10 @@ class RemoteWorkspace:
 
     def info(self) -> dict[str, Any]:
         """Workspace summary: package version, frames, embeddings, runs."""
-        return self._json("GET", "/v1/info")
+        return self._call("info")
 
     # ------------------------------------------------------------------ frames
-    def ingest(self, source: Any, *, batch_size: int = 2000, progress: Optional[bool] = None,
+    def ingest(self, source: Source, *, batch_size: int = 2000, progress: Optional[bool] = None,
                on_error: str = "skip") -> IngestReport:
         """Ingest a source that the *server* reads (its root must be under a server data root).
 
@@ -328,20 +236,16 @@ class RemoteWorkspace:
         congruence and ignored (the server logs progress).
         """
         spec = _source_spec(source, batch_size).model_copy(update={"on_error": on_error})
-        return IngestReport(**self._json("POST", "/v1/ingest", json=spec.model_dump()))
+        return IngestReport(**self._call("ingest", json=spec.model_dump()))
 
     def problems(self, *, stage: Optional[str] = None, severity: Optional[str] = None) -> list[Problem]:
-        """Bad frames recorded by the server's ingest / embedding jobs (``GET /v1/problems``).
-
-        The route is wired by the integrator (issue 13's operation table); until then the server
-        answers 404.
-        """
+        """Bad frames recorded by the server's ingest / embedding jobs (``GET /v1/problems``)."""
         params = {k: v for k, v in (("stage", stage), ("severity", severity)) if v is not None}
-        return [Problem(**row) for row in self._json("GET", "/v1/problems", params=params or None)]
+        return [Problem(**row) for row in self._call("problems", params=params or None)]
 
     def count(self, where: Optional[str] = None) -> int:
         """Number of frames (matching ``where``)."""
-        return int(self._json("GET", "/v1/frames/count", params={"where": where} if where else None)["count"])
+        return int(self._call("count", params={"where": where} if where else None)["count"])
 
     def frames(
         self,
@@ -354,30 +258,30 @@ class RemoteWorkspace:
         """Rows of ``samples`` (Arrow table, as the workspace returns)."""
         body = {"where": where, "columns": list(columns) if columns else None,
                 "ids": None if ids is None else [str(i) for i in ids], "version": version}
-        return self._table("/v1/frames", body)
+        return self._call("frames", json=body)
 
     def boxes(self, frame_ids: Sequence[str], *, labeled_only: bool = True) -> pa.Table:
         """Boxes of the given frames; by default only for frames marked labeled."""
-        return self._table("/v1/boxes", {"frame_ids": [str(i) for i in frame_ids],
+        return self._call("boxes", json={"frame_ids": [str(i) for i in frame_ids],
                                          "labeled_only": labeled_only})
 
     # ------------------------------------------------------------------ labels
     def label(self, ids: Iterable[str]) -> LabelReport:
         """Mark frames as labeled (the ids are uploaded)."""
-        return LabelReport(**self._json("POST", "/v1/label", json={"ids": [str(i) for i in ids]}))
+        return LabelReport(**self._call("label", json={"ids": [str(i) for i in ids]}))
 
     def labeled_ids(self) -> list[str]:
         """Ids of the frames marked labeled, sorted."""
-        return list(self._json("GET", "/v1/labeled"))
+        return list(self._call("labeled"))
 
     # ------------------------------------------------------------------ embeddings
     def embeddings(self) -> list[str]:
         """Names of the embeddings stored in the workspace."""
-        return list(self._json("GET", "/v1/embeddings"))
+        return list(self._call("embeddings"))
 
     def embedding_info(self, name: str) -> dict[str, str]:
         """Schema metadata (embedder, config, weights checksum) of the embedding ``name``."""
-        return dict(self._json("GET", f"/v1/embeddings/{_quote(name)}"))
+        return dict(self._call("embedding_info", name=name))
 
     def submit_embed(
         self,
@@ -406,15 +310,15 @@ class RemoteWorkspace:
         body = {"model": model, "name": name, "batch_size": batch_size, "write_every": write_every,
                 "device": device, "num_workers": num_workers, "precision": precision, "dtype": dtype, "on_error": on_error,
                 "config": config}
-        return JobStatus(**self._json("POST", "/v1/jobs/embed", json=body))
+        return JobStatus(**self._call("submit_embed", json=body))
 
     def job(self, job_id: str) -> JobStatus:
         """Status and progress of a job."""
-        return JobStatus(**self._json("GET", f"/v1/jobs/{_quote(job_id)}"))
+        return JobStatus(**self._call("job", job_id=job_id))
 
     def jobs(self) -> list[JobStatus]:
         """Every job the server knows since it started, oldest first."""
-        return [JobStatus(**j) for j in self._json("GET", "/v1/jobs")]
+        return [JobStatus(**j) for j in self._call("jobs")]
 
     def wait(self, job_id: str, *, progress: Optional[bool] = None) -> JobStatus:
         """Poll a job until it finishes; re-raise its error (same class and message) if it failed."""
@@ -454,7 +358,7 @@ class RemoteWorkspace:
         elif isinstance(config, Path):
             config = str(config)
         body = {"config": config, "options": options, "stop_after": stop_after}
-        return JobStatus(**self._json("POST", "/v1/jobs/loop", json=body))
+        return JobStatus(**self._call("submit_loop", json=body))
 
     def loop(self, config: Any = None, **options: Any) -> Any:
         """Run (or resume) an active-learning loop on the server and wait for it.
@@ -488,7 +392,7 @@ class RemoteWorkspace:
         ``config``: a nested dict (the TOML layout), a ``PretrainConfig``, or the path of a TOML
         file *on the server* (below its data roots); None = the defaults.
         """
-        return JobStatus(**self._json("POST", "/v1/jobs/pretrain", json={"config": self._config_body(config)}))
+        return JobStatus(**self._call("submit_pretrain", json={"config": self._config_body(config)}))
 
     def pretrain_image(self, config: Any = None, *, progress: Optional[bool] = None) -> Any:
         """Self-supervised training of the image embedder on the server (``Workspace.pretrain_image``).
@@ -499,7 +403,7 @@ class RemoteWorkspace:
         from curate.pretraining import PretrainReport
 
         body = {"config": self._config_body(config)}
-        status = JobStatus(**self._json("POST", "/v1/jobs/pretrain-image", json=body))
+        status = JobStatus(**self._call("submit_pretrain_image", json=body))
         final = self.wait(status.job_id, progress=progress)
         return PretrainReport(**decode_floats(final.result or {}))
 
@@ -533,7 +437,7 @@ class RemoteWorkspace:
 
     def embed(
         self,
-        model: str,
+        model: Any,
         *,
         name: Optional[str] = None,
         batch_size: int = 8,
@@ -564,7 +468,7 @@ class RemoteWorkspace:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, vectors)`` of an embedding (all rows sorted by id, or the given ids in order)."""
         body = {"ids": None if ids is None else [str(i) for i in ids], "version": version}
-        table = self._table(f"/v1/embeddings/{_quote(embedding)}/vectors", body)
+        table = self._call("vectors", name=embedding, json=body)
         out_ids = np.asarray(table.column("id").to_pylist(), dtype=object)
         column = table.column("vector").combine_chunks()
         dim = column.type.list_size
@@ -574,7 +478,7 @@ class RemoteWorkspace:
     # ------------------------------------------------------------------ selection
     def select(
         self,
-        strategy: Any,
+        strategy: Union[str, Selector],
         budget: int,
         *,
         embedding: str,
@@ -602,11 +506,11 @@ class RemoteWorkspace:
                 "seed": seed, "score_run": score_run, "params": params}
         if shards is not None or engine != "local":
             body.update(shards=shards, engine=engine)
-        return SelectionResult(**self._json("POST", "/v1/select", json=body))
+        return SelectionResult(**self._call("select", json=body))
 
     def reproduce(self, run_id: str) -> list[str]:
         """Recompute a stored run at the table versions it read; returns the ids."""
-        return list(self._json("GET", f"/v1/runs/{_quote(run_id)}/reproduce")["ids"])
+        return list(self._call("reproduce", run_id=run_id)["ids"])
 
     def runs(
         self,
@@ -625,11 +529,11 @@ class RemoteWorkspace:
             params["run_id"] = [str(i) for i in run_ids]
         if where is not None:
             params["where"] = where
-        return [RunRecord(**r) for r in self._json("GET", "/v1/runs", params=params or None)]
+        return [RunRecord(**r) for r in self._call("runs", params=params or None)]
 
     def run(self, run_id: str) -> RunRecord:
         """The stored run ``run_id``."""
-        return RunRecord(**self._json("GET", f"/v1/runs/{_quote(run_id)}"))
+        return RunRecord(**self._call("run", run_id=run_id))
 
     # ------------------------------------------------------------------ search
     def search(
@@ -655,7 +559,7 @@ class RemoteWorkspace:
         body = {"embedding": embedding, "ids": None if ids is None else [str(i) for i in ids],
                 "vectors": vectors, "k": k, "where": where, "metric": metric,
                 "exclude_self": exclude_self, "version": version}
-        return SearchResult(**self._json("POST", "/v1/search", json=body))
+        return SearchResult(**self._call("search", json=body))
 
     # ------------------------------------------------------------------ export
     def export(
@@ -675,8 +579,7 @@ class RemoteWorkspace:
         out = Path(out)
         params = {"format": fmt, "filename": out.name or "export"}
         params.update({k: v for k, v in (("base_url", base_url), ("path_root", path_root)) if v is not None})
-        path = f"/v1/runs/{_quote(run_id)}/export"
-        response = self._request("GET", path, params=params)  # run and format errors first, as locally
+        response = self._call("export_download", run_id=run_id, params=params)  # errors first, as locally
         if not out.parent.exists():
             raise InvalidInputError(f"cannot write {str(out)!r}: directory {str(out.parent)!r} does not exist")
         if out.is_dir():
@@ -685,7 +588,7 @@ class RemoteWorkspace:
         if response.headers.get("x-curate-manifest") == "sidecar":
             from curate.export import manifest_path
 
-            side = self._request("GET", path, params={**params, "part": "manifest"}).content
+            side = self._call("export_download", run_id=run_id, params={**params, "part": "manifest"}).content
             files.append((manifest_path(out), side))
         for target, data in files:  # temporary names, renamed into place
             tmp = target.with_name(f".{target.name}.part")
@@ -704,12 +607,12 @@ class RemoteWorkspace:
     ) -> str:
         """Write the export inside the server workspace's ``exports/`` folder; returns its path there."""
         body = {"format": fmt, "path": str(path), "base_url": base_url, "path_root": path_root}
-        return str(self._json("POST", f"/v1/runs/{_quote(run_id)}/export", json=body)["path"])
+        return str(self._call("export_on_server", run_id=run_id, json=body)["path"])
 
     # ------------------------------------------------------------------ scores
     def score_runs(self) -> list[str]:
         """Names of the stored score (prediction) runs."""
-        return list(self._json("GET", "/v1/scores"))
+        return list(self._call("score_runs"))
 
     def write_scores(
         self,
@@ -730,12 +633,12 @@ class RemoteWorkspace:
             )
         body = {"ids": [str(i) for i in ids],
                 "columns": {str(k): np.asarray(v, dtype=np.float64).tolist() for k, v in dict(columns).items()}}
-        return int(self._json("POST", f"/v1/scores/{_quote(run)}", json=body)["version"])
+        return int(self._call("write_scores", run=run, json=body)["version"])
 
     def scores(self, run: str, ids: Optional[Sequence[str]] = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``(frame ids, {column: values})`` of the stored score run ``run`` (aligned with ``ids``)."""
         body = {"ids": None if ids is None else [str(i) for i in ids]}
-        table = self._table(f"/v1/scores/{_quote(run)}/read", body)
+        table = self._call("read_scores", run=run, json=body)
         frame_ids = np.asarray(table.column("frame_id").to_pylist(), dtype=object)
         return frame_ids, {name: table.column(name).to_numpy().astype(np.float64)
                            for name in table.column_names if name != "frame_id"}
@@ -756,7 +659,7 @@ class RemoteWorkspace:
 
         items = [paths] if isinstance(paths, (str, Path)) else list(paths)
         body = {"paths": [str(p) for p in items], "format": format, "prefix": prefix}
-        return ImportReport(**self._json("POST", "/v1/labels/import", json=body))
+        return ImportReport(**self._call("import_labels", json=body))
 
     def fuse(
         self,
@@ -772,7 +675,7 @@ class RemoteWorkspace:
             raise InvalidInputError(f"sources must be a non-empty list of embedding names, got {sources!r}")
         body = {"sources": list(sources), "name": name,
                 "weights": None if weights is None else [float(w) for w in weights], "method": method}
-        return EmbedReport(**self._json("POST", "/v1/embeddings/fuse", json=body))
+        return EmbedReport(**self._call("fuse", json=body))
 
 
     def evaluate_embeddings(self, names: Sequence[str], **options: Any) -> Any:

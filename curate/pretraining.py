@@ -232,7 +232,7 @@ def cached_clouds(
 
 def teacher_table(teacher: str) -> str:
     """Embedding name under which the teacher features are cached."""
-    return f"pretrain-teacher-{teacher}"
+    return f"{T.INTERNAL_EMBEDDING_PREFIX}{teacher}"
 
 
 def _read_image(path: str, frame_id: str) -> np.ndarray:

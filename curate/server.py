@@ -64,6 +64,7 @@ from curate.api import (
     LabelRequest,
     LoopRequest,
     PretrainRequest,
+    Problem,
     RunRecord,
     ScoresReadRequest,
     ScoresWriteRequest,
@@ -77,14 +78,22 @@ from curate.api import (
 from curate.auth import (
     READ,
     WRITE,
-    AuthenticationError,
     PermissionDeniedError,
     TokenSet,
     load_tokens,
 )
-from curate.client import ARROW_STREAM, ServiceBusyError, encode_floats
 from curate.confine import confine
+from curate.operations import operation
 from curate.errors import CurateError, InvalidInputError, NotFoundError
+from curate.wire import (
+    ARROW_STREAM,
+    EXPORT_MEDIA,
+    ServiceBusyError,
+    encode_floats,
+    error_payload,
+    status_for,
+    table_to_ipc,
+)
 
 __all__ = ["create_app", "route_scope", "import_fastapi", "DEFAULT_MAX_BODY_BYTES", "ServerState", "JobManager",
            "JobJournal", "JOBS_FILE"]
@@ -101,13 +110,6 @@ _SELECT_ATTEMPTS = 3
 _PROGRESS_SAVE_S = 1.0
 #: Finished jobs remembered for ``GET /v1/jobs``.
 _MAX_JOBS_KEPT = 1000
-_EXPORT_MEDIA = {
-    "csv": "text/csv",
-    "json": "application/json",
-    "parquet": "application/vnd.apache.parquet",
-    "imagesets": "text/plain",
-    "tokens": "text/plain",
-}
 
 
 def import_fastapi() -> Any:
@@ -115,7 +117,8 @@ def import_fastapi() -> Any:
     try:
         import fastapi
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError("curate serve needs FastAPI and uvicorn: pip install 'curate[server]'") from exc
+        raise ImportError("curate serve needs FastAPI and uvicorn, dependencies of curate: reinstall it "
+                          "(pip install -e . in a checkout, or pip install curate)") from exc
     return fastapi
 
 
@@ -133,49 +136,6 @@ def _now() -> str:
 
 
 # ---------------------------------------------------------------------- errors
-def status_for(exc: BaseException) -> int:
-    """HTTP status of an exception raised while serving a request."""
-    from index import errors as ie
-
-    if isinstance(exc, AuthenticationError):
-        return 401
-    if isinstance(exc, PermissionDeniedError):
-        return 403
-    if isinstance(exc, ServiceBusyError):
-        return 503
-    if isinstance(exc, (NotFoundError, ie.NotFoundError, ie.TableNotFoundError, ie.VersionError)):
-        return 404
-    if isinstance(exc, (CurateError, ie.StoreError, ValueError)):
-        return 422  # includes EmbedderError (a ValueError) and plain ValueErrors of validation
-    return 500
-
-
-def error_payload(exc: BaseException) -> dict[str, Any]:
-    """The JSON body of an error response (and of a failed job's ``error``)."""
-    status = status_for(exc)
-    if status == 500:
-        return {"detail": "internal server error (see the server log)",
-                "error": {"type": "ServiceError", "module": "curate.client",
-                          "message": f"internal server error: {type(exc).__name__} (see the server log)",
-                          "attrs": {}}}
-    from embedders.errors import EmbedderError
-    from index.errors import StoreError
-
-    cls = type(exc)
-    module, name = cls.__module__, cls.__name__
-    if not isinstance(exc, (CurateError, StoreError, EmbedderError)):
-        module, name = "curate.errors", "InvalidInputError"  # e.g. a plain ValueError
-    attrs = {k: v for k, v in vars(exc).items()
-             if not k.startswith("_") and isinstance(v, (str, int, float, bool, type(None), list))}
-    try:
-        json.dumps(attrs)
-    except (TypeError, ValueError):
-        attrs = {}
-    message = str(exc)
-    return {"detail": message, "error": {"type": name, "module": module, "message": message,
-                                         "attrs": attrs}}
-
-
 # ---------------------------------------------------------------------- paths
 def _confine(raw: str, roots: Sequence[Path], what: str) -> Path:
     """Resolve ``raw`` (relative paths against the first root) and require it inside ``roots``."""
@@ -334,7 +294,7 @@ def _interrupted_error(job: _Job) -> dict[str, Any]:
     hint = _RESUME_HINTS.get(job.kind, "submit it again")
     message = (f"job {job.job_id} ({job.kind}) was {job.state} when the server stopped "
                f"(killed or crashed); nothing of it runs any more. To finish it, {hint}")
-    return {"type": "JobInterruptedError", "module": "curate.client", "message": message,
+    return {"type": "JobInterruptedError", "module": "curate.wire", "message": message,
             "attrs": {"job_id": job.job_id, "resume": hint}}
 
 
@@ -513,10 +473,7 @@ class ServerState:
 
 # ---------------------------------------------------------------------- helpers
 def _arrow_response(table: pa.Table) -> Any:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return Response(content=sink.getvalue().to_pybytes(), media_type=ARROW_STREAM)
+    return Response(content=table_to_ipc(table), media_type=ARROW_STREAM)
 
 
 def _vectors_table(ids: Any, vectors: Any) -> pa.Table:
@@ -694,6 +651,13 @@ def create_app(
 
     read = [Depends(_authorise(READ))]
     write = [Depends(_authorise(WRITE))]
+
+    def route(name: str, **options: Any) -> Callable:
+        """Register the handler of the operation ``name`` at the method, path and token scope the
+        operation table (:mod:`curate.operations`) declares for it."""
+        op = operation(name)
+        return app.api_route(op.path, methods=[op.method], name=name,
+                             dependencies=read if op.scope == READ else write, **options)
     ws = state.workspace
 
     # ---------------------------------------------------------------- error handlers
@@ -749,7 +713,7 @@ def create_app(
         """Liveness probe (no token needed)."""
         return {"status": "ok", "version": __version__}
 
-    @app.get("/v1/info", dependencies=read, tags=["service"])
+    @route("info", tags=["service"])
     def info() -> dict[str, Any]:
         """Package version, frames, labeled frames, embeddings and runs of the workspace."""
         frames = ws.count()
@@ -763,62 +727,62 @@ def create_app(
         }
 
     # ---------------------------------------------------------------- frames
-    @app.post("/v1/ingest", dependencies=write, response_model=IngestReport, tags=["frames"])
+    @route("ingest", response_model=IngestReport, tags=["frames"])
     def ingest(spec: SourceSpec) -> IngestReport:
         """Ingest a KITTI-format dataset or a folder of point clouds under a server data root."""
         source = _build_source(spec, state.data_roots)
         with state.writing() as w:
             return w.ingest(source, batch_size=spec.batch_size, progress=False, on_error=spec.on_error)
 
-    @app.get("/v1/frames/count", dependencies=read, tags=["frames"])
+    @route("count", tags=["frames"])
     def count(where: Optional[str] = Query(default=None, max_length=8192)) -> dict[str, int]:
         """Number of frames matching ``where``."""
         return {"count": ws.count(where)}
 
-    @app.post("/v1/frames", dependencies=read, tags=["frames"],
+    @route("frames", tags=["frames"],
               responses={200: {"content": {ARROW_STREAM: {}}}})
     def frames(req: FramesRequest) -> Response:
         """Rows of ``samples`` as an Arrow IPC stream."""
         return _arrow_response(ws.frames(where=req.where, columns=req.columns, ids=req.ids,
                                          version=req.version))
 
-    @app.post("/v1/boxes", dependencies=read, tags=["frames"],
+    @route("boxes", tags=["frames"],
               responses={200: {"content": {ARROW_STREAM: {}}}})
     def boxes(req: BoxesRequest) -> Response:
         """Boxes of frames as an Arrow IPC stream."""
         return _arrow_response(ws.boxes(req.frame_ids, labeled_only=req.labeled_only))
 
     # ---------------------------------------------------------------- labels
-    @app.post("/v1/label", dependencies=write, response_model=LabelReport, tags=["labels"])
+    @route("label", response_model=LabelReport, tags=["labels"])
     def label(req: LabelRequest) -> LabelReport:
         """Mark frames as labeled."""
         with state.writing() as w:
             return w.label(req.ids)
 
-    @app.get("/v1/labeled", dependencies=read, tags=["labels"])
+    @route("labeled", tags=["labels"])
     def labeled() -> list[str]:
         """Ids of labeled frames, sorted."""
         return ws.labeled_ids()
 
     # ---------------------------------------------------------------- embeddings
-    @app.get("/v1/embeddings", dependencies=read, tags=["embeddings"])
+    @route("embeddings", tags=["embeddings"])
     def embeddings() -> list[str]:
         """Embedding names."""
         return ws.embeddings()
 
-    @app.get("/v1/embeddings/{name}", dependencies=read, tags=["embeddings"])
+    @route("embedding_info", tags=["embeddings"])
     def embedding_info(name: str) -> dict[str, str]:
         """Schema metadata of one embedding."""
         return ws.embedding_info(name)
 
-    @app.post("/v1/embeddings/{name}/vectors", dependencies=read, tags=["embeddings"],
+    @route("vectors", tags=["embeddings"],
               responses={200: {"content": {ARROW_STREAM: {}}}})
     def vectors(name: str, req: VectorsRequest) -> Response:
         """Ids and vectors of an embedding as an Arrow IPC stream (``id``, ``vector``)."""
         ids, vecs = ws.vectors(name, req.ids, version=req.version)
         return _arrow_response(_vectors_table(ids, vecs))
 
-    @app.post("/v1/jobs/embed", dependencies=write, response_model=JobStatus, status_code=202,
+    @route("submit_embed", response_model=JobStatus, status_code=202,
               tags=["jobs"])
     def submit_embed(req: EmbedRequest) -> JobStatus:
         """Start an embedding job; poll ``GET /v1/jobs/{job_id}``."""
@@ -833,7 +797,7 @@ def create_app(
         ws._require_samples()
         emb = build_embedder(req.model, **config)  # validates model and config before queueing
         name = req.name or emb.name
-        # Reader processes are off by default: forking inside a threaded server is unsafe.
+        # Reader threads are off by default on the server (one job at a time, no oversubscription).
         num_workers = 0 if req.num_workers is None else req.num_workers
         if num_workers > _MAX_WORKERS:
             raise InvalidInputError(f"num_workers must be at most {_MAX_WORKERS} on this server, got {num_workers}")
@@ -861,7 +825,7 @@ def create_app(
 
         return state.jobs.submit("embed", req.model_dump(), run)
 
-    @app.post("/v1/jobs/loop", dependencies=write, response_model=JobStatus, status_code=202,
+    @route("submit_loop", response_model=JobStatus, status_code=202,
               tags=["jobs"])
     def submit_loop(req: LoopRequest) -> JobStatus:
         """Start (or resume) an active-learning loop; poll ``GET /v1/jobs/{job_id}``.
@@ -899,7 +863,7 @@ def create_app(
 
         return state.jobs.submit("loop", req.model_dump(), run)
 
-    @app.post("/v1/jobs/pretrain", dependencies=write, response_model=JobStatus, status_code=202,
+    @route("submit_pretrain", response_model=JobStatus, status_code=202,
               tags=["jobs"])
     def submit_pretrain(req: PretrainRequest) -> JobStatus:
         """Start (or resume) self-supervised pretraining; poll ``GET /v1/jobs/{job_id}``.
@@ -931,7 +895,7 @@ def create_app(
 
         return state.jobs.submit("pretrain", req.model_dump(), run)
 
-    @app.post("/v1/jobs/pretrain-image", dependencies=write, response_model=JobStatus, status_code=202,
+    @route("submit_pretrain_image", response_model=JobStatus, status_code=202,
               tags=["jobs"])
     def submit_pretrain_image(req: PretrainRequest) -> JobStatus:
         """Start (or resume) self-supervised training of the image embedder (``pretrain_image``).
@@ -956,18 +920,18 @@ def create_app(
 
         return state.jobs.submit("pretrain", req.model_dump(), run)
 
-    @app.get("/v1/jobs", dependencies=read, response_model=list[JobStatus], tags=["jobs"])
+    @route("jobs", response_model=list[JobStatus], tags=["jobs"])
     def jobs() -> list[JobStatus]:
         """Jobs since the server started, oldest first."""
         return state.jobs.list()
 
-    @app.get("/v1/jobs/{job_id}", dependencies=read, response_model=JobStatus, tags=["jobs"])
+    @route("job", response_model=JobStatus, tags=["jobs"])
     def job(job_id: str) -> JobStatus:
         """Status and progress of one job."""
         return state.jobs.get(job_id)
 
     # ---------------------------------------------------------------- selection and runs
-    @app.post("/v1/select", dependencies=write, response_model=SelectionResult, tags=["selection"])
+    @route("select", response_model=SelectionResult, tags=["selection"])
     def select(req: SelectRequest) -> SelectionResult:
         """Run a selection strategy and store the run.
 
@@ -1001,18 +965,18 @@ def create_app(
             return w.select(req.strategy, req.budget, **args)
 
     # ---------------------------------------------------------------- scores
-    @app.get("/v1/scores", dependencies=read, tags=["scores"])
+    @route("score_runs", tags=["scores"])
     def score_runs() -> list[str]:
         """Names of the stored score (prediction) runs."""
         return ws.score_runs()
 
-    @app.post("/v1/scores/{run}", dependencies=write, tags=["scores"])
+    @route("write_scores", tags=["scores"])
     def write_scores(run: str, req: ScoresWriteRequest) -> dict[str, int]:
         """Store per-frame score columns of the prediction run ``run`` (upsert by run and frame)."""
         with state.writing() as w:
             return {"version": int(w.write_scores(run, req.ids, req.columns))}
 
-    @app.post("/v1/scores/{run}/read", dependencies=read, tags=["scores"],
+    @route("read_scores", tags=["scores"],
               responses={200: {"content": {ARROW_STREAM: {}}}})
     def read_scores(run: str, req: ScoresReadRequest) -> Response:
         """Scores of a run as an Arrow IPC stream: ``frame_id`` and one float64 column per score."""
@@ -1021,7 +985,7 @@ def create_app(
                           **{name: pa.array(values, type=pa.float64()) for name, values in columns.items()}})
         return _arrow_response(table)
 
-    @app.get("/v1/runs", dependencies=read, response_model=list[RunRecord], tags=["selection"])
+    @route("runs", response_model=list[RunRecord], tags=["selection"])
     def runs(
         kind: Optional[str] = Query(default=None, min_length=1, max_length=64,
                                     description="only runs of this kind (selection, loop)"),
@@ -1032,18 +996,18 @@ def create_app(
         """Stored runs, oldest first (filters are pushed down to the table scan)."""
         return ws.runs(kind, run_ids=run_id, where=where)
 
-    @app.get("/v1/runs/{run_id}", dependencies=read, response_model=RunRecord, tags=["selection"])
+    @route("run", response_model=RunRecord, tags=["selection"])
     def run(run_id: str) -> RunRecord:
         """One stored run."""
         return ws.run(run_id)
 
-    @app.get("/v1/runs/{run_id}/reproduce", dependencies=read, tags=["selection"])
+    @route("reproduce", tags=["selection"])
     def reproduce(run_id: str) -> dict[str, list[str]]:
         """Recompute a run at the versions it read (not stored)."""
         return {"ids": ws.reproduce(run_id)}
 
-    @app.get("/v1/runs/{run_id}/export", dependencies=read, tags=["export"],
-             responses={200: {"content": {m: {} for m in sorted(set(_EXPORT_MEDIA.values()))}}})
+    @route("export_download", tags=["export"],
+             responses={200: {"content": {m: {} for m in sorted(set(EXPORT_MEDIA.values()))}}})
     def export_download(
         run_id: str,
         format: str = Query(min_length=1, max_length=64),
@@ -1072,11 +1036,11 @@ def create_app(
             if part == "manifest" and not has_side:
                 raise NotFoundError(f"format {format!r} embeds its manifest; there is no sidecar")
             data = (side if part == "manifest" else out).read_bytes()
-        media = "application/json" if part == "manifest" else _EXPORT_MEDIA.get(format, "application/octet-stream")
+        media = "application/json" if part == "manifest" else EXPORT_MEDIA.get(format, "application/octet-stream")
         return Response(content=data, media_type=media,
                         headers={"X-Curate-Manifest": "sidecar" if has_side else "embedded"})
 
-    @app.post("/v1/runs/{run_id}/export", dependencies=write, tags=["export"])
+    @route("export_on_server", tags=["export"])
     def export_on_server(run_id: str, req: ExportRequest) -> dict[str, str]:
         """Write a run's export inside ``<workspace>/exports`` (path relative to it)."""
         raw = req.path
@@ -1095,7 +1059,7 @@ def create_app(
         return {"path": target.relative_to(state.exports_root).as_posix()}
 
     # ---------------------------------------------------------------- label import
-    @app.post("/v1/labels/import", dependencies=write, tags=["labels"])
+    @route("import_labels", tags=["labels"])
     def import_labels(req: LabelImportRequest) -> dict[str, Any]:
         """Import annotation files (KITTI label_2) read on the server, below its data roots."""
         from curate.labels_import import resolve_label_files
@@ -1108,7 +1072,7 @@ def create_app(
         return report.model_dump()
 
     # ---------------------------------------------------------------- fusion
-    @app.post("/v1/embeddings/fuse", dependencies=write, response_model=EmbedReport, tags=["embeddings"])
+    @route("fuse", response_model=EmbedReport, tags=["embeddings"])
     def fuse(req: FuseRequest) -> EmbedReport:
         """Combine stored embeddings (L2-normalised, weighted; concat or mean) into a new one."""
         with state.writing() as w:
@@ -1116,11 +1080,20 @@ def create_app(
                           progress=False)
 
     # ---------------------------------------------------------------- search
-    @app.post("/v1/search", dependencies=read, response_model=SearchResult, tags=["search"])
+    @route("search", response_model=SearchResult, tags=["search"])
     def search(req: SearchRequest) -> SearchResult:
         """k nearest frames of frame ids or query vectors, optionally among frames matching ``where``."""
         return ws.search(req.embedding, ids=req.ids, vectors=req.vectors, k=req.k, where=req.where,
                          metric=req.metric, exclude_self=req.exclude_self, version=req.version)
+
+    @route("problems", response_model=list[Problem], tags=["frames"])
+    def problems(
+        stage: Optional[str] = Query(default=None, min_length=1, max_length=256,
+                                     description="ingest or embed:<embedding>"),
+        severity: Optional[str] = Query(default=None, pattern="^(error|warning)$"),
+    ) -> list[Problem]:
+        """Bad frames recorded by ingest and embedding jobs run with ``on_error="skip"``."""
+        return ws.problems(stage=stage, severity=severity)
 
     logger.info("serving workspace %s (%d tokens, data roots: %s)", ws.path, len(token_set),
                 ", ".join(str(r) for r in state.data_roots) or "none")
@@ -1141,7 +1114,8 @@ def serve(
     try:
         import uvicorn
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError("curate serve needs uvicorn: pip install 'curate[server]'") from exc
+        raise ImportError("curate serve needs uvicorn, a dependency of curate: reinstall it "
+                          "(pip install -e . in a checkout, or pip install curate)") from exc
     app = create_app(workspace_path, tokens, data_roots=data_roots, max_body_bytes=max_body_bytes)
     uvicorn.run(app, host=host, port=int(port), log_level=log_level)
 

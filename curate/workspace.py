@@ -335,9 +335,10 @@ class Workspace:
 
     # ------------------------------------------------------------------ embeddings
     def embeddings(self) -> list[str]:
-        """Names of the embeddings stored in this workspace."""
+        """Names of the embeddings stored in this workspace (internal caches left out)."""
         n = len(T.EMBEDDING_PREFIX)
-        return sorted(t[n:] for t in self.store.table_names() if t.startswith(T.EMBEDDING_PREFIX))
+        return sorted(t[n:] for t in self.store.table_names() if t.startswith(T.EMBEDDING_PREFIX)
+                      and not t[n:].startswith(T.INTERNAL_EMBEDDING_PREFIX))
 
     def embedding_info(self, name: str) -> dict[str, str]:
         """Schema metadata (embedder, config, weights checksum) of the embedding ``name``."""

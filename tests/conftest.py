@@ -10,6 +10,7 @@ import pytest
 import curate
 from curate.sources.kitti import KittiSource
 from curate.sources.synthetic import generate
+from mm3d_gate import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401  (hooks)
 
 SYNTH_FRAMES = 72
 

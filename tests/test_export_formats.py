@@ -147,7 +147,7 @@ def test_format_registry(picked: RunRecord) -> None:
 
 
 def test_mmdet3d_info_pkl_of_the_subset(ws: curate.Workspace, picked: RunRecord, tmp_path: Path) -> None:
-    infos = pytest.importorskip("curate.loop.infos", reason="the mmdet3d export needs curate.loop (issue 5)")
+    from curate.loop import infos
     out = ws.export(picked.run_id, "mmdet3d", tmp_path / "subset.pkl")
     data = infos.read_info_pkl(out)
     assert [d["curate_id"] for d in data["data_list"]] == picked.ids

@@ -7,9 +7,11 @@ How it runs
        first write replaces the table in a new version, so vectors of two models (or two
        precisions) are never mixed in one table version.
     2. The ids still to do are taken in *segments* (``segment_size`` frames): the segment's file
-       paths are read from the store in one query, and a torch ``DataLoader`` with
-       ``num_workers`` worker processes reads the files (point clouds, or a frame's camera images
-       for ``modality == "image"`` embedders) in order, ``batch_size`` frames at a time.
+       paths are read from the store in one query, and a pool of ``num_workers`` reader
+       *threads* reads the files (point clouds, or a frame's camera images for
+       ``modality == "image"`` embedders) ahead, handed out in order, ``batch_size`` frames at a
+       time. Threads, not forked processes: LanceDB is loaded by then and forking it risks a
+       deadlock; the readers are numpy / PIL I/O that release the GIL.
     3. The main process embeds each batch on the embedder's device (``"auto"`` = CUDA when
        present, with fp16 autocast there unless ``precision="fp32"``), buffers the vectors and
        writes every ``write_every`` vectors (one atomic LanceDB commit each).
@@ -35,6 +37,7 @@ Costs
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import time
@@ -68,7 +71,7 @@ class FrameReadError(CorruptDataError):
 
 
 def default_num_workers() -> int:
-    """``min(2, usable CPUs)``: reader processes of the embedding job by default."""
+    """``min(2, usable CPUs)``: reader threads of the embedding job by default."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
@@ -174,10 +177,6 @@ class _FrameFiles:
         return frame_id, payload, None, int(counts.get("nonfinite_points", 0))
 
 
-def _as_list(batch: list[Any]) -> list[Any]:
-    return batch
-
-
 @dataclass
 class EmbedJob:
     """Configuration of one embedding job (see the module docstring).
@@ -193,7 +192,7 @@ class EmbedJob:
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     num_workers : int or None
-        Reader processes; None = :func:`default_num_workers`; 0 reads in the main process.
+        Reader threads; None = :func:`default_num_workers`; 0 reads in the calling thread.
     precision : {"auto", "fp32", "fp16"}
         ``"auto"`` = fp16 autocast on CUDA, fp32 on CPU. Recorded in the table metadata.
     segment_size : int
@@ -264,14 +263,39 @@ def _segments(ids: Sequence[str], size: int) -> Iterator[list[str]]:
         yield list(ids[begin : begin + size])
 
 
-def _loader(dataset: _FrameFiles, batch_size: int, num_workers: int) -> Any:
-    from torch.utils.data import DataLoader
+def _loader(dataset: _FrameFiles, batch_size: int, num_workers: int) -> Iterator[list[Any]]:
+    """Batches of ``dataset`` in order, read by ``num_workers`` threads (0: in this thread).
 
-    workers = min(num_workers, max(1, len(dataset) // batch_size)) if num_workers else 0
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-        collate_fn=_as_list, prefetch_factor=2 if workers else None,
-    )
+    A thread pool, not forked worker processes: the job runs after LanceDB is loaded, and forking
+    then risks a deadlock (LanceDB warns about it). The readers are numpy / PIL file I/O, which
+    release the GIL. At most ``2 * num_workers`` batches are read ahead (memory O(batch_size *
+    num_workers) frames); unread batches are cancelled when the consumer stops early.
+    """
+    starts = iter(range(0, len(dataset), batch_size))
+
+    def read(begin: int) -> list[Any]:
+        return [dataset[i] for i in range(begin, min(len(dataset), begin + batch_size))]
+
+    if not num_workers:
+        for begin in starts:
+            yield read(begin)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="curate-embed-read")
+    pending: deque = deque(pool.submit(read, b) for b in itertools.islice(starts, 2 * num_workers))
+    try:
+        while pending:
+            batch = pending.popleft().result()
+            following = next(starts, None)
+            if following is not None:
+                pending.append(pool.submit(read, following))
+            yield batch
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)
 
 
 def run_embed_job(store: Store, emb: Any, job: EmbedJob) -> EmbedReport:
@@ -338,7 +362,7 @@ def run_embed_job(store: Store, emb: Any, job: EmbedJob) -> EmbedReport:
             )
     todo = all_ids[~ids_isin(all_ids, done)].tolist() if done.size else all_ids.tolist()
     skipped = int(all_ids.size - len(todo))
-    logger.info("embedding %d frames with %s on %s (%s, %d reader processes), %d already done",
+    logger.info("embedding %d frames with %s on %s (%s, %d reader threads), %d already done",
                 len(todo), emb.name, device, precision, num_workers, skipped)
     buf_ids: list[str] = []
     buf_vecs: list[np.ndarray] = []
