@@ -36,7 +36,9 @@ DEMO_STRATEGIES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("kcenter", {}),
     ("probcover", {}),
     ("typiclust", {}),
+    ("maxherding", {}),
     ("constrained", {"inner": "kcenter", "max_per_group": 2}),
+    ("sharded", {"inner": "kcenter", "shards": 2, "workers": 1}),
 )
 
 
