@@ -448,14 +448,25 @@ class RemoteWorkspace:
         precision: str = "auto",
         dtype: str = "float32",
         on_error: str = "skip",
+        engine: str = "local",
+        address: Optional[str] = None,
+        workers: Optional[int] = None,
         **config: Any,
     ) -> EmbedReport:
         """Embed every frame on the server (a background job) and wait for it.
 
         Same arguments and result as :meth:`curate.workspace.Workspace.embed`, except that
         ``model`` must be a registry name. A ``checkpoint`` path is read on the server and must
-        be under its data roots.
+        be under its data roots. The server runs the single-process engine only: ``engine="ray"``
+        is refused here (run ``curate embed --engine ray`` on a machine that opens the workspace
+        directly).
         """
+        if engine != "local" or address is not None or workers is not None:
+            raise InvalidInputError(
+                f"embed: engine={engine!r} (address, workers) is not available over HTTP; the server "
+                "embeds with engine='local'. Run `curate embed --engine ray --workspace DIR` where the "
+                "workspace directory (or its object-storage URI) is reachable"
+            )
         status = self.submit_embed(model, name=name, batch_size=batch_size, write_every=write_every,
                                    device=device, num_workers=num_workers, precision=precision,
                                    dtype=dtype, on_error=on_error,
@@ -678,7 +689,20 @@ class RemoteWorkspace:
         return EmbedReport(**self._call("fuse", json=body))
 
 
-    def evaluate_embeddings(self, names: Sequence[str], **options: Any) -> Any:
+    def evaluate_embeddings(
+        self,
+        names: Sequence[str],
+        *,
+        k: int = 10,
+        window: int = 5,
+        columns: Optional[Sequence[str]] = None,
+        labels: str = "labeled",
+        where: Optional[str] = None,
+        duplicate_threshold: float = 0.98,
+        test_fraction: float = 0.3,
+        seed: int = 0,
+        out: Optional[Union[str, Path]] = None,
+    ) -> Any:
         """Judge embeddings side by side (see ``Workspace.evaluate_embeddings``).
 
         Runs here, in the client, over this client's ``vectors`` / ``frames`` / ``boxes`` calls
@@ -690,7 +714,9 @@ class RemoteWorkspace:
         for name in names:
             if name not in known:
                 raise NotFoundError(f"no embedding {name!r} in this workspace (have: {sorted(known)})")
-        return evaluate_embeddings(self, names, **options)
+        return evaluate_embeddings(self, names, k=k, window=window, columns=columns, labels=labels,
+                                   where=where, duplicate_threshold=duplicate_threshold,
+                                   test_fraction=test_fraction, seed=seed, out=out)
 
 
 def _quote(segment: str) -> str:

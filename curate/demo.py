@@ -38,7 +38,7 @@ DEMO_STRATEGIES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("typiclust", {}),
     ("maxherding", {}),
     ("constrained", {"inner": "kcenter", "max_per_group": 2}),
-    ("sharded", {"inner": "kcenter", "shards": 2, "workers": 1}),
+    ("kcenter", {"shards": 2}),  # k-center on 2 k-means partitions, merged (Sharded)
 )
 
 
@@ -148,11 +148,12 @@ def run_demo(
 
     results = {}
     for strategy, params in DEMO_STRATEGIES:
-        label = strategy if not params else f"{strategy}*"
+        tag = f"{strategy}-sharded" if "shards" in params else strategy
+        label = tag if not params or "shards" in params else f"{strategy}*"
         t = time.perf_counter()
         sel = ws.select(strategy, budget, embedding=emb.embedding, seed=seed, **params)
-        ws.export(sel.run_id, "json", export_dir / f"{sel.run_id}-{strategy}.json")
-        if strategy == "kcenter":
+        ws.export(sel.run_id, "json", export_dir / f"{sel.run_id}-{tag}.json")
+        if tag == "kcenter":
             for fmt, suffix in (("csv", "csv"), ("parquet", "parquet"), ("imagesets", "txt"),
                                 ("labelstudio", "labelstudio.json")):
                 ws.export(sel.run_id, fmt, export_dir / f"{sel.run_id}-{strategy}.{suffix}")

@@ -191,7 +191,8 @@ def test_bad_frame_is_listed_others_written_then_resumed(
         with pytest.raises(FrameReadError) as err:  # on_error="fail": stops, keeps what it has
             ws.embed(MODEL, batch_size=4, engine="ray", on_error="fail", progress=False)
         assert bad_id in str(err.value) and str(bad_path) in str(err.value)
-        assert ws.store.count(TABLE) < ws.count()
+        written = ws.store.count(TABLE) if TABLE in ws.store.table_names() else 0  # may fail before any write
+        assert written < ws.count()
         report = ws.embed(MODEL, batch_size=4, engine="ray", progress=False)  # skip and list
         assert report.frames_bad == 1 and ws.store.count(TABLE) == ws.count() - 1
         listed = [p for p in ws.problems() if p.stage == f"embed:{MODEL}"]
