@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from index._keyset import KeySet, hash_keys, keyset_supported
 from index.errors import (
     FilterError,
     NotFoundError,
@@ -84,6 +85,8 @@ VECTOR_DTYPES = ("float32", "float16")
 
 _LOCKS: dict[Path, threading.RLock] = {}
 _LOCKS_GUARD = threading.Lock()
+#: Key sets (hashes of the stored keys) by (workspace, table, key); each valid at one version.
+_KEYSETS: dict[tuple[Path, str, str], KeySet] = {}
 
 
 def _workspace_lock(path: Path) -> threading.RLock:
@@ -321,7 +324,12 @@ class Store:
             )
         requested = _as_key_array(ids, schema.field(key).type, table, key)
         select = list(wanted) if key in wanted else [*wanted, key]
-        found = _read_keys(handle, select, requested, key, where)
+        lookup = requested
+        keys = self._keyset(handle, table, key, build=False) if version is None else None
+        if keys is not None and len(requested):
+            # Keys the set surely lacks are not stored: look up only the possible ones.
+            lookup = requested.filter(pa.array(keys.may_contain(hash_keys(requested))))
+        found = _read_keys(handle, select, lookup, key, where)
         positions = pc.index_in(requested, value_set=found.column(key))
         if positions.null_count:
             if missing == "raise":
@@ -392,7 +400,9 @@ class Store:
             rows = _conform(rows, handle.schema, table)
             if rows.num_rows == 0:
                 return int(handle.version)
-            changed, n_existing = _changed_rows(handle, rows, key)
+            keys = self._keyset(handle, table, key, build=True)
+            before = int(handle.version)
+            changed, n_existing = _changed_rows_known(handle, rows, key, keys)
             if changed.num_rows == 0:
                 logger.debug("upsert into %r: all %d rows unchanged", table, rows.num_rows)
                 return int(handle.version)
@@ -410,12 +420,21 @@ class Store:
                     )
                     inserted, updated = result.num_inserted_rows, result.num_updated_rows
             except (ValueError, RuntimeError, OSError) as exc:
+                self._forget_keys(table)
                 raise StoreError(f"upsert into table {table!r} failed, table unchanged: {exc}") from exc
+            if keys is not None:
+                if int(result.version) == before + 1:
+                    # Our commit sits right on the version the set describes: add the new keys
+                    # (updated keys are already in; a repeat hash is harmless).
+                    keys.add(hash_keys(changed.column(key)))
+                    keys.version, keys.rows = int(result.version), keys.rows + int(inserted)
+                else:  # another writer committed in between: rebuild on next use
+                    self._forget_keys(table)
             logger.info(
                 "upsert into %r: %d inserted, %d updated, %d unchanged -> version %d",
                 table, inserted, updated, rows.num_rows - changed.num_rows, result.version,
             )
-            return self._maintain(handle, table)
+            return self._maintain(handle, table, keys)
 
     def append(self, table: str, rows: pa.Table | pa.RecordBatch) -> int:
         """Insert ``rows`` as they are (no key matching); for append-only tables like ``runs``.
@@ -430,6 +449,7 @@ class Store:
             rows = _conform(rows, handle.schema, table)
             if rows.num_rows == 0:
                 return int(handle.version)
+            self._forget_keys(table)
             try:
                 handle.add(rows)
             except (ValueError, RuntimeError, OSError) as exc:
@@ -457,7 +477,7 @@ class Store:
             return
         logger.info("compacted table %r -> version %d", table, handle.version)
 
-    def _maintain(self, handle: Any, table: str) -> int:
+    def _maintain(self, handle: Any, table: str, keys: KeySet | None = None) -> int:
         """After a write: index the ``id`` key of large tables, compact fragmented ones.
 
         O(1) when nothing is due (reads the manifest statistics); amortised O(rows added) since
@@ -480,7 +500,40 @@ class Store:
                     logger.warning("could not index %r.id: %s", table, exc)
         if int(fragments.get("num_small_fragments", 0)) >= _COMPACT_SMALL_FRAGMENTS:
             self._compact_handle(handle, table)
-        return int(handle.version)
+        version = int(handle.version)
+        if keys is not None and keys.version != version:
+            # Index creation and compaction change versions, not rows: the set stays valid
+            # unless another writer changed the row count meanwhile.
+            if int(handle.count_rows()) == keys.rows:
+                keys.version = version
+            else:
+                self._forget_keys(table)
+        return version
+
+    # ---------------------------------------------------------------- key sets
+    def _keyset(self, handle: Any, table: str, key: str, *, build: bool) -> KeySet | None:
+        """The key set of ``table`` valid at ``handle``'s version (built by one key scan if
+        ``build``), or None (key type without hashing, or not built and ``build`` is False)."""
+        if key not in handle.schema.names or not keyset_supported(handle.schema.field(key).type):
+            return None
+        slot = (self._path, table, key)
+        keys = _KEYSETS.get(slot)
+        if keys is not None and keys.version == int(handle.version):
+            return keys
+        if not build:
+            return None
+        try:
+            keys = KeySet.scan(handle, key, _SCAN_BATCH_ROWS)
+        except (ValueError, RuntimeError, OSError) as exc:  # pragma: no cover - disk errors
+            logger.warning("could not read the keys of %r (falling back to lookups): %s", table, exc)
+            return None
+        _KEYSETS[slot] = keys
+        return keys
+
+    def _forget_keys(self, table: str) -> None:
+        """Drop the key sets of ``table`` (after a write they do not account for)."""
+        for slot in [s for s in list(_KEYSETS) if s[0] == self._path and s[1] == table]:
+            _KEYSETS.pop(slot, None)
 
     def update(self, table: str, *, where: str, values: Mapping[str, Any]) -> int:
         """Set ``values`` (column -> new value) on the rows matching ``where``; return new version."""
@@ -495,6 +548,7 @@ class Store:
                     f"cannot update table {table!r}: unknown column {unknown[0]!r}; "
                     f"columns are {', '.join(handle.schema.names)}."
                 )
+            self._forget_keys(table)
             try:
                 result = handle.update(where=where, values=dict(values))
             except (ValueError, RuntimeError, TypeError, pa.ArrowException) as exc:
@@ -508,6 +562,7 @@ class Store:
         with self._lock:
             handle = self._open(table)
             self._validate_where_on(handle, table, where)
+            self._forget_keys(table)
             return int(handle.delete(where).version)
 
     def restore(self, table: str, version: int) -> int:
@@ -518,6 +573,7 @@ class Store:
         with self._lock:
             self._open(table, version)  # VersionError / TableNotFoundError with a clear message
             handle = self._open(table)
+            self._forget_keys(table)
             handle.restore(int(version))
             logger.info("restored table %r to version %d -> version %d", table, version, handle.version)
             return int(handle.version)
@@ -529,6 +585,7 @@ class Store:
                 if missing_ok:
                     return
                 raise TableNotFoundError(table, str(self._path), self.table_names())
+            self._forget_keys(table)
             self._db.drop_table(table)
             logger.info("dropped table %r", table)
 
@@ -540,6 +597,11 @@ class Store:
         except (ValueError, RuntimeError, OSError, pa.ArrowException) as exc:
             raise StoreError(f"could not create table {table!r} in {self._path}: {exc}") from exc
         logger.info("created table %r with %d rows", table, rows.num_rows)
+        self._forget_keys(table)
+        if "id" in rows.column_names and keyset_supported(rows.schema.field("id").type):
+            keys = KeySet(int(handle.version), rows.num_rows)
+            keys.add(hash_keys(rows.column("id")))
+            _KEYSETS[(self._path, table, "id")] = keys
         return int(handle.version)
 
     # ----------------------------------------------------------------- vectors
@@ -632,6 +694,7 @@ class Store:
                 return self._create(table, data)
             handle = self._open(table)
             if mode == "overwrite":
+                self._forget_keys(table)
                 try:
                     result = handle.add(data, mode="overwrite")
                 except (ValueError, RuntimeError, OSError) as exc:
@@ -1086,6 +1149,25 @@ def _column_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def _empty(handle: Any, columns: list[str]) -> pa.Table:
     schema = handle.schema
     return pa.schema([schema.field(name) for name in columns]).empty_table()
+
+
+def _changed_rows_known(
+    handle: Any, rows: pa.Table, key: str, keys: KeySet | None
+) -> tuple[pa.Table, int]:
+    """:func:`_changed_rows`, asking the table only about keys the key set may hold.
+
+    Rows whose key the set surely lacks are new without a lookup, so an append of new keys costs
+    O(len(rows) log^2 N) in memory, whatever the table holds.
+    """
+    if keys is None:
+        return _changed_rows(handle, rows, key)
+    maybe = keys.may_contain(hash_keys(rows.column(key)))
+    if not maybe.any():
+        return rows, 0
+    changed, existing = _changed_rows(handle, rows.filter(pa.array(maybe)), key)
+    if maybe.all():
+        return changed, existing
+    return pa.concat_tables([rows.filter(pa.array(~maybe)), changed]), existing
 
 
 def _changed_rows(handle: Any, rows: pa.Table, key: str) -> tuple[pa.Table, int]:
