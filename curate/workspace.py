@@ -27,14 +27,12 @@ from curate.selectors import Selector, create_selector
 from curate.selectors._distances import min_sq_dist_to_set
 from curate.sources.base import BadFrame, FrameRecord, Source
 from curate.sources.pointcloud import read_points
-from index.ids import isin as ids_isin
 from index.store import Store
 
 __all__ = ["Workspace", "PlannedSelection"]
 
 logger = logging.getLogger(__name__)
 
-_ID_CHUNK = 2000
 #: Row x centre pairs (1e7) above which the diagnostic coverage radius of a selection that does not
 #: report one (random, uncertainty) is measured on a seeded sample of rows (a lower bound).
 _COVERAGE_MAX_PAIRS = 10_000_000
@@ -88,6 +86,18 @@ class PlannedSelection:
         still_free = {i for i, lab in zip(rows.column("id").to_pylist(), rows.column("labeled").to_pylist())
                       if not lab}
         return [i for i in picks if i not in still_free]
+
+
+def _check_budget(budget: int, n_candidates: int, where: Optional[str]) -> None:
+    """Raise :class:`BudgetError` when there is nothing to select or the budget exceeds it."""
+    scope = f" matching {where!r}" if where else ""
+    if not n_candidates:
+        raise BudgetError(f"no unlabeled frames{scope} to select from")
+    if budget > n_candidates:
+        raise BudgetError(
+            f"budget {budget} is larger than the {n_candidates} unlabeled frames{scope}; "
+            f"lower --budget to at most {n_candidates}"
+        )
 
 
 class Workspace:
@@ -263,12 +273,9 @@ class Workspace:
         if labeled_only:
             state = self.frames(columns=["id", "labeled"], ids=ids)
             ids = [i for i, lab in zip(state["id"].to_pylist(), state["labeled"].to_pylist()) if lab]
-        parts = []
-        for k in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[k : k + _ID_CHUNK]
-            where = "frame_id IN (" + ", ".join(_sql_str(i) for i in chunk) + ")"
-            parts.append(self.store.read(T.LABELS, where=where))
-        return pa.concat_tables(parts) if parts else T.LABELS_SCHEMA.empty_table()
+        if not ids:
+            return self.store.read(T.LABELS, where="false")
+        return self.store.read_matching(T.LABELS, "frame_id", ids)
 
     def _require_samples(self) -> None:
         if not self.store.has_table(T.SAMPLES):
@@ -297,10 +304,13 @@ class Workspace:
             )
         todo = [i for i, lab in zip(state["id"].to_pylist(), state["labeled"].to_pylist()) if not lab]
         version = self.store.version(T.SAMPLES)
-        for k in range(0, len(todo), _ID_CHUNK):
-            version = self.store.update(
-                T.SAMPLES, where=_id_in(todo[k : k + _ID_CHUNK]), values={"labeled": True}
-            )
+        if todo:
+            # One commit for any number of ids: the rows with the flag set, upserted by id.
+            rows = self.store.read(T.SAMPLES, ids=todo)
+            flag = rows.schema.get_field_index("labeled")
+            rows = rows.set_column(flag, rows.schema.field(flag),
+                                   pa.array([True] * rows.num_rows, rows.schema.field(flag).type))
+            version = self.store.upsert(T.SAMPLES, rows)
         return LabelReport(
             requested=len(wanted),
             newly_labeled=len(todo),
@@ -606,45 +616,42 @@ class Workspace:
                 f"strategy {selector.name!r} needs uncertainty scores; pass score_run= (a stored "
                 f"prediction run: {', '.join(self.score_runs()) or 'none yet, run `curate loop`'})"
             )
-        cand_where = "labeled = false" if where is None else f"({where}) AND labeled = false"
-        candidates = self.store.ids(T.SAMPLES, where=cand_where, version=samples_version)
-        labeled = self.store.ids(T.SAMPLES, where="labeled = true", version=samples_version)
+        candidates, labeled = self._pool_ids(where, samples_version)
         # Frames without a vector (not embedded yet, or bad frames the embedding job skipped) are
-        # left out and counted; one hashed join over the embedding's ids, O(N).
-        have = self.store.ids(table, version=embedding_version)
-        keep_c, keep_l = ids_isin(candidates, have), ids_isin(labeled, have)
-        skipped = {"candidates": int(candidates.size - keep_c.sum()),
-                   "labeled": int(labeled.size - keep_l.sum())}
+        # left out and counted: the vector gather below says which ids have one (its one scan
+        # of the embedding's id column is the only one), so no extra pass over the ids.
+        _check_budget(budget, len(candidates), where)  # before reading any vector
+        pool = np.concatenate([candidates, labeled])  # object array of str, no per-id copies
+        run_selector, pool = self._resolve_query_ids(selector, pool, samples_version)
+        read_start = time.perf_counter()
+        vecs, found = self.store.gather_vectors(table, pool, version=embedding_version)
+        read_seconds = time.perf_counter() - read_start
+        n_c, n_l = len(candidates), len(labeled)
+        keep_c, keep_l = found[:n_c], found[n_c:n_c + n_l]
+        skipped = {"candidates": int(n_c - keep_c.sum()), "labeled": int(n_l - keep_l.sum())}
         if skipped["candidates"] or skipped["labeled"]:
             logger.warning(
                 "selection skips %d candidate and %d labeled frame(s) without a %r vector; run "
                 "`curate embed` (or see `curate problems`) to include them",
                 skipped["candidates"], skipped["labeled"], embedding,
             )
-        if not keep_c.all():
-            candidates = candidates[keep_c]
-        if not keep_l.all():
-            labeled = labeled[keep_l]
-        if not len(candidates):
-            scope = f" matching {where!r}" if where else ""
-            raise BudgetError(f"no unlabeled frames{scope} to select from")
-        if budget > len(candidates):
-            scope = f" matching {where!r}" if where else ""
-            raise BudgetError(
-                f"budget {budget} is larger than the {len(candidates)} unlabeled frames{scope}; "
-                f"lower --budget to at most {len(candidates)}"
-            )
-        pool = np.concatenate([candidates, labeled])  # object array of str, no per-id copies
-        run_selector, pool = self._resolve_query_ids(selector, pool, samples_version)
-        read_start = time.perf_counter()
-        vecs, found = self.store.gather_vectors(table, pool, version=embedding_version)
-        read_seconds = time.perf_counter() - read_start
+        if not found.all():
+            candidates, labeled = candidates[keep_c], labeled[keep_l]
+            if getattr(selector, "needs_query_ids", False):
+                # Rare: query positions move with the dropped rows; resolve and gather again.
+                run_selector, pool = self._resolve_query_ids(
+                    selector, np.concatenate([candidates, labeled]), samples_version)
+                vecs, found = self.store.gather_vectors(table, pool, version=embedding_version)
+            else:
+                # Drop the rows without a vector (one copy of the vectors, only in this case).
+                pool, vecs, found = pool[found], vecs[found], found[found]
         if not found.all():  # only query frames added by _resolve_query_ids can miss here
             missing = [pool[i] for i in np.flatnonzero(~found)]
             raise NotFoundError(
                 f"{len(missing)} query frame(s) have no {embedding!r} vector "
                 f"(first: {', '.join(missing[:5])}); run `curate embed` for them first"
             )
+        _check_budget(budget, len(candidates), where)
         mask = np.zeros(len(pool), dtype=bool)
         mask[len(candidates):] = True
         scores = None
@@ -707,6 +714,24 @@ class Workspace:
             package_version=__version__,
             seconds=time.perf_counter() - start,
         )
+
+    def _pool_ids(self, where: Optional[str], samples_version: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted ids of the unlabeled frames (matching ``where``) and of the labeled frames.
+
+        Without a filter: one scan of ``samples``' ``id`` and ``labeled`` columns, split by the
+        flag (O(N log N) for the sort). With one: the filtered candidates and the labeled frames
+        (context whatever the filter) as two filtered reads.
+        """
+        if where is None:
+            rows = self.store.read(T.SAMPLES, columns=["id", "labeled"], version=samples_version)
+            flag = rows.column("labeled").to_numpy(zero_copy_only=False).astype(bool)
+            ids = rows.column("id")
+            return (ids.filter(pa.array(~flag)).to_numpy(zero_copy_only=False).astype(object),
+                    ids.filter(pa.array(flag)).to_numpy(zero_copy_only=False).astype(object))
+        candidates = self.store.ids(T.SAMPLES, where=f"({where}) AND labeled = false",
+                                    version=samples_version)
+        labeled = self.store.ids(T.SAMPLES, where="labeled = true", version=samples_version)
+        return candidates, labeled
 
     def _resolve_query_ids(
         self, selector: Selector, pool: list[str], samples_version: int

@@ -14,9 +14,13 @@ at its previous version.
 Writes cost what they add: an upsert finds the stored rows of its keys through a BTREE index on
 ``id`` (created once a table has :data:`_KEY_INDEX_MIN_ROWS` rows) or, for long key lists, one scan
 of the key column (never of the other columns); rows with only new keys are appended without a
-join (``merge_insert`` only when some keys exist). After a write, a table with
-:data:`_COMPACT_SMALL_FRAGMENTS` small data files is compacted (LanceDB ``optimize``, which also
-brings the key index up to date) with no version pruned, so every version a stored run pinned stays
+join (``merge_insert`` only when some keys exist), and a per-table :class:`index._keyset.KeySet`
+(hashes of the stored keys, valid at one version) tells most new keys apart without asking the
+table at all, so appending new keys costs the same at 10M rows as at 0. After a write, a table with
+:data:`_COMPACT_SMALL_FRAGMENTS` small data files is compacted: only fragments under
+:data:`_COMPACT_TARGET_ROWS` rows are merged (so a compaction rewrites about what was appended
+since the last one) and the new rows get a delta segment of the key index (with ``pylance``;
+LanceDB's ``optimize`` otherwise). No version is pruned, so every version a stored run pinned stays
 readable. Vector reads scatter Arrow batches (zero-copy numpy views) into one float32 array: the
 vectors are held once, float16 tables upcast batch by batch, and a read of a small share of the
 table fetches only its rows by row id.
@@ -76,6 +80,15 @@ _INDEXED_LOOKUP_SHARE = 40
 #: A table is compacted (small data files merged, the key index brought up to date) once it has
 #: this many small fragments (each append adds one).
 _COMPACT_SMALL_FRAGMENTS = 64
+#: Compaction merges fragments smaller than this many rows into fragments of about this size and
+#: leaves bigger ones alone, so one compaction rewrites about the rows appended since the last one
+#: (amortised O(1) rewrites per row, whatever the table holds). LanceDB's own ``optimize`` targets
+#: 1M rows per fragment and so rewrites up to 1M rows (1 GB of 256-d vectors) each time.
+_COMPACT_TARGET_ROWS = 131_072
+#: Delta segments of the key index (one per compaction) merged into one past this many, so an
+#: index lookup probes a bounded number of segments; the merge is O(N) once every this many
+#: compactions, i.e. amortised O(N / (this * _COMPACT_TARGET_ROWS)) per row.
+_MAX_INDEX_SEGMENTS = 8
 #: Fetch rows by row id instead of scanning every column when at most this share of rows is wanted.
 _TAKE_MAX_SHARE = 0.25
 #: Versions are never pruned by compaction: runs pin table versions (``ws.reproduce``).
@@ -343,6 +356,36 @@ class Store:
             positions = positions.drop_null()
         return found.take(positions).select(wanted)
 
+    def read_matching(
+        self,
+        table: str,
+        column: str,
+        values: Sequence[Any] | np.ndarray | pa.Array,
+        *,
+        columns: Sequence[str] | None = None,
+        version: int | None = None,
+    ) -> pa.Table:
+        """Every row whose ``column`` is one of ``values`` (a column that may repeat, e.g. the
+        frame id of boxes), sorted by ``column``.
+
+        Long value lists are one scan of ``column`` and a hashed join, then only the matching
+        rows are fetched by row id; short ones are ``IN`` filters (indexed when ``column`` is):
+        never a filter string per chunk of values. Memory O(rows found + len(values)).
+        """
+        handle = self._open(table, version)
+        schema = handle.schema
+        wanted = _check_columns(table, schema, columns)
+        if column not in schema.names:
+            raise SchemaError(f"table {table!r} has no column {column!r} (columns: "
+                              f"{', '.join(schema.names)}).")
+        keys = _as_key_array(values, schema.field(column).type, table, column)
+        select = list(wanted) if column in wanted else [*wanted, column]
+        found = _read_keys(handle, select, keys, column, None)
+        if found.num_rows > 1:
+            order = [(column, "ascending")] + ([("id", "ascending")] if "id" in select and column != "id" else [])
+            found = found.sort_by(order)
+        return found.select(wanted)
+
     def count(self, table: str, *, where: str | None = None, version: int | None = None) -> int:
         """Return the number of rows of ``table`` (matching ``where``) at ``version``."""
         handle = self._open(table, version)
@@ -470,10 +513,32 @@ class Store:
             return int(self._open(table).version)
 
     def _compact_handle(self, handle: Any, table: str) -> None:
+        """Merge small fragments and index the rows written since the last compaction.
+
+        With ``pylance`` (``curate[scale]``): fragments under :data:`_COMPACT_TARGET_ROWS` rows are
+        merged (bigger ones are left alone), then the rows not yet in the key index get a delta
+        index segment, and segments are merged past :data:`_MAX_INDEX_SEGMENTS`. Without it,
+        LanceDB's ``optimize`` (which rewrites every fragment under 1M rows). No version is pruned.
+        """
+        dataset = _lance_dataset(handle)
         try:
-            handle.optimize(cleanup_older_than=_KEEP_VERSIONS)
+            if dataset is None:
+                handle.optimize(cleanup_older_than=_KEEP_VERSIONS)
+            else:
+                dataset.optimize.compact_files(target_rows_per_fragment=_COMPACT_TARGET_ROWS)
+                dataset = _lance_dataset(handle, latest=True)
+                segments = sum(len(ix.segments) for ix in dataset.describe_indices()
+                               if list(ix.field_names) == ["id"])
+                if segments:
+                    merge = segments if segments >= _MAX_INDEX_SEGMENTS else 0
+                    dataset.optimize.optimize_indices(num_indices_to_merge=merge)
+                handle.checkout_latest()
         except (ValueError, RuntimeError, OSError) as exc:  # pragma: no cover - disk errors
             logger.warning("compaction of %r failed (the table is unchanged): %s", table, exc)
+            try:
+                handle.checkout_latest()
+            except (ValueError, RuntimeError, OSError):
+                pass
             return
         logger.info("compacted table %r -> version %d", table, handle.version)
 
@@ -489,6 +554,11 @@ class Store:
         except (ValueError, RuntimeError, OSError):  # pragma: no cover
             return int(handle.version)
         fragments = stats.get("fragment_stats", {}) or {}
+        dataset = _lance_dataset(handle)
+        if dataset is not None:
+            small = sum(1 for f in dataset.get_fragments()
+                        if f.metadata.physical_rows < _COMPACT_TARGET_ROWS // 2)
+            fragments = {**fragments, "num_small_fragments": small}
         if "id" in handle.schema.names and int(stats.get("num_rows", 0)) >= _KEY_INDEX_MIN_ROWS:
             if not _has_key_index(handle, "id"):
                 try:
@@ -855,6 +925,21 @@ class Store:
 
 
 # ---------------------------------------------------------------------- helpers
+def _lance_dataset(handle: Any, *, latest: bool = False) -> Any:
+    """The ``lance`` dataset under a LanceDB table handle (at its version, or the latest), or
+    None without ``pylance`` (then the store falls back to LanceDB's own ``optimize``)."""
+    try:
+        import lance
+    except ImportError:
+        return None
+    try:
+        if latest:
+            return lance.dataset(handle.to_lance().uri)
+        return handle.to_lance()
+    except (ValueError, RuntimeError, OSError, AttributeError):  # pragma: no cover
+        return None
+
+
 def _summarise_versions(versions: list[int]) -> str:
     if not versions:
         return "none"
