@@ -141,36 +141,51 @@ def peak_rss_mib() -> float:
 
 
 def deciles(rows_at: list[int], seconds: list[float]) -> list[dict[str, float]]:
-    """Mean batch time per tenth of the run, with the table size at its end."""
+    """Mean (amortised: compactions included) and median batch time per tenth of the run, with
+    the table size at its end."""
     out = []
     n = len(seconds)
     for i in range(10):
         lo, hi = i * n // 10, (i + 1) * n // 10
         if hi > lo:
-            out.append({"rows": rows_at[hi - 1], "seconds": float(np.mean(seconds[lo:hi]))})
+            out.append({"rows": rows_at[hi - 1], "seconds": float(np.mean(seconds[lo:hi])),
+                        "median_seconds": float(np.median(seconds[lo:hi])),
+                        "max_seconds": float(np.max(seconds[lo:hi]))})
     return out
+
+
+def flatness(batches: list[dict[str, float]]) -> dict[str, float]:
+    """Largest decile over the first decile (mean and median): 1.0 is perfectly flat."""
+    if not batches:
+        return {}
+    first = batches[0]
+    return {"max_over_first_mean": max(b["seconds"] for b in batches) / max(first["seconds"], 1e-9),
+            "last_over_first_mean": batches[-1]["seconds"] / max(first["seconds"], 1e-9),
+            "max_over_first_median": (max(b["median_seconds"] for b in batches)
+                                      / max(first["median_seconds"], 1e-9))}
 
 
 # ------------------------------------------------------------------------------- children
 def build(n: int, dim: int, ws_path: Path, ingest_batch: int, commit_rows: int,
-          labeled: int) -> dict[str, Any]:
+          labeled: int, dtype: str = "float32") -> dict[str, Any]:
     """Fill a workspace of ``n`` frames and ``n`` vectors; time ingest, commits, count, search."""
     import curate
     from curate import _tables as T
 
     ws = curate.connect(str(ws_path))
     t0 = time.perf_counter()
-    ing_rows, ing_s = [], []
+    ing_rows, ing_s, ing_cpu = [], [], []
     for start in range(0, n, ingest_batch):
         stop = min(n, start + ingest_batch)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         ws.ingest(SyntheticFrames(start, stop), batch_size=ingest_batch, progress=False)
         ing_s.append(time.perf_counter() - t)
+        ing_cpu.append(time.process_time() - c)
         ing_rows.append(stop)
     ingest_total = time.perf_counter() - t0
     table = T.embedding_table(EMBEDDING)
     meta = {"embedder": EMBEDDING, "config": json.dumps({"dim": dim}), "weights_sha256": "none"}
-    com_rows, com_s = [], []
+    com_rows, com_s, com_cpu = [], [], []
     gen_s = 0.0
     t0 = time.perf_counter()
     mode = "overwrite"
@@ -181,9 +196,10 @@ def build(n: int, dim: int, ws_path: Path, ingest_batch: int, commit_rows: int,
                              frames_per_drive=FRAMES_PER_DRIVE)
         ids = [frame_id(r) for r in range(start, stop)]
         gen_s += time.perf_counter() - g
-        t = time.perf_counter()
-        ws.store.write_vectors(table, ids, vecs, metadata=meta, mode=mode)
+        t, c = time.perf_counter(), time.process_time()
+        ws.store.write_vectors(table, ids, vecs, metadata=meta, mode=mode, dtype=dtype)
         com_s.append(time.perf_counter() - t)
+        com_cpu.append(time.process_time() - c)
         com_rows.append(stop)
         mode = "upsert"
     commit_total = time.perf_counter() - t0 - gen_s
@@ -211,6 +227,14 @@ def build(n: int, dim: int, ws_path: Path, ingest_batch: int, commit_rows: int,
     return {
         "ingest_total_s": ingest_total, "ingest_batches": deciles(ing_rows, ing_s),
         "commit_total_s": commit_total, "commit_batches": deciles(com_rows, com_s),
+        "ingest_flatness": flatness(deciles(ing_rows, ing_s)),
+        "commit_flatness": flatness(deciles(com_rows, com_s)),
+        "ingest_cpu_batches": deciles(ing_rows, ing_cpu),
+        "commit_cpu_batches": deciles(com_rows, com_cpu),
+        "ingest_cpu_flatness": flatness(deciles(ing_rows, ing_cpu)),
+        "commit_cpu_flatness": flatness(deciles(com_rows, com_cpu)),
+        "ingest_curve": [[r, round(x, 4)] for r, x in zip(ing_rows, ing_s)],
+        "commit_curve": [[r, round(x, 4)] for r, x in zip(com_rows, com_s)],
         "count_where": where, "count": int(count), "count_s": count_s,
         "search_first_s": search_first, "search_cached_s": float(np.median(later)),
         "search_filtered_s": search_filtered, "label_s": label_s, "labeled": int(labeled),
@@ -257,6 +281,17 @@ def select(method: str, ws_path: Path, budget: int) -> dict[str, Any]:
                 Timed.seconds = time.perf_counter() - t
 
     ws = curate.connect(str(ws_path))
+    gather = ws.store.gather_vectors
+    read = {"s": 0.0}
+
+    def timed_gather(*a, **kw):
+        t0 = time.perf_counter()
+        try:
+            return gather(*a, **kw)
+        finally:
+            read["s"] += time.perf_counter() - t0
+
+    ws.store.gather_vectors = timed_gather  # instance attribute: times the vector read only
     t = time.perf_counter()
     res = ws.select(Timed(), budget, embedding=EMBEDDING, seed=0)
     total = time.perf_counter() - t
@@ -264,6 +299,7 @@ def select(method: str, ws_path: Path, budget: int) -> dict[str, Any]:
     keep = {k: info[k] for k in ("algorithm", "pruning", "delta", "coverage", "approximation",
                                  "seconds", "n_clusters", "fallbacks") if k in info}
     return {"total_s": total, "select_s": Timed.seconds, "rest_s": total - Timed.seconds,
+            "read_vectors_s": read["s"],
             "ids": list(res.ids), "info": keep, "peak_mib": peak_rss_mib()}
 
 
@@ -289,6 +325,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--ingest-batch", type=int, default=2000)
     ap.add_argument("--commit-rows", type=int, default=2000)
     ap.add_argument("--labeled", type=int, default=100, help="frames labeled before selecting")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "float16"),
+                    help="storage type of the vectors")
+    ap.add_argument("--skip-select", action="store_true", help="only fill and time the writes")
     ap.add_argument("--methods", default="kcenter,probcover,typiclust")
     ap.add_argument("--naive-kcenter", action="store_true",
                     help="also time the naive k-center reference and check identical ids")
@@ -303,7 +342,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = ap.parse_args(argv)
     if args.child == "build":
         print(json.dumps(build(args.n, args.dim, Path(args.ws), args.ingest_batch,
-                               args.commit_rows, args.labeled)))
+                               args.commit_rows, args.labeled, args.dtype)))
         return
     if args.child == "select":
         print(json.dumps(select(args.method, Path(args.ws), args.budget)))
@@ -319,7 +358,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     extra: dict[str, Any] = {}
     base = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="curate-scale-"))
     common = ["--dim", str(args.dim), "--ingest-batch", str(args.ingest_batch),
-              "--commit-rows", str(args.commit_rows), "--labeled", str(args.labeled)]
+              "--commit-rows", str(args.commit_rows), "--labeled", str(args.labeled),
+              "--dtype", args.dtype]
 
     def row(n: int, phase: str, what: str, seconds: Any, peak: Any = None, notes: str = "") -> None:
         rows.append({"N": n, "phase": phase, "what": what, "seconds": seconds, "peak MiB": peak,
@@ -343,11 +383,21 @@ def main(argv: Optional[list[str]] = None) -> None:
             row(n, "ingest", "total", b["ingest_total_s"], None,
                 f"{n // args.ingest_batch} batches of {args.ingest_batch}")
             for d in b["ingest_batches"]:
-                row(n, "ingest", f"batch (mean) up to {d['rows']} rows", d["seconds"])
+                row(n, "ingest", f"batch (mean) up to {d['rows']} rows", d["seconds"], None,
+                    f"median {d['median_seconds']:.3f}, max {d['max_seconds']:.2f}")
+            fl, fc = b["ingest_flatness"], b["ingest_cpu_flatness"]
+            row(n, "ingest", "flatness: max decile / first decile", fl["max_over_first_mean"], None,
+                f"wall, mean (amortised); medians {fl['max_over_first_median']:.2f}; CPU time: mean "
+                f"{fc['max_over_first_mean']:.2f}, medians {fc['max_over_first_median']:.2f}")
             row(n, "embed-commit", "total", b["commit_total_s"], None,
                 f"write_vectors of {args.commit_rows} rows each")
             for d in b["commit_batches"]:
-                row(n, "embed-commit", f"commit (mean) up to {d['rows']} rows", d["seconds"])
+                row(n, "embed-commit", f"commit (mean) up to {d['rows']} rows", d["seconds"], None,
+                    f"median {d['median_seconds']:.3f}, max {d['max_seconds']:.2f}")
+            fl, fc = b["commit_flatness"], b["commit_cpu_flatness"]
+            row(n, "embed-commit", "flatness: max decile / first decile", fl["max_over_first_mean"],
+                None, f"wall, mean (amortised); medians {fl['max_over_first_median']:.2f}; CPU "
+                f"time: mean {fc['max_over_first_mean']:.2f}, medians {fc['max_over_first_median']:.2f}")
             row(n, "count", "count(where)", b["count_s"], None, f"{b['count']} rows: {b['count_where']}")
             row(n, "search", "first (builds the index)", b["search_first_s"])
             row(n, "search", "cached (median of 5)", b["search_cached_s"])
@@ -356,7 +406,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                 "peak RSS of the whole build process")
             budget = max(1, int(round(args.budget_frac * n)))
             picks: dict[str, list[str]] = {}
-            for method in methods:
+            for method in ([] if args.skip_select else methods):
                 s = run_child(["--child", "select", "--method", method, "--ws", str(ws_path),
                                "--budget", str(budget), *common], args.timeout)
                 if "error" in s:
@@ -382,6 +432,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                 row(n, "select", f"{method}: select s (inside the selector)", s["select_s"])
                 row(n, "select", f"{method}: read+bookkeeping s", s["rest_s"], None,
                     f"{100 * s['rest_s'] / max(s['total_s'], 1e-9):.0f}% of total")
+                row(n, "select", f"{method}: of which vector read s", s["read_vectors_s"], None,
+                    f"{100 * s['read_vectors_s'] / max(s['total_s'], 1e-9):.0f}% of total")
     finally:
         if not args.workdir:
             shutil.rmtree(base, ignore_errors=True)

@@ -38,3 +38,8 @@ def test_scale_smoke(tmp_path, monkeypatch) -> None:
     assert count["notes"].startswith("200 rows")
     sel = res["extra"]["select-1200-kcenter"]
     assert sel["select_s"] <= sel["total_s"] and sel["peak_mib"] > 0
+    assert 0 <= sel["read_vectors_s"] <= sel["rest_s"]
+    build = res["extra"]["build-1200"]
+    assert len(build["ingest_curve"]) == 3 and len(build["commit_curve"]) == 4
+    assert build["commit_curve"][-1][0] == 1200
+    assert build["ingest_flatness"]["max_over_first_mean"] > 0
