@@ -197,7 +197,7 @@ def test_sampled_purity_matches_brute_force_on_the_sample(blobs: np.ndarray, k_n
 
     dist = dense_distances(blobs)
     sel = ProbCover(delta="auto", purity_clusters=6, alpha=0.9, index_kind="flat",
-                    purity_sample=90, knn_k=k_nn)
+                    purity_sample=90, knn_k=k_nn, max_ball=None)
     got = sel.select(blobs, 10, seed=3)
     assert got.info["purity_sample"] == 90
     # the selector's pseudo-labels: the purity k-means settings
@@ -213,9 +213,9 @@ def test_sampled_purity_matches_brute_force_on_the_sample(blobs: np.ndarray, k_n
     assert got.info["graph_edges"] <= int((dist < got.info["delta"] + 1e-5).sum())
     # a sample as large as the pool is the unsampled rule
     full = ProbCover(delta="auto", purity_clusters=6, alpha=0.9, index_kind="flat",
-                     purity_sample=None, knn_k=k_nn).select(blobs, 10, seed=3)
+                     purity_sample=None, knn_k=k_nn, max_ball=None).select(blobs, 10, seed=3)
     same = ProbCover(delta="auto", purity_clusters=6, alpha=0.9, index_kind="flat",
-                     purity_sample=len(blobs), knn_k=k_nn).select(blobs, 10, seed=3)
+                     purity_sample=len(blobs), knn_k=k_nn, max_ball=None).select(blobs, 10, seed=3)
     assert "purity_sample" not in same.info
     assert same.indices.tolist() == full.indices.tolist()
 
@@ -241,7 +241,8 @@ def test_auto_delta_default_is_the_papers_rule_with_ten_classes(blobs: np.ndarra
     for budget in (5, 40):
         got = ProbCover(delta="auto", alpha=0.9, index_kind="flat").select(x, budget, seed=2)
         assert got.info["purity_clusters"] == 10
-        assert got.info["delta"] == pytest.approx(want, abs=1e-5)
+        assert got.info["delta_purity"] == pytest.approx(want, abs=1e-5)
+        assert got.info["delta"] == pytest.approx(min(want, got.info["delta_ball_cap"]), abs=1e-5)
 
 
 def test_purity_kmeans_restarts_keep_the_best_objective(blobs: np.ndarray) -> None:
@@ -284,3 +285,25 @@ def test_exhaustive_ivf_probcover_equals_the_flat_one(blobs: np.ndarray) -> None
     assert ivf.info["purity_radii"] == "ivf"
     assert ivf.info["delta"] == pytest.approx(flat.info["delta"], abs=1e-5)
     assert ivf.indices.tolist() == flat.indices.tolist()
+
+
+def test_ball_cap_bounds_delta_where_purity_spans_clusters() -> None:
+    """Many tight clusters, 10 pseudo-classes: purity alone gives a radius spanning clusters; the
+    cap is the median distance to the max_ball-th neighbour (self included), checked by brute force."""
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(40, 16))
+    x = (centres[rng.integers(0, 40, 1200)] + 0.05 * rng.normal(size=(1200, 16))).astype(np.float32)
+    pure = ProbCover(delta="auto", index_kind="flat", max_ball=None).select(x, 12, seed=0)
+    capped = ProbCover(delta="auto", index_kind="flat", max_ball=16).select(x, 12, seed=0)
+    d = dense_distances(x)
+    want = float(np.median(np.sort(d, axis=1)[:, 15]))
+    assert capped.info["delta_ball_cap"] == pytest.approx(want, abs=1e-4)
+    assert capped.info["delta"] == pytest.approx(min(want, pure.info["delta"]), abs=1e-4)
+    assert capped.info["delta"] < pure.info["delta"]
+    assert capped.info["delta_rule"].startswith("ball cap")
+    assert capped.info["graph_edges"] < pure.info["graph_edges"]
+    # the graph is the exact range graph at the capped delta
+    assert capped.info["graph_edges"] == int((d < capped.info["delta"]).sum()) or np.isclose(
+        d, capped.info["delta"], atol=1e-5).any()
+    with pytest.raises(InvalidInputError):
+        ProbCover(max_ball=1)

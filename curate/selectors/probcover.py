@@ -74,6 +74,7 @@ __all__ = [
     "delta_from_purity",
     "purity_sample_rows",
     "purity_labels",
+    "ball_cap_delta",
     "build_ball_graph",
     "greedy_max_coverage",
     "approximation_loss",
@@ -89,6 +90,8 @@ PURITY_CLUSTERS = 10
 PURITY_KMEANS_ITER = 25
 PURITY_KMEANS_SAMPLE = 1000
 PURITY_KMEANS_RESTARTS = 3
+#: ``delta="auto"`` caps delta where the median ball holds this many rows (:func:`ball_cap_delta`).
+MAX_BALL = 64
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
@@ -256,6 +259,25 @@ def purity_sample_rows(n: int, size: int, seed: int) -> np.ndarray:
     """The sorted seeded sample of ``min(size, n)`` query rows used by ``purity_sample``."""
     rng = np.random.default_rng([int(seed), 0x9C])
     return np.sort(rng.choice(n, size=min(int(size), n), replace=False))
+
+
+def ball_cap_delta(nn_dist: np.ndarray, nn_ind: np.ndarray, max_ball: int) -> float:
+    """Median over the query rows of the distance to their ``max_ball``-th neighbour (self
+    included): at this delta the median ball holds fewer than ``max_ball`` rows.
+
+    ``delta="auto"`` takes the smaller of this and the purity delta. On data with many more
+    natural clusters than ``purity_clusters`` (drive-like embeddings: scene types, drives, runs
+    of near-duplicates), the purity rule alone picks a radius spanning several clusters (1.28 on
+    unit vectors, a few balls cover everything) and a graph of O(N^2 / k) edges; the cap keeps the
+    balls local and the graph at about ``N * max_ball`` edges. ``inf`` when no row has that many
+    neighbours. O(Q) after the kNN.
+    """
+    m = int(max_ball)
+    if nn_dist.ndim != 2 or nn_dist.shape[1] < m:
+        return float("inf")
+    col = nn_dist[:, m - 1]
+    ok = (nn_ind[:, m - 1] >= 0) & np.isfinite(col)
+    return float(np.median(col[ok])) if ok.any() else float("inf")
 
 
 def _graph_from_knn(
@@ -600,6 +622,12 @@ class ProbCover(Selector):
         sampled rows covered according to the graph and exactly, by the same picks) and their
         difference ``coverage_gap``; plus ``nlist`` and ``nprobe``. Cost O(loss_sample * N * d).
         ``None`` skips it.
+    max_ball : int or None
+        ``delta="auto"`` takes the smaller of the purity delta and the radius at which the median
+        ball holds ``max_ball`` rows (:func:`ball_cap_delta`; default :data:`MAX_BALL`, clipped to
+        ``knn_k``); this keeps delta meaningful when the data has far more natural clusters
+        than ``purity_clusters``, and bounds the graph near ``N * max_ball`` edges. ``None``:
+        the purity rule alone.
     purity_sample : int or None
         Above this many rows (default 100k) ``delta="auto"`` measures purity on a seeded sample
         of this many query rows (:func:`purity_sample_rows`; each radius still exact against all
@@ -638,6 +666,7 @@ class ProbCover(Selector):
         purity_kmeans_restarts: int = PURITY_KMEANS_RESTARTS,
         purity_sample: Optional[int] = 100_000,
         loss_sample: Optional[int] = 500,
+        max_ball: Optional[int] = MAX_BALL,
     ) -> None:
         if isinstance(delta, str):
             if delta != "auto":
@@ -673,6 +702,9 @@ class ProbCover(Selector):
         if loss_sample is not None and int(loss_sample) < 1:
             raise InvalidInputError(f"loss_sample must be >= 1 or None; got {loss_sample!r}")
         self.loss_sample = None if loss_sample is None else int(loss_sample)
+        if max_ball is not None and int(max_ball) < 2:
+            raise InvalidInputError(f"max_ball must be >= 2 or None; got {max_ball!r}")
+        self.max_ball = None if max_ball is None else int(max_ball)
 
     def _weights(self, scores: ScoresLike, n: int) -> Optional[np.ndarray]:
         return None
@@ -747,6 +779,13 @@ class ProbCover(Selector):
             info.update(
                 purity=purity, purity_clusters=k_clusters, purity_refined=refined
             )
+            if self.max_ball is not None:
+                cap = ball_cap_delta(query_knn[0], query_knn[1], min(self.max_ball, self.knn_k, n))
+                info.update(delta_purity=float(delta), delta_ball_cap=cap,
+                            delta_rule="purity")
+                if 0 < cap < delta:
+                    delta = cap
+                    info["delta_rule"] = f"ball cap (median ball < {self.max_ball} rows)"
         else:
             delta = float(self.delta)
         if index is None:
