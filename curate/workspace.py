@@ -27,6 +27,7 @@ from curate.selectors import Selector, create_selector
 from curate.selectors._distances import min_sq_dist_to_set
 from curate.sources.base import BadFrame, FrameRecord, Source
 from curate.sources.pointcloud import read_points
+from curate.store_queries import embedding_names, next_run_id, read_boxes, require_embedding, require_samples
 from index.ids import isin as ids_isin
 from index.store import Store
 
@@ -257,25 +258,10 @@ class Workspace:
 
     def boxes(self, frame_ids: Sequence[str], *, labeled_only: bool = True) -> pa.Table:
         """Boxes of the given frames; by default only for frames marked labeled."""
-        if not self.store.has_table(T.LABELS):
-            return T.LABELS_SCHEMA.empty_table()
-        ids = list(frame_ids)
-        if labeled_only:
-            state = self.frames(columns=["id", "labeled"], ids=ids)
-            ids = [i for i, lab in zip(state["id"].to_pylist(), state["labeled"].to_pylist()) if lab]
-        parts = []
-        for k in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[k : k + _ID_CHUNK]
-            where = "frame_id IN (" + ", ".join(_sql_str(i) for i in chunk) + ")"
-            parts.append(self.store.read(T.LABELS, where=where))
-        return pa.concat_tables(parts) if parts else T.LABELS_SCHEMA.empty_table()
+        return read_boxes(self.store, frame_ids, labeled_only=labeled_only)
 
     def _require_samples(self) -> None:
-        if not self.store.has_table(T.SAMPLES):
-            raise NotFoundError(
-                f"workspace {self.path} has no frames yet; ingest a source first "
-                "(curate ingest kitti DIR)"
-            )
+        require_samples(self.store)
 
     # ------------------------------------------------------------------ labels
     def label(self, ids: Iterable[str]) -> LabelReport:
@@ -336,9 +322,7 @@ class Workspace:
     # ------------------------------------------------------------------ embeddings
     def embeddings(self) -> list[str]:
         """Names of the embeddings stored in this workspace (internal caches left out)."""
-        n = len(T.EMBEDDING_PREFIX)
-        return sorted(t[n:] for t in self.store.table_names() if t.startswith(T.EMBEDDING_PREFIX)
-                      and not t[n:].startswith(T.INTERNAL_EMBEDDING_PREFIX))
+        return embedding_names(self.store)
 
     def embedding_info(self, name: str) -> dict[str, str]:
         """Schema metadata (embedder, config, weights checksum) of the embedding ``name``."""
@@ -346,14 +330,7 @@ class Workspace:
         return self.store.table_metadata(T.embedding_table(name))
 
     def _require_embedding(self, name: str) -> str:
-        table = T.embedding_table(name)
-        if not self.store.has_table(table):
-            have = ", ".join(self.embeddings()) or "none yet"
-            raise NotFoundError(
-                f"no embedding named {name!r} in {self.path} (available: {have}); "
-                f"run `curate embed --model {name}` first"
-            )
-        return table
+        return require_embedding(self.store, name)
 
     def embed(
         self,
@@ -809,8 +786,7 @@ class Workspace:
         return run_loop(self, config, **options)
 
     def _next_run_id(self) -> str:
-        n = self.store.count(T.RUNS) if self.store.has_table(T.RUNS) else 0
-        return f"run-{n + 1:06d}"
+        return next_run_id(self.store)
 
     def runs(
         self,
@@ -885,7 +861,7 @@ class Workspace:
         """
         from curate.search import search
 
-        return search(self, embedding, ids=ids, vectors=vectors, k=k, where=where, metric=metric,
+        return search(self.store, embedding, ids=ids, vectors=vectors, k=k, where=where, metric=metric,
                       exclude_self=exclude_self, version=version)
 
     # ------------------------------------------------------------------ export
@@ -920,7 +896,7 @@ class Workspace:
         """
         from curate.labels_import import import_labels
 
-        return import_labels(self, paths, format=format, prefix=prefix)
+        return import_labels(self.store, paths, format=format, prefix=prefix)
 
     # ------------------------------------------------------------------ pretraining
     def pretrain(self, config: Any = None, *, progress: Optional[bool] = None) -> Any:
@@ -934,7 +910,7 @@ class Workspace:
         """
         from curate.pretraining import pretrain
 
-        return pretrain(self, config, progress=progress)
+        return pretrain(self.store, config, progress=progress)
 
     def pretrain_image(self, config: Any = None, *, progress: Optional[bool] = None) -> Any:
         """Self-supervised (SimCLR) training of the ``image-ssl`` embedder on this pool's cameras.

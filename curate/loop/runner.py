@@ -52,6 +52,7 @@ from curate.loop.evaluate import evaluate_predictions
 from curate.loop.infos import write_info_pkl
 from curate.loop.oracle import create_oracle
 from curate.loop.uncertainty import prediction_scores
+from curate.store_queries import next_run_id, require_embedding
 from index.ids import isin as ids_isin
 
 __all__ = ["LoopReport", "RoundReport", "run_loop", "loop_rounds", "validation_ids"]
@@ -263,7 +264,7 @@ def run_loop(
         overrides["detector"] = detector
         detector = None
     cfg = load_loop_config(config, **overrides)
-    workspace._require_embedding(cfg.embedding)
+    require_embedding(workspace.store, cfg.embedding)
     config_hash = _config_hash(cfg)
     done = loop_rounds(workspace, cfg.name)
     for r in done:
@@ -412,7 +413,7 @@ def _run_round(
     if cfg.strategy == "mgral" and mgral_summary.is_file():
         info["mgral"] = json.loads(mgral_summary.read_text())  # table error, probe and policy seconds
     run = RunRecord(
-        run_id=workspace._next_run_id(), kind=LOOP_KIND, created_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        run_id=next_run_id(workspace.store), kind=LOOP_KIND, created_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
         strategy="random" if rnd == 0 else cfg.strategy, params=cfg.model_dump(), budget=len(selected),
         seed=cfg.seed, embedding=cfg.embedding, embedding_version=workspace.store.version(T.embedding_table(cfg.embedding)),
         samples_version=workspace.store.version(T.SAMPLES), where=pool_where, num_candidates=len(pool) + len(selected),
