@@ -20,10 +20,10 @@ from typing import Any, Optional, Protocol, Sequence, Union
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict
 
 from curate import _tables as T
 from curate.errors import CorruptDataError, InvalidInputError, NotFoundError
+from curate.reports import ImportReport
 from curate.sources.base import Box3D
 from curate.sources.kitti import kitti_frame_id, parse_label_file
 from curate.store_queries import require_samples
@@ -43,42 +43,6 @@ _CHUNK = 500
 _MAX_LISTED = 5
 
 PathArg = Union[str, Path, Sequence[Union[str, Path]]]
-
-
-class ImportReport(BaseModel):
-    """What a label import did.
-
-    Attributes
-    ----------
-    files : int
-        Label files read.
-    frames : int
-        Frames that received labels.
-    boxes : int
-        Boxes imported (``DontCare`` included).
-    replaced : int
-        Earlier imported boxes of those frames that were replaced.
-    newly_labeled : int
-        Frames that were not labeled before.
-    labeled_total : int
-        Labeled frames in the workspace afterwards.
-    labels_version, samples_version : int
-        Table versions after the import.
-    seconds : float
-        Wall time.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    files: int
-    frames: int
-    boxes: int
-    replaced: int
-    newly_labeled: int
-    labeled_total: int
-    labels_version: int
-    samples_version: int
-    seconds: float
 
 
 def _sql_str(value: str) -> str:

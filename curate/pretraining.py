@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from curate import _tables as T
 from curate.errors import CorruptDataError, InvalidInputError
 from curate.progress import progress_bar
+from curate.reports import PretrainReport
 from curate.sources.pointcloud import read_points
 from curate.store_queries import require_samples
 from index.store import Store
@@ -72,31 +72,6 @@ CHECKPOINT_DIR = "checkpoints"
 #: Points cached per frame, as a multiple of ``num_points`` (augmentation draws a subset).
 OVERSAMPLE = 2
 CHUNK = 256
-
-
-class PretrainReport(BaseModel):
-    """Result of :func:`pretrain`."""
-
-    run_name: str
-    run_dir: str
-    checkpoint: str = Field(description="path of last.pt; pass as checkpoint= to embed")
-    steps: int
-    start_step: int = Field(description="step the run resumed from (0 = fresh)")
-    frames: int
-    final_losses: dict[str, float] = Field(description="mean of each term over the last 20 steps")
-    seconds: float
-    teacher_embedding: Optional[str] = None
-    embed_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="tokenization/preprocessing options to embed with, e.g. ws.embed("
-        "'recon-tiny', checkpoint=..., **embed_options)",
-    )
-    model: str = Field(description="registry name of the matching embedder, e.g. recon-tiny")
-    interrupted: Optional[str] = Field(
-        default=None,
-        description="signal (SIGTERM / SIGINT) that stopped the run early after checkpointing "
-        "the step reached; None when it ran to the end. Run again to resume",
-    )
 
 
 @dataclass(frozen=True)

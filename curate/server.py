@@ -33,7 +33,6 @@ vector, a loop skips its stored rounds, pretraining continues from ``last.pt``).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -860,7 +859,7 @@ def create_app(
                 job.done = min(last, report.round + 1)
 
             report = ws.loop(cfg, stop_after=req.stop_after, on_round=on_round)
-            return encode_floats(dataclasses.asdict(report))
+            return encode_floats(report.model_dump())
 
         return state.jobs.submit("loop", req.model_dump(), run)
 

@@ -16,12 +16,13 @@ from typing import Sequence
 import pyarrow as pa
 
 from curate import _tables as T
-from curate.errors import NotFoundError
+from curate.errors import InvalidInputError, NotFoundError
 from index.store import Store
 
 __all__ = [
     "require_samples",
     "require_embedding",
+    "check_embedding_name",
     "embedding_names",
     "next_run_id",
     "read_boxes",
@@ -71,6 +72,23 @@ def embedding_names(store: Store) -> list[str]:
                   and not t[n:].startswith(T.INTERNAL_EMBEDDING_PREFIX))
 
 
+def check_embedding_name(name: str) -> str:
+    """``name`` if a user embedding may be called so; internal cache names are refused.
+
+    Raises
+    ------
+    InvalidInputError
+        ``name`` starts with :data:`curate._tables.INTERNAL_EMBEDDING_PREFIX`, the prefix of the
+        pretraining teacher cache (such a table would be hidden from ``embeddings()``).
+    """
+    if str(name).startswith(T.INTERNAL_EMBEDDING_PREFIX):
+        raise InvalidInputError(
+            f"embedding name {name!r} starts with {T.INTERNAL_EMBEDDING_PREFIX!r}, the prefix of "
+            "pretraining's internal teacher cache; choose another name"
+        )
+    return name
+
+
 def require_embedding(store: Store, name: str) -> str:
     """The table of the embedding ``name``; :class:`NotFoundError` when it does not exist.
 
@@ -82,10 +100,11 @@ def require_embedding(store: Store, name: str) -> str:
     Raises
     ------
     NotFoundError
-        No such embedding; the message lists the available ones and says how to make it.
+        No such embedding (internal caches count as none); the message lists the available
+        ones and says how to make one.
     """
     table = T.embedding_table(name)
-    if not store.has_table(table):
+    if str(name).startswith(T.INTERNAL_EMBEDDING_PREFIX) or not store.has_table(table):
         have = ", ".join(embedding_names(store)) or "none yet"
         raise NotFoundError(
             f"no embedding named {name!r} in {store.path} (available: {have}); "
