@@ -20,11 +20,12 @@ from curate import _tables as T
 from curate._version import __version__
 from curate.api import EmbedReport, IngestReport, LabelReport, Problem, RunRecord, SelectionResult
 from curate.api import EmbeddingEvaluation, SearchResult, finite_or_none
-from curate.errors import BudgetError, CurateError, InvalidInputError, NotFoundError
+from curate.errors import CurateError, InvalidInputError, NotFoundError
 from curate.export import export_run
 from curate.progress import progress_bar
 from curate.reports import ImportReport, LoopReport, PretrainReport
 from curate.selectors import Selector, create_selector
+from curate.selectors.base import check_budget
 from curate.selectors._distances import min_sq_dist_to_set
 from curate.sources.base import BadFrame, FrameRecord, Source
 from curate.sources.pointcloud import read_points
@@ -538,6 +539,7 @@ class Workspace:
         PlannedSelection
             The run record (``run_id`` empty) and the table versions it read.
         """
+        check_budget(budget)  # type and sign, before any read; the pool size is checked below
         selector = strategy if isinstance(strategy, Selector) else create_selector(strategy, **params)
         if params and isinstance(strategy, Selector):
             raise InvalidInputError("pass parameters to the selector's constructor, not to select()")
@@ -611,15 +613,8 @@ class Workspace:
             candidates = candidates[keep_c]
         if not keep_l.all():
             labeled = labeled[keep_l]
-        if not len(candidates):
-            scope = f" matching {where!r}" if where else ""
-            raise BudgetError(f"no unlabeled frames{scope} to select from")
-        if budget > len(candidates):
-            scope = f" matching {where!r}" if where else ""
-            raise BudgetError(
-                f"budget {budget} is larger than the {len(candidates)} unlabeled frames{scope}; "
-                f"lower --budget to at most {len(candidates)}"
-            )
+        scope = f" matching {where!r}" if where else ""
+        budget = check_budget(budget, len(candidates), pool=f"unlabeled frames{scope}")
         pool = np.concatenate([candidates, labeled])  # object array of str, no per-id copies
         run_selector, pool = self._resolve_query_ids(selector, pool, samples_version)
         read_start = time.perf_counter()
