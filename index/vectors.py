@@ -151,14 +151,20 @@ def default_nlist(n: int) -> int:
     return max(1, min(int(round(4 * math.sqrt(n))), n // 39))
 
 
-def default_nprobe(nlist: int) -> int:
-    """Lists probed per query by default: max(16, nlist / 8), capped at nlist.
+#: Most lists a default query probes: with nlist ~ 4 sqrt(N) a query then scans about
+#: 16 sqrt(N) vectors, so its cost grows like sqrt(N) instead of N / 8.
+MAX_DEFAULT_NPROBE = 64
 
-    Scans about 1/8 of the vectors. Measured recall@10 at N = 200 000, d = 32: 1.0 on clustered
-    data (1000 Gaussian clusters), 0.90 on structureless i.i.d. Gaussian data (the worst case);
-    raise ``nprobe`` for more.
+
+def default_nprobe(nlist: int) -> int:
+    """Lists probed per query by default: nlist / 8 clamped to [16, 64] (and to nlist).
+
+    The earlier default, max(16, nlist / 8), scanned an eighth of the vectors per query: linear
+    in N (at 3M rows the first searches took seconds). Recall of both against exact search on
+    drive-like and on i.i.d. Gaussian pools: ``benchmarks/results/ivf_nprobe-*.json``
+    (``python -m benchmarks.ivf_nprobe``); raise ``nprobe`` for more recall.
     """
-    return max(1, min(nlist, max(16, int(math.ceil(nlist / 8)))))
+    return max(1, min(nlist, max(16, min(MAX_DEFAULT_NPROBE, int(math.ceil(nlist / 8))))))
 
 
 class VectorIndex:
