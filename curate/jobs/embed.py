@@ -49,12 +49,11 @@ import numpy as np
 
 from curate import _tables as T
 from curate.api import EmbedReport, Problem
-from curate.embedding import embedder_metadata
 from curate.errors import CorruptDataError, CurateError, InvalidInputError, NotFoundError
-from curate.problems import check_on_error, clear_problems, record_problems, summarise
+from curate.jobs._commit import VectorCommitter, embed_report, plan_embedding
+from curate.problems import check_on_error
 from curate.progress import progress_bar
 from curate.sources.pointcloud import read_points_counted
-from index.ids import isin as ids_isin
 from index.store import VECTOR_DTYPES, Store
 
 __all__ = ["EmbedJob", "FrameReadError", "run_embed_job", "default_num_workers", "read_frame"]
@@ -337,50 +336,12 @@ def run_embed_job(store: Store, emb: Any, job: EmbedJob) -> EmbedReport:
     device = str(emb.device)
     precision = _resolve_precision(job.precision, device)
     num_workers = default_num_workers() if job.num_workers is None else job.num_workers
-    table = T.embedding_table(job.name)
-    meta = embedder_metadata(emb)
-    meta["precision"] = precision
-    if job.dtype != "float32":  # float32 tables keep the metadata they always had
-        meta["dtype"] = job.dtype
-    stage = f"embed:{job.name}"
-    problems: list[Problem] = []
-    n_bad = 0
-    ok_ids: list[str] = []
-    all_ids = store.ids(T.SAMPLES)
-    done = np.asarray([], dtype=object)
-    mode = "overwrite"
-    if store.has_table(table):
-        old = store.table_metadata(table)
-        if old == meta:
-            done = store.ids(table)
-            mode = "upsert"
-        else:
-            changed = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
-            logger.info(
-                "embedding %s was made by another model or setting (differs in %s); "
-                "recomputing every frame", job.name, ", ".join(changed),
-            )
-    todo = all_ids[~ids_isin(all_ids, done)].tolist() if done.size else all_ids.tolist()
-    skipped = int(all_ids.size - len(todo))
+    plan = plan_embedding(store, emb, job.name, precision, job.dtype)
+    todo, stage = plan.todo, plan.stage
     logger.info("embedding %d frames with %s on %s (%s, %d reader threads), %d already done",
-                len(todo), emb.name, device, precision, num_workers, skipped)
-    buf_ids: list[str] = []
-    buf_vecs: list[np.ndarray] = []
-    computed = 0
-
-    def flush() -> None:
-        nonlocal mode, computed
-        if problems:
-            record_problems(store, problems)
-            problems.clear()
-        if not buf_ids:
-            return
-        store.write_vectors(table, buf_ids, np.concatenate(buf_vecs, axis=0), metadata=meta,
-                            mode=mode, dtype=job.dtype)
-        mode = "upsert"
-        computed += len(buf_ids)
-        buf_ids.clear()
-        buf_vecs.clear()
+                len(todo), emb.name, device, precision, num_workers, plan.skipped)
+    out = VectorCommitter(store, plan, job.dtype)
+    problems = out.problems
 
     columns = ["id", "image_paths"] if modality == "image" else ["id", "lidar_path"]
     sweeps = int(emb.config().get("sweeps", 0) or 0) if modality == "points" else 0
@@ -412,7 +373,7 @@ def run_embed_job(store: Store, emb: Any, job: EmbedJob) -> EmbedReport:
                         elif job.on_error == "fail":
                             raise FrameReadError(error)
                         else:
-                            n_bad += 1
+                            out.bad += 1
                             problems.append(Problem(
                                 frame_id=frame_id, stage=stage, kind="FrameReadError",
                                 file=_file_of(by_id.get(frame_id)), reason=error))
@@ -421,7 +382,7 @@ def run_embed_job(store: Store, emb: Any, job: EmbedJob) -> EmbedReport:
                     vectors, rejected = _embed_batch(emb, ids, payloads, precision, device,
                                                      job.on_error)
                     for frame_id, reason in rejected:
-                        n_bad += 1
+                        out.bad += 1
                         problems.append(Problem(
                             frame_id=frame_id, stage=stage, kind="EmbedderError",
                             file=_file_of(by_id.get(frame_id)), reason=reason))
@@ -435,39 +396,17 @@ def run_embed_job(store: Store, emb: Any, job: EmbedJob) -> EmbedReport:
                                 count=dropped,
                                 reason=f"{dropped} points with NaN/inf values (no returns) dropped"))
                         else:
-                            ok_ids.append(frame_id)
-                    ids = [g[0] for g in kept]
-                    if ids:
-                        buf_ids.extend(ids)
-                        buf_vecs.append(vectors)
-                    if len(buf_ids) >= job.write_every:
-                        flush()
+                            out.ok_ids.append(frame_id)
+                    out.add([g[0] for g in kept], vectors)
+                    if out.buffered >= job.write_every:
+                        out.flush()
                     bar.update(n_read)
         except BaseException:
             # Keep what was computed (also on Ctrl-C); a kill -9 cannot run this.
-            try:
-                flush()
-            except Exception:  # pragma: no cover - report the original error
-                logger.exception("could not write the buffered vectors of %s", job.name)
+            out.flush_after_error(job.name)
             raise
-        flush()
-    if ok_ids:
-        clear_problems(store, stage, ok_ids)
-    if n_bad:
-        logger.warning("embedding %s: %s", job.name,
-                       summarise(store_problems_of(store, stage), f"embed {job.name}"))
-    return EmbedReport(
-        embedding=job.name,
-        embedder=str(emb.name),
-        dim=int(emb.dim),
-        weights_sha256=meta["weights_sha256"],
-        computed=computed,
-        skipped=skipped,
-        total=store.count(table) if store.has_table(table) else 0,
-        version=store.version(table) if store.has_table(table) else 0,
-        seconds=time.perf_counter() - start,
-        frames_bad=n_bad,
-    )
+        out.finish()
+    return embed_report(store, emb, job.name, plan, out.computed, out.bad, start)
 
 
 def store_problems_of(store: Store, stage: str) -> list[Problem]:

@@ -47,13 +47,12 @@ import pyarrow as pa
 
 from curate import _tables as T
 from curate.api import EmbedReport, Problem
-from curate.embedding import embedder_metadata
 from curate.errors import InvalidInputError
 from curate.jobs.embed import (EmbedJob, FrameReadError, _embed_batch, _file_of,
-                               _resolve_precision, read_frame, store_problems_of)
-from curate.problems import clear_problems, record_problems, summarise
+                               _resolve_precision, read_frame)
+from curate.jobs._commit import (EmbedPlan, VectorCommitter, embed_report, missing_ids,
+                                 plan_embedding)
 from curate.progress import progress_bar
-from index.ids import isin as ids_isin
 from index.store import Store
 
 __all__ = ["run_ray_embed_job", "missing_ids"]
@@ -66,16 +65,6 @@ MAX_BLOCK_FRAMES = 1024
 MIN_BLOCKS_PER_WORKER = 4
 
 EmbedderSource = Union[Any, Callable[[], Any]]
-
-
-def missing_ids(all_ids: np.ndarray, done: np.ndarray) -> list[str]:
-    """The ids of ``all_ids`` not in ``done``, in the order of ``all_ids``.
-
-    One hashed join (:func:`index.ids.isin`, as the single-process job): O(N + M).
-    """
-    if done.size == 0:
-        return [str(i) for i in all_ids.tolist()]
-    return all_ids[~ids_isin(all_ids, done)].tolist()
 
 
 class _EmbedWorker:
@@ -245,54 +234,21 @@ def run_ray_embed_job(
     with ray_session(address) as ray:
         actor_device, n_workers, gpus_each, threads = _placement(ray, job.device, workers)
         precision = _resolve_precision(job.precision, actor_device)
-        table = T.embedding_table(job.name)
-        meta = embedder_metadata(emb)
-        meta["precision"] = precision
-        if job.dtype != "float32":  # as the single-process job
-            meta["dtype"] = job.dtype
-        all_ids = store.ids(T.SAMPLES)
-        done = np.asarray([], dtype=object)
-        mode = "overwrite"
-        if store.has_table(table):
-            old = store.table_metadata(table)
-            if old == meta:
-                done = store.ids(table)
-                mode = "upsert"
-            else:
-                changed = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
-                logger.info("embedding %s was made by another model or setting (differs in %s); "
-                            "recomputing every frame", job.name, ", ".join(changed))
-        todo = missing_ids(all_ids, done)
-        skipped = int(all_ids.size - len(todo))
+        plan = plan_embedding(store, emb, job.name, precision, job.dtype)
+        todo = plan.todo
         logger.info("embedding %d frames with %s on Ray (%d %s workers, %d threads each, %s), "
                     "%d already done", len(todo), emb.name, n_workers, actor_device, threads,
-                    precision, skipped)
+                    precision, plan.skipped)
         computed, n_bad = 0, 0
         if todo:
-            computed, n_bad = _run(ray, store, emb, job, todo, table, meta, mode, modality,
-                                   build, actor_device, precision, n_workers, gpus_each, threads)
-    if n_bad:
-        stage = f"embed:{job.name}"
-        logger.warning("embedding %s: %s", job.name,
-                       summarise(store_problems_of(store, stage), f"embed {job.name}"))
-    return EmbedReport(
-        embedding=job.name,
-        embedder=str(emb.name),
-        dim=int(emb.dim),
-        weights_sha256=meta["weights_sha256"],
-        computed=computed,
-        skipped=skipped,
-        total=store.count(table) if store.has_table(table) else 0,
-        version=store.version(table) if store.has_table(table) else 0,
-        seconds=time.perf_counter() - start,
-        frames_bad=n_bad,
-    )
+            computed, n_bad = _run(ray, store, emb, job, plan, modality, build, actor_device,
+                                   precision, n_workers, gpus_each, threads)
+    return embed_report(store, emb, job.name, plan, computed, n_bad, start)
 
 
-def _run(ray: Any, store: Store, emb: Any, job: EmbedJob, todo: list[str], table: str,
-         meta: dict[str, str], mode: str, modality: str, build: Optional[Callable[[], Any]],
-         device: str, precision: str, n_workers: int, gpus_each: float,
-         threads: int) -> tuple[int, int]:
+def _run(ray: Any, store: Store, emb: Any, job: EmbedJob, plan: EmbedPlan, modality: str,
+         build: Optional[Callable[[], Any]], device: str, precision: str, n_workers: int,
+         gpus_each: float, threads: int) -> tuple[int, int]:
     """Stream the vectors of ``todo`` from the actor pool into ``table``; (written, bad frames).
 
     Bad frames follow ``job.on_error`` exactly as in :func:`curate.jobs.embed.run_embed_job`:
@@ -300,6 +256,7 @@ def _run(ray: Any, store: Store, emb: Any, job: EmbedJob, todo: list[str], table
     clears the rows of frames that now succeed; ``"fail"`` writes what was computed and raises
     :class:`FrameReadError` (or :class:`InvalidInputError` for a frame the embedder rejects).
     """
+    todo, meta = plan.todo, plan.meta
     per_worker = -(-len(todo) // (n_workers * MIN_BLOCKS_PER_WORKER))
     rows_per_block = max(1, min(MAX_BLOCK_FRAMES, per_worker) // job.batch_size) * job.batch_size
     segment = max(rows_per_block, (job.segment_size // rows_per_block) * rows_per_block)
@@ -318,26 +275,9 @@ def _run(ray: Any, store: Store, emb: Any, job: EmbedJob, todo: list[str], table
         num_cpus=threads if gpus_each == 0 else 1,
         num_gpus=gpus_each or None,
     )  # Ray Data restarts killed actors and retries their batches (max_restarts=-1 by default)
-    stage = f"embed:{job.name}"
-    buf_ids: list[str] = []
-    buf_vecs: list[np.ndarray] = []
-    problems: list[Problem] = []
-    ok_ids: list[str] = []
-    computed, n_bad = 0, 0
-
-    def flush() -> None:
-        nonlocal mode, computed
-        if problems:
-            record_problems(store, problems)
-            problems.clear()
-        if not buf_ids:
-            return
-        store.write_vectors(table, buf_ids, np.concatenate(buf_vecs, axis=0), metadata=meta,
-                            mode=mode, dtype=job.dtype)
-        mode = "upsert"
-        computed += len(buf_ids)
-        buf_ids.clear()
-        buf_vecs.clear()
+    stage = plan.stage
+    out = VectorCommitter(store, plan, job.dtype)
+    problems = out.problems
 
     with progress_bar(total=len(todo), desc=f"embed {job.name} (ray)", unit="frame",
                       enable=job.progress) as bar:
@@ -356,7 +296,7 @@ def _run(ray: Any, store: Store, emb: Any, job: EmbedJob, todo: list[str], table
                     if kind == "FrameReadError" and job.on_error == "fail":
                         raise FrameReadError(reason)
                     if kind:
-                        n_bad += 1
+                        out.bad += 1
                         problems.append(Problem(frame_id=frame_id, stage=stage, kind=kind,
                                                 file=file or None, reason=reason))
                     elif drop:
@@ -365,20 +305,15 @@ def _run(ray: Any, store: Store, emb: Any, job: EmbedJob, todo: list[str], table
                             kind="nonfinite_points", file=file or None, count=int(drop),
                             reason=f"{drop} points with NaN/inf values (no returns) dropped"))
                     else:
-                        ok_ids.append(frame_id)
+                        out.ok_ids.append(frame_id)
                 if ok.any():
-                    buf_ids.extend(i for i, good in zip(ids, ok) if good)
-                    buf_vecs.append(np.asarray(batch["vector"], dtype=np.float32)[ok])
-                if len(buf_ids) >= job.write_every or len(problems) >= job.write_every:
-                    flush()
+                    out.add([i for i, good in zip(ids, ok) if good],
+                            np.asarray(batch["vector"], dtype=np.float32)[ok])
+                if out.buffered >= job.write_every or len(problems) >= job.write_every:
+                    out.flush()
                 bar.update(len(ids))
         except BaseException:
-            try:
-                flush()
-            except Exception:  # pragma: no cover - report the original error
-                logger.exception("could not write the buffered vectors of %s", job.name)
+            out.flush_after_error(job.name)
             raise
-        flush()
-    if ok_ids:
-        clear_problems(store, stage, ok_ids)
-    return computed, n_bad
+        out.finish()
+    return out.computed, out.bad
