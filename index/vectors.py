@@ -160,9 +160,11 @@ def default_nprobe(nlist: int) -> int:
     """Lists probed per query by default: nlist / 8 clamped to [16, 64] (and to nlist).
 
     The earlier default, max(16, nlist / 8), scanned an eighth of the vectors per query: linear
-    in N (at 3M rows the first searches took seconds). Recall of both against exact search on
-    drive-like and on i.i.d. Gaussian pools: ``benchmarks/results/ivf_nprobe-*.json``
-    (``python -m benchmarks.ivf_nprobe``); raise ``nprobe`` for more recall.
+    in N (at 3M rows the first searches took seconds). Measured at N = 100 000, d = 64
+    (``benchmarks/results/ivf_nprobe-100000.json``, ``python -m benchmarks.ivf_nprobe``), nlist
+    1265: drive-like clustered pools keep recall@10 = 1.0 at 0.56 ms per query (nlist / 8: 1.0 at
+    1.48 ms; exact: 9.9 ms); structureless i.i.d. Gaussian data, the worst case, drops from 0.70
+    to 0.46. Raise ``nprobe`` for more recall on such data.
     """
     return max(1, min(nlist, max(16, min(MAX_DEFAULT_NPROBE, int(math.ceil(nlist / 8))))))
 
