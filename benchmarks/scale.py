@@ -328,6 +328,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--dtype", default="float32", choices=("float32", "float16"),
                     help="storage type of the vectors")
     ap.add_argument("--skip-select", action="store_true", help="only fill and time the writes")
+    ap.add_argument("--reuse", action="store_true",
+                    help="select on the workspaces already in --workdir (no build rows)")
     ap.add_argument("--methods", default="kcenter,probcover,typiclust")
     ap.add_argument("--naive-kcenter", action="store_true",
                     help="also time the naive k-center reference and check identical ids")
@@ -368,43 +370,51 @@ def main(argv: Optional[list[str]] = None) -> None:
         pk = "" if peak is None else f"{peak:.0f}"
         print(f"{n:>9}  {phase:<13} {what:<42} {sec:>9} {pk:>8}  {notes}", flush=True)
 
+    def report_build(n: int, b: dict[str, Any]) -> None:
+        row(n, "ingest", "total", b["ingest_total_s"], None,
+            f"{n // args.ingest_batch} batches of {args.ingest_batch}")
+        for d in b["ingest_batches"]:
+            row(n, "ingest", f"batch (mean) up to {d['rows']} rows", d["seconds"], None,
+                f"median {d['median_seconds']:.3f}, max {d['max_seconds']:.2f}")
+        fl, fc = b["ingest_flatness"], b["ingest_cpu_flatness"]
+        row(n, "ingest", "flatness: max decile / first decile", fl["max_over_first_mean"], None,
+            f"wall, mean (amortised); medians {fl['max_over_first_median']:.2f}; CPU time: mean "
+            f"{fc['max_over_first_mean']:.2f}, medians {fc['max_over_first_median']:.2f}")
+        row(n, "embed-commit", "total", b["commit_total_s"], None,
+            f"write_vectors of {args.commit_rows} rows each")
+        for d in b["commit_batches"]:
+            row(n, "embed-commit", f"commit (mean) up to {d['rows']} rows", d["seconds"], None,
+                f"median {d['median_seconds']:.3f}, max {d['max_seconds']:.2f}")
+        fl, fc = b["commit_flatness"], b["commit_cpu_flatness"]
+        row(n, "embed-commit", "flatness: max decile / first decile", fl["max_over_first_mean"],
+            None, f"wall, mean (amortised); medians {fl['max_over_first_median']:.2f}; CPU "
+            f"time: mean {fc['max_over_first_mean']:.2f}, medians {fc['max_over_first_median']:.2f}")
+        row(n, "count", "count(where)", b["count_s"], None, f"{b['count']} rows: {b['count_where']}")
+        row(n, "search", "first (builds the index)", b["search_first_s"])
+        row(n, "search", "cached (median of 5)", b["search_cached_s"])
+        row(n, "search", "with where filter", b["search_filtered_s"])
+        row(n, "label", f"label {b['labeled']} frames", b["label_s"], b["peak_mib"],
+            "peak RSS of the whole build process")
+
     print(f"{'N':>9}  {'phase':<13} {'what':<42} {'seconds':>9} {'peakMiB':>8}  notes")
     try:
         for n in sizes:
             ws_path = base / f"ws-{n}"
-            if ws_path.exists():
-                shutil.rmtree(ws_path)
-            b = run_child(["--child", "build", "--n", str(n), "--ws", str(ws_path), *common],
-                          args.timeout)
-            extra[f"build-{n}"] = b
-            if "error" in b:
-                row(n, "build", "FAILED", None, None, b["error"])
-                continue
-            row(n, "ingest", "total", b["ingest_total_s"], None,
-                f"{n // args.ingest_batch} batches of {args.ingest_batch}")
-            for d in b["ingest_batches"]:
-                row(n, "ingest", f"batch (mean) up to {d['rows']} rows", d["seconds"], None,
-                    f"median {d['median_seconds']:.3f}, max {d['max_seconds']:.2f}")
-            fl, fc = b["ingest_flatness"], b["ingest_cpu_flatness"]
-            row(n, "ingest", "flatness: max decile / first decile", fl["max_over_first_mean"], None,
-                f"wall, mean (amortised); medians {fl['max_over_first_median']:.2f}; CPU time: mean "
-                f"{fc['max_over_first_mean']:.2f}, medians {fc['max_over_first_median']:.2f}")
-            row(n, "embed-commit", "total", b["commit_total_s"], None,
-                f"write_vectors of {args.commit_rows} rows each")
-            for d in b["commit_batches"]:
-                row(n, "embed-commit", f"commit (mean) up to {d['rows']} rows", d["seconds"], None,
-                    f"median {d['median_seconds']:.3f}, max {d['max_seconds']:.2f}")
-            fl, fc = b["commit_flatness"], b["commit_cpu_flatness"]
-            row(n, "embed-commit", "flatness: max decile / first decile", fl["max_over_first_mean"],
-                None, f"wall, mean (amortised); medians {fl['max_over_first_median']:.2f}; CPU "
-                f"time: mean {fc['max_over_first_mean']:.2f}, medians {fc['max_over_first_median']:.2f}")
-            row(n, "count", "count(where)", b["count_s"], None, f"{b['count']} rows: {b['count_where']}")
-            row(n, "search", "first (builds the index)", b["search_first_s"])
-            row(n, "search", "cached (median of 5)", b["search_cached_s"])
-            row(n, "search", "with where filter", b["search_filtered_s"])
-            row(n, "label", f"label {b['labeled']} frames", b["label_s"], b["peak_mib"],
-                "peak RSS of the whole build process")
             budget = max(1, int(round(args.budget_frac * n)))
+            if args.reuse and ws_path.exists():
+                extra[f"build-{n}"] = {"reused": str(ws_path)}
+                b = None
+            else:
+                if ws_path.exists():
+                    shutil.rmtree(ws_path)
+                b = run_child(["--child", "build", "--n", str(n), "--ws", str(ws_path), *common],
+                              args.timeout)
+                extra[f"build-{n}"] = b
+            if b is not None:
+                if "error" in b:
+                    row(n, "build", "FAILED", None, None, b["error"])
+                    continue
+                report_build(n, b)
             picks: dict[str, list[str]] = {}
             for method in ([] if args.skip_select else methods):
                 s = run_child(["--child", "select", "--method", method, "--ws", str(ws_path),
