@@ -195,14 +195,73 @@ def test_corrupt_table_and_missing_files_name_the_file(nusc_root: Path, tmp_path
         NuScenesSource(broken, version="v1.0-trainval")
     assert main(["ingest", "nuscenes", str(broken), "--version", VERSION, "--workspace", str(tmp_path / "ws")]) != 0
 
-    # a missing sweep: one clear error naming the file, and the ingest rolled back
+    # a missing sweep under on_error="fail": one clear error naming the file, and the ingest rolled back
     shutil.rmtree(broken)
     shutil.copytree(nusc_root, broken)
     sweep = sorted((broken / "sweeps" / "LIDAR_TOP").iterdir())[-1]
     sweep.unlink()
     with pytest.raises(NotFoundError, match=sweep.name):
-        ws.ingest(NuScenesSource(broken, version=VERSION, prefix="b"), progress=False)
+        ws.ingest(NuScenesSource(broken, version=VERSION, prefix="b"), progress=False, on_error="fail")
     assert _ws_state(ws) == before
+    with pytest.raises(NotFoundError, match=sweep.name):
+        list(NuScenesSource(broken, version=VERSION))  # plain iteration stops too
+
+
+def test_missing_files_are_skipped_and_listed(nusc_root: Path, tmp_path: Path) -> None:
+    """on_error="skip" (the default): a key frame whose LiDAR file, sweep or camera is missing or
+    truncated is listed under problems with the file, the others are ingested; fixed files clear
+    the problems on the next ingest; a symlink leading out of the root still stops the ingest."""
+    from curate.confine import PathOutsideRootError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(nusc_root, broken)
+    records = list(NuScenesSource(broken, version=VERSION))
+    key_missing, cam_missing, key_truncated = records[2], records[1], records[3]
+    sweep = Path(records[5].metadata["nuscenes"]["sweeps"][0]["path"])
+    assert "/sweeps/" in str(sweep)
+    saved = {p: p.read_bytes() for p in (Path(key_missing.lidar_path), Path(key_truncated.lidar_path),
+                                         Path(cam_missing.image_paths[3]), sweep)}
+    Path(key_missing.lidar_path).unlink()
+    Path(key_truncated.lidar_path).write_bytes(saved[Path(key_truncated.lidar_path)][:-7])
+    Path(cam_missing.image_paths[3]).unlink()
+    sweep.unlink()
+    # the file each frame is listed with: the first one found bad in the order key frame, sweeps
+    # (earlier key frames are sweeps of later ones), cameras; a truncated file only as a key frame
+    missing = {key_missing.lidar_path, cam_missing.image_paths[3], str(sweep)}
+    expected = {}
+    for r in records:
+        files = [r.lidar_path] + [s["path"] for s in r.metadata["nuscenes"]["sweeps"]] + list(r.image_paths)
+        bad = [f for f in files if f in missing] + ([r.lidar_path] if r is key_truncated else [])
+        if bad:
+            expected[r.id] = r.lidar_path if r is key_truncated else bad[0]
+    assert len(expected) >= 4 and expected[records[5].id] == str(sweep)
+
+    ws = curate.connect(tmp_path / "ws")
+    report = ws.ingest(NuScenesSource(broken, version=VERSION), progress=False)
+    assert report.frames_bad == len(expected) and report.frames_seen == 6 - len(expected)
+    listed = ws.problems(stage="ingest")
+    assert {p.frame_id: p.file for p in listed} == expected
+    kinds = {p.frame_id: p.kind for p in listed}
+    assert kinds[key_missing.id] == "NotFoundError" and kinds[key_truncated.id] == "CorruptDataError"
+    assert all(p.file and p.file in p.reason for p in listed)
+    assert {f["id"] for f in ws.frames().to_pylist()} == {r.id for r in records} - set(expected)
+    # the same source under on_error="fail" stops at the first one and keeps the store as it was
+    state = _ws_state(ws)
+    with pytest.raises((NotFoundError, CorruptDataError)):
+        ws.ingest(NuScenesSource(broken, version=VERSION), progress=False, on_error="fail")
+    assert _ws_state(ws) == state
+    # files back: the next ingest takes every frame and clears the problems
+    for path, data in saved.items():
+        path.write_bytes(data)
+    report = ws.ingest(NuScenesSource(broken, version=VERSION), progress=False)
+    assert report.frames_bad == 0 and ws.problems() == [] and len(ws.frames()) == 6
+    # a symlink out of the root is never skipped
+    outside = tmp_path / "secret.pcd.bin"
+    outside.write_bytes(saved[sweep])
+    sweep.unlink()
+    sweep.symlink_to(outside)
+    with pytest.raises(PathOutsideRootError, match="outside"):
+        ws.ingest(NuScenesSource(broken, version=VERSION), progress=False)
 
 
 def test_round_trip_embed_sweeps_select_export_pkl(nusc_root: Path, tmp_path: Path) -> None:
