@@ -226,11 +226,15 @@ def test_corrupt_table_and_missing_files_name_the_file(nusc_root: Path, tmp_path
         list(NuScenesSource(broken, version=VERSION))  # plain iteration stops too
 
 
-def test_missing_files_are_skipped_and_listed(nusc_root: Path, tmp_path: Path) -> None:
+def test_missing_files_are_skipped_and_listed(nusc_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """on_error="skip" (the default): a key frame whose LiDAR file, sweep or camera is missing or
     truncated is listed under problems with the file, the others are ingested; fixed files clear
-    the problems on the next ingest; a symlink leading out of the root still stops the ingest."""
+    the problems on the next ingest; a symlink leading out of the root still stops the ingest.
+    Records are built in chunks of 2 here, so the chunk boundaries are crossed."""
+    import curate.sources.nuscenes as nuscenes_module
     from curate.confine import PathOutsideRootError
+
+    monkeypatch.setattr(nuscenes_module, "_CHUNK", 2)
 
     broken = tmp_path / "broken"
     shutil.copytree(nusc_root, broken)
@@ -269,6 +273,13 @@ def test_missing_files_are_skipped_and_listed(nusc_root: Path, tmp_path: Path) -
     with pytest.raises((NotFoundError, CorruptDataError)):
         ws.ingest(NuScenesSource(broken, version=VERSION), progress=False, on_error="fail")
     assert _ws_state(ws) == state
+    # plain iteration yields the frames before the first bad one, then raises
+    got = []
+    with pytest.raises((NotFoundError, CorruptDataError)):
+        for rec in NuScenesSource(broken, version=VERSION):
+            got.append(rec.id)
+    first_bad = next(i for i, r in enumerate(records) if r.id in expected)
+    assert first_bad > 0 and got == [r.id for r in records[:first_bad]]
     # files back: the next ingest takes every frame and clears the problems
     for path, data in saved.items():
         path.write_bytes(data)

@@ -113,6 +113,8 @@ _CATEGORY_TO_DETECTION = {
     "vehicle.truck": "truck",
 }
 _BYTES_PER_POINT = 20
+#: Key frames built per chunk by :meth:`NuScenesSource.records` (memory O(chunk)).
+_CHUNK = 256
 #: Tables looked up by token (the others are indexed into arrays).
 _LOOKUP_TABLES = ("scene", "sample", "log", "sensor", "category")
 
@@ -164,12 +166,14 @@ def quaternions_to_matrices(q: np.ndarray) -> np.ndarray:
 
 
 class _Poses:
-    """Rotation matrices and translations of a table of poses, indexed by token (vectorised)."""
+    """Rotation matrices, ``[w, x, y, z]`` quaternions (as given) and translations of a table of
+    poses, indexed by token (vectorised)."""
 
     def __init__(self, rows: list[dict[str, Any]], where: Path) -> None:
         self.index = {r["token"]: i for i, r in enumerate(rows)}
         try:
-            self.r = quaternions_to_matrices(np.array([r["rotation"] for r in rows], dtype=np.float64).reshape(-1, 4))
+            self.q = np.array([r["rotation"] for r in rows], dtype=np.float64).reshape(-1, 4)
+            self.r = quaternions_to_matrices(self.q)
             self.t = np.array([r["translation"] for r in rows], dtype=np.float64).reshape(-1, 3)
         except (KeyError, ValueError, TypeError) as exc:
             raise CorruptDataError(f"{where}: every record needs a 4-value 'rotation' and a 3-value "
@@ -297,8 +301,10 @@ class NuScenesSource:
                 f"{self.table_dir}: a table refers to a record that does not exist ({exc}); the tables "
                 "are inconsistent (partly copied?)"
             ) from exc
-        # the annotations live on as arrays and per-annotation fields (see _build): drop the rows
+        # annotations and ego poses live on as arrays and per-annotation fields (see _build): drop
+        # their rows (the bulk of the tables)
         t["sample_annotation"] = []
+        t["ego_pose"] = []
 
     # -- indexes -----------------------------------------------------------------------------
 
@@ -358,8 +364,10 @@ class NuScenesSource:
                 self._get("category", inst["category_token"])  # raises, naming category.json
             category_of_instance[inst["token"]] = category_name[inst["category_token"]]
         attribute_name = {a["token"]: a["name"] for a in self._tables["attribute"]}
-        # static per-annotation fields, computed once: (category, (h, w, l), visibility level, info)
-        self._ann_static: list[tuple[str, tuple[float, float, float], int, dict[str, Any]]] = []
+        # static per-annotation fields, computed once, as flat tuples of atoms (the collector soon
+        # stops tracking them): category, h, w, l, visibility level, token, instance token,
+        # attribute names, num_lidar_pts, num_radar_pts
+        self._ann_static: list[tuple] = []
         where = self.table_dir / "sample_annotation.json"
         for a in anns:
             category = category_of_instance.get(a["instance_token"])
@@ -374,13 +382,11 @@ class NuScenesSource:
                 raise CorruptDataError(f"{where}: annotation {a['token']!r} needs a 3-value 'size' ({exc})") from None
             vis = str(a.get("visibility_token", ""))
             level = int(vis) if vis.isdigit() else 4
-            self._ann_static.append((category, (h, w, l), level, {
-                "token": a["token"], "instance_token": a["instance_token"],
-                "attributes": [attribute_name.get(x, x) for x in a.get("attribute_tokens", [])],
-                "num_lidar_pts": int(a.get("num_lidar_pts", -1)),
-                "num_radar_pts": int(a.get("num_radar_pts", 0)),
-                "visibility": level,
-            }))
+            self._ann_static.append((
+                category, h, w, l, level, a["token"], a["instance_token"],
+                tuple(attribute_name.get(x, x) for x in a.get("attribute_tokens", [])),
+                int(a.get("num_lidar_pts", -1)), int(a.get("num_radar_pts", 0)),
+            ))
         # samples in scene order
         self._order: list[tuple[str, str, int]] = []  # (sample token, scene token, index)
         for scene in self._tables["scene"]:
@@ -417,19 +423,32 @@ class NuScenesSource:
         """
         if on_error not in ("skip", "fail"):
             raise InvalidInputError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
-        for sample_token, scene_token, index in self._order:
-            try:
-                record = self._record(sample_token, scene_token, index)
-            except CurateError as exc:
-                if on_error != "skip" or isinstance(exc, PathOutsideRootError):
-                    raise  # a path leading out of the root is refused, never skipped
-                message = str(exc)
-                file = getattr(exc, "file", None)
-                if file is None and message.startswith("/"):
-                    file = message.split(": ", 1)[0]
-                yield BadFrame(id=self.frame_id(sample_token), file=file, reason=message, kind=type(exc).__name__)
-                continue
-            yield record
+        order = self._order
+        for start in range(0, len(order), _CHUNK):
+            # records are built a chunk at a time with the collector paused (never across a yield):
+            # they hold no cycles, and a collection per few hundred allocations would re-walk
+            # every record the consumer still holds
+            items: list[Any] = []
+            with _gc_paused():
+                for sample_token, scene_token, index in order[start:start + _CHUNK]:
+                    try:
+                        items.append(self._record(sample_token, scene_token, index))
+                    except CurateError as exc:
+                        if on_error != "skip" or isinstance(exc, PathOutsideRootError):
+                            items.append(exc)  # raised after the frames before it are yielded
+                            break  # a path leading out of the root is refused, never skipped
+                        items.append(self._bad_frame(sample_token, exc))
+            for item in items:
+                if isinstance(item, CurateError):
+                    raise item
+                yield item
+
+    def _bad_frame(self, sample_token: str, exc: CurateError) -> BadFrame:
+        message = str(exc)
+        file = getattr(exc, "file", None)
+        if file is None and message.startswith("/"):
+            file = message.split(": ", 1)[0]
+        return BadFrame(id=self.frame_id(sample_token), file=file, reason=message, kind=type(exc).__name__)
 
     def __repr__(self) -> str:
         return f"NuScenesSource(root={str(self.root)!r}, version={self.version!r}, samples={len(self)})"
@@ -546,7 +565,6 @@ class NuScenesSource:
             num_points = size // _BYTES_PER_POINT
             self._checked.add(li)
         cs = self._tables["calibrated_sensor"][self._sd_cs[li]]
-        pose = self._tables["ego_pose"][self._sd_ego[li]]
         # global -> lidar
         r_g2l = self._sd_r[li].T
         t_l2g = self._sd_t[li]
@@ -561,7 +579,10 @@ class NuScenesSource:
         # sensor -> lidar of the sweeps and cameras at once: R = R_g2l R_s2g, t = R_g2l (t_s2g - t_l2g)
         rot = np.matmul(r_g2l, self._sd_r[idx]).tolist()
         trans = ((self._sd_t[idx] - t_l2g) @ r_g2l.T).tolist()
-        cs_rows, ego_rows = self._tables["calibrated_sensor"], self._tables["ego_pose"]
+        cs_rows = self._tables["calibrated_sensor"]
+        # ego poses of the key frame, then the sweeps and cameras, as lists (one conversion)
+        ego = self._sd_ego[[li] + idx]
+        ego_q, ego_t = self._ego.q[ego].tolist(), self._ego.t[ego].tolist()
         sweeps = []
         for k, i in enumerate(sweep_idx):
             sd = sds[i]
@@ -569,7 +590,7 @@ class NuScenesSource:
             if self.check_files and i not in self._checked:  # a sweep serves several key frames
                 self._check_file(path, "LIDAR_TOP sweep")
                 self._checked.add(i)
-            cs_s, pose_s = cs_rows[self._sd_cs[i]], ego_rows[self._sd_ego[i]]
+            cs_s = cs_rows[self._sd_cs[i]]
             sweeps.append({
                 "token": sd["token"],
                 "path": path,
@@ -578,15 +599,15 @@ class NuScenesSource:
                 "sensor2lidar_translation": trans[k],
                 "sensor2ego_translation": cs_s["translation"],
                 "sensor2ego_rotation": cs_s["rotation"],
-                "ego2global_translation": pose_s["translation"],
-                "ego2global_rotation": pose_s["rotation"],
+                "ego2global_translation": ego_t[k + 1],
+                "ego2global_rotation": ego_q[k + 1],
             })
         cams = {}
         image_paths = []
         for k, ch in enumerate(cam_channels, start=len(sweep_idx)):
             i = idx[k]
             sd = sds[i]
-            cs_c, pose_c = cs_rows[self._sd_cs[i]], ego_rows[self._sd_ego[i]]
+            cs_c = cs_rows[self._sd_cs[i]]
             path = self._path(sd["filename"], ch)
             if self.check_files:
                 self._check_file(path, ch)
@@ -595,7 +616,7 @@ class NuScenesSource:
                 "token": sd["token"], "path": path, "timestamp": sd["timestamp"] / 1e6,
                 "cam_intrinsic": cs_c.get("camera_intrinsic", []),
                 "sensor2ego_translation": cs_c["translation"], "sensor2ego_rotation": cs_c["rotation"],
-                "ego2global_translation": pose_c["translation"], "ego2global_rotation": pose_c["rotation"],
+                "ego2global_translation": ego_t[k + 1], "ego2global_rotation": ego_q[k + 1],
                 "sensor2lidar_rotation": rot[k], "sensor2lidar_translation": trans[k],
             }
         boxes: list[Box3D] = []
@@ -607,13 +628,16 @@ class NuScenesSource:
             yaws = np.arctan2(r_box[:, 1, 0], r_box[:, 0, 0]).tolist()
             velocities = (self._ann_velocity[ann_idx] @ r_g2l[:2].T).tolist()  # (vx, vy) in the LiDAR frame
             for i, c, yaw, vel in zip(ann_idx, local, yaws, velocities):
-                category, (h, w, l), level, static = self._ann_static[i]
+                category, h, w, l, level, token, instance, attributes, n_lidar, n_radar = self._ann_static[i]
                 boxes.append(Box3D(
                     type=category, truncated=0.0, occluded=min(max(4 - level, 0), 3), alpha=-10.0,
                     bbox=(-1.0, -1.0, -1.0, -1.0), dimensions=(h, w, l),
                     location=(c[0], c[1], c[2] - h / 2.0), rotation_y=yaw,
                 ))
-                box_info.append({**static, "velocity": vel})
+                box_info.append({
+                    "token": token, "instance_token": instance, "attributes": list(attributes),
+                    "num_lidar_pts": n_lidar, "num_radar_pts": n_radar, "visibility": level, "velocity": vel,
+                })
         tod, weather = _description_tags(scene.get("description", ""))
         metadata: dict[str, Any] = {
             "time_of_day": tod,
@@ -632,8 +656,8 @@ class NuScenesSource:
                 "lidar_timestamp": lidar_sd["timestamp"] / 1e6,
                 "lidar2ego_translation": cs["translation"],
                 "lidar2ego_rotation": cs["rotation"],
-                "ego2global_translation": pose["translation"],
-                "ego2global_rotation": pose["rotation"],
+                "ego2global_translation": ego_t[0],
+                "ego2global_rotation": ego_q[0],
                 "cams": cams,
                 "sweeps": sweeps,
                 "boxes": box_info,
