@@ -487,3 +487,10 @@ def test_files_named_outside_the_root_are_refused(nusc_root: Path, tmp_path: Pat
     table.write_text(json.dumps(rows))
     with pytest.raises(PathOutsideRootError, match="leads out"):
         list(NuScenesSource(broken, version=VERSION))
+    # a table that is a symlink leading out of the dataroot: refused at construction
+    log = broken / VERSION / "log.json"
+    shutil.copy(log, tmp_path / "log.json")
+    log.unlink()
+    log.symlink_to(tmp_path / "log.json")
+    with pytest.raises(PathOutsideRootError, match="log.json"):
+        NuScenesSource(broken, version=VERSION)
