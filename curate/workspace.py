@@ -22,7 +22,8 @@ from curate.api import EmbedReport, IngestReport, LabelReport, Problem, RunRecor
 from curate.api import SearchResult, finite_or_none
 from curate.errors import BudgetError, CurateError, InvalidInputError, NotFoundError
 from curate.export import export_run
-from curate.progress import progress_bar
+from curate.interface import WorkspaceAPI
+from curate.progress import Progress, progress_bar
 from curate.selectors import Selector, create_selector
 from curate.selectors._distances import min_sq_dist_to_set
 from curate.sources.base import BadFrame, FrameRecord, Source
@@ -90,7 +91,7 @@ class PlannedSelection:
         return [i for i in picks if i not in still_free]
 
 
-class Workspace:
+class Workspace(WorkspaceAPI):
     """A local curate workspace: frames, embeddings, labels and selection runs in one directory.
 
     Parameters
@@ -363,7 +364,7 @@ class Workspace:
         batch_size: int = 8,
         write_every: int = 256,
         device: str = "auto",
-        progress: Optional[bool] = None,
+        progress: Progress = None,
         num_workers: Optional[int] = None,
         precision: str = "auto",
         dtype: str = "float32",
@@ -387,8 +388,9 @@ class Workspace:
             Vectors buffered before a write; an interruption loses at most this many.
         device : str
             ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        progress : bool, optional
-            Show a progress bar (default: when stderr is a terminal).
+        progress : bool or callable, optional
+            Show a progress bar (default: when stderr is a terminal); a callable is called as
+            ``progress(done, total, "frame")`` instead (:data:`curate.progress.Progress`).
         num_workers : int, optional
             Processes reading the frame files (default ``min(2, CPUs)``; 0 = in this process).
         precision : {"auto", "fp32", "fp16"}
@@ -923,7 +925,7 @@ class Workspace:
         return import_labels(self, paths, format=format, prefix=prefix)
 
     # ------------------------------------------------------------------ pretraining
-    def pretrain(self, config: Any = None, *, progress: Optional[bool] = None) -> Any:
+    def pretrain(self, config: Any = None, *, progress: Progress = None) -> Any:
         """Self-supervised ReCon pretraining on this workspace's frames.
 
         Thin wrapper of :func:`curate.pretraining.pretrain`: ``config`` is a TOML path, a dict

@@ -22,32 +22,34 @@ from fastapi import Depends, FastAPI, Query, Request, Response
 from curate import _tables as T
 from curate._version import __version__
 from curate.api import (
-    BoxesRequest,
     EmbedReport,
+    IngestReport,
+    JobStatus,
+    LabelReport,
+    Problem,
+    RunRecord,
+    SearchResult,
+    SelectionResult,
+    SourceSpec,
+)
+from curate.errors import InvalidInputError, NotFoundError
+from curate.operations import ARROW, JOB, OPERATIONS, operation
+from curate.requests import (
+    BoxesRequest,
     EmbedRequest,
     ExportRequest,
     FramesRequest,
     FuseRequest,
-    IngestReport,
-    JobStatus,
     LabelImportRequest,
-    LabelReport,
     LabelRequest,
     LoopRequest,
     PretrainRequest,
-    Problem,
-    RunRecord,
     ScoresReadRequest,
     ScoresWriteRequest,
     SearchRequest,
-    SearchResult,
-    SelectionResult,
     SelectRequest,
-    SourceSpec,
     VectorsRequest,
 )
-from curate.errors import InvalidInputError, NotFoundError
-from curate.operations import ARROW, JOB, OPERATIONS, operation
 from curate.server.jobs import Job
 from curate.server.security import (
     authorise,
