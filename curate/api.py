@@ -7,7 +7,7 @@ Workspace` today and the HTTP client later, so that a script works the same agai
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 

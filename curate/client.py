@@ -38,14 +38,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
-import pyarrow as pa
 
 from curate.api import (
     EmbedReport,
     IngestReport,
     JobStatus,
-    Problem,
-    LabelReport,
     RunRecord,
     SearchResult,
     SelectionResult,

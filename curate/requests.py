@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from curate.api import SourceSpec
 from curate.interface import WorkspaceAPI
 
-__all__ = ["request_model", "REQUESTS", "MAX_STRING", "FramesRequest", "BoxesRequest", "LabelRequest",
+__all__ = ["request_model", "REQUESTS", "MAX_STRING", "annotation_of", "wire_type", "is_str_type", "FramesRequest", "BoxesRequest", "LabelRequest",
            "VectorsRequest", "EmbedRequest", "SelectRequest", "SearchRequest", "LabelImportRequest",
            "FuseRequest", "ScoresWriteRequest", "ScoresReadRequest", "PretrainRequest", "LoopRequest",
            "ExportRequest"]
@@ -48,7 +48,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _annotation(method: Any, name: str) -> Any:
+def annotation_of(method: Any, name: str) -> Any:
     """The evaluated annotation of parameter ``name`` of ``method`` (Any when it names a type
     that exists only for type checkers)."""
     raw = inspect.signature(method).parameters[name].annotation
@@ -63,24 +63,24 @@ def _annotation(method: Any, name: str) -> Any:
         return Any
 
 
-def _wire(tp: Any) -> Any:
+def wire_type(tp: Any) -> Any:
     """The JSON form of a type: sequences and iterables as lists, paths as strings."""
     if tp is Path:
         return str
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is Union:
-        members = tuple(dict.fromkeys(_wire(a) for a in args))
+        members = tuple(dict.fromkeys(wire_type(a) for a in args))
         return members[0] if len(members) == 1 else Union[members]  # type: ignore[return-value]
     if origin in (collections.abc.Sequence, collections.abc.Iterable, list, tuple, set, frozenset) \
             and args and origin is not tuple:
-        return list[_wire(args[0])]  # type: ignore[misc]
+        return list[wire_type(args[0])]  # type: ignore[misc]
     if origin is dict and args:
-        return dict[_wire(args[0]), _wire(args[1])]  # type: ignore[misc]
+        return dict[wire_type(args[0]), wire_type(args[1])]  # type: ignore[misc]
     return tp
 
 
-def _is_str(tp: Any) -> bool:
+def is_str_type(tp: Any) -> bool:
     return tp is str or (typing.get_origin(tp) is Union and str in typing.get_args(tp)
                          and all(a in (str, type(None)) for a in typing.get_args(tp)))
 
@@ -126,8 +126,8 @@ def request_model(
             tp = types.pop(param.name, dict[str, Any])
             fields[param.name] = (tp, Field(default_factory=dict, **extra))
             continue
-        tp = types.pop(param.name) if param.name in types else _wire(_annotation(method, param.name))
-        if _is_str(tp):
+        tp = types.pop(param.name) if param.name in types else wire_type(annotation_of(method, param.name))
+        if is_str_type(tp):
             extra.setdefault("max_length", MAX_STRING)
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (tp, Field(default=default, **extra))

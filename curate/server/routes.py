@@ -1,15 +1,18 @@
 """The routes of the server, one handler per operation of :mod:`curate.operations`.
 
-A handler is registered with :func:`handles` under its operation's name; :func:`register_routes`
-adds every operation of the table to the app at the method, path and token scope the table
-declares (a handler without a declared operation, or an operation without a handler, is an error
-at start-up). Handlers get the :class:`~curate.server.state.ServerState` as a dependency; writes
+:func:`register_routes` adds every operation of the table to the app at the method, path and
+token scope the table declares. An operation that is one workspace call gets the generic handler
+(:func:`generic_handler`: arguments from the path, the query or the derived body, see
+:mod:`curate.requests`); the others (path confinement, jobs, downloads, two-phase select) have a
+handler written here and registered with :func:`handles` under the operation's name (a handler
+without a declared operation is an error at import). Handlers get the :class:`~curate.server.state.ServerState` as a dependency; writes
 go through ``state.writing()`` (the single writer), background jobs through ``state.jobs``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -22,31 +25,28 @@ from fastapi import Depends, FastAPI, Query, Request, Response
 from curate import _tables as T
 from curate._version import __version__
 from curate.api import (
-    EmbedReport,
     IngestReport,
     JobStatus,
-    LabelReport,
-    Problem,
     RunRecord,
-    SearchResult,
     SelectionResult,
     SourceSpec,
 )
 from curate.errors import InvalidInputError, NotFoundError
-from curate.operations import ARROW, JOB, OPERATIONS, operation
+from curate.auth import WRITE
+from curate.interface import WorkspaceAPI
+from curate.operations import ARROW, JOB, OPERATIONS, Operation, operation
 from curate.requests import (
-    BoxesRequest,
+    annotation_of,
+    is_str_type,
+    wire_type,
+    MAX_STRING,
+    REQUESTS,
     EmbedRequest,
     ExportRequest,
-    FramesRequest,
-    FuseRequest,
     LabelImportRequest,
-    LabelRequest,
     LoopRequest,
     PretrainRequest,
     ScoresReadRequest,
-    ScoresWriteRequest,
-    SearchRequest,
     SelectRequest,
     VectorsRequest,
 )
@@ -102,13 +102,62 @@ def server_state(request: Request) -> ServerState:
     return request.app.state.curate
 
 
+def generic_handler(op: Operation) -> Handler:
+    """The handler of an operation that is one workspace call (no server-side checks).
+
+    Path parameters and query parameters (GET) or the derived body (POST, :data:`REQUESTS`) are
+    the arguments of the interface method ``op.api``; a write holds the single writer; the
+    answer is the method's result (under ``op.result`` when the table names a key, an Arrow
+    stream for ``arrow`` operations).
+    """
+    if op.api is None:
+        raise RuntimeError(f"operation {op.name!r} serves no interface method; write its handler")
+    api = op.api
+    declared = inspect.signature(getattr(WorkspaceAPI, api))
+    params = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str)
+              for name in op.path_params]
+    body = REQUESTS.get(op.name)
+    if op.method == "GET":
+        for param in list(declared.parameters.values())[1:]:
+            if param.name in op.path_params:
+                continue
+            tp = wire_type(annotation_of(getattr(WorkspaceAPI, api), param.name))
+            default = None if param.default is inspect.Parameter.empty else param.default
+            limits = {"max_length": MAX_STRING} if is_str_type(tp) else {}
+            params.append(inspect.Parameter(param.name, inspect.Parameter.KEYWORD_ONLY, annotation=tp,
+                                            default=Query(default=default, **limits)))
+    elif body is not None:
+        params.append(inspect.Parameter("req", inspect.Parameter.KEYWORD_ONLY, annotation=body))
+    params.append(inspect.Parameter("state", inspect.Parameter.KEYWORD_ONLY, annotation=ServerState,
+                                    default=Depends(server_state)))
+
+    def handle(**kwargs: Any) -> Any:
+        state = kwargs.pop("state")
+        req = kwargs.pop("req", None)
+        if req is not None:
+            kwargs.update({field: getattr(req, field) for field in type(req).model_fields})
+        if "progress" in declared.parameters:  # no bars on the server
+            kwargs["progress"] = False
+        if op.scope == WRITE:
+            with state.writing() as ws:
+                result = getattr(ws, api)(**kwargs)
+        else:
+            result = getattr(state.workspace, api)(**kwargs)
+        if op.kind == ARROW:
+            return _arrow_response(result)
+        return {op.result: result} if op.result is not None else result
+
+    handle.__name__ = op.name
+    handle.__doc__ = (getattr(WorkspaceAPI, api).__doc__ or "").strip().split("\n")[0]
+    handle.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    return Handler(handle, {"tags": ["workspace"]})
+
+
 def register_routes(app: FastAPI) -> None:
-    """Add one route per operation of the table, with the scope the table declares."""
-    missing = [op.name for op in OPERATIONS if op.name not in HANDLERS]
-    if missing:
-        raise RuntimeError(f"operations without a server handler: {', '.join(missing)}")
+    """Add one route per operation of the table, with the scope the table declares; operations
+    without a hand-written handler get the generic one (:func:`generic_handler`)."""
     for op in OPERATIONS:
-        handler = HANDLERS[op.name]
+        handler = HANDLERS.get(op.name) or generic_handler(op)
         options = dict(handler.options)
         if op.kind == JOB:
             options.setdefault("response_model", JobStatus)
@@ -174,54 +223,7 @@ def ingest(spec: SourceSpec, state: ServerState = Depends(server_state)) -> Inge
         return w.ingest(source, batch_size=spec.batch_size, progress=False, on_error=spec.on_error)
 
 
-@handles("count", tags=["frames"])
-def count(where: Optional[str] = Query(default=None, max_length=8192), state: ServerState = Depends(server_state)) -> dict[str, int]:
-    """Number of frames matching ``where``."""
-    return {"count": state.workspace.count(where)}
-
-
-@handles("frames", tags=["frames"],
-          responses={200: {"content": {ARROW_STREAM: {}}}})
-def frames(req: FramesRequest, state: ServerState = Depends(server_state)) -> Response:
-    """Rows of ``samples`` as an Arrow IPC stream."""
-    return _arrow_response(state.workspace.frames(where=req.where, columns=req.columns, ids=req.ids,
-                                     version=req.version))
-
-
-@handles("boxes", tags=["frames"],
-          responses={200: {"content": {ARROW_STREAM: {}}}})
-def boxes(req: BoxesRequest, state: ServerState = Depends(server_state)) -> Response:
-    """Boxes of frames as an Arrow IPC stream."""
-    return _arrow_response(state.workspace.boxes(req.frame_ids, labeled_only=req.labeled_only))
-
-
-# ---------------------------------------------------------------- labels
-@handles("label", response_model=LabelReport, tags=["labels"])
-def label(req: LabelRequest, state: ServerState = Depends(server_state)) -> LabelReport:
-    """Mark frames as labeled."""
-    with state.writing() as w:
-        return w.label(req.ids)
-
-
-@handles("labeled", tags=["labels"])
-def labeled(state: ServerState = Depends(server_state)) -> list[str]:
-    """Ids of labeled frames, sorted."""
-    return state.workspace.labeled_ids()
-
-
 # ---------------------------------------------------------------- embeddings
-@handles("embeddings", tags=["embeddings"])
-def embeddings(state: ServerState = Depends(server_state)) -> list[str]:
-    """Embedding names."""
-    return state.workspace.embeddings()
-
-
-@handles("embedding_info", tags=["embeddings"])
-def embedding_info(name: str, state: ServerState = Depends(server_state)) -> dict[str, str]:
-    """Schema metadata of one embedding."""
-    return state.workspace.embedding_info(name)
-
-
 @handles("vectors", tags=["embeddings"],
           responses={200: {"content": {ARROW_STREAM: {}}}})
 def vectors(name: str, req: VectorsRequest, state: ServerState = Depends(server_state)) -> Response:
@@ -402,19 +404,6 @@ def select(req: SelectRequest, state: ServerState = Depends(server_state)) -> Se
 
 
 # ---------------------------------------------------------------- scores
-@handles("score_runs", tags=["scores"])
-def score_runs(state: ServerState = Depends(server_state)) -> list[str]:
-    """Names of the stored score (prediction) runs."""
-    return state.workspace.score_runs()
-
-
-@handles("write_scores", tags=["scores"])
-def write_scores(run: str, req: ScoresWriteRequest, state: ServerState = Depends(server_state)) -> dict[str, int]:
-    """Store per-frame score columns of the prediction run ``run`` (upsert by run and frame)."""
-    with state.writing() as w:
-        return {"version": int(w.write_scores(run, req.ids, req.columns))}
-
-
 @handles("read_scores", tags=["scores"],
           responses={200: {"content": {ARROW_STREAM: {}}}})
 def read_scores(run: str, req: ScoresReadRequest, state: ServerState = Depends(server_state)) -> Response:
@@ -436,18 +425,6 @@ def runs(
 ) -> list[RunRecord]:
     """Stored runs, oldest first (filters are pushed down to the table scan)."""
     return state.workspace.runs(kind, run_ids=run_id, where=where)
-
-
-@handles("run", response_model=RunRecord, tags=["selection"])
-def run(run_id: str, state: ServerState = Depends(server_state)) -> RunRecord:
-    """One stored run."""
-    return state.workspace.run(run_id)
-
-
-@handles("reproduce", tags=["selection"])
-def reproduce(run_id: str, state: ServerState = Depends(server_state)) -> dict[str, list[str]]:
-    """Recompute a run at the versions it read (not stored)."""
-    return {"ids": state.workspace.reproduce(run_id)}
 
 
 @handles("export_download", tags=["export"],
@@ -507,31 +484,3 @@ def import_labels(req: LabelImportRequest, state: ServerState = Depends(server_s
     with state.writing() as w:
         report = w.import_labels(paths, format=req.format, prefix=req.prefix)
     return report.model_dump()
-
-
-# ---------------------------------------------------------------- fusion
-@handles("fuse", response_model=EmbedReport, tags=["embeddings"])
-def fuse(req: FuseRequest, state: ServerState = Depends(server_state)) -> EmbedReport:
-    """Combine stored embeddings (L2-normalised, weighted; concat or mean) into a new one."""
-    with state.writing() as w:
-        return w.fuse(req.sources, name=req.name, weights=req.weights, method=req.method,
-                      progress=False)
-
-
-# ---------------------------------------------------------------- search
-@handles("search", response_model=SearchResult, tags=["search"])
-def search(req: SearchRequest, state: ServerState = Depends(server_state)) -> SearchResult:
-    """k nearest frames of frame ids or query vectors, optionally among frames matching ``where``."""
-    return state.workspace.search(req.embedding, ids=req.ids, vectors=req.vectors, k=req.k, where=req.where,
-                     metric=req.metric, exclude_self=req.exclude_self, version=req.version)
-
-
-@handles("problems", response_model=list[Problem], tags=["frames"])
-def problems(
-    stage: Optional[str] = Query(default=None, min_length=1, max_length=256,
-                                 description="ingest or embed:<embedding>"),
-    severity: Optional[str] = Query(default=None, pattern="^(error|warning)$"),
-    state: ServerState = Depends(server_state),
-) -> list[Problem]:
-    """Bad frames recorded by ingest and embedding jobs run with ``on_error="skip"``."""
-    return state.workspace.problems(stage=stage, severity=severity)
