@@ -25,8 +25,18 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional, Protocol, Sequence, U
 import numpy as np
 import pyarrow as pa
 
-from curate.api import EmbedReport, IngestReport, LabelReport, Problem, RunRecord, SearchResult, SelectionResult
+from curate.api import (
+    EmbeddingEvaluation,
+    EmbedReport,
+    IngestReport,
+    LabelReport,
+    Problem,
+    RunRecord,
+    SearchResult,
+    SelectionResult,
+)
 from curate.progress import Progress
+from curate.reports import ImportReport, LoopReport, PretrainReport
 
 if TYPE_CHECKING:
     from curate.selectors.base import Selector
@@ -311,11 +321,11 @@ class WorkspaceAPI(Protocol):
         """Names of the stored score (prediction) runs."""
         ...
 
-    def loop(self, config: Any = None, **options: Any) -> Any:
+    def loop(self, config: Any = None, **options: Any) -> LoopReport:
         """Run (or resume) an active-learning detector loop; see :func:`curate.loop.run_loop`.
 
         ``config`` is a :class:`curate.loop.LoopConfig`, a dict or a path to a YAML/JSON file;
-        ``options`` override its fields. Returns a :class:`curate.loop.LoopReport`.
+        ``options`` override its fields. Returns a :class:`curate.reports.LoopReport`.
         """
         ...
 
@@ -391,26 +401,26 @@ class WorkspaceAPI(Protocol):
         *,
         format: str = "kitti",
         prefix: Optional[str] = None,
-    ) -> Any:
+    ) -> ImportReport:
         """Import annotation files as labels and mark their frames labeled.
 
         Thin wrapper of :func:`curate.labels_import.import_labels` (validates every file before
-        writing anything; returns an :class:`~curate.labels_import.ImportReport`).
+        writing anything; returns an :class:`~curate.reports.ImportReport`).
         """
         ...
 
-    def pretrain(self, config: Any = None, *, progress: Progress = None) -> Any:
+    def pretrain(self, config: Any = None, *, progress: Progress = None) -> PretrainReport:
         """Self-supervised ReCon pretraining on this workspace's frames.
 
         Thin wrapper of :func:`curate.pretraining.pretrain`: ``config`` is a TOML path, a dict
         or a :class:`embedders.pretrain.PretrainConfig` (None = the tiny defaults); checkpoints
         go to ``<workspace>/checkpoints/<name>/`` and an interrupted run resumes from
-        ``last.pt``. Returns a :class:`~curate.pretraining.PretrainReport`; embed with
+        ``last.pt``. Returns a :class:`~curate.reports.PretrainReport`; embed with
         ``ws.embed(report.model, name=..., checkpoint=report.checkpoint, **report.embed_options)``.
         """
         ...
 
-    def pretrain_image(self, config: Any = None, *, progress: Optional[bool] = None) -> Any:
+    def pretrain_image(self, config: Any = None, *, progress: Optional[bool] = None) -> PretrainReport:
         """Self-supervised (SimCLR) training of the ``image-ssl`` embedder on this pool's cameras.
 
         ``config`` is a TOML path, a dict or an :class:`embedders.pretrain_image.ImagePretrainConfig`
@@ -418,7 +428,7 @@ class WorkspaceAPI(Protocol):
         the frames matching ``[data] where`` (or only the first, ``cameras = "first"``) is decoded
         once into ``<workspace>/pretrain_cache/`` and trained on; checkpoints go to
         ``<workspace>/checkpoints/<name>/`` and an interrupted run resumes from ``last.pt``.
-        Returns a :class:`~curate.pretraining.PretrainReport`; embed with
+        Returns a :class:`~curate.reports.PretrainReport`; embed with
         ``ws.embed("image-ssl", name=..., checkpoint=report.checkpoint)``.
         """
         ...
@@ -436,7 +446,7 @@ class WorkspaceAPI(Protocol):
         test_fraction: float = 0.3,
         seed: int = 0,
         out: Optional[Union[str, Path]] = None,
-    ) -> Any:
+    ) -> EmbeddingEvaluation:
         """Judge several embeddings of this pool side by side; see :mod:`curate.embedding_eval`.
 
         Without labels: temporal near-duplicate recall, cross-drive retrieval statistics, revisit

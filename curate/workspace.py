@@ -19,15 +19,34 @@ import pyarrow.compute as pc
 from curate import _tables as T
 from curate._version import __version__
 from curate.api import EmbedReport, IngestReport, LabelReport, Problem, RunRecord, SelectionResult
-from curate.api import SearchResult, finite_or_none
-from curate.errors import BudgetError, CurateError, InvalidInputError, NotFoundError
+from curate.api import EmbeddingEvaluation, SearchResult, finite_or_none
+from curate.embedding_eval import evaluate_embeddings
+from curate.errors import CorruptDataError, CurateError, InvalidInputError, NotFoundError
 from curate.export import export_run
+from curate.fusion import fuse_embeddings
 from curate.interface import WorkspaceAPI
+from curate.labels_import import import_labels
+from curate.loop import run_loop
+from curate.pretraining import CACHE_DIR, CHECKPOINT_DIR, pretrain
+from curate.problems import check_on_error, clear_problems, list_problems, record_problems, summarise
 from curate.progress import Progress, progress_bar
+from curate.reports import ImportReport, LoopReport, PretrainReport
 from curate.selectors import Selector, create_selector
+from curate.selectors.base import check_budget
+from curate.scores_table import SCORES, read_scores, score_runs, scores_rows
+from curate.search import search
 from curate.selectors._distances import min_sq_dist_to_set
+from curate.selectors.sharded import Sharded
 from curate.sources.base import BadFrame, FrameRecord, Source
 from curate.sources.pointcloud import read_points
+from curate.store_queries import (
+    check_embedding_name,
+    embedding_names,
+    next_run_id,
+    read_boxes,
+    require_embedding,
+    require_samples,
+)
 from index.ids import isin as ids_isin
 from index.store import Store
 
@@ -151,8 +170,6 @@ class Workspace(WorkspaceAPI):
         -----
         Memory O(batch_size); time O(frames).
         """
-        from curate.problems import check_on_error, clear_problems, record_problems, summarise
-
         check_on_error(on_error)
         start = time.perf_counter()
         before = {t: self.store.version(t) for t in (T.SAMPLES, T.LABELS) if self.store.has_table(t)}
@@ -258,25 +275,10 @@ class Workspace(WorkspaceAPI):
 
     def boxes(self, frame_ids: Sequence[str], *, labeled_only: bool = True) -> pa.Table:
         """Boxes of the given frames; by default only for frames marked labeled."""
-        if not self.store.has_table(T.LABELS):
-            return T.LABELS_SCHEMA.empty_table()
-        ids = list(frame_ids)
-        if labeled_only:
-            state = self.frames(columns=["id", "labeled"], ids=ids)
-            ids = [i for i, lab in zip(state["id"].to_pylist(), state["labeled"].to_pylist()) if lab]
-        parts = []
-        for k in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[k : k + _ID_CHUNK]
-            where = "frame_id IN (" + ", ".join(_sql_str(i) for i in chunk) + ")"
-            parts.append(self.store.read(T.LABELS, where=where))
-        return pa.concat_tables(parts) if parts else T.LABELS_SCHEMA.empty_table()
+        return read_boxes(self.store, frame_ids, labeled_only=labeled_only)
 
     def _require_samples(self) -> None:
-        if not self.store.has_table(T.SAMPLES):
-            raise NotFoundError(
-                f"workspace {self.path} has no frames yet; ingest a source first "
-                "(curate ingest kitti DIR)"
-            )
+        require_samples(self.store)
 
     # ------------------------------------------------------------------ labels
     def label(self, ids: Iterable[str]) -> LabelReport:
@@ -330,16 +332,12 @@ class Workspace(WorkspaceAPI):
             Sorted by stage, then frame id. A frame that succeeds on a later run of its stage
             is no longer listed.
         """
-        from curate.problems import list_problems
-
         return list_problems(self.store, stage=stage, severity=severity)
 
     # ------------------------------------------------------------------ embeddings
     def embeddings(self) -> list[str]:
         """Names of the embeddings stored in this workspace (internal caches left out)."""
-        n = len(T.EMBEDDING_PREFIX)
-        return sorted(t[n:] for t in self.store.table_names() if t.startswith(T.EMBEDDING_PREFIX)
-                      and not t[n:].startswith(T.INTERNAL_EMBEDDING_PREFIX))
+        return embedding_names(self.store)
 
     def embedding_info(self, name: str) -> dict[str, str]:
         """Schema metadata (embedder, config, weights checksum) of the embedding ``name``."""
@@ -347,14 +345,7 @@ class Workspace(WorkspaceAPI):
         return self.store.table_metadata(T.embedding_table(name))
 
     def _require_embedding(self, name: str) -> str:
-        table = T.embedding_table(name)
-        if not self.store.has_table(table):
-            have = ", ".join(self.embeddings()) or "none yet"
-            raise NotFoundError(
-                f"no embedding named {name!r} in {self.path} (available: {have}); "
-                f"run `curate embed --model {name}` first"
-            )
-        return table
+        return require_embedding(self.store, name)
 
     def embed(
         self,
@@ -430,7 +421,7 @@ class Workspace(WorkspaceAPI):
         self._require_samples()
         emb = build_embedder(model, **config)
         job = EmbedJob(
-            name=name or emb.name, batch_size=batch_size, write_every=write_every,
+            name=check_embedding_name(name or emb.name), batch_size=batch_size, write_every=write_every,
             device=device, num_workers=num_workers, precision=precision, progress=progress,
             dtype=dtype, on_error=on_error,
         )
@@ -465,9 +456,8 @@ class Workspace(WorkspaceAPI):
         method, the sources with their table versions and weights checksums. Frames missing
         from a source raise :class:`NotFoundError` and nothing is written.
         """
-        from curate.fusion import fuse_embeddings
-
         self._require_samples()
+        check_embedding_name(name)
         return fuse_embeddings(
             self.store, sources, name=name, weights=weights, method=method, progress=progress
         )
@@ -554,12 +544,11 @@ class Workspace(WorkspaceAPI):
         PlannedSelection
             The run record (``run_id`` empty) and the table versions it read.
         """
+        check_budget(budget)  # type and sign, before any read; the pool size is checked below
         selector = strategy if isinstance(strategy, Selector) else create_selector(strategy, **params)
         if params and isinstance(strategy, Selector):
             raise InvalidInputError("pass parameters to the selector's constructor, not to select()")
         if shards is not None:
-            from curate.selectors.sharded import Sharded
-
             selector = Sharded(selector, shards=shards, engine=engine)
         elif engine != "local":
             raise InvalidInputError(f"engine={engine!r} needs shards= (the number of partitions)")
@@ -627,15 +616,8 @@ class Workspace(WorkspaceAPI):
             candidates = candidates[keep_c]
         if not keep_l.all():
             labeled = labeled[keep_l]
-        if not len(candidates):
-            scope = f" matching {where!r}" if where else ""
-            raise BudgetError(f"no unlabeled frames{scope} to select from")
-        if budget > len(candidates):
-            scope = f" matching {where!r}" if where else ""
-            raise BudgetError(
-                f"budget {budget} is larger than the {len(candidates)} unlabeled frames{scope}; "
-                f"lower --budget to at most {len(candidates)}"
-            )
+        scope = f" matching {where!r}" if where else ""
+        budget = check_budget(budget, len(candidates), pool=f"unlabeled frames{scope}")
         pool = np.concatenate([candidates, labeled])  # object array of str, no per-id copies
         run_selector, pool = self._resolve_query_ids(selector, pool, samples_version)
         read_start = time.perf_counter()
@@ -651,8 +633,6 @@ class Workspace(WorkspaceAPI):
         mask[len(candidates):] = True
         scores = None
         if score_run is not None:
-            from curate.scores_table import SCORES, read_scores
-
             if scores_version is None and self.store.has_table(SCORES):
                 scores_version = self.store.version(SCORES)
             _, cand_scores = read_scores(self.store, score_run, ids=candidates, version=scores_version)
@@ -772,8 +752,6 @@ class Workspace(WorkspaceAPI):
 
         Unknown frame ids raise :class:`NotFoundError` and write nothing. Returns the table version.
         """
-        from curate.scores_table import SCORES, scores_rows
-
         self._require_samples()
         ids = [str(i) for i in ids]
         rows = scores_rows(run, ids, columns, predictions)
@@ -789,30 +767,23 @@ class Workspace(WorkspaceAPI):
 
     def scores(self, run: str, ids: Optional[Sequence[str]] = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``(frame ids, {column: values})`` of the stored score run ``run`` (aligned with ``ids``)."""
-        from curate.scores_table import read_scores
-
         return read_scores(self.store, run, ids)
 
     def score_runs(self) -> list[str]:
         """Names of the stored score (prediction) runs."""
-        from curate.scores_table import score_runs
-
         return score_runs(self.store)
 
     # ------------------------------------------------------------------ detector loop
-    def loop(self, config: Any = None, **options: Any) -> Any:
+    def loop(self, config: Any = None, **options: Any) -> LoopReport:
         """Run (or resume) an active-learning detector loop; see :func:`curate.loop.run_loop`.
 
         ``config`` is a :class:`curate.loop.LoopConfig`, a dict or a path to a YAML/JSON file;
-        ``options`` override its fields. Returns a :class:`curate.loop.LoopReport`.
+        ``options`` override its fields. Returns a :class:`curate.reports.LoopReport`.
         """
-        from curate.loop import run_loop
-
         return run_loop(self, config, **options)
 
     def _next_run_id(self) -> str:
-        n = self.store.count(T.RUNS) if self.store.has_table(T.RUNS) else 0
-        return f"run-{n + 1:06d}"
+        return next_run_id(self.store)
 
     def runs(
         self,
@@ -885,9 +856,7 @@ class Workspace(WorkspaceAPI):
         :func:`curate.search.search` for the parameters; O(N d) to build the index of a table
         version (cached), O(Q N d) per call.
         """
-        from curate.search import search
-
-        return search(self, embedding, ids=ids, vectors=vectors, k=k, where=where, metric=metric,
+        return search(self.store, embedding, ids=ids, vectors=vectors, k=k, where=where, metric=metric,
                       exclude_self=exclude_self, version=version)
 
     # ------------------------------------------------------------------ export
@@ -914,31 +883,27 @@ class Workspace(WorkspaceAPI):
         *,
         format: str = "kitti",
         prefix: Optional[str] = None,
-    ) -> Any:
+    ) -> ImportReport:
         """Import annotation files as labels and mark their frames labeled.
 
         Thin wrapper of :func:`curate.labels_import.import_labels` (validates every file before
-        writing anything; returns an :class:`~curate.labels_import.ImportReport`).
+        writing anything; returns an :class:`~curate.reports.ImportReport`).
         """
-        from curate.labels_import import import_labels
-
-        return import_labels(self, paths, format=format, prefix=prefix)
+        return import_labels(self.store, paths, format=format, prefix=prefix)
 
     # ------------------------------------------------------------------ pretraining
-    def pretrain(self, config: Any = None, *, progress: Progress = None) -> Any:
+    def pretrain(self, config: Any = None, *, progress: Progress = None) -> PretrainReport:
         """Self-supervised ReCon pretraining on this workspace's frames.
 
         Thin wrapper of :func:`curate.pretraining.pretrain`: ``config`` is a TOML path, a dict
         or a :class:`embedders.pretrain.PretrainConfig` (None = the tiny defaults); checkpoints
         go to ``<workspace>/checkpoints/<name>/`` and an interrupted run resumes from
-        ``last.pt``. Returns a :class:`~curate.pretraining.PretrainReport`; embed with
+        ``last.pt``. Returns a :class:`~curate.reports.PretrainReport`; embed with
         ``ws.embed(report.model, name=..., checkpoint=report.checkpoint, **report.embed_options)``.
         """
-        from curate.pretraining import pretrain
+        return pretrain(self.store, config, progress=progress)
 
-        return pretrain(self, config, progress=progress)
-
-    def pretrain_image(self, config: Any = None, *, progress: Optional[bool] = None) -> Any:
+    def pretrain_image(self, config: Any = None, *, progress: Optional[bool] = None) -> PretrainReport:
         """Self-supervised (SimCLR) training of the ``image-ssl`` embedder on this pool's cameras.
 
         ``config`` is a TOML path, a dict or an :class:`embedders.pretrain_image.ImagePretrainConfig`
@@ -946,11 +911,9 @@ class Workspace(WorkspaceAPI):
         the frames matching ``[data] where`` (or only the first, ``cameras = "first"``) is decoded
         once into ``<workspace>/pretrain_cache/`` and trained on; checkpoints go to
         ``<workspace>/checkpoints/<name>/`` and an interrupted run resumes from ``last.pt``.
-        Returns a :class:`~curate.pretraining.PretrainReport`; embed with
+        Returns a :class:`~curate.reports.PretrainReport`; embed with
         ``ws.embed("image-ssl", name=..., checkpoint=report.checkpoint)``.
         """
-        from curate.errors import CorruptDataError
-        from curate.pretraining import CACHE_DIR, CHECKPOINT_DIR, PretrainReport
         from embedders import EmbedderError
         from embedders.pretrain_image import ImageReadError, load_image_config, load_images, train
 
@@ -998,7 +961,7 @@ class Workspace(WorkspaceAPI):
         test_fraction: float = 0.3,
         seed: int = 0,
         out: Optional[Union[str, Path]] = None,
-    ) -> Any:
+    ) -> EmbeddingEvaluation:
         """Judge several embeddings of this pool side by side; see :mod:`curate.embedding_eval`.
 
         Without labels: temporal near-duplicate recall, cross-drive retrieval statistics, revisit
@@ -1007,8 +970,6 @@ class Workspace(WorkspaceAPI):
         and counts on held-out drives. Returns a :class:`~curate.api.EmbeddingEvaluation`
         (``.table()`` prints it); ``out`` also writes it as JSON.
         """
-        from curate.embedding_eval import evaluate_embeddings
-
         for name in names:
             self._require_embedding(name)
         return evaluate_embeddings(

@@ -11,7 +11,6 @@ go through ``state.writing()`` (the single writer), background jobs through ``st
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import logging
 import tempfile
@@ -62,6 +61,7 @@ from curate.server.security import (
     plain_name,
 )
 from curate.server.state import ServerState
+from curate.store_queries import require_embedding, require_samples
 from curate.wire import ARROW_STREAM, EXPORT_MEDIA, encode_floats, table_to_ipc
 
 __all__ = ["handles", "register_routes", "server_state", "HANDLERS"]
@@ -244,7 +244,7 @@ def submit_embed(req: EmbedRequest, state: ServerState = Depends(server_state)) 
         if not isinstance(config["checkpoint"], str):
             raise InvalidInputError("config.checkpoint must be a path string")
         config["checkpoint"] = str(confine_path(config["checkpoint"], state.data_roots, "checkpoint"))
-    state.workspace._require_samples()
+    require_samples(state.workspace.store)
     emb = build_embedder(req.model, **config)  # validates model and config before queueing
     name = req.name or emb.name
     # Reader threads are off by default on the server (one job at a time, no oversubscription).
@@ -287,7 +287,7 @@ def submit_loop(req: LoopRequest, state: ServerState = Depends(server_state)) ->
     cfg = load_loop_config(config, **options)  # validates before queueing
     cfg = confine_loop_config(cfg, state.data_roots, state.workspace.path)
     check_loop_detector(cfg)
-    state.workspace._require_embedding(cfg.embedding)
+    require_embedding(state.workspace.store, cfg.embedding)
     last = cfg.rounds if req.stop_after is None else min(req.stop_after, cfg.rounds)
 
     ws = state.workspace
@@ -299,7 +299,7 @@ def submit_loop(req: LoopRequest, state: ServerState = Depends(server_state)) ->
             job.advance(min(last, report.round + 1), last)
 
         report = ws.loop(cfg, stop_after=req.stop_after, on_round=on_round)
-        return encode_floats(dataclasses.asdict(report))
+        return encode_floats(report.model_dump())
 
     return state.jobs.submit("loop", req.model_dump(), run)
 
@@ -318,7 +318,7 @@ def submit_pretrain(req: PretrainRequest, state: ServerState = Depends(server_st
         config = str(confine_path(config, state.data_roots, "pretraining config"))
     cfg = read_config(config)  # validates before queueing
     plain_name(cfg.name, "pretraining name")
-    state.workspace._require_samples()
+    require_samples(state.workspace.store)
     ws = state.workspace
 
     def run(job: Job) -> dict:
@@ -346,7 +346,7 @@ def submit_pretrain_image(req: PretrainRequest, state: ServerState = Depends(ser
     except EmbedderError as exc:
         raise InvalidInputError(str(exc)) from exc
     plain_name(cfg.name, "pretraining name")
-    state.workspace._require_samples()
+    require_samples(state.workspace.store)
 
     ws = state.workspace
 
