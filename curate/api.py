@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "IngestReport",
@@ -352,18 +352,53 @@ class JobStatus(_Model):
 
 
 class SourceSpec(_Model):
-    """A data source named by kind and a server-side root (``POST /v1/ingest``).
+    """A data source named by kind, a root and the kind's options (``POST /v1/ingest``).
 
-    ``root`` is resolved on the server and must lie inside one of its data roots
-    (``curate serve --data-root DIR``).
+    ``kind`` is a registered source kind (:mod:`curate.sources.registry`: ``kitti``, ``nuscenes``,
+    ``folder``, and any kind registered later) and ``options`` its string options (``split``,
+    ``version``, ``prefix``, ``pattern``...); options may also be given as top-level fields
+    (``{"kind": "kitti", "root": "kitti", "prefix": "a"}``). Over HTTP ``root`` is resolved on the
+    server and must lie inside one of its data roots (``curate serve --data-root DIR``).
     """
 
-    kind: Literal["kitti", "folder", "nuscenes"]
+    kind: str = Field(min_length=1, max_length=64)
     root: str = Field(min_length=1, max_length=4096)
-    version: str = Field(default="v1.0-mini", min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._-]+$",
-                         description="nuScenes table folder (kind 'nuscenes')")
-    split: str = Field(default="training", min_length=1, max_length=256)
-    prefix: Optional[str] = Field(default=None, min_length=1, max_length=256)
-    pattern: Optional[str] = Field(default=None, min_length=1, max_length=256)
+    options: dict[str, Optional[str]] = Field(default_factory=dict, max_length=32)
     batch_size: int = Field(default=2000, ge=1, le=100_000)
     on_error: str = Field(default="skip", min_length=1, max_length=8)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _top_level_options(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            fixed = {"kind", "root", "options", "batch_size", "on_error"}
+            extra = {k: v for k, v in data.items() if k not in fixed}
+            if extra:
+                data = {**{k: v for k, v in data.items() if k in fixed},
+                        "options": {**dict(data.get("options") or {}), **extra}}
+        return data
+
+    @model_validator(mode="after")
+    def _registered(self) -> "SourceSpec":
+        from curate.errors import InvalidInputError, NotFoundError
+        from curate.sources.registry import check_options
+
+        try:
+            check_options(self.kind, self.options)
+        except NotFoundError as exc:  # a bad field value: 422 like any other
+            raise InvalidInputError(str(exc).strip("'\"")) from None
+        return self
+
+    @classmethod
+    def of(cls, source: Any, **fields: Any) -> "SourceSpec":
+        """The spec of a reader object of a registered class (``KittiSource(...)`` ...)."""
+        from curate.sources.registry import spec_of
+
+        kind, root, options = spec_of(source)
+        return cls(kind=kind, root=root, options=options, **fields)
+
+    def build(self, root: Any = None) -> Any:
+        """The reader this spec names, over ``root`` (default: the spec's own root)."""
+        from curate.sources.registry import build_source
+
+        return build_source(self.kind, self.root if root is None else root, self.options)

@@ -105,25 +105,18 @@ def import_httpx() -> Any:
 
 
 def _source_spec(source: Any, batch_size: int) -> SourceSpec:
-    """A :class:`SourceSpec` for a KITTI/folder source object, a SourceSpec or a dict."""
+    """A :class:`SourceSpec` for a reader object of a registered source, a SourceSpec or a dict."""
     if isinstance(source, SourceSpec):
         return source.model_copy(update={"batch_size": batch_size})
     if isinstance(source, dict):
         return SourceSpec(**{"batch_size": batch_size, **source})
-    kind = type(source).__name__
-    if kind == "KittiSource":
-        return SourceSpec(kind="kitti", root=str(source.root), split=source.split,
-                          prefix=source.prefix, batch_size=batch_size)
-    if kind == "NuScenesSource":
-        return SourceSpec(kind="nuscenes", root=str(source.root), version=source.version,
-                          prefix=source.prefix, batch_size=batch_size)
-    if kind == "FolderSource":
-        return SourceSpec(kind="folder", root=str(source.root), prefix=source.prefix,
-                          pattern=source.pattern, batch_size=batch_size)
-    raise InvalidInputError(
-        f"a remote workspace ingests KittiSource, FolderSource or a SourceSpec "
-        f"(kind + server-side root), not {kind}; the server reads the files itself"
-    )
+    try:
+        return SourceSpec.of(source, batch_size=batch_size)
+    except InvalidInputError as exc:
+        raise InvalidInputError(
+            f"a remote workspace ingests a registered source object or a SourceSpec (kind + "
+            f"server-side root); the server reads the files itself. {exc}"
+        ) from None
 
 
 def _jsonable(value: Any) -> Any:

@@ -145,6 +145,14 @@ class WorkspaceAPI(Protocol):
         """Names of the embeddings stored in this workspace (internal caches left out)."""
         ...
 
+    def versions(self) -> dict[str, int]:
+        """Current version of the workspace's tables, to pin reads (``version=``) to.
+
+        Keys: ``samples``, ``labels``, ``runs``, ``scores`` (those that exist) and
+        ``embedding:<name>`` for each embedding. O(tables).
+        """
+        ...
+
     def embedding_info(self, name: str) -> dict[str, str]:
         """Schema metadata (embedder, config, weights checksum) of the embedding ``name``."""
         ...

@@ -120,6 +120,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("fuse", "POST", "/v1/embeddings/fuse", WRITE, SYNC, api="fuse"),
     Operation("search", "POST", "/v1/search", READ, SYNC, api="search"),
     Operation("problems", "GET", "/v1/problems", READ, SYNC, api="problems", client=GENERATED),
+    Operation("versions", "GET", "/v1/versions", READ, SYNC, api="versions", client=GENERATED),
 )
 
 #: Interface methods that the HTTP client computes itself from other operations (no route).

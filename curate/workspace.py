@@ -339,6 +339,17 @@ class Workspace(WorkspaceAPI):
         """Names of the embeddings stored in this workspace (internal caches left out)."""
         return embedding_names(self.store)
 
+    def versions(self) -> dict[str, int]:
+        """Current version of the workspace's tables, to pin reads (``version=``) to.
+
+        Keys: ``samples``, ``labels``, ``runs``, ``scores`` (those that exist) and
+        ``embedding:<name>`` for each embedding. O(tables).
+        """
+        out = {t: self.store.version(t) for t in (T.SAMPLES, T.LABELS, T.RUNS, SCORES)
+               if self.store.has_table(t)}
+        out.update({f"embedding:{n}": self.store.version(T.embedding_table(n)) for n in self.embeddings()})
+        return out
+
     def embedding_info(self, name: str) -> dict[str, str]:
         """Schema metadata (embedder, config, weights checksum) of the embedding ``name``."""
         self._require_embedding(name)

@@ -128,3 +128,22 @@ def test_request_bodies_are_derived_from_the_signatures() -> None:
             if default is not inspect.Parameter.empty and params[field].kind is not inspect.Parameter.VAR_KEYWORD:
                 assert info.default == default, f"{model.__name__}.{field}"
         assert len(model.model_fields) >= len(params) - 5  # only a few arguments stay local
+
+
+def test_an_operation_added_in_three_places_works_locally_and_over_http(tmp_path: Path,
+                                                                        embedded_template: Path) -> None:
+    """``versions`` was added as its implementation, its declaration in the interface and one
+    line of the operation table: the route, its scope, the client method and the congruence
+    come from those."""
+    import shutil
+
+    import curate
+    from curate.server import BackgroundServer, create_app
+
+    path = tmp_path / "ws"
+    shutil.copytree(embedded_template, path)
+    local = curate.connect(path)
+    want = local.versions()
+    assert want["samples"] >= 1 and "embedding:bev-hist" in want
+    with BackgroundServer(create_app(path, {"t": "read"}, use_env_tokens=False)) as server:
+        assert curate.connect(server.url, token="t").versions() == want

@@ -181,22 +181,8 @@ def _vectors_table(ids: Any, vectors: Any) -> pa.Table:
 
 
 def _build_source(spec: SourceSpec, roots: list[Path]) -> Any:
-    root = confine_path(spec.root, roots, "data root")
-    if spec.kind == "kitti":
-        from curate.sources.kitti import KittiSource
-
-        if spec.pattern is not None:
-            raise InvalidInputError("pattern applies to folder sources only")
-        return KittiSource(root, split=spec.split, prefix=spec.prefix)
-    if spec.kind == "nuscenes":
-        from curate.sources.nuscenes import NuScenesSource
-
-        if spec.pattern is not None:
-            raise InvalidInputError("pattern applies to folder sources only")
-        return NuScenesSource(root, version=spec.version, prefix=spec.prefix)
-    from curate.sources.folder import FolderSource
-
-    return FolderSource(root, pattern=spec.pattern, prefix=spec.prefix)
+    """The reader of a source spec, its root confined to the server's data roots."""
+    return spec.build(confine_path(spec.root, roots, "data root"))
 
 
 # ---------------------------------------------------------------- service
