@@ -68,6 +68,7 @@ import numpy as np
 from curate.confine import PathOutsideRootError, inside
 from curate.errors import CorruptDataError, CurateError, InvalidInputError, NotFoundError
 from curate.sources.base import BadFrame, Box3D, FrameRecord
+from curate.sources.registry import SourceOption, register_source
 
 __all__ = [
     "NuScenesSource",
@@ -222,6 +223,9 @@ def _description_tags(description: str) -> tuple[str, str]:
     return tod, weather
 
 
+@register_source("nuscenes",
+                 version=SourceOption("v1.0-mini", "table folder: v1.0-mini, v1.0-trainval, v1.0-test, ..."),
+                 prefix=SourceOption(None, "prefix for frame ids (to keep datasets apart)"))
 class NuScenesSource:
     """Key frames of a nuScenes v1.0 dataset (see the module docstring).
 
