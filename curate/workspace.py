@@ -24,11 +24,12 @@ from curate.embedding_eval import evaluate_embeddings
 from curate.errors import CorruptDataError, CurateError, InvalidInputError, NotFoundError
 from curate.export import export_run
 from curate.fusion import fuse_embeddings
+from curate.interface import WorkspaceAPI
 from curate.labels_import import import_labels
 from curate.loop import run_loop
 from curate.pretraining import CACHE_DIR, CHECKPOINT_DIR, pretrain
 from curate.problems import check_on_error, clear_problems, list_problems, record_problems, summarise
-from curate.progress import progress_bar
+from curate.progress import Progress, progress_bar
 from curate.reports import ImportReport, LoopReport, PretrainReport
 from curate.selectors import Selector, create_selector
 from curate.selectors.base import check_budget
@@ -107,7 +108,7 @@ class PlannedSelection:
         return [i for i in picks if i not in still_free]
 
 
-class Workspace:
+class Workspace(WorkspaceAPI):
     """A local curate workspace: frames, embeddings, labels and selection runs in one directory.
 
     Parameters
@@ -154,7 +155,7 @@ class Workspace:
             Show a progress bar (default: when stderr is a terminal).
         on_error : {"skip", "fail"}
             ``"skip"`` (default): a frame the source cannot read (sources with a
-            ``records(on_error=)`` method: folders, KITTI) is recorded in the ``problems`` table
+            ``records(on_error=)`` method: folders, KITTI, nuScenes) is recorded in the ``problems`` table
             (:meth:`problems`) with its file and reason, and the ingest goes on; frames that
             ingest fine clear their earlier ingest problems. ``"fail"``: the first bad frame
             stops the ingest and rolls it back.
@@ -339,6 +340,17 @@ class Workspace:
         """Names of the embeddings stored in this workspace (internal caches left out)."""
         return embedding_names(self.store)
 
+    def versions(self) -> dict[str, int]:
+        """Current version of the workspace's tables, to pin reads (``version=``) to.
+
+        Keys: ``samples``, ``labels``, ``runs``, ``scores`` (those that exist) and
+        ``embedding:<name>`` for each embedding. O(tables).
+        """
+        out = {t: self.store.version(t) for t in (T.SAMPLES, T.LABELS, T.RUNS, SCORES)
+               if self.store.has_table(t)}
+        out.update({f"embedding:{n}": self.store.version(T.embedding_table(n)) for n in self.embeddings()})
+        return out
+
     def embedding_info(self, name: str) -> dict[str, str]:
         """Schema metadata (embedder, config, weights checksum) of the embedding ``name``."""
         self._require_embedding(name)
@@ -355,7 +367,7 @@ class Workspace:
         batch_size: int = 8,
         write_every: int = 256,
         device: str = "auto",
-        progress: Optional[bool] = None,
+        progress: Progress = None,
         num_workers: Optional[int] = None,
         precision: str = "auto",
         dtype: str = "float32",
@@ -379,8 +391,9 @@ class Workspace:
             Vectors buffered before a write; an interruption loses at most this many.
         device : str
             ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        progress : bool, optional
-            Show a progress bar (default: when stderr is a terminal).
+        progress : bool or callable, optional
+            Show a progress bar (default: when stderr is a terminal); a callable is called as
+            ``progress(done, total, "frame")`` instead (:data:`curate.progress.Progress`).
         num_workers : int, optional
             Processes reading the frame files (default ``min(2, CPUs)``; 0 = in this process).
         precision : {"auto", "fp32", "fp16"}
@@ -914,7 +927,7 @@ class Workspace:
         return import_labels(self.store, paths, format=format, prefix=prefix)
 
     # ------------------------------------------------------------------ pretraining
-    def pretrain(self, config: Any = None, *, progress: Optional[bool] = None) -> PretrainReport:
+    def pretrain(self, config: Any = None, *, progress: Progress = None) -> PretrainReport:
         """Self-supervised ReCon pretraining on this workspace's frames.
 
         Thin wrapper of :func:`curate.pretraining.pretrain`: ``config`` is a TOML path, a dict
