@@ -20,7 +20,7 @@ import numpy as np
 from curate import _tables as T
 from curate.api import EmbedReport, Problem
 from curate.embedding import embedder_metadata
-from curate.problems import clear_problems, record_problems, summarise
+from curate.problems import clear_problems, list_problems, record_problems, summarise
 from index.ids import isin as ids_isin
 from index.store import Store
 
@@ -138,10 +138,8 @@ def embed_report(store: Store, emb: Any, name: str, plan: EmbedPlan, computed: i
                  start: float) -> EmbedReport:
     """The job's :class:`EmbedReport` (and a warning summarising its bad frames, if any)."""
     if bad:
-        from curate.jobs.embed import store_problems_of
-
         logger.warning("embedding %s: %s", name,
-                       summarise(store_problems_of(store, plan.stage), f"embed {name}"))
+                       summarise(list_problems(store, stage=plan.stage), f"embed {name}"))
     exists = store.has_table(plan.table)
     return EmbedReport(
         embedding=name,
