@@ -428,7 +428,7 @@ class WorkspaceAPI(Protocol):
         """
         ...
 
-    def pretrain_image(self, config: Any = None, *, progress: Optional[bool] = None) -> PretrainReport:
+    def pretrain_image(self, config: Any = None, *, progress: Progress = None) -> PretrainReport:
         """Self-supervised (SimCLR) training of the ``image-ssl`` embedder on this pool's cameras.
 
         ``config`` is a TOML path, a dict or an :class:`embedders.pretrain_image.ImagePretrainConfig`
