@@ -26,8 +26,8 @@ are generated from the operation table (:mod:`curate.operations`, ``client="gene
 through one generic call, :meth:`RemoteWorkspace._invoke`; the others are written below, and the
 table marks them as hand-written.
 
-Wire protocol: JSON request bodies (derived from the signatures, :mod:`curate.requests`), JSON results, Arrow
-IPC streams for tables and vectors, bearer-token auth. Errors are JSON objects
+Wire protocol: JSON request bodies (derived from the signatures, :mod:`curate.requests`), JSON
+results, Arrow IPC streams for tables and vectors, bearer-token auth. Errors are JSON objects
 ``{"detail": message, "error": {"type", "module", "message", "attrs"}}``.
 """
 
