@@ -78,7 +78,7 @@ class WorkspaceAPI(Protocol):
             Show a progress bar (default: when stderr is a terminal).
         on_error : {"skip", "fail"}
             ``"skip"`` (default): a frame the source cannot read (sources with a
-            ``records(on_error=)`` method: folders, KITTI) is recorded in the ``problems`` table
+            ``records(on_error=)`` method: folders, KITTI, nuScenes) is recorded in the ``problems`` table
             (:meth:`problems`) with its file and reason, and the ingest goes on; frames that
             ingest fine clear their earlier ingest problems. ``"fail"``: the first bad frame
             stops the ingest and rolls it back.
