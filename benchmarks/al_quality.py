@@ -312,15 +312,17 @@ def margin_picker(c: float) -> Callable:
     return pick
 
 
-def uherding_picker(c: float, **params) -> Callable:
+def uherding_picker(c: float, temperature: bool = True, **params) -> Callable:
     """UHerding on temperature-scaled margin scores of the evaluation classifier (official
-    ``-s true -p true``); uniform weights before any label (the official first round)."""
+    ``-s true -p true``); uniform weights before any label (the official first round).
+    ``temperature=False``: margins of the unscaled classifier (T = 1)."""
     from curate.selectors import UHerding
 
     selector = UHerding(**params)
 
     def pick(x, y, labeled_rows, n_new, seed):
-        u = margin_scores(x, y, labeled_rows, c, temperature=True) if labeled_rows.size else None
+        u = (margin_scores(x, y, labeled_rows, c, temperature=temperature)
+             if labeled_rows.size else None)
         if u is None:
             u = np.ones(len(x))
         sel = selector.select(x, n_new, labeled=labeled_rows, scores=u, seed=seed)
@@ -440,14 +442,18 @@ def build_strategies(names: list[str], n_pool: int, c: float, purity_clusters: i
             out[name] = curate_picker(ProbCover(purity_clusters=purity_clusters))
         elif name == "typiclust":
             out[name] = curate_picker(TypiClust())
-        elif name == "maxherding":
+        elif name == "maxherding":  # the default: method "auto" = exact on this pool
             out[name] = curate_picker(MaxHerding())
+        elif name == "maxherding-sparse":  # the large-pool method, kNN kernel k = 64
+            out[name] = curate_picker(MaxHerding(method="sparse", knn_k=64))
         elif name == "maxherding-dense":
             out[name] = curate_picker(MaxHerding(method="dense"))
         elif name == "maxherding-auto":
             out[name] = curate_picker(MaxHerding(bandwidth="auto"))
         elif name == "uherding":
             out[name] = uherding_picker(c)
+        elif name == "uherding-t1":  # no temperature scaling (tuning check of the ECE rule)
+            out[name] = uherding_picker(c, temperature=False)
         elif name == "margin":
             out[name] = margin_picker(c)
         elif name.startswith("skal-"):
@@ -640,6 +646,77 @@ def run_speed(args, feature_sets: dict[str, Optional[Path]],
     return rows
 
 
+#: Peers of the MaxHerding target (issue 14): curate's and scikit-activeml's.
+TARGET_PEERS = ("typiclust", "probcover", "skal-maxherding", "skal-maxherding-h1",
+                "skal-typiclust", "skal-probcover")
+
+
+def target_rows(results: dict, budgets: list[int]) -> list[dict]:
+    """Issue 14's targets per budget from mean curves: MaxHerding >= best peer - 1 point (10-50
+    labels) and >= random + 15 (10 labels); UHerding >= max(MaxHerding, margin) - 1 (every
+    budget). Missing strategies give ``None``."""
+    mean = {k: np.asarray(v).mean(axis=0) * 100 for k, v in results.items()}
+    rows = []
+    for j, b in enumerate(budgets):
+        peers = {k: mean[k][j] for k in TARGET_PEERS if k in mean}
+        best = max(peers, key=peers.get) if peers else None
+        mh = mean["maxherding"][j] if "maxherding" in mean else None
+        uh = mean["uherding"][j] if "uherding" in mean else None
+        mg = mean["margin"][j] if "margin" in mean else None
+        rnd = mean["random"][j] if "random" in mean else None
+        row = {"labels": b, "maxherding": mh, "best peer": best,
+               "best peer %": peers.get(best) if best else None,
+               "maxherding - best peer": (mh - peers[best]) if mh is not None and best else None,
+               "maxherding - random": (mh - rnd) if mh is not None and rnd is not None else None,
+               "uherding": uh, "margin": mg,
+               "uherding - max(maxherding, margin)": (
+                   uh - max(mh, mg) if None not in (uh, mh, mg) else None)}
+        checks = []
+        if b <= 50 and row["maxherding - best peer"] is not None:
+            checks.append(row["maxherding - best peer"] >= -1)
+        if b == 10 and row["maxherding - random"] is not None:
+            checks.append(row["maxherding - random"] >= 15)
+        if row["uherding - max(maxherding, margin)"] is not None:
+            checks.append(row["uherding - max(maxherding, margin)"] >= -1)
+        row["met"] = all(checks) if checks else None
+        rows.append(row)
+    return rows
+
+
+def combine(args, names: list[str]) -> None:
+    """Merge curve results (same pool, budgets, seeds, classifier) into ``--name`` and write the
+    target check ``<name>-targets``."""
+    from benchmarks.results_io import default_results_dir, read_result, write_result
+
+    results: dict = {}
+    seconds: dict = {}
+    budgets = notes = None
+    sources = {}
+    for name in names:
+        res = read_result(default_results_dir() / f"{name}.json")
+        if str(res.get("notes", "")).startswith("PARTIAL"):
+            raise SystemExit(f"{name} is a partial result; rerun it to the end first")
+        a = res["args"]
+        b = sorted(int(v) for v in str(a["budgets"]).split(","))
+        key = (a["pool"], a["test"], a["pca"], a["C"], a["seeds"], a["size"])
+        if budgets is None:
+            budgets, first_key, notes = b, key, res["notes"]
+        elif b != budgets or key != first_key:
+            raise SystemExit(f"{name}: budgets/pool/test/pca/C/seeds differ from {names[0]}")
+        for k, v in res["extra"]["accuracy"].items():
+            results[k] = v
+            seconds[k] = res["extra"].get("selection_seconds", {}).get(k)
+            sources[k] = f"{name} ({res['commit'][:10]}{', dirty' if res.get('dirty') else ''})"
+    write_result("al_quality", curve_rows(results, budgets), name=args.name, args=args,
+                 notes=notes + "; merged from " + ", ".join(names),
+                 extra={"accuracy": results, "selection_seconds": seconds, "sources": sources})
+    write_result("al_quality", target_rows(results, budgets), name=args.name + "-targets",
+                 args=args, notes=("issue 14 targets from the mean curves of " + args.name
+                                   + "; best peer over " + ", ".join(TARGET_PEERS)),
+                 extra={"sources": sources})
+    print_table(results, budgets)
+
+
 def tuning_split(n_train: int, pool_rows: np.ndarray, size: int, eval_size: int
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Training rows outside the pool: a tuning pool and a tuning evaluation set (seed 7)."""
@@ -677,6 +754,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--tune-pool", type=int, default=2000)
     ap.add_argument("--tune-eval", type=int, default=1000)
     ap.add_argument("--tune-bandwidths", default="1.0,auto,0.5,0.75,1.5")
+    ap.add_argument("--tune-what", choices=("bandwidth", "uherding", "classifier"),
+                    default="bandwidth", help="what --tune checks on the tuning split")
+    ap.add_argument("--tune-C", default="1,10,100,1000",
+                    help="logistic regression C values of --tune-what classifier")
+    ap.add_argument("--combine", default=None,
+                    help="comma-separated curve result names to merge into --name (no run)")
     ap.add_argument("--speed", action="store_true", help="speed / peak memory of MaxHerding")
     ap.add_argument("--speed-sizes", default="10000,50000",
                     help="synthetic pool sizes (1000000 for the 1M x 256 row)")
@@ -707,6 +790,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         return
     from benchmarks.results_io import write_result
 
+    if args.combine:
+        combine(args, [n for n in args.combine.split(",") if n])
+        return
     args.speed_k = [int(k) for k in str(args.speed_k).split(",")]
     args.speed_k_synthetic = [int(k) for k in str(args.speed_k_synthetic).split(",")]
     budgets = sorted(int(b) for b in args.budgets.split(","))
@@ -770,18 +856,37 @@ def main(argv: Optional[list[str]] = None) -> None:
             yt, ye = data["train_y"][t_rows].astype(np.int64), data["train_y"][e_rows]
         from curate.selectors import MaxHerding
 
-        strategies = {"random": random_picker}
-        for bw in args.tune_bandwidths.split(","):
-            val = bw if bw == "auto" else float(bw)
-            strategies[f"maxherding h={bw}"] = curate_picker(MaxHerding(bandwidth=val))
         tb = [b for b in budgets if b <= len(xt) // 5]
+        split = ("on a tuning split: a pool of training images outside the benchmark pool, "
+                 "accuracy on other training images (never the test set)")
+        if args.tune_what == "classifier":
+            # the classifier's C, from random picks (no selector involved)
+            res = {}
+            for c_ in [float(v) for v in args.tune_C.split(",")]:
+                res[f"random C={c_:g}"] = run_curves(
+                    {"random": random_picker}, xt, yt, xe, ye, tb, args.seeds, c_,
+                    lambda r, s_: None)["random"]
+                write_result("al_quality", curve_rows(res, tb), name=args.name + "-tune-classifier",
+                             args=args, notes="logistic regression C " + split,
+                             extra={"accuracy": res})
+            print_table(res, tb)
+            return
+        if args.tune_what == "uherding":
+            names = ["random", "margin", "maxherding", "uherding", "uherding-t1"]
+            strategies = build_strategies(names, len(xt), args.C, args.purity_clusters)
+            tname, what_t = args.name + "-tune-uherding", (
+                "UHerding's temperature rule (official ECE scaling vs T = 1) " + split)
+        else:
+            strategies = {"random": random_picker}
+            for bw in args.tune_bandwidths.split(","):
+                val = bw if bw == "auto" else float(bw)
+                strategies[f"maxherding h={bw}"] = curate_picker(MaxHerding(bandwidth=val))
+            tname, what_t = args.name + "-tune", (
+                "bandwidth check of MaxHerding " + split + "; deterministic selections")
 
         def done_t(results, seconds):
-            write_result("al_quality", curve_rows(results, tb), name=args.name + "-tune",
-                         args=args, notes=(
-                             "bandwidth check of MaxHerding on a tuning split: a pool of training "
-                             "images outside the benchmark pool, accuracy on other training "
-                             "images (never the test set); deterministic selections"),
+            write_result("al_quality", curve_rows(results, tb), name=tname, args=args,
+                         notes=("PARTIAL: " if len(results) < len(strategies) else "") + what_t,
                          extra={"accuracy": results, "selection_seconds": seconds})
 
         res = run_curves(strategies, xt, yt, xe, ye, tb, args.seeds, args.C, done_t)
@@ -817,8 +922,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         pass
 
 
-STRATEGIES = ["random", "maxherding", "uherding", "margin", "probcover", "typiclust", "kcenter",
-              "skal-maxherding", "skal-maxherding-h1", "skal-probcover", "skal-typiclust"]
+STRATEGIES = ["random", "maxherding", "maxherding-sparse", "uherding", "margin", "probcover",
+              "typiclust", "kcenter", "skal-maxherding", "skal-maxherding-h1", "skal-probcover",
+              "skal-typiclust"]
 
 
 def project(feats: np.ndarray, test_feats: np.ndarray, dim: int):
