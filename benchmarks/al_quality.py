@@ -56,12 +56,19 @@ MaxHerding, UHerding and k-center are deterministic, so their 5 seeds agree (std
 training images outside the benchmark pool, accuracy on ``--tune-eval`` other training images.
 
 ``--speed``: MaxHerding from an empty labeled set, budget ``--speed-budget`` (1000), sparse
-(``knn_k``), dense (N <= ``--dense-max``) and scikit-activeml MaxHerding (N <= ``--skal-max``),
-each in a fresh process (seconds of ``select``, peak RSS = VmHWM with the features), on
-synthetic 100-cluster pools of ``--speed-sizes`` rows x ``--speed-dim`` (256) and, with
-``--speed-fmnist``, on the Fashion-MNIST pool for a ``knn_k`` sweep; ``coverage`` is the exact
-generalized coverage of the picks and ``loss vs dense %`` the relative coverage the sparse kernel
-loses.
+(``knn_k``), exact (N <= ``--exact-max``), dense (N <= ``--dense-max``) and scikit-activeml
+MaxHerding (N <= ``--skal-max``), each in a fresh process (seconds of ``select``, peak RSS =
+VmHWM with the features), on synthetic 100-cluster pools of ``--speed-sizes`` rows x
+``--speed-dim`` (256; written once as float32 ``.npy`` under ``--speed-cache`` and memory-mapped)
+and, with ``--speed-fmnist``, on the Fashion-MNIST pool for a ``knn_k`` sweep; ``coverage`` is
+the exact generalized coverage of the picks, ``loss vs exact %`` the relative coverage lost
+against the exact method, and ``loss @b %`` the same for the first ``b`` picks (greedy picks
+from an empty set are prefix-consistent, so these are the budget-``b`` selections).
+
+``--combine a,b,...``: merge curve results of separate invocations (same pool, budgets, seeds
+and classifier) into ``--name`` and write ``<name>-targets``, the issue-14 target check per
+budget. ``--tune --tune-what uherding`` checks UHerding's temperature rule (ECE scaling vs
+T = 1) and ``--tune-what classifier`` the logistic regression's C, both on the tuning split.
 """
 
 from __future__ import annotations
@@ -540,6 +547,18 @@ def speed_features(n: int, dim: int, seed: int = 0) -> np.ndarray:
     return x
 
 
+def speed_file(n: int, dim: int, cache: Path) -> Path:
+    """The synthetic speed pool of ``n x dim`` as a float32 ``.npy`` under ``cache``, made once
+    (the children memory-map it)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"speed_{n}x{dim}.npy"
+    if not path.is_file():
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, speed_features(n, dim))
+        os.replace(tmp, path)
+    return path
+
+
 def speed_one(method: str, n: int, dim: int, budget: int, knn_k: int, out: Path,
               features: Optional[Path], nprobe: Optional[int] = None) -> None:
     """Child process of ``--speed``: one selection, prints seconds and peak RSS as JSON."""
@@ -550,7 +569,7 @@ def speed_one(method: str, n: int, dim: int, budget: int, knn_k: int, out: Path,
 
     if method == "skal":
         from skactiveml.pool import MaxHerding as SkMaxHerding
-    x = np.load(features) if features is not None else speed_features(n, dim)
+    x = np.load(features, mmap_mode="r") if features is not None else speed_features(n, dim)
     before = _vmhwm_mib()
     t = time.perf_counter()
     if method == "skal":
@@ -558,7 +577,8 @@ def speed_one(method: str, n: int, dim: int, budget: int, knn_k: int, out: Path,
             x, np.full(len(x), np.nan), batch_size=budget)
         info: dict = {}
     else:
-        sel = MaxHerding(method=method, knn_k=max(knn_k, 2), nprobe=nprobe).select(x, budget)
+        sel = MaxHerding(method=method, knn_k=max(knn_k, 2), nprobe=nprobe,
+                         exact_max_rows=len(x), dense_max_rows=len(x)).select(x, budget)
         idx, info = sel.indices, sel.info
     secs = time.perf_counter() - t
     np.save(out, np.asarray(idx, dtype=np.int64))
@@ -587,27 +607,32 @@ def run_speed(args, feature_sets: dict[str, Optional[Path]],
     from curate.selectors.herding import generalized_coverage
 
     rows = []
+    prefixes = [b for b in PREFIXES if b < args.speed_budget]
+    empty = {"seconds": None, "peak MiB": None, "coverage": None, "loss vs exact %": None,
+             **{f"loss @{b} %": None for b in prefixes}}
     for label, path in feature_sets.items():
-        x = np.load(path) if path is not None else None
-        n = len(x) if x is not None else int(label)
-        ks = args.speed_k if path is not None else args.speed_k_synthetic
-        plans = [("sparse", k) for k in ks] + [("dense", 0)]
-        plans += [("skal", 0)]
+        synthetic = path is None
+        if synthetic:
+            path = speed_file(int(label), args.speed_dim, args.speed_cache)
+        x = np.load(path, mmap_mode="r")
+        n = len(x)
+        ks = args.speed_k_synthetic if synthetic else args.speed_k
+        plans = [("sparse", k) for k in ks] + [("exact", 0), ("dense", 0), ("skal", 0)]
         picks: dict[str, np.ndarray] = {}
+        covs: dict[str, list] = {}
         for method, k in plans:
+            skip = None
+            if method == "exact" and n > args.exact_max:
+                skip = (f"not run above --exact-max {args.exact_max} rows (O(N^2 d) first gains, "
+                        "O(N d) per recomputed row)")
             if method == "dense" and n > args.dense_max:
-                rows.append({"features": label, "N": n, "method": "dense", "knn_k": None,
-                             "seconds": None, "peak MiB": None, "coverage": None,
-                             "loss vs dense %": None,
-                             "note": f"not run: N x N kernel ({n * n * 4 / 2**30:.1f} GiB int32)"})
-                continue
+                skip = f"not run: N x N kernel ({n * n * 4 / 2**30:.1f} GiB int32)"
             if method == "skal" and n > args.skal_max:
-                rows.append({"features": label, "N": n, "method": "scikit-activeml", "knn_k": None,
-                             "seconds": None, "peak MiB": None, "coverage": None,
-                             "loss vs dense %": None,
-                             "note": f"not run above --skal-max {args.skal_max} rows (N x N "
-                                     f"float64 kernel, {n * n * 8 / 2**30:.2f} GiB, and a full "
-                                     "N x N pass per pick)"})
+                skip = (f"not run above --skal-max {args.skal_max} rows (N x N float64 kernel, "
+                        f"{n * n * 8 / 2**30:.2f} GiB, and a full N x N pass per pick)")
+            if skip:
+                rows.append({"features": label, "N": n, "method": {"skal": "scikit-activeml"}.get(
+                    method, method), "knn_k": None, **empty, "note": skip})
                 continue
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "picks.npy"
@@ -616,8 +641,8 @@ def run_speed(args, feature_sets: dict[str, Optional[Path]],
                        str(args.speed_budget), "--speed-one-k", str(k), "--speed-out", str(out)]
                 if args.speed_nprobe:
                     cmd += ["--speed-nprobe", str(args.speed_nprobe)]
-                if path is not None:
-                    cmd += ["--speed-features", str(path)]
+                cmd += ["--speed-features", str(path)]
+                load0 = os.getloadavg()[0]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode != 0:
                     print(proc.stderr[-2000:])
@@ -625,25 +650,38 @@ def run_speed(args, feature_sets: dict[str, Optional[Path]],
                 res = json.loads(proc.stdout.strip().splitlines()[-1])
                 key = f"{method}{k or ''}"
                 picks[key] = np.load(out)
-            xs = x if x is not None else speed_features(n, args.speed_dim)
-            cov = generalized_coverage(xs, picks[key]) if n <= args.coverage_max else None
+            if n <= args.coverage_max:
+                # greedy picks from an empty set are prefix-consistent: the first b picks are the
+                # budget-b selection, so one run gives the coverage at every smaller budget
+                covs[key] = [generalized_coverage(x, picks[key][:b])
+                             for b in prefixes + [len(picks[key])]]
+            cov = covs[key][-1] if key in covs else None
+            note = f"load {load0:.1f} -> {os.getloadavg()[0]:.1f}"
+            if method == "sparse":
+                note += (f"; lists complete: {res['lists_complete']}, rows truncated "
+                         f"{res['rows_truncated']}")
             rows.append({"features": label, "N": n, "method": {"skal": "scikit-activeml"}.get(
-                method, method), "knn_k": k or None, "seconds": res["seconds"],
-                "peak MiB": res["peak_mib"], "coverage": cov, "loss vs dense %": None,
-                "note": (f"lists complete: {res['lists_complete']}, rows truncated "
-                         f"{res['rows_truncated']}; stages {res['stages']}" if method == "sparse"
-                         else "")})
+                method, method), "knn_k": k or None, **empty, "seconds": res["seconds"],
+                "peak MiB": res["peak_mib"], "coverage": cov,
+                "note": note + f"; stages {res['stages']}" if res["stages"] else note})
+            rows[-1]["_key"] = key
             if on_row is not None:
-                on_row(rows)
+                on_row([{c: v for c, v in r.items() if c != "_key"} for r in rows])
             print(f"  speed {label} {method} k={k}: {res['seconds']:.1f} s, peak "
                   f"{res['peak_mib']:.0f} MiB, coverage {cov}", flush=True)
-        dense = [r for r in rows if r["features"] == label and r["method"] == "dense"
-                 and r["coverage"] is not None]
-        if dense:
+        ref = "exact" if "exact" in covs else ("dense" if "dense" in covs else None)
+        if ref is not None:
             for r in rows:
-                if r["features"] == label and r["coverage"] is not None:
-                    r["loss vs dense %"] = 100 * (1 - r["coverage"] / dense[0]["coverage"])
-    return rows
+                if r["features"] == label and r.get("_key") in covs:
+                    c, c0 = covs[r["_key"]], covs[ref]
+                    r["loss vs exact %"] = 100 * (1 - c[-1] / c0[-1])
+                    for j, b in enumerate(prefixes):
+                        r[f"loss @{b} %"] = 100 * (1 - c[j] / c0[j])
+    return [{c: v for c, v in r.items() if c != "_key"} for r in rows]
+
+
+#: Budgets at which ``--speed`` also reports the coverage of the first picks.
+PREFIXES = [10, 30, 50]
 
 
 #: Peers of the MaxHerding target (issue 14): curate's and scikit-activeml's.
@@ -774,6 +812,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--speed-nprobe", type=int, default=0,
                     help="IVF lists probed by the sparse kNN above 100k rows (0: the default)")
     ap.add_argument("--dense-max", type=int, default=20000)
+    ap.add_argument("--exact-max", type=int, default=20000)
+    ap.add_argument("--speed-cache", type=Path, default=Path("/tmp/curate-bench-speed"),
+                    help="where the synthetic speed pools are written once (float32 .npy)")
     ap.add_argument("--skal-max", type=int, default=10000)
     ap.add_argument("--coverage-max", type=int, default=100000)
     ap.add_argument("--speed-one", default=None, help=argparse.SUPPRESS)
@@ -829,9 +870,12 @@ def main(argv: Optional[list[str]] = None) -> None:
             return ("PARTIAL: " if partial else "") + (
             "MaxHerding rbf h=1 (official default) from an empty labeled set, budget "
             f"{args.speed_budget}; synthetic pools: 100 Gaussian clusters, {args.speed_dim}-d; "
-            "each run in a fresh process, peak = VmHWM (features included); coverage = exact "
-            "generalized coverage of the picks (float64); loss vs dense = relative coverage "
-            "lost by the sparse kernel. scikit-activeml MaxHerding run with gamma = 1 (h = 1).")
+            "float32 .npy made once and memory-mapped; each run in a fresh process, peak = "
+            "VmHWM (features included); OMP_NUM_THREADS="
+            f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; coverage = exact generalized "
+            "coverage of the picks (float64); loss vs exact = relative coverage lost against "
+            "the exact method (or dense), loss @b = the same for the first b picks (the budget-b "
+            "selection). scikit-activeml MaxHerding run with gamma = 1 (h = 1).")
 
         rows = run_speed(args, sets, on_row=lambda r: write_result(
             "al_quality", r, name=args.name + "-speed", args=args, notes=speed_notes(True)))

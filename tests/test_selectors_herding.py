@@ -310,7 +310,8 @@ def test_al_quality_benchmark_smoke(tmp_path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     rows = json.loads((tmp_path / "al_quality-fmnist-speed.json").read_text())["rows"]
     by = {r["method"]: r for r in rows}
-    assert by["dense"]["loss vs dense %"] == 0 and by["sparse"]["coverage"] > 0
+    assert by["dense"]["loss vs exact %"] == 0 and by["exact"]["loss @10 %"] == 0
+    assert by["sparse"]["coverage"] > 0 and by["sparse"]["loss @10 %"] is not None
     assert by["sparse"]["peak MiB"] > 0 and by["scikit-activeml"]["seconds"] is None
 
 
