@@ -305,8 +305,8 @@ def test_al_quality_benchmark_smoke(tmp_path) -> None:
     assert all(0 <= r["accuracy %"] <= 100 and r["seeds"] == 2 for r in res["rows"])
     assert len(res["rows"]) == 8 and not res["notes"].startswith("PARTIAL")
     out = subprocess.run(common + ["--speed", "--speed-sizes", "600", "--speed-budget", "20",
-                                   "--skal-max", "0"], env=env, capture_output=True, text=True,
-                         timeout=600)
+                                   "--skal-max", "0", "--speed-cache", str(tmp_path)],
+                         env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = json.loads((tmp_path / "al_quality-fmnist-speed.json").read_text())["rows"]
     by = {r["method"]: r for r in rows}
