@@ -745,9 +745,18 @@ def combine(args, names: list[str]) -> None:
             results[k] = v
             seconds[k] = res["extra"].get("selection_seconds", {}).get(k)
             sources[k] = f"{name} ({res['commit'][:10]}{', dirty' if res.get('dirty') else ''})"
-    write_result("al_quality", curve_rows(results, budgets), name=args.name, args=args,
-                 notes=notes + "; merged from " + ", ".join(names),
-                 extra={"accuracy": results, "selection_seconds": seconds, "sources": sources})
+    wide = []
+    for k, v in results.items():
+        a = np.asarray(v) * 100
+        wide.append({"strategy": k, **{f"{b} labels": float(a[:, j].mean())
+                                       for j, b in enumerate(budgets)},
+                     "max std": float(a.std(axis=0).max()), "seeds": int(a.shape[0]),
+                     "selection s/seed": seconds[k]})
+    write_result("al_quality", wide, name=args.name, args=args,
+                 notes=notes + "; mean test accuracy % over seeds per budget (max std: the "
+                 "largest std over the budgets); merged from " + ", ".join(names),
+                 extra={"accuracy": results, "selection_seconds": seconds, "sources": sources,
+                        "long": curve_rows(results, budgets)})
     write_result("al_quality", target_rows(results, budgets), name=args.name + "-targets",
                  args=args, notes=("issue 14 targets from the mean curves of " + args.name
                                    + "; best peer over " + ", ".join(TARGET_PEERS)),

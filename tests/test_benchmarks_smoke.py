@@ -119,6 +119,7 @@ def test_al_quality_parts_combine_and_tuning_smoke(tmp_path: Path) -> None:
     data = _result(tmp_path, "alq", "al_quality")
     assert {r["strategy"] for r in data["rows"]} == {
         "random", "maxherding", "margin", "uherding", "typiclust", "maxherding-sparse"}
+    assert all(0 <= r["10 labels"] <= 100 and r["seeds"] == 1 for r in data["rows"])
     targets = _result(tmp_path, "alq-targets", "al_quality")
     assert [r["labels"] for r in targets["rows"]] == [10, 20]
     assert all(r["best peer"] == "typiclust" and r["met"] in (True, False)
