@@ -38,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate.api import (
+    EmbeddingEvaluation,
     EmbedReport,
     IngestReport,
     JobStatus,
@@ -49,6 +50,7 @@ from curate.api import (
     SourceSpec,
 )
 from curate.errors import InvalidInputError, NotFoundError
+from curate.reports import ImportReport, LoopReport, PretrainReport, RoundReport
 from curate.operations import ARROW as ARROW_KIND
 from curate.operations import DOWNLOAD as DOWNLOAD_KIND
 from curate.operations import operation
@@ -360,7 +362,7 @@ class RemoteWorkspace:
         body = {"config": config, "options": options, "stop_after": stop_after}
         return JobStatus(**self._call("submit_loop", json=body))
 
-    def loop(self, config: Any = None, **options: Any) -> Any:
+    def loop(self, config: Any = None, **options: Any) -> LoopReport:
         """Run (or resume) an active-learning loop on the server and wait for it.
 
         Same arguments and result (:class:`curate.loop.LoopReport`) as ``Workspace.loop``;
@@ -368,8 +370,6 @@ class RemoteWorkspace:
         round this call ran; ``detector`` objects cannot be sent (the config names the
         detector). Paths in the config are server paths below its data roots.
         """
-        from curate.loop import LoopReport, RoundReport
-
         on_round = options.pop("on_round", None)
         stop_after = options.pop("stop_after", None)
         if "detector" in options:
@@ -394,14 +394,12 @@ class RemoteWorkspace:
         """
         return JobStatus(**self._call("submit_pretrain", json={"config": self._config_body(config)}))
 
-    def pretrain_image(self, config: Any = None, *, progress: Optional[bool] = None) -> Any:
+    def pretrain_image(self, config: Any = None, *, progress: Optional[bool] = None) -> PretrainReport:
         """Self-supervised training of the image embedder on the server (``Workspace.pretrain_image``).
 
         ``config``: a nested dict, an ``ImagePretrainConfig`` or a TOML path *on the server*.
         Returns a :class:`curate.pretraining.PretrainReport` (server paths).
         """
-        from curate.pretraining import PretrainReport
-
         body = {"config": self._config_body(config)}
         status = JobStatus(**self._call("submit_pretrain_image", json=body))
         final = self.wait(status.job_id, progress=progress)
@@ -422,15 +420,13 @@ class RemoteWorkspace:
             )
         return to_dict()
 
-    def pretrain(self, config: Any = None, *, progress: Optional[bool] = None) -> Any:
+    def pretrain(self, config: Any = None, *, progress: Optional[bool] = None) -> PretrainReport:
         """Pretrain on the server's frames and wait (same result as ``Workspace.pretrain``).
 
         Returns a :class:`curate.pretraining.PretrainReport`; its paths are server paths inside
         the workspace (``checkpoints/<name>/``), usable as ``checkpoint=`` in :meth:`embed`
         when the workspace lies below a server data root.
         """
-        from curate.pretraining import PretrainReport
-
         status = self.submit_pretrain(config)
         final = self.wait(status.job_id, progress=progress)
         return PretrainReport(**decode_floats(final.result or {}))
@@ -661,13 +657,11 @@ class RemoteWorkspace:
         *,
         format: str = "kitti",
         prefix: Optional[str] = None,
-    ) -> Any:
+    ) -> ImportReport:
         """Import annotation files that the *server* reads (below its data roots).
 
         Returns a :class:`curate.labels_import.ImportReport`, as the workspace does.
         """
-        from curate.labels_import import ImportReport
-
         items = [paths] if isinstance(paths, (str, Path)) else list(paths)
         body = {"paths": [str(p) for p in items], "format": format, "prefix": prefix}
         return ImportReport(**self._call("import_labels", json=body))
@@ -702,7 +696,7 @@ class RemoteWorkspace:
         test_fraction: float = 0.3,
         seed: int = 0,
         out: Optional[Union[str, Path]] = None,
-    ) -> Any:
+    ) -> EmbeddingEvaluation:
         """Judge embeddings side by side (see ``Workspace.evaluate_embeddings``).
 
         Runs here, in the client, over this client's ``vectors`` / ``frames`` / ``boxes`` calls

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from curate._version import __version__
 from curate.api import RunRecord
 from curate.errors import InvalidInputError, NotFoundError
+from curate.sources.kitti import kitti_frame_id
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -56,11 +57,6 @@ _FRAME_COLUMNS = [
     "id", "scene", "frame_index", "timestamp", "lidar_path", "image_paths", "calib_path",
     "time_of_day", "weather", "location",
 ]
-
-
-def kitti_frame_id(frame_id: str) -> str:
-    """The bare KITTI frame id of a workspace id (``kitti/000123`` -> ``000123``)."""
-    return frame_id.rsplit("/", 1)[-1]
 
 
 def run_manifest(run: RunRecord) -> dict[str, Any]:

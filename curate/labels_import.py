@@ -16,22 +16,21 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence, Union
+from typing import Any, Optional, Protocol, Sequence, Union
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict
 
 from curate import _tables as T
 from curate.errors import CorruptDataError, InvalidInputError, NotFoundError
-from curate.export import kitti_frame_id
+from curate.reports import ImportReport
 from curate.sources.base import Box3D
-from curate.sources.kitti import parse_label_file
+from curate.sources.kitti import kitti_frame_id, parse_label_file
+from curate.store_queries import require_samples
+from index.store import Store
 
-if TYPE_CHECKING:  # pragma: no cover
-    from curate.workspace import Workspace
-
-__all__ = ["ImportReport", "import_labels", "resolve_label_files", "frame_labels", "IMPORT_FORMATS"]
+__all__ = ["ImportReport", "import_labels", "resolve_label_files", "frame_labels", "boxes_by_frame",
+           "IMPORT_FORMATS"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,42 +43,6 @@ _CHUNK = 500
 _MAX_LISTED = 5
 
 PathArg = Union[str, Path, Sequence[Union[str, Path]]]
-
-
-class ImportReport(BaseModel):
-    """What a label import did.
-
-    Attributes
-    ----------
-    files : int
-        Label files read.
-    frames : int
-        Frames that received labels.
-    boxes : int
-        Boxes imported (``DontCare`` included).
-    replaced : int
-        Earlier imported boxes of those frames that were replaced.
-    newly_labeled : int
-        Frames that were not labeled before.
-    labeled_total : int
-        Labeled frames in the workspace afterwards.
-    labels_version, samples_version : int
-        Table versions after the import.
-    seconds : float
-        Wall time.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    files: int
-    frames: int
-    boxes: int
-    replaced: int
-    newly_labeled: int
-    labeled_total: int
-    labels_version: int
-    samples_version: int
-    seconds: float
 
 
 def _sql_str(value: str) -> str:
@@ -167,21 +130,21 @@ def _rows(frames: dict[str, list[Box3D]]) -> pa.Table:
     return T.box_rows(frames.items(), ORIGIN)
 
 
-def _rollback(ws: "Workspace", before: dict[str, Optional[int]]) -> None:
+def _rollback(store: Store, before: dict[str, Optional[int]]) -> None:
     for table, version in before.items():
         try:
-            if not ws.store.has_table(table):
+            if not store.has_table(table):
                 continue
             if version is None:
-                ws.store.drop_table(table)
-            elif ws.store.version(table) != version:
-                ws.store.restore(table, version)
+                store.drop_table(table)
+            elif store.version(table) != version:
+                store.restore(table, version)
         except Exception:  # pragma: no cover - best effort; the original error is re-raised
             logger.exception("could not roll back table %s", table)
 
 
 def import_labels(
-    ws: "Workspace",
+    store: Store,
     paths: PathArg,
     *,
     format: str = "kitti",
@@ -191,8 +154,9 @@ def import_labels(
 
     Parameters
     ----------
-    ws : Workspace
-        Target workspace (its frames must already be ingested).
+    store : index.store.Store
+        The target workspace's store (its frames must already be ingested);
+        ``Workspace.import_labels`` passes its own.
     paths : str, Path or sequence of them
         Label files named ``<frame id>.txt`` and/or folders of them.
     format : str
@@ -226,11 +190,11 @@ def import_labels(
         raise InvalidInputError(
             f"unknown label format {format!r}; valid formats: {', '.join(IMPORT_FORMATS)}"
         )
-    ws._require_samples()
+    require_samples(store)
     files = resolve_label_files(paths)
 
     # 1. validate everything: frame ids and every line of every file
-    all_ids = [str(i) for i in ws.store.ids(T.SAMPLES)]
+    all_ids = [str(i) for i in store.ids(T.SAMPLES)]
     mapping, problems, ambiguous = _match_frames([f.stem for f in files], all_ids, prefix)
     if ambiguous:
         raise InvalidInputError(
@@ -270,35 +234,35 @@ def import_labels(
     counts = {fid: len(b) for fid, b in parsed.items()}
     frame_ids = list(parsed)
     before = {
-        T.LABELS: ws.store.version(T.LABELS) if ws.store.has_table(T.LABELS) else None,
-        T.SAMPLES: ws.store.version(T.SAMPLES),
+        T.LABELS: store.version(T.LABELS) if store.has_table(T.LABELS) else None,
+        T.SAMPLES: store.version(T.SAMPLES),
     }
     replaced = 0
     try:
-        if ws.store.has_table(T.LABELS):
+        if store.has_table(T.LABELS):
             for k in range(0, len(frame_ids), _CHUNK):
                 chunk = frame_ids[k : k + _CHUNK]
-                replaced += ws.store.count(
+                replaced += store.count(
                     T.LABELS, where=f"origin = '{ORIGIN}' AND {_in_list('frame_id', chunk)}"
                 )
         if rows.num_rows:
-            ws.store.upsert(T.LABELS, rows)
-        if ws.store.has_table(T.LABELS):
+            store.upsert(T.LABELS, rows)
+        if store.has_table(T.LABELS):
             for k in range(0, len(frame_ids), _CHUNK):
                 chunk = frame_ids[k : k + _CHUNK]
                 stale = " OR ".join(
                     f"(frame_id = {_sql_str(f)} AND box_index >= {counts[f]})" for f in chunk
                 )
                 where = f"origin = '{ORIGIN}' AND ({stale})"
-                if ws.store.count(T.LABELS, where=where):
-                    ws.store.delete(T.LABELS, where)
-        state = ws.store.read(T.SAMPLES, columns=["id", "labeled"], ids=frame_ids)
+                if store.count(T.LABELS, where=where):
+                    store.delete(T.LABELS, where)
+        state = store.read(T.SAMPLES, columns=["id", "labeled"], ids=frame_ids)
         todo = [i for i, lab in zip(state["id"].to_pylist(), state["labeled"].to_pylist()) if not lab]
         for k in range(0, len(todo), _CHUNK):
-            ws.store.update(T.SAMPLES, where=_in_list("id", todo[k : k + _CHUNK]),
+            store.update(T.SAMPLES, where=_in_list("id", todo[k : k + _CHUNK]),
                             values={"labeled": True})
     except BaseException:
-        _rollback(ws, before)
+        _rollback(store, before)
         raise
     report = ImportReport(
         files=len(files),
@@ -306,16 +270,41 @@ def import_labels(
         boxes=rows.num_rows,
         replaced=replaced,
         newly_labeled=len(todo),
-        labeled_total=ws.store.count(T.SAMPLES, where="labeled = true"),
-        labels_version=ws.store.version(T.LABELS) if ws.store.has_table(T.LABELS) else 0,
-        samples_version=ws.store.version(T.SAMPLES),
+        labeled_total=store.count(T.SAMPLES, where="labeled = true"),
+        labels_version=store.version(T.LABELS) if store.has_table(T.LABELS) else 0,
+        samples_version=store.version(T.SAMPLES),
         seconds=time.perf_counter() - start,
     )
     logger.info("imported %d boxes for %d frames from %d files", report.boxes, report.frames, report.files)
     return report
 
 
-def frame_labels(ws: "Workspace", frame_ids: Sequence[str], *, labeled_only: bool = False) -> pa.Table:
+def boxes_by_frame(labels: pa.Table) -> dict[str, list[dict[str, Any]]]:
+    """The effective boxes of each frame of ``labels`` rows, as row dicts in box order.
+
+    A frame's imported boxes (``origin = "import"``) replace the boxes its source shipped; a frame
+    without imported boxes keeps its source boxes. O(rows log rows).
+    """
+    rows = sorted(labels.to_pylist(), key=lambda r: (r["frame_id"], r["box_index"]))
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r["frame_id"], []).append(r)
+    for fid, boxes in out.items():
+        imported = [b for b in boxes if b.get("origin") == ORIGIN]
+        if imported:
+            out[fid] = imported
+    return out
+
+
+class BoxReader(Protocol):
+    """Anything with the workspace's ``boxes`` method (a local or a remote workspace)."""
+
+    def boxes(self, frame_ids: Sequence[str], *, labeled_only: bool = True) -> pa.Table:
+        """Rows of ``labels`` of the given frames."""
+        ...
+
+
+def frame_labels(ws: BoxReader, frame_ids: Sequence[str], *, labeled_only: bool = False) -> pa.Table:
     """Effective label boxes of frames: the imported boxes of a frame when it has any, else its
     source boxes. Rows are ordered by frame (as given) and box index.
 

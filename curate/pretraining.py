@@ -38,15 +38,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from curate import _tables as T
 from curate.errors import CorruptDataError, InvalidInputError
 from curate.progress import progress_bar
+from curate.reports import PretrainReport
 from curate.sources.pointcloud import read_points
+from curate.store_queries import require_samples
+from index.store import Store
 
 if TYPE_CHECKING:  # pragma: no cover
-    from curate.workspace import Workspace
     from embedders.pretrain.config import PretrainConfig
     from embedders.pretrain.data import ChunkedClouds
 
@@ -71,31 +72,6 @@ CHECKPOINT_DIR = "checkpoints"
 #: Points cached per frame, as a multiple of ``num_points`` (augmentation draws a subset).
 OVERSAMPLE = 2
 CHUNK = 256
-
-
-class PretrainReport(BaseModel):
-    """Result of :func:`pretrain`."""
-
-    run_name: str
-    run_dir: str
-    checkpoint: str = Field(description="path of last.pt; pass as checkpoint= to embed")
-    steps: int
-    start_step: int = Field(description="step the run resumed from (0 = fresh)")
-    frames: int
-    final_losses: dict[str, float] = Field(description="mean of each term over the last 20 steps")
-    seconds: float
-    teacher_embedding: Optional[str] = None
-    embed_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="tokenization/preprocessing options to embed with, e.g. ws.embed("
-        "'recon-tiny', checkpoint=..., **embed_options)",
-    )
-    model: str = Field(description="registry name of the matching embedder, e.g. recon-tiny")
-    interrupted: Optional[str] = Field(
-        default=None,
-        description="signal (SIGTERM / SIGINT) that stopped the run early after checkpointing "
-        "the step reached; None when it ran to the end. Run again to resume",
-    )
 
 
 @dataclass(frozen=True)
@@ -169,7 +145,7 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
 
 
 def cached_clouds(
-    ws: Workspace,
+    store: Store,
     ids: Sequence[str],
     lidar_paths: Sequence[str],
     cfg: PretrainConfig,
@@ -200,7 +176,7 @@ def cached_clouds(
     options = {**base.to_dict(), "num_points": OVERSAMPLE * cfg.data.num_points}
     preprocessor = ScenePreprocessor(PreprocessConfig.from_options(options), seed=cfg.seed)
     key = _digest({"preprocess": options, "seed": cfg.seed, "ids": list(ids)})
-    folder = ws.path / CACHE_DIR / f"clouds-{key}"
+    folder = store.path / CACHE_DIR / f"clouds-{key}"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     with progress_bar(total=len(ids), desc="pretrain cache", unit="frame", enable=progress) as bar:
@@ -246,7 +222,7 @@ def _read_image(path: str, frame_id: str) -> np.ndarray:
 
 
 def teacher_features(
-    ws: Workspace,
+    store: Store,
     ids: Sequence[str],
     image_paths: Sequence[Sequence[str]],
     cfg: PretrainConfig,
@@ -290,10 +266,10 @@ def teacher_features(
     }
     done: set[str] = set()
     mode = "overwrite"
-    if ws.store.has_table(table):
-        old = ws.store.table_metadata(table)
+    if store.has_table(table):
+        old = store.table_metadata(table)
         if old.get("weights_sha256") == sha and old.get("config") == meta["config"]:
-            done = {str(i) for i in ws.store.ids(table)}
+            done = {str(i) for i in store.ids(table)}
             mode = "upsert"
     todo = [(frame, paths[0]) for frame, paths in zip(ids, image_paths) if frame not in done]
     with progress_bar(total=len(todo), desc="teacher features", unit="frame", enable=progress) as bar:
@@ -301,17 +277,17 @@ def teacher_features(
             chunk = todo[start : start + CHUNK]
             images = [_read_image(path, frame) for frame, path in chunk]
             vectors = np.asarray(features_fn(images), dtype=np.float32)
-            ws.store.write_vectors(table, [f for f, _ in chunk], vectors, metadata=meta, mode=mode)
+            store.write_vectors(table, [f for f, _ in chunk], vectors, metadata=meta, mode=mode)
             mode = "upsert"
             bar.update(len(chunk))
-    _, vectors = ws.store.read_vectors(table, ids=list(ids))
+    _, vectors = store.read_vectors(table, ids=list(ids))
     return vectors, name
 
 
-def _frames(ws: Workspace, where: str) -> list[dict[str, Any]]:
+def _frames(store: Store, where: str) -> list[dict[str, Any]]:
     """Rows (id, lidar_path, image_paths, scene, frame_index) of the frames, sorted by id."""
-    ws._require_samples()
-    rows = ws.store.read(
+    require_samples(store)
+    rows = store.read(
         T.SAMPLES,
         columns=["id", "lidar_path", "image_paths", "scene", "frame_index"],
         where=where or None,
@@ -323,7 +299,7 @@ def _frames(ws: Workspace, where: str) -> list[dict[str, Any]]:
 
 
 def pretrain(
-    ws: Workspace,
+    store: Store,
     config: Union[str, os.PathLike[str], Mapping[str, Any], PretrainConfig, None] = None,
     *,
     progress: Optional[bool] = None,
@@ -332,7 +308,9 @@ def pretrain(
 
     Parameters
     ----------
-    ws : Workspace
+    store : index.store.Store
+        The workspace's store (``Workspace.pretrain`` passes its own); the cache and the
+        checkpoints go below its directory.
     config : path, mapping, PretrainConfig or None
         TOML file / parsed dict / config; None = defaults (the tiny setting).
     progress : bool, optional
@@ -354,7 +332,7 @@ def pretrain(
     from embedders.pretrain.trainer import train
 
     cfg = read_config(config)
-    rows = _frames(ws, cfg.data.where)
+    rows = _frames(store, cfg.data.where)
     ids = [row["id"] for row in rows]
     lidar_paths = [row["lidar_path"] for row in rows]
     image_paths = [row["image_paths"] for row in rows]
@@ -363,17 +341,17 @@ def pretrain(
             f"pretraining needs at least batch_size={cfg.train.batch_size} frames; "
             f"{len(ids)} match (where={cfg.data.where!r}). Lower [train] batch_size or ingest more"
         )
-    clouds = cached_clouds(ws, ids, lidar_paths, cfg, progress=progress)
+    clouds = cached_clouds(store, ids, lidar_paths, cfg, progress=progress)
     teacher, teacher_name = None, None
     if cfg.loss.image > 0:
-        teacher, teacher_name = teacher_features(ws, ids, image_paths, cfg, progress=progress)
+        teacher, teacher_name = teacher_features(store, ids, image_paths, cfg, progress=progress)
     embed_options = {
         "num_group": cfg.model.embed_num_group,
         "group_size": cfg.model.group_size,
         **cfg.data.preprocess_config().to_dict(),
         "num_points": cfg.data.embed_num_points,
     }
-    run_dir = ws.path / CHECKPOINT_DIR / cfg.name
+    run_dir = store.path / CHECKPOINT_DIR / cfg.name
     try:
         result = train(
             cfg,

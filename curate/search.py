@@ -25,8 +25,10 @@ from curate.api import Neighbors, SearchResult
 from curate.errors import InvalidInputError, NotFoundError
 from index.errors import NotFoundError as IndexNotFoundError
 
+from curate.store_queries import require_embedding, require_samples
+from index.store import Store
+
 if TYPE_CHECKING:
-    from curate.workspace import Workspace
     from index.vectors import VectorIndex
 
 __all__ = ["search", "clear_cache", "MAX_CACHED", "MAX_K", "METRICS"]
@@ -51,7 +53,7 @@ def clear_cache() -> None:
 
 
 def _cached_index(
-    ws: "Workspace",
+    store: Store,
     table: str,
     version: int,
     metric: str,
@@ -61,18 +63,18 @@ def _cached_index(
     """The index of ``table@version`` (restricted to frames matching ``where``); None if empty."""
     from index.vectors import VectorIndex
 
-    key = (str(ws.store.path), table, int(version), metric, where, samples_version)
+    key = (str(store.path), table, int(version), metric, where, samples_version)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
         # Built under the lock: concurrent searches of one key build it once.
         if where is None:
-            ids, vecs = ws.store.read_vectors(table, version=version)
+            ids, vecs = store.read_vectors(table, version=version)
         else:
             # Only the rows the filter allows are read (hashed join on ids, rows fetched by id).
-            allowed = ws.store.ids(T.SAMPLES, where=where, version=samples_version)
-            vecs, found = ws.store.gather_vectors(table, allowed, version=version)
+            allowed = store.ids(T.SAMPLES, where=where, version=samples_version)
+            vecs, found = store.gather_vectors(table, allowed, version=version)
             ids = allowed
             if not found.all():
                 ids, vecs = allowed[found], vecs[found]
@@ -112,7 +114,7 @@ def _query_matrix(vectors: Any, dim: int) -> np.ndarray:
 
 
 def search(
-    ws: "Workspace",
+    store: Store,
     embedding: str,
     *,
     ids: Optional[Sequence[str]] = None,
@@ -127,7 +129,8 @@ def search(
 
     Parameters
     ----------
-    ws : Workspace
+    store : index.store.Store
+        The workspace's store (``Workspace.search`` passes its own).
     embedding : str
         Embedding name.
     ids : sequence of str, optional
@@ -168,15 +171,15 @@ def search(
         raise InvalidInputError(f"unknown metric {metric!r}; valid metrics: {', '.join(METRICS)}")
     if (ids is None) == (vectors is None):
         raise InvalidInputError("give exactly one of ids= (query frames) or vectors= (query vectors)")
-    table = ws._require_embedding(embedding)
+    table = require_embedding(store, embedding)
     if version is None:
-        version = ws.store.version(table)
+        version = store.version(table)
     samples_version: Optional[int] = None
     if where is not None:
-        ws._require_samples()
-        ws.store.validate_where(T.SAMPLES, where)
-        samples_version = ws.store.version(T.SAMPLES)
-    dim = int(ws.store.schema(table, version=version).field("vector").type.list_size)
+        require_samples(store)
+        store.validate_where(T.SAMPLES, where)
+        samples_version = store.version(T.SAMPLES)
+    dim = int(store.schema(table, version=version).field("vector").type.list_size)
     queries: Optional[np.ndarray] = None
     if ids is not None:
         if isinstance(ids, str):
@@ -187,7 +190,7 @@ def search(
     else:
         queries = _query_matrix(vectors, dim)
         query_ids = [None] * queries.shape[0]
-    index = _cached_index(ws, table, version, metric, where, samples_version)
+    index = _cached_index(store, table, version, metric, where, samples_version)
     results: list[Neighbors] = []
     drop_self = exclude_self and ids is not None
     if ids is not None and where is None and index is not None:
@@ -200,7 +203,7 @@ def search(
     else:
         if ids is not None:
             try:
-                _, queries = ws.store.read_vectors(table, ids=query_ids, version=version)
+                _, queries = store.read_vectors(table, ids=query_ids, version=version)
             except IndexNotFoundError as exc:
                 raise _missing_queries(exc.missing, embedding, version) from None
         if index is None:

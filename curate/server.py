@@ -33,7 +33,6 @@ vector, a loop skips its stored rounds, pretraining continues from ``last.pt``).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -85,6 +84,7 @@ from curate.auth import (
 from curate.confine import confine
 from curate.operations import operation
 from curate.errors import CurateError, InvalidInputError, NotFoundError
+from curate.store_queries import require_embedding, require_samples
 from curate.wire import (
     ARROW_STREAM,
     EXPORT_MEDIA,
@@ -794,7 +794,7 @@ def create_app(
             if not isinstance(config["checkpoint"], str):
                 raise InvalidInputError("config.checkpoint must be a path string")
             config["checkpoint"] = str(_confine(config["checkpoint"], state.data_roots, "checkpoint"))
-        ws._require_samples()
+        require_samples(ws.store)
         emb = build_embedder(req.model, **config)  # validates model and config before queueing
         name = req.name or emb.name
         # Reader threads are off by default on the server (one job at a time, no oversubscription).
@@ -848,7 +848,7 @@ def create_app(
         cfg = load_loop_config(config, **options)  # validates before queueing
         cfg = _confine_loop_config(cfg, state.data_roots, ws.path)
         _check_loop_detector(cfg)
-        ws._require_embedding(cfg.embedding)
+        require_embedding(ws.store, cfg.embedding)
         last = cfg.rounds if req.stop_after is None else min(req.stop_after, cfg.rounds)
 
         def run(job: _Job) -> dict:
@@ -859,7 +859,7 @@ def create_app(
                 job.done = min(last, report.round + 1)
 
             report = ws.loop(cfg, stop_after=req.stop_after, on_round=on_round)
-            return encode_floats(dataclasses.asdict(report))
+            return encode_floats(report.model_dump())
 
         return state.jobs.submit("loop", req.model_dump(), run)
 
@@ -878,7 +878,7 @@ def create_app(
             config = str(_confine(config, state.data_roots, "pretraining config"))
         cfg = read_config(config)  # validates before queueing
         _plain_name(cfg.name, "pretraining name")
-        ws._require_samples()
+        require_samples(ws.store)
         log = ws.path / CHECKPOINT_DIR / cfg.name / LOSS_LOG
 
         def run(job: _Job) -> dict:
@@ -913,7 +913,7 @@ def create_app(
         except EmbedderError as exc:
             raise InvalidInputError(str(exc)) from exc
         _plain_name(cfg.name, "pretraining name")
-        ws._require_samples()
+        require_samples(ws.store)
 
         def run(job: _Job) -> dict:
             return encode_floats(ws.pretrain_image(cfg, progress=False).model_dump())

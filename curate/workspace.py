@@ -19,14 +19,23 @@ import pyarrow.compute as pc
 from curate import _tables as T
 from curate._version import __version__
 from curate.api import EmbedReport, IngestReport, LabelReport, Problem, RunRecord, SelectionResult
-from curate.api import SearchResult, finite_or_none
+from curate.api import EmbeddingEvaluation, SearchResult, finite_or_none
 from curate.errors import BudgetError, CurateError, InvalidInputError, NotFoundError
 from curate.export import export_run
 from curate.progress import progress_bar
+from curate.reports import ImportReport, LoopReport, PretrainReport
 from curate.selectors import Selector, create_selector
 from curate.selectors._distances import min_sq_dist_to_set
 from curate.sources.base import BadFrame, FrameRecord, Source
 from curate.sources.pointcloud import read_points
+from curate.store_queries import (
+    check_embedding_name,
+    embedding_names,
+    next_run_id,
+    read_boxes,
+    require_embedding,
+    require_samples,
+)
 from index.ids import isin as ids_isin
 from index.store import Store
 
@@ -257,25 +266,10 @@ class Workspace:
 
     def boxes(self, frame_ids: Sequence[str], *, labeled_only: bool = True) -> pa.Table:
         """Boxes of the given frames; by default only for frames marked labeled."""
-        if not self.store.has_table(T.LABELS):
-            return T.LABELS_SCHEMA.empty_table()
-        ids = list(frame_ids)
-        if labeled_only:
-            state = self.frames(columns=["id", "labeled"], ids=ids)
-            ids = [i for i, lab in zip(state["id"].to_pylist(), state["labeled"].to_pylist()) if lab]
-        parts = []
-        for k in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[k : k + _ID_CHUNK]
-            where = "frame_id IN (" + ", ".join(_sql_str(i) for i in chunk) + ")"
-            parts.append(self.store.read(T.LABELS, where=where))
-        return pa.concat_tables(parts) if parts else T.LABELS_SCHEMA.empty_table()
+        return read_boxes(self.store, frame_ids, labeled_only=labeled_only)
 
     def _require_samples(self) -> None:
-        if not self.store.has_table(T.SAMPLES):
-            raise NotFoundError(
-                f"workspace {self.path} has no frames yet; ingest a source first "
-                "(curate ingest kitti DIR)"
-            )
+        require_samples(self.store)
 
     # ------------------------------------------------------------------ labels
     def label(self, ids: Iterable[str]) -> LabelReport:
@@ -336,9 +330,7 @@ class Workspace:
     # ------------------------------------------------------------------ embeddings
     def embeddings(self) -> list[str]:
         """Names of the embeddings stored in this workspace (internal caches left out)."""
-        n = len(T.EMBEDDING_PREFIX)
-        return sorted(t[n:] for t in self.store.table_names() if t.startswith(T.EMBEDDING_PREFIX)
-                      and not t[n:].startswith(T.INTERNAL_EMBEDDING_PREFIX))
+        return embedding_names(self.store)
 
     def embedding_info(self, name: str) -> dict[str, str]:
         """Schema metadata (embedder, config, weights checksum) of the embedding ``name``."""
@@ -346,14 +338,7 @@ class Workspace:
         return self.store.table_metadata(T.embedding_table(name))
 
     def _require_embedding(self, name: str) -> str:
-        table = T.embedding_table(name)
-        if not self.store.has_table(table):
-            have = ", ".join(self.embeddings()) or "none yet"
-            raise NotFoundError(
-                f"no embedding named {name!r} in {self.path} (available: {have}); "
-                f"run `curate embed --model {name}` first"
-            )
-        return table
+        return require_embedding(self.store, name)
 
     def embed(
         self,
@@ -428,7 +413,7 @@ class Workspace:
         self._require_samples()
         emb = build_embedder(model, **config)
         job = EmbedJob(
-            name=name or emb.name, batch_size=batch_size, write_every=write_every,
+            name=check_embedding_name(name or emb.name), batch_size=batch_size, write_every=write_every,
             device=device, num_workers=num_workers, precision=precision, progress=progress,
             dtype=dtype, on_error=on_error,
         )
@@ -466,6 +451,7 @@ class Workspace:
         from curate.fusion import fuse_embeddings
 
         self._require_samples()
+        check_embedding_name(name)
         return fuse_embeddings(
             self.store, sources, name=name, weights=weights, method=method, progress=progress
         )
@@ -798,19 +784,18 @@ class Workspace:
         return score_runs(self.store)
 
     # ------------------------------------------------------------------ detector loop
-    def loop(self, config: Any = None, **options: Any) -> Any:
+    def loop(self, config: Any = None, **options: Any) -> LoopReport:
         """Run (or resume) an active-learning detector loop; see :func:`curate.loop.run_loop`.
 
         ``config`` is a :class:`curate.loop.LoopConfig`, a dict or a path to a YAML/JSON file;
-        ``options`` override its fields. Returns a :class:`curate.loop.LoopReport`.
+        ``options`` override its fields. Returns a :class:`curate.reports.LoopReport`.
         """
         from curate.loop import run_loop
 
         return run_loop(self, config, **options)
 
     def _next_run_id(self) -> str:
-        n = self.store.count(T.RUNS) if self.store.has_table(T.RUNS) else 0
-        return f"run-{n + 1:06d}"
+        return next_run_id(self.store)
 
     def runs(
         self,
@@ -885,7 +870,7 @@ class Workspace:
         """
         from curate.search import search
 
-        return search(self, embedding, ids=ids, vectors=vectors, k=k, where=where, metric=metric,
+        return search(self.store, embedding, ids=ids, vectors=vectors, k=k, where=where, metric=metric,
                       exclude_self=exclude_self, version=version)
 
     # ------------------------------------------------------------------ export
@@ -912,31 +897,31 @@ class Workspace:
         *,
         format: str = "kitti",
         prefix: Optional[str] = None,
-    ) -> Any:
+    ) -> ImportReport:
         """Import annotation files as labels and mark their frames labeled.
 
         Thin wrapper of :func:`curate.labels_import.import_labels` (validates every file before
-        writing anything; returns an :class:`~curate.labels_import.ImportReport`).
+        writing anything; returns an :class:`~curate.reports.ImportReport`).
         """
         from curate.labels_import import import_labels
 
-        return import_labels(self, paths, format=format, prefix=prefix)
+        return import_labels(self.store, paths, format=format, prefix=prefix)
 
     # ------------------------------------------------------------------ pretraining
-    def pretrain(self, config: Any = None, *, progress: Optional[bool] = None) -> Any:
+    def pretrain(self, config: Any = None, *, progress: Optional[bool] = None) -> PretrainReport:
         """Self-supervised ReCon pretraining on this workspace's frames.
 
         Thin wrapper of :func:`curate.pretraining.pretrain`: ``config`` is a TOML path, a dict
         or a :class:`embedders.pretrain.PretrainConfig` (None = the tiny defaults); checkpoints
         go to ``<workspace>/checkpoints/<name>/`` and an interrupted run resumes from
-        ``last.pt``. Returns a :class:`~curate.pretraining.PretrainReport`; embed with
+        ``last.pt``. Returns a :class:`~curate.reports.PretrainReport`; embed with
         ``ws.embed(report.model, name=..., checkpoint=report.checkpoint, **report.embed_options)``.
         """
         from curate.pretraining import pretrain
 
-        return pretrain(self, config, progress=progress)
+        return pretrain(self.store, config, progress=progress)
 
-    def pretrain_image(self, config: Any = None, *, progress: Optional[bool] = None) -> Any:
+    def pretrain_image(self, config: Any = None, *, progress: Optional[bool] = None) -> PretrainReport:
         """Self-supervised (SimCLR) training of the ``image-ssl`` embedder on this pool's cameras.
 
         ``config`` is a TOML path, a dict or an :class:`embedders.pretrain_image.ImagePretrainConfig`
@@ -944,11 +929,11 @@ class Workspace:
         the frames matching ``[data] where`` (or only the first, ``cameras = "first"``) is decoded
         once into ``<workspace>/pretrain_cache/`` and trained on; checkpoints go to
         ``<workspace>/checkpoints/<name>/`` and an interrupted run resumes from ``last.pt``.
-        Returns a :class:`~curate.pretraining.PretrainReport`; embed with
+        Returns a :class:`~curate.reports.PretrainReport`; embed with
         ``ws.embed("image-ssl", name=..., checkpoint=report.checkpoint)``.
         """
         from curate.errors import CorruptDataError
-        from curate.pretraining import CACHE_DIR, CHECKPOINT_DIR, PretrainReport
+        from curate.pretraining import CACHE_DIR, CHECKPOINT_DIR
         from embedders import EmbedderError
         from embedders.pretrain_image import ImageReadError, load_image_config, load_images, train
 
@@ -996,7 +981,7 @@ class Workspace:
         test_fraction: float = 0.3,
         seed: int = 0,
         out: Optional[Union[str, Path]] = None,
-    ) -> Any:
+    ) -> EmbeddingEvaluation:
         """Judge several embeddings of this pool side by side; see :mod:`curate.embedding_eval`.
 
         Without labels: temporal near-duplicate recall, cross-drive retrieval statistics, revisit

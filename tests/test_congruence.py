@@ -297,8 +297,6 @@ def _unpath(value: Any, path: Path) -> Any:
 
 @pytest.mark.skipif(not mm3d_available(), reason="the mmdet3d stack is not installed (make mm3d)")
 def test_loop_gives_the_same_report_and_run_records(small_pair: tuple) -> None:
-    import dataclasses
-
     import torch
 
     from curate.loop import LoopReport, RoundReport
@@ -318,7 +316,7 @@ def test_loop_gives_the_same_report_and_run_records(small_pair: tuple) -> None:
     assert ra.resumed_from == rb.resumed_from == 1 and len(rb.rounds) == 2
 
     def comparable(report: LoopReport, path: Path) -> dict:
-        data = _unpath(dataclasses.asdict(report), path)
+        data = _unpath(report.model_dump(), path)
         for rnd in data["rounds"]:
             rnd.pop("seconds")
             rnd["metrics"].pop("train_seconds")

@@ -83,6 +83,8 @@ def test_pretrain_lowers_loss_and_checkpoint_loads(ws: curate.Workspace) -> None
         "emb_" + teacher_table("efficientnet-lite0"), ids=sorted(ws.store.ids("samples").tolist())
     )
     assert teacher.shape == (72, 1280)
+    # the teacher cache is an internal table, not a user embedding
+    assert not [n for n in ws.embeddings() if n.startswith("pretrain-teacher-")]
     initial = build_model_for(cfg, 1280)
     before = _fixed_batch_loss(initial, cfg, clouds, teacher)
     trained = build_model_for(cfg, 1280)
@@ -98,6 +100,7 @@ def test_pretrain_lowers_loss_and_checkpoint_loads(ws: curate.Workspace) -> None
     embedded = ws.embed("recon-tiny", name="recon-tiny-ssl", checkpoint=report.checkpoint,
                         progress=False, **report.embed_options)
     assert embedded.computed == 72 and embedded.dim == 1024  # default svm-bev, projected
+    assert "recon-tiny-ssl" in ws.embeddings() and teacher_table("efficientnet-lite0") not in ws.embeddings()
     assert (report.embed_options["num_points"], report.embed_options["num_group"]) == (2048, 128)
     _, vectors = ws.store.read_vectors("emb_recon-tiny-ssl")
     assert np.isfinite(vectors).all() and np.ptp(vectors, axis=0).max() > 0

@@ -10,7 +10,8 @@ from curate.loop.config import LoopConfig, load_loop_config
 from curate.loop.detector import Detector, TrainResult
 from curate.loop.infos import build_infos, read_info_pkl, write_info_pkl
 from curate.loop.oracle import ImportOracle, SimulatedOracle, create_oracle
-from curate.loop.runner import LoopReport, RoundReport, loop_rounds, run_loop, validation_ids
+from curate.loop.runner import loop_rounds, run_loop, validation_ids
+from curate.reports import LoopReport, RoundReport
 
 __all__ = [
     "Detector",

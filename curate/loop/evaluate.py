@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from curate.evaluation.kitti import KITTI_CLASSES, KittiResult, annotations_from_boxes, empty_annotation, kitti_eval
-from curate.loop.infos import _frame_boxes
+from curate.labels_import import boxes_by_frame
 from curate.scores_table import FramePrediction
 from curate.sources.base import Box3D
 from curate.sources.calib import Calibration, read_calibration
@@ -81,7 +81,7 @@ def prediction_annotation(
 
 def ground_truth_annotations(workspace: Any, ids: Sequence[str]) -> list[dict[str, np.ndarray]]:
     """Annotation dicts of the stored ground truth (any label state) of ``ids``, in order."""
-    boxes = _frame_boxes(workspace.boxes(list(ids), labeled_only=False))
+    boxes = boxes_by_frame(workspace.boxes(list(ids), labeled_only=False))
     out = []
     for fid in ids:
         objs = [

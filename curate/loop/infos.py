@@ -26,7 +26,9 @@ import numpy as np
 
 from curate.errors import InvalidInputError, NotFoundError
 from curate.sources.calib import Calibration, read_calibration
+from curate.labels_import import boxes_by_frame
 from curate.sources.pointcloud import read_points
+from curate.store_queries import require_samples
 
 __all__ = [
     "KITTI_CATEGORIES",
@@ -101,19 +103,6 @@ def _image_size(paths: Sequence[str]) -> tuple[int, int]:
         except (OSError, ValueError):
             logger.warning("could not read image size of %s; assuming KITTI 375x1242", paths[0])
     return 375, 1242
-
-
-def _frame_boxes(labels: Any) -> dict[str, list[dict[str, Any]]]:
-    rows = sorted(labels.to_pylist(), key=lambda r: (r["frame_id"], r["box_index"]))
-    out: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        out.setdefault(r["frame_id"], []).append(r)
-    # imported annotations replace the boxes a source shipped (curate.labels_import)
-    for fid, boxes in out.items():
-        imported = [b for b in boxes if b.get("origin") == "import"]
-        if imported:
-            out[fid] = imported
-    return out
 
 
 def _instances(boxes: list[dict[str, Any]], calib: Calibration, points: Optional[np.ndarray]) -> list[dict[str, Any]]:
@@ -196,7 +185,7 @@ def build_infos(
     wanted = list(dict.fromkeys(str(i) for i in ids))
     if not wanted:
         raise InvalidInputError("build_infos: no frame ids given")
-    workspace._require_samples()
+    require_samples(workspace.store)
     from curate.loop.infos_nuscenes import build_nuscenes_infos, is_nuscenes_frame
 
     first = workspace.store.read("samples", columns=["extra"], ids=wanted[:1], missing="ignore").to_pylist()
@@ -213,7 +202,7 @@ def build_infos(
             f"{len(missing)} of {len(wanted)} ids are not frames of {workspace.path} "
             f"(first: {', '.join(missing[:5])}); no info pkl written"
         )
-    boxes = _frame_boxes(workspace.boxes(wanted, labeled_only=labeled_only)) if with_labels else {}
+    boxes = boxes_by_frame(workspace.boxes(wanted, labeled_only=labeled_only)) if with_labels else {}
     data_list = []
     for idx, fid in enumerate(wanted):
         r = by_id[fid]

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 from curate.errors import InvalidInputError, NotFoundError
+from curate.labels_import import boxes_by_frame
 from curate.sources.nuscenes import CAMERA_ORDER, DETECTION_CLASSES, detection_name, quaternion_to_matrix
 
 __all__ = ["ATTRIBUTES", "is_nuscenes_frame", "build_nuscenes_infos", "dataset_kwargs"]
@@ -136,8 +137,6 @@ def build_nuscenes_infos(
     InvalidInputError
         A frame was not ingested from a nuScenes source.
     """
-    from curate.loop.infos import _frame_boxes
-
     wanted = list(dict.fromkeys(str(i) for i in ids))
     if not wanted:
         raise InvalidInputError("build_nuscenes_infos: no frame ids given")
@@ -151,7 +150,7 @@ def build_nuscenes_infos(
             f"{len(missing)} of {len(wanted)} ids are not frames of {workspace.path} "
             f"(first: {', '.join(missing[:5])}); no info pkl written"
         )
-    boxes = _frame_boxes(workspace.boxes(wanted, labeled_only=labeled_only)) if with_labels else {}
+    boxes = boxes_by_frame(workspace.boxes(wanted, labeled_only=labeled_only)) if with_labels else {}
     data_list = []
     data_root = None
     version = None

@@ -83,7 +83,7 @@ class ImportOracle:
                 f"{self.label_dir} (first: {', '.join(missing[:5])}); label them, save "
                 "<frame id>.txt there and run the loop again: it resumes at this round"
             )
-        import_labels(workspace, [str(f) for f in files])
+        import_labels(workspace.store, [str(f) for f in files])
         return _box_count(workspace, ids)
 
 

@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -52,6 +51,8 @@ from curate.loop.evaluate import evaluate_predictions
 from curate.loop.infos import write_info_pkl
 from curate.loop.oracle import create_oracle
 from curate.loop.uncertainty import prediction_scores
+from curate.reports import LoopReport, RoundReport
+from curate.store_queries import next_run_id, require_embedding
 from index.ids import isin as ids_isin
 
 __all__ = ["LoopReport", "RoundReport", "run_loop", "loop_rounds", "validation_ids"]
@@ -59,45 +60,6 @@ __all__ = ["LoopReport", "RoundReport", "run_loop", "loop_rounds", "validation_i
 logger = logging.getLogger(__name__)
 
 LOOP_KIND = "loop"
-
-
-@dataclass
-class RoundReport:
-    """One finished round (also stored as a ``loop`` run)."""
-
-    round: int
-    run_id: str
-    selected: list[str]
-    labeled_frames: int
-    labeled_boxes: int
-    metrics: dict[str, Any]
-    checkpoints: list[str]
-    losses: list[float]
-    seconds: float
-    score_run: Optional[str]
-
-
-@dataclass
-class LoopReport:
-    """All rounds of a loop (resumed ones included)."""
-
-    name: str
-    rounds: list[RoundReport] = field(default_factory=list)
-    resumed_from: int = 0
-
-    def table(self) -> str:
-        """Plain-text table: round, labeled frames / boxes, mAP (3-D moderate), seconds."""
-        lines = [f"{'round':>5} {'frames':>7} {'boxes':>7} {'mAP3d':>7} {'mAPbev':>7} {'bev loose':>10} "
-                 f"{'box/1%':>8} {'sec':>7}"]
-        for r in self.rounds:
-            m = r.metrics
-            per = m.get("boxes_per_map_point")
-            lines.append(
-                f"{r.round:>5} {r.labeled_frames:>7} {r.labeled_boxes:>7} {m.get('map_3d', 0):>7.2f} "
-                f"{m.get('map_bev', 0):>7.2f} {m.get('map_bev_loose', float('nan')):>10.2f} "
-                f"{('-' if per is None else f'{per:.1f}'):>8} {r.seconds:>7.1f}"
-            )
-        return "\n".join(lines)
 
 
 def _config_hash(cfg: LoopConfig) -> str:
@@ -263,7 +225,7 @@ def run_loop(
         overrides["detector"] = detector
         detector = None
     cfg = load_loop_config(config, **overrides)
-    workspace._require_embedding(cfg.embedding)
+    require_embedding(workspace.store, cfg.embedding)
     config_hash = _config_hash(cfg)
     done = loop_rounds(workspace, cfg.name)
     for r in done:
@@ -277,19 +239,17 @@ def run_loop(
     oracle = create_oracle(cfg.oracle, cfg.label_dir)
     det = detector if detector is not None else _default_detector(cfg)
     val_ids, pool_where = validation_ids(workspace, cfg)
-    report = LoopReport(name=cfg.name, resumed_from=len(done))
-    for r in done:
-        report.rounds.append(_report_from_run(r))
+    rounds = [_report_from_run(r) for r in done]
     last = stop_after if stop_after is not None else cfg.rounds
     last = min(last, cfg.rounds)
     for rnd in range(len(done), last):
         previous = loop_rounds(workspace, cfg.name)
         rep = _run_round(workspace, cfg, det, oracle, rnd, previous, val_ids, pool_where, work_dir, config_hash)
-        report.rounds.append(rep)
+        rounds.append(rep)
         logger.info("loop %s round %d: mAP3d %.2f with %d frames", cfg.name, rnd, rep.metrics.get("map_3d", 0.0), rep.labeled_frames)
         if on_round is not None:
             on_round(rep)
-    return report
+    return LoopReport(name=cfg.name, rounds=rounds, resumed_from=len(done))
 
 
 def _report_from_run(run: RunRecord) -> RoundReport:
@@ -412,7 +372,7 @@ def _run_round(
     if cfg.strategy == "mgral" and mgral_summary.is_file():
         info["mgral"] = json.loads(mgral_summary.read_text())  # table error, probe and policy seconds
     run = RunRecord(
-        run_id=workspace._next_run_id(), kind=LOOP_KIND, created_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        run_id=next_run_id(workspace.store), kind=LOOP_KIND, created_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
         strategy="random" if rnd == 0 else cfg.strategy, params=cfg.model_dump(), budget=len(selected),
         seed=cfg.seed, embedding=cfg.embedding, embedding_version=workspace.store.version(T.embedding_table(cfg.embedding)),
         samples_version=workspace.store.version(T.SAMPLES), where=pool_where, num_candidates=len(pool) + len(selected),

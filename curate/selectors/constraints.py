@@ -77,7 +77,7 @@ class Constrained(Selector):
         budget_unit: str = "frames",
         cost_score: str = "box_count",
     ) -> None:
-        from curate.selectors import SELECTORS, create_selector
+        from curate.selectors.registry import SELECTORS, create_selector
 
         if inner == self.name or inner not in SELECTORS:
             valid = ", ".join(sorted(k for k in SELECTORS if k != self.name))

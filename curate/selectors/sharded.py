@@ -209,7 +209,7 @@ class Sharded(Selector):
         address: Optional[str] = None,
     ) -> None:
         from curate._ray import check_engine
-        from curate.selectors import SELECTORS, create_selector
+        from curate.selectors.registry import SELECTORS, create_selector
 
         if isinstance(inner, Selector):
             if inner_params:

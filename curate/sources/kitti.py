@@ -52,9 +52,15 @@ __all__ = [
     "write_label_file",
     "KITTI_CLASSES",
     "IMAGE_SET_NAMES",
+    "kitti_frame_id",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def kitti_frame_id(frame_id: str) -> str:
+    """The bare KITTI frame id of a workspace id (``kitti/000123`` -> ``000123``)."""
+    return frame_id.rsplit("/", 1)[-1]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
