@@ -49,7 +49,9 @@ adaptive bandwidth = smallest labeled-pair distance; uniform weights at 0 labels
 than two classes are labeled); scikit-activeml's
 ``ProbCover``, ``TypiClust``, ``MaxHerding`` (its default: sklearn rbf with gamma = 1/d) and
 ``MaxHerding`` with gamma = 1 (``skal-maxherding-h1``: the official kernel ``exp(-d^2)``).
-MaxHerding, UHerding and k-center are deterministic, so their 5 seeds agree (std 0).
+MaxHerding, UHerding and k-center are deterministic, so their 5 seeds agree (std 0); MaxHerding's
+and UHerding's calls that used no seeded fallback are computed once and reused for the other
+seeds (:class:`SeedFreeCache`; the count is in the result's ``seed_free_calls_reused``).
 
 ``--tune``: MaxHerding with bandwidths 1.0 (official), ``auto`` (the label-free rule of
 :mod:`curate.selectors.herding`), 0.5, 0.75 and 1.5 on a tuning split: a pool of ``--tune-pool``
@@ -219,18 +221,62 @@ def l2n(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
-def curate_picker(selector) -> Callable:
+class SeedFreeCache:
+    """Picks of a selector whose result cannot depend on the seed, shared across seeds.
+
+    MaxHerding and UHerding with a fixed bandwidth read the seed only for their seeded random
+    fallback picks, which a call reports in ``info["fallbacks"]``. A call with no fallback is a
+    function of the vectors, the labeled rows, the budget and (UHerding) the scores alone, so it
+    is cached under those inputs and reused for the other seeds; a call with fallbacks is never
+    cached. This saves the 4 repeated runs of a deterministic selector without changing one
+    pick. ``hits`` counts the reused calls.
+    """
+
+    def __init__(self) -> None:
+        self.store: dict = {}
+        self.hits = 0
+
+    @staticmethod
+    def key(labeled_rows: np.ndarray, n_new: int, scores: Optional[np.ndarray]) -> tuple:
+        import hashlib
+
+        h = hashlib.sha1(np.ascontiguousarray(labeled_rows, dtype=np.int64).tobytes())
+        if scores is not None:
+            h.update(np.ascontiguousarray(scores, dtype=np.float64).tobytes())
+        return int(n_new), h.hexdigest()
+
+    def get(self, key: tuple):
+        hit = self.store.get(key)
+        if hit is not None:
+            self.hits += 1
+        return hit
+
+    def put(self, key: tuple, indices: np.ndarray, info: dict) -> None:
+        if info.get("fallbacks", 1) == 0 and info.get("bandwidth_rule") != "auto":
+            self.store[key] = (np.asarray(indices).copy(), info)
+
+
+def curate_picker(selector, cache: Optional[SeedFreeCache] = None) -> Callable:
     """``pick(x, y, labeled_rows, n_new, seed) -> rows`` from a curate selector.
 
     ``pick.infos`` collects ``(budget, info)`` of every call (ProbCover's delta and coverage).
+    ``cache``: reuse seed-free calls across seeds (see :class:`SeedFreeCache`).
     """
 
     def pick(x, y, labeled_rows, n_new, seed):
+        key = SeedFreeCache.key(labeled_rows, n_new, None) if cache is not None else None
+        hit = cache.get(key) if cache is not None else None
+        if hit is not None:
+            pick.infos.append((labeled_rows.size + n_new, hit[1]))
+            return hit[0]
         sel = selector.select(x, n_new, labeled=labeled_rows, seed=seed)
+        if cache is not None:
+            cache.put(key, sel.indices, sel.info)
         pick.infos.append((labeled_rows.size + n_new, sel.info))
         return sel.indices
 
     pick.infos = []
+    pick.cache = cache
     return pick
 
 
@@ -326,17 +372,25 @@ def uherding_picker(c: float, temperature: bool = True, **params) -> Callable:
     from curate.selectors import UHerding
 
     selector = UHerding(**params)
+    cache = SeedFreeCache()
 
     def pick(x, y, labeled_rows, n_new, seed):
         u = (margin_scores(x, y, labeled_rows, c, temperature=temperature)
              if labeled_rows.size else None)
         if u is None:
             u = np.ones(len(x))
+        key = SeedFreeCache.key(labeled_rows, n_new, u)
+        hit = cache.get(key)
+        if hit is not None:
+            pick.infos.append((labeled_rows.size + n_new, hit[1]))
+            return hit[0]
         sel = selector.select(x, n_new, labeled=labeled_rows, scores=u, seed=seed)
+        cache.put(key, sel.indices, sel.info)
         pick.infos.append((labeled_rows.size + n_new, sel.info))
         return sel.indices
 
     pick.infos = []
+    pick.cache = cache
     return pick
 
 
@@ -450,9 +504,9 @@ def build_strategies(names: list[str], n_pool: int, c: float, purity_clusters: i
         elif name == "typiclust":
             out[name] = curate_picker(TypiClust())
         elif name == "maxherding":  # the default: method "auto" = exact on this pool
-            out[name] = curate_picker(MaxHerding())
+            out[name] = curate_picker(MaxHerding(), SeedFreeCache())
         elif name == "maxherding-sparse":  # the large-pool method, kNN kernel k = 64
-            out[name] = curate_picker(MaxHerding(method="sparse", knn_k=64))
+            out[name] = curate_picker(MaxHerding(method="sparse", knn_k=64), SeedFreeCache())
         elif name == "maxherding-dense":
             out[name] = curate_picker(MaxHerding(method="dense"))
         elif name == "maxherding-auto":
@@ -512,6 +566,9 @@ def run_curves(strategies: dict, x, y, x_test, y_test, budgets, seeds: int, c: f
             seen.append(cl)
         results[name] = accs
         seconds[name] = float(np.mean(secs))
+        cache = getattr(pick, "cache", None)
+        if cache is not None:
+            REUSED[name] = cache.hits
         infos = getattr(pick, "infos", [])
         for key in ("delta", "bandwidth"):
             if infos and key in infos[-1][1]:
@@ -523,6 +580,10 @@ def run_curves(strategies: dict, x, y, x_test, y_test, budgets, seeds: int, c: f
               f"{budgets[0]} labels: {np.mean([c_[0] for c_ in seen]):.1f}; load "
               f"{os.getloadavg()[0]:.1f})", flush=True)
     return results
+
+
+#: strategy -> selection calls answered from its :class:`SeedFreeCache` (written to results).
+REUSED: dict[str, int] = {}
 
 
 def print_table(results: dict, budgets: list[int]) -> None:
@@ -689,26 +750,31 @@ TARGET_PEERS = ("typiclust", "probcover", "skal-maxherding", "skal-maxherding-h1
                 "skal-typiclust", "skal-probcover")
 
 
-def target_rows(results: dict, budgets: list[int]) -> list[dict]:
+def _mean_at(results: dict, curve_budgets: dict, name: str, b: int) -> Optional[float]:
+    """Mean accuracy % of ``name`` at budget ``b``; ``None`` when that part did not run ``b``."""
+    if name not in results or b not in curve_budgets[name]:
+        return None
+    return float(np.asarray(results[name])[:, curve_budgets[name].index(b)].mean() * 100)
+
+
+def target_rows(results: dict, curve_budgets: dict, budgets: list[int]) -> list[dict]:
     """Issue 14's targets per budget from mean curves: MaxHerding >= best peer - 1 point (10-50
     labels) and >= random + 15 (10 labels); UHerding >= max(MaxHerding, margin) - 1 (every
-    budget). Missing strategies give ``None``."""
-    mean = {k: np.asarray(v).mean(axis=0) * 100 for k, v in results.items()}
+    budget). Strategies that did not run a budget count as missing (``None``)."""
     rows = []
-    for j, b in enumerate(budgets):
-        peers = {k: mean[k][j] for k in TARGET_PEERS if k in mean}
+    for b in budgets:
+        at = {k: _mean_at(results, curve_budgets, k, b) for k in results}
+        peers = {k: at[k] for k in TARGET_PEERS if at.get(k) is not None}
         best = max(peers, key=peers.get) if peers else None
-        mh = mean["maxherding"][j] if "maxherding" in mean else None
-        uh = mean["uherding"][j] if "uherding" in mean else None
-        mg = mean["margin"][j] if "margin" in mean else None
-        rnd = mean["random"][j] if "random" in mean else None
+        mh, uh, mg, rnd = (at.get(k) for k in ("maxherding", "uherding", "margin", "random"))
         row = {"labels": b, "maxherding": mh, "best peer": best,
                "best peer %": peers.get(best) if best else None,
                "maxherding - best peer": (mh - peers[best]) if mh is not None and best else None,
                "maxherding - random": (mh - rnd) if mh is not None and rnd is not None else None,
                "uherding": uh, "margin": mg,
                "uherding - max(maxherding, margin)": (
-                   uh - max(mh, mg) if None not in (uh, mh, mg) else None)}
+                   uh - max(mh, mg) if None not in (uh, mh, mg) else None),
+               "peers missing": ", ".join(k for k in TARGET_PEERS if at.get(k) is None) or None}
         checks = []
         if b <= 50 and row["maxherding - best peer"] is not None:
             checks.append(row["maxherding - best peer"] >= -1)
@@ -722,14 +788,16 @@ def target_rows(results: dict, budgets: list[int]) -> list[dict]:
 
 
 def combine(args, names: list[str]) -> None:
-    """Merge curve results (same pool, budgets, seeds, classifier) into ``--name`` and write the
-    target check ``<name>-targets``."""
+    """Merge curve results (same pool, seeds and classifier; budgets may be subsets of each
+    other's, e.g. a slow peer run to fewer budgets) into ``--name`` and write the target check
+    ``<name>-targets``."""
     from benchmarks.results_io import default_results_dir, read_result, write_result
 
     results: dict = {}
     seconds: dict = {}
-    budgets = notes = None
+    curve_budgets: dict = {}
     sources = {}
+    first_key = notes = None
     for name in names:
         res = read_result(default_results_dir() / f"{name}.json")
         if str(res.get("notes", "")).startswith("PARTIAL"):
@@ -737,31 +805,38 @@ def combine(args, names: list[str]) -> None:
         a = res["args"]
         b = sorted(int(v) for v in str(a["budgets"]).split(","))
         key = (a["pool"], a["test"], a["pca"], a["C"], a["seeds"], a["size"])
-        if budgets is None:
-            budgets, first_key, notes = b, key, res["notes"]
-        elif b != budgets or key != first_key:
-            raise SystemExit(f"{name}: budgets/pool/test/pca/C/seeds differ from {names[0]}")
+        if first_key is None:
+            first_key, notes = key, res["notes"]
+        elif key != first_key:
+            raise SystemExit(f"{name}: pool/test/pca/C/seeds differ from {names[0]}")
         for k, v in res["extra"]["accuracy"].items():
-            results[k] = v
+            results[k], curve_budgets[k] = v, b
             seconds[k] = res["extra"].get("selection_seconds", {}).get(k)
             sources[k] = f"{name} ({res['commit'][:10]}{', dirty' if res.get('dirty') else ''})"
+    budgets = sorted({b for v in curve_budgets.values() for b in v})
     wide = []
     for k, v in results.items():
         a = np.asarray(v) * 100
-        wide.append({"strategy": k, **{f"{b} labels": float(a[:, j].mean())
-                                       for j, b in enumerate(budgets)},
+        wide.append({"strategy": k, **{f"{b} labels": _mean_at(results, curve_budgets, k, b)
+                                       for b in budgets},
                      "max std": float(a.std(axis=0).max()), "seeds": int(a.shape[0]),
                      "selection s/seed": seconds[k]})
+    long = []
+    for k in results:
+        long += curve_rows({k: results[k]}, curve_budgets[k])
     write_result("al_quality", wide, name=args.name, args=args,
                  notes=notes + "; mean test accuracy % over seeds per budget (max std: the "
-                 "largest std over the budgets); merged from " + ", ".join(names),
-                 extra={"accuracy": results, "selection_seconds": seconds, "sources": sources,
-                        "long": curve_rows(results, budgets)})
-    write_result("al_quality", target_rows(results, budgets), name=args.name + "-targets",
-                 args=args, notes=("issue 14 targets from the mean curves of " + args.name
-                                   + "; best peer over " + ", ".join(TARGET_PEERS)),
+                 "largest std over the budgets; a missing cell: that run stopped at fewer "
+                 "budgets); merged from " + ", ".join(names),
+                 extra={"accuracy": results, "budgets": curve_budgets,
+                        "selection_seconds": seconds, "sources": sources, "long": long})
+    write_result("al_quality", target_rows(results, curve_budgets, budgets),
+                 name=args.name + "-targets", args=args,
+                 notes=("issue 14 targets from the mean curves of " + args.name
+                        + "; best peer over " + ", ".join(TARGET_PEERS)),
                  extra={"sources": sources})
-    print_table(results, budgets)
+    for k in results:
+        print_table({k: results[k]}, curve_budgets[k])
 
 
 def tuning_split(n_train: int, pool_rows: np.ndarray, size: int, eval_size: int
@@ -940,7 +1015,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         def done_t(results, seconds):
             write_result("al_quality", curve_rows(results, tb), name=tname, args=args,
                          notes=("PARTIAL: " if len(results) < len(strategies) else "") + what_t,
-                         extra={"accuracy": results, "selection_seconds": seconds})
+                         extra={"accuracy": results, "selection_seconds": seconds,
+                                "seed_free_calls_reused": REUSED})
 
         res = run_curves(strategies, xt, yt, xe, ye, tb, args.seeds, args.C, done_t)
         print_table(res, tb)
@@ -956,6 +1032,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                             "on the same pool; cumulative budgets; logistic regression C="
                             f"{args.C:g} fixed in advance"),
                      extra={"accuracy": results, "selection_seconds": seconds,
+                            "seed_free_calls_reused": REUSED,
                             "uherding_temperatures": margin_scores.temperatures})
 
     results = run_curves(strategies, x, y, x_test, y_test, budgets, args.seeds, args.C, done)
