@@ -633,6 +633,7 @@ def speed_one(method: str, n: int, dim: int, budget: int, knn_k: int, out: Path,
     x = np.load(features, mmap_mode="r") if features is not None else speed_features(n, dim)
     before = _vmhwm_mib()
     t = time.perf_counter()
+    c0 = time.process_time()
     if method == "skal":
         idx = SkMaxHerding(metric_dict={"gamma": 1.0}, random_state=0).query(
             x, np.full(len(x), np.nan), batch_size=budget)
@@ -642,8 +643,10 @@ def speed_one(method: str, n: int, dim: int, budget: int, knn_k: int, out: Path,
                          exact_max_rows=len(x), dense_max_rows=len(x)).select(x, budget)
         idx, info = sel.indices, sel.info
     secs = time.perf_counter() - t
+    cpu = time.process_time() - c0
     np.save(out, np.asarray(idx, dtype=np.int64))
-    print(json.dumps({"seconds": secs, "peak_mib": _vmhwm_mib(), "features_mib": before,
+    print(json.dumps({"seconds": secs, "cpu_seconds": cpu, "peak_mib": _vmhwm_mib(),
+                      "features_mib": before,
                       "stages": info.get("seconds", {}),
                       "lists_complete": info.get("lists_complete"),
                       "rows_truncated": info.get("rows_truncated")}))
@@ -669,7 +672,7 @@ def run_speed(args, feature_sets: dict[str, Optional[Path]],
 
     rows = []
     prefixes = [b for b in PREFIXES if b < args.speed_budget]
-    empty = {"seconds": None, "peak MiB": None, "coverage": None, "loss vs exact %": None,
+    empty = {"seconds": None, "cpu s": None, "peak MiB": None, "coverage": None, "loss vs exact %": None,
              **{f"loss @{b} %": None for b in prefixes}}
     for label, path in feature_sets.items():
         synthetic = path is None
@@ -679,6 +682,7 @@ def run_speed(args, feature_sets: dict[str, Optional[Path]],
         n = len(x)
         ks = args.speed_k_synthetic if synthetic else args.speed_k
         plans = [("sparse", k) for k in ks] + [("exact", 0), ("dense", 0), ("skal", 0)]
+        plans = [(m, k) for m, k in plans if m in args.speed_methods.split(",")]
         picks: dict[str, np.ndarray] = {}
         covs: dict[str, list] = {}
         for method, k in plans:
@@ -723,7 +727,7 @@ def run_speed(args, feature_sets: dict[str, Optional[Path]],
                          f"{res['rows_truncated']}")
             rows.append({"features": label, "N": n, "method": {"skal": "scikit-activeml"}.get(
                 method, method), "knn_k": k or None, **empty, "seconds": res["seconds"],
-                "peak MiB": res["peak_mib"], "coverage": cov,
+                "cpu s": res["cpu_seconds"], "peak MiB": res["peak_mib"], "coverage": cov,
                 "note": note + f"; stages {res['stages']}" if res["stages"] else note})
             rows[-1]["_key"] = key
             if on_row is not None:
@@ -897,6 +901,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                     help="IVF lists probed by the sparse kNN above 100k rows (0: the default)")
     ap.add_argument("--dense-max", type=int, default=20000)
     ap.add_argument("--exact-max", type=int, default=20000)
+    ap.add_argument("--speed-methods", default="sparse,exact,dense,skal",
+                    help="methods of --speed (skal = scikit-activeml MaxHerding)")
     ap.add_argument("--speed-cache", type=Path, default=Path("/tmp/curate-bench-speed"),
                     help="where the synthetic speed pools are written once (float32 .npy)")
     ap.add_argument("--skal-max", type=int, default=10000)
@@ -954,8 +960,10 @@ def main(argv: Optional[list[str]] = None) -> None:
             return ("PARTIAL: " if partial else "") + (
             "MaxHerding rbf h=1 (official default) from an empty labeled set, budget "
             f"{args.speed_budget}; synthetic pools: 100 Gaussian clusters, {args.speed_dim}-d; "
-            "float32 .npy made once and memory-mapped; each run in a fresh process, peak = "
-            "VmHWM (features included); OMP_NUM_THREADS="
+            "float32 .npy made once and memory-mapped; each run in a fresh process, seconds = "
+            "wall clock of select, cpu s = its process CPU time (the shared machine's load "
+            "inflates the wall clock, see the load in each note), peak = VmHWM (features "
+            "included); OMP_NUM_THREADS="
             f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; coverage = exact generalized "
             "coverage of the picks (float64); loss vs exact = relative coverage lost against "
             "the exact method (or dense), loss @b = the same for the first b picks (the budget-b "
