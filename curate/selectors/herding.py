@@ -31,8 +31,9 @@ candidates. Here:
   lazy greedy: gains only fall as picks are added (the objective is submodular), so an old gain
   is an upper bound, and each step recomputes exactly, in chunks of ``EXACT_CHUNK`` rows, only
   the stale rows whose bound could still beat the best exact gain. Same picks, gains and ties
-  as ``dense``. Measured on the Fashion-MNIST pool (5000 x 256, h = 1): ~160 rows recomputed
-  per pick (the wide kernel leaves many near-equal gains), 12 s for 200 picks on one core.
+  as ``dense``. The wide official kernel leaves many near-equal gains, so many rows are
+  recomputed per pick: slower than ``dense`` where ``dense`` fits in memory (timings in
+  ``benchmarks/results/al_quality-fmnist-speed.json`` and ``al_quality-10k-speed.json``).
 * ``method="dense"``: the exact objective on the full quantised ``N x N`` int32 kernel, with
   exact incremental gain updates (only rows whose ``m`` rose are revisited). O(N^2) memory, so
   it refuses pools above ``dense_max_rows``. It is the reference of the tests.
@@ -51,15 +52,15 @@ Where the sparse method loses: only in the kernel truncation. Candidates are not
 (every row is one through its self edge) and its greedy is exact on the truncated kernel (equal
 to dense whenever the lists are complete, tested). But the official rbf kernel with h = 1 on
 unit vectors is ``exp(-d^2) >= exp(-4) = 0.018`` for every pair, so no ``knn_k < N`` holds every
-kernel value: the far part of each row's kernel (values ~0.05-0.5 beyond the 64th neighbour)
-counts as 0. It matters most for the first picks, whose gains come from far rows. On the
-Fashion-MNIST pool with k = 64 the sparse picks share 2 of the first 10 and 12 of the first 30
-with the exact ones; the exact coverage of the sparse picks is 1.7% lower at 10 picks, equal at
-30, 0.5% lower at 50 and 0.4-0.8% lower at 100-200 (``benchmarks/results/
-al_quality-fmnist-speed.json`` holds the measured rows). Different pick sets of nearly equal
-coverage give different accuracies at 30-50 labels (one deterministic pick set, no averaging),
-which is the accuracy gap measured there; it is why ``auto`` is exact wherever exact is
-affordable.
+kernel value: the far part of each row's kernel (everything beyond its ``knn_k``-th neighbour)
+counts as 0. It matters most for the first picks, whose gains come from far rows, and it
+changes which of many near-equal candidates wins: the picks differ while the coverage they reach
+stays close (``loss @10 / @30 / @50 %`` and ``loss vs exact %`` of the sparse rows in
+``benchmarks/results/al_quality-fmnist-speed.json``). Each herding curve is one deterministic
+pick set, so such a swap moves accuracy at 30-50 labels by a few points either way; on the
+Fashion-MNIST pool the sparse picks score 67.4 / 72.7% at 30 / 50 labels against 70.4 / 75.0%
+for the exact ones (``al_quality-fmnist-part-sparse.json``, ``al_quality-fmnist-part-ours.json``).
+That is why ``auto`` runs the exact method wherever it is affordable.
 
 Exactness: kernel values are integers in units of ``2**-24`` and row weights in units of
 ``2**-b`` of the largest weight (``b = min(24, 38 - ceil(log2(N + 1)))``), so every gain is an
