@@ -7,9 +7,9 @@ Workspace` today and the HTTP client later, so that a script works the same agai
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "IngestReport",
@@ -22,20 +22,6 @@ __all__ = [
     "SearchResult",
     "JobStatus",
     "SourceSpec",
-    "FramesRequest",
-    "BoxesRequest",
-    "LabelRequest",
-    "VectorsRequest",
-    "EmbedRequest",
-    "SelectRequest",
-    "SearchRequest",
-    "ExportRequest",
-    "LabelImportRequest",
-    "FuseRequest",
-    "ScoresWriteRequest",
-    "ScoresReadRequest",
-    "LoopRequest",
-    "PretrainRequest",
     "EmbeddingEvaluation",
 ]
 
@@ -361,166 +347,58 @@ class JobStatus(_Model):
     finished_at: Optional[str] = None
 
 
-# ---------------------------------------------------------------------- request bodies (HTTP)
-_WHERE = Field(default=None, max_length=8192, description="SQL filter on samples columns")
+# ---------------------------------------------------------------------- sources (HTTP)
+# Request bodies of the HTTP routes are derived from the interface's signatures: curate.requests.
 
 
 class SourceSpec(_Model):
-    """A data source named by kind and a server-side root (``POST /v1/ingest``).
+    """A data source named by kind, a root and the kind's options (``POST /v1/ingest``).
 
-    ``root`` is resolved on the server and must lie inside one of its data roots
-    (``curate serve --data-root DIR``).
+    ``kind`` is a registered source kind (:mod:`curate.sources.registry`: ``kitti``, ``nuscenes``,
+    ``folder``, and any kind registered later) and ``options`` its string options (``split``,
+    ``version``, ``prefix``, ``pattern``...); options may also be given as top-level fields
+    (``{"kind": "kitti", "root": "kitti", "prefix": "a"}``). Over HTTP ``root`` is resolved on the
+    server and must lie inside one of its data roots (``curate serve --data-root DIR``).
     """
 
-    kind: Literal["kitti", "folder", "nuscenes"]
+    kind: str = Field(min_length=1, max_length=64)
     root: str = Field(min_length=1, max_length=4096)
-    version: str = Field(default="v1.0-mini", min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._-]+$",
-                         description="nuScenes table folder (kind 'nuscenes')")
-    split: str = Field(default="training", min_length=1, max_length=256)
-    prefix: Optional[str] = Field(default=None, min_length=1, max_length=256)
-    pattern: Optional[str] = Field(default=None, min_length=1, max_length=256)
+    options: dict[str, Optional[str]] = Field(default_factory=dict, max_length=32)
     batch_size: int = Field(default=2000, ge=1, le=100_000)
     on_error: str = Field(default="skip", min_length=1, max_length=8)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _top_level_options(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            fixed = {"kind", "root", "options", "batch_size", "on_error"}
+            extra = {k: v for k, v in data.items() if k not in fixed}
+            if extra:
+                data = {**{k: v for k, v in data.items() if k in fixed},
+                        "options": {**dict(data.get("options") or {}), **extra}}
+        return data
 
-class FramesRequest(_Model):
-    """``POST /v1/frames``: rows of ``samples`` (Arrow IPC stream)."""
+    @model_validator(mode="after")
+    def _registered(self) -> "SourceSpec":
+        from curate.errors import InvalidInputError, NotFoundError
+        from curate.sources.registry import check_options
 
-    where: Optional[str] = _WHERE
-    columns: Optional[list[str]] = None
-    ids: Optional[list[str]] = None
-    version: Optional[int] = Field(default=None, ge=1, le=2**63 - 1)
+        try:
+            check_options(self.kind, self.options)
+        except NotFoundError as exc:  # a bad field value: 422 like any other
+            raise InvalidInputError(str(exc).strip("'\"")) from None
+        return self
 
+    @classmethod
+    def of(cls, source: Any, **fields: Any) -> "SourceSpec":
+        """The spec of a reader object of a registered class (``KittiSource(...)`` ...)."""
+        from curate.sources.registry import spec_of
 
-class BoxesRequest(_Model):
-    """``POST /v1/boxes``: boxes of frames (Arrow IPC stream)."""
+        kind, root, options = spec_of(source)
+        return cls(kind=kind, root=root, options=options, **fields)
 
-    frame_ids: list[str]
-    labeled_only: bool = True
+    def build(self, root: Any = None) -> Any:
+        """The reader this spec names, over ``root`` (default: the spec's own root)."""
+        from curate.sources.registry import build_source
 
-
-class LabelRequest(_Model):
-    """``POST /v1/label``: mark frames as labeled."""
-
-    ids: list[str]
-
-
-class VectorsRequest(_Model):
-    """``POST /v1/embeddings/{name}/vectors``: ids and vectors (Arrow IPC stream)."""
-
-    ids: Optional[list[str]] = None
-    version: Optional[int] = Field(default=None, ge=1, le=2**63 - 1)
-
-
-class EmbedRequest(_Model):
-    """``POST /v1/jobs/embed``: start an embedding job.
-
-    Values are checked by the workspace (same messages as in-process), not by the schema.
-    """
-
-    model: str = Field(min_length=1, max_length=256)
-    name: Optional[str] = Field(default=None, min_length=1, max_length=256)
-    batch_size: int = 8
-    write_every: int = 256
-    device: str = Field(default="auto", min_length=1, max_length=32)
-    num_workers: Optional[int] = Field(
-        default=None,
-        description="reader processes; None = 0 on the server (no fork inside a threaded server)",
-    )
-    precision: str = Field(default="auto", min_length=1, max_length=16)
-    dtype: str = Field(default="float32", min_length=1, max_length=16)
-    on_error: str = Field(default="skip", min_length=1, max_length=8)
-    config: dict[str, Any] = Field(default_factory=dict)
-
-
-class SelectRequest(_Model):
-    """``POST /v1/select``: run a selector and store the run."""
-
-    strategy: str = Field(min_length=1, max_length=256)
-    budget: int
-    embedding: str = Field(min_length=1, max_length=256)
-    where: Optional[str] = _WHERE
-    seed: int = 0
-    score_run: Optional[str] = Field(default=None, min_length=1, max_length=256)
-    params: dict[str, Any] = Field(default_factory=dict)
-    shards: Optional[int] = Field(default=None, ge=1, description="run the strategy sharded (Sharded)")
-    engine: Literal["local", "ray"] = "local"
-
-
-class SearchRequest(_Model):
-    """``POST /v1/search``: k nearest frames of frame ids or of query vectors."""
-
-    embedding: str = Field(min_length=1, max_length=256)
-    ids: Optional[list[str]] = None
-    vectors: Optional[list[list[float]]] = None
-    k: int = 10
-    where: Optional[str] = _WHERE
-    metric: Literal["l2", "cosine", "ip"] = "l2"
-    exclude_self: bool = True
-    version: Optional[int] = Field(default=None, ge=1, le=2**63 - 1)
-
-
-class ExportRequest(_Model):
-    """``POST /v1/runs/{run_id}/export``: write an export file inside the workspace."""
-
-    format: str = Field(min_length=1, max_length=64)
-    path: str = Field(min_length=1, max_length=1024, description="relative to the workspace exports/ folder")
-    base_url: Optional[str] = Field(default=None, min_length=1, max_length=2048)
-    path_root: Optional[str] = Field(default=None, min_length=1, max_length=4096)
-
-
-class LabelImportRequest(_Model):
-    """``POST /v1/labels/import``: import annotation files that the server reads.
-
-    Every path must lie below one of the server's data roots.
-    """
-
-    paths: list[str] = Field(min_length=1, max_length=100_000)
-    format: str = Field(default="kitti", min_length=1, max_length=64)
-    prefix: Optional[str] = Field(default=None, min_length=1, max_length=256)
-
-
-class ScoresWriteRequest(_Model):
-    """``POST /v1/scores/{run}``: per-frame score columns of a prediction run."""
-
-    ids: list[str]
-    columns: dict[str, list[float]]
-
-
-class ScoresReadRequest(_Model):
-    """``POST /v1/scores/{run}/read``: scores of a run (Arrow IPC: ``frame_id`` + one column each)."""
-
-    ids: Optional[list[str]] = None
-
-
-class FuseRequest(_Model):
-    """``POST /v1/embeddings/fuse``: combine stored embeddings into a new one."""
-
-    sources: list[str] = Field(min_length=1, max_length=64)
-    name: str = Field(default="fused", min_length=1, max_length=256)
-    weights: Optional[list[float]] = None
-    method: str = Field(default="concat", min_length=1, max_length=32)
-
-
-class LoopRequest(_Model):
-    """``POST /v1/jobs/loop``: run (or resume) an active-learning loop as a background job.
-
-    ``config`` is a mapping of :class:`curate.loop.LoopConfig` fields, or the path of a JSON /
-    YAML config file on the server (below one of its data roots); ``options`` override fields.
-    Paths inside the config (``label_dir``, ``pretrained``, ``work_dir``) must lie below a data
-    root (``work_dir`` may also lie inside the workspace).
-    """
-
-    config: Union[dict[str, Any], str, None] = Field(default=None, union_mode="left_to_right")
-    options: dict[str, Any] = Field(default_factory=dict)
-    stop_after: Optional[int] = Field(default=None, ge=1, le=10_000)
-
-
-class PretrainRequest(_Model):
-    """``POST /v1/jobs/pretrain``: self-supervised pretraining as a background job.
-
-    ``config`` is a nested mapping (the TOML layout) or the path of a TOML file on the server
-    (below one of its data roots); None = the defaults.
-    """
-
-    config: Union[dict[str, Any], str, None] = Field(default=None, union_mode="left_to_right")
+        return build_source(self.kind, self.root if root is None else root, self.options)

@@ -138,81 +138,58 @@ def synth(out: str, frames: int, seed: int, small: bool, shared_maps: Optional[i
     click.echo(f"wrote {summary.frames} frames in {summary.drives} drives to {out}")
 
 
-@cli.group()
+class _SourceCommands(click.Group):
+    """``curate ingest``: one subcommand per registered source kind, made when asked for (so a
+    source registered by a plugin module gets its command too)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from curate.sources.registry import list_sources
+
+        return sorted(set(super().list_commands(ctx)) | set(list_sources()))
+
+    def get_command(self, ctx: click.Context, name: str) -> Optional[click.Command]:
+        from curate.sources.registry import sources
+
+        command = super().get_command(ctx, name)
+        if command is None and name in sources():
+            command = _ingest_command(name)
+            self.add_command(command)
+        return command
+
+
+@cli.group(cls=_SourceCommands)
 def ingest() -> None:
     """Add frames from a dataset on disk (upsert by id: repeating it changes nothing)."""
 
 
-@ingest.command("kitti")
-@click.argument("root", type=click.Path())
-@click.option("--split", default="training", show_default=True)
-@click.option("--prefix", default=None, help="Prefix for frame ids (to keep datasets apart).")
-@click.option("--on-error", "on_error", default="skip", show_default=True,
-              type=click.Choice(["skip", "fail"]),
-              help="skip: record bad frames (see `curate problems`) and go on; fail: stop at the first.")
-@workspace_option
-def ingest_kitti(ws: Any, root: str, split: str, prefix: Optional[str], on_error: str) -> None:
-    """Ingest a KITTI-format dataset (velodyne, image_2, calib, label_2, ImageSets)."""
-    if _is_remote(ws):  # the server reads ROOT (a path on the server, below its --data-root)
+def _ingest_command(kind: str) -> click.Command:
+    """Add ``curate ingest KIND ROOT`` for the registered source ``kind``: one flag per option
+    of the source (:mod:`curate.sources.registry`), the same against a directory or a server."""
+    from curate.sources.registry import source_type
+
+    entry = source_type(kind)
+
+    def run(ws: Any, root: str, on_error: str, **options: Optional[str]) -> None:
         from curate.api import SourceSpec
 
-        source: Any = SourceSpec(kind="kitti", root=root, split=split, prefix=prefix,
-                                 on_error=on_error)
-    else:
-        from curate.sources.kitti import KittiSource
+        spec = SourceSpec(kind=kind, root=root, options=options, on_error=on_error)
+        # against a server, the server reads ROOT (a path on the server, below its --data-root)
+        report = ws.ingest(spec if _is_remote(ws) else spec.build(), on_error=on_error)
+        boxes = f" ({report.boxes_seen} boxes)" if report.boxes_seen else ""
+        click.echo(f"ingested {report.frames_seen} frames{boxes}; workspace has {report.frames_total} frames")
+        _echo_bad(report.frames_bad, "ingest")
 
-        source = KittiSource(root, split=split, prefix=prefix)
-    report = ws.ingest(source, on_error=on_error)
-    click.echo(
-        f"ingested {report.frames_seen} frames ({report.boxes_seen} boxes); "
-        f"workspace has {report.frames_total} frames"
-    )
-    _echo_bad(report.frames_bad, "ingest")
-
-
-@ingest.command("nuscenes")
-@click.argument("root", type=click.Path())
-@click.option("--version", "version", default="v1.0-mini", show_default=True,
-              help="Table folder: v1.0-mini, v1.0-trainval, v1.0-test, ...")
-@click.option("--prefix", default=None, help="Prefix for frame ids (to keep datasets apart).")
-@workspace_option
-def ingest_nuscenes(ws: Any, root: str, version: str, prefix: Optional[str]) -> None:
-    """Ingest a nuScenes v1.0 dataset: one frame per sample (LIDAR_TOP, sweeps, six cameras, boxes)."""
-    if _is_remote(ws):  # the server reads ROOT (a path on the server, below its --data-root)
-        from curate.api import SourceSpec
-
-        source: Any = SourceSpec(kind="nuscenes", root=root, version=version, prefix=prefix)
-    else:
-        from curate.sources.nuscenes import NuScenesSource
-
-        source = NuScenesSource(root, version=version, prefix=prefix)
-    report = ws.ingest(source)
-    click.echo(
-        f"ingested {report.frames_seen} frames ({report.boxes_seen} boxes); "
-        f"workspace has {report.frames_total} frames"
-    )
-
-
-@ingest.command("folder")
-@click.argument("root", type=click.Path())
-@click.option("--prefix", default=None, help="Prefix for frame ids.")
-@click.option("--on-error", "on_error", default="skip", show_default=True,
-              type=click.Choice(["skip", "fail"]),
-              help="skip: record bad frames (see `curate problems`) and go on; fail: stop at the first.")
-@workspace_option
-def ingest_folder(ws: Any, root: str, prefix: Optional[str], on_error: str) -> None:
-    """Ingest a folder of point clouds (.bin, .npy, .pcd, .ply)."""
-    if _is_remote(ws):  # the server reads ROOT (a path on the server, below its --data-root)
-        from curate.api import SourceSpec
-
-        source: Any = SourceSpec(kind="folder", root=root, prefix=prefix, on_error=on_error)
-    else:
-        from curate.sources.folder import FolderSource
-
-        source = FolderSource(root, prefix=prefix)
-    report = ws.ingest(source, on_error=on_error)
-    click.echo(f"ingested {report.frames_seen} frames; workspace has {report.frames_total} frames")
-    _echo_bad(report.frames_bad, "ingest")
+    run.__doc__ = f"Ingest a source of kind {kind!r}: {entry.summary}"
+    command = workspace_option(run)
+    command = click.option("--on-error", "on_error", default="skip", show_default=True,
+                           type=click.Choice(["skip", "fail"]),
+                           help="skip: record bad frames (see `curate problems`) and go on; "
+                                "fail: stop at the first.")(command)
+    for name, option in reversed(list(entry.options.items())):
+        command = click.option(f"--{name.replace('_', '-')}", name, default=option.default,
+                               show_default=option.default is not None, help=option.help)(command)
+    command = click.argument("root", type=click.Path())(command)
+    return click.command(kind)(command)
 
 
 def _echo_bad(count: int, stage: str) -> None:

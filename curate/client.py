@@ -28,32 +28,34 @@ IPC streams for tables and vectors, bearer-token auth. Errors are JSON objects
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import time
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
-import pyarrow as pa
 
 from curate.api import (
     EmbeddingEvaluation,
     EmbedReport,
     IngestReport,
     JobStatus,
-    Problem,
-    LabelReport,
     RunRecord,
     SearchResult,
     SelectionResult,
     SourceSpec,
 )
 from curate.errors import InvalidInputError, NotFoundError
+from curate.interface import WorkspaceAPI
+from curate.progress import Progress
 from curate.reports import ImportReport, LoopReport, PretrainReport, RoundReport
 from curate.operations import ARROW as ARROW_KIND
 from curate.operations import DOWNLOAD as DOWNLOAD_KIND
-from curate.operations import operation
+from curate.operations import GENERATED, OPERATIONS, operation, operation_for
 from curate.wire import (  # noqa: F401  (re-exported: the client's public error classes)
     ARROW_STREAM,
     JobInterruptedError,
@@ -103,28 +105,68 @@ def import_httpx() -> Any:
 
 
 def _source_spec(source: Any, batch_size: int) -> SourceSpec:
-    """A :class:`SourceSpec` for a KITTI/folder source object, a SourceSpec or a dict."""
+    """A :class:`SourceSpec` for a reader object of a registered source, a SourceSpec or a dict."""
     if isinstance(source, SourceSpec):
         return source.model_copy(update={"batch_size": batch_size})
     if isinstance(source, dict):
         return SourceSpec(**{"batch_size": batch_size, **source})
-    kind = type(source).__name__
-    if kind == "KittiSource":
-        return SourceSpec(kind="kitti", root=str(source.root), split=source.split,
-                          prefix=source.prefix, batch_size=batch_size)
-    if kind == "NuScenesSource":
-        return SourceSpec(kind="nuscenes", root=str(source.root), version=source.version,
-                          prefix=source.prefix, batch_size=batch_size)
-    if kind == "FolderSource":
-        return SourceSpec(kind="folder", root=str(source.root), prefix=source.prefix,
-                          pattern=source.pattern, batch_size=batch_size)
-    raise InvalidInputError(
-        f"a remote workspace ingests KittiSource, FolderSource or a SourceSpec "
-        f"(kind + server-side root), not {kind}; the server reads the files itself"
-    )
+    try:
+        return SourceSpec.of(source, batch_size=batch_size)
+    except InvalidInputError as exc:
+        raise InvalidInputError(
+            f"a remote workspace ingests a registered source object or a SourceSpec (kind + "
+            f"server-side root); the server reads the files itself. {exc}"
+        ) from None
 
 
-class RemoteWorkspace:
+def _jsonable(value: Any) -> Any:
+    """``value`` as JSON data: numpy arrays and scalars, paths, and any iterable (sequences,
+    generators) become plain lists, numbers and strings."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Iterable):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@functools.lru_cache(maxsize=None)
+def _result_type(api: str) -> Any:
+    """A pydantic TypeAdapter for the declared return type of the interface method ``api``."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(typing.get_type_hints(getattr(WorkspaceAPI, api))["return"])
+
+
+def _generated_method(api: str) -> Any:
+    """The client method of the interface method ``api``: bind the arguments to its declared
+    signature and make the one generic call (:meth:`RemoteWorkspace._invoke`)."""
+    declared = getattr(WorkspaceAPI, api)
+    signature = inspect.signature(declared)
+
+    def method(self: "RemoteWorkspace", /, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        arguments.pop("self")
+        return self._invoke(api, arguments)
+
+    method.__name__ = api
+    method.__qualname__ = f"RemoteWorkspace.{api}"
+    method.__doc__ = declared.__doc__
+    method.__signature__ = signature  # type: ignore[attr-defined]
+    method.__operation__ = operation_for(api).name  # type: ignore[attr-defined]
+    return method
+
+
+class RemoteWorkspace(WorkspaceAPI):
     """A curate workspace served by ``curate serve``, used over HTTP.
 
     Parameters
@@ -219,6 +261,24 @@ class RemoteWorkspace:
             return response
         return table_from_ipc(response.content) if op.kind == ARROW_KIND else response.json()
 
+    def _invoke(self, api: str, arguments: dict[str, Any]) -> Any:
+        """The one generic call behind every generated method: the arguments of the interface
+        method ``api`` go as path parameters, query parameters (GET) or the JSON body (POST) of
+        the operation serving it, and the answer comes back as the declared return type."""
+        op = operation_for(api)
+        values = {name: _jsonable(value) for name, value in arguments.items()}
+        path = {name: values.pop(name) for name in op.path_params}
+        if op.method == "GET":
+            query = {k: v for k, v in values.items() if v is not None}
+            answer = self._call(op.name, params=query or None, **path)
+        else:
+            answer = self._call(op.name, json=values, **path)
+        if op.result is not None:
+            answer = answer[op.result]
+        if op.kind == ARROW_KIND:
+            return answer
+        return _result_type(api).validate_python(answer)
+
     # ------------------------------------------------------------------ service
     def health(self) -> dict[str, Any]:
         """``{"status": "ok", "version": ...}`` of the server (no token needed)."""
@@ -240,51 +300,8 @@ class RemoteWorkspace:
         spec = _source_spec(source, batch_size).model_copy(update={"on_error": on_error})
         return IngestReport(**self._call("ingest", json=spec.model_dump()))
 
-    def problems(self, *, stage: Optional[str] = None, severity: Optional[str] = None) -> list[Problem]:
-        """Bad frames recorded by the server's ingest / embedding jobs (``GET /v1/problems``)."""
-        params = {k: v for k, v in (("stage", stage), ("severity", severity)) if v is not None}
-        return [Problem(**row) for row in self._call("problems", params=params or None)]
-
-    def count(self, where: Optional[str] = None) -> int:
-        """Number of frames (matching ``where``)."""
-        return int(self._call("count", params={"where": where} if where else None)["count"])
-
-    def frames(
-        self,
-        *,
-        where: Optional[str] = None,
-        columns: Optional[Sequence[str]] = None,
-        ids: Optional[Sequence[str]] = None,
-        version: Optional[int] = None,
-    ) -> pa.Table:
-        """Rows of ``samples`` (Arrow table, as the workspace returns)."""
-        body = {"where": where, "columns": list(columns) if columns else None,
-                "ids": None if ids is None else [str(i) for i in ids], "version": version}
-        return self._call("frames", json=body)
-
-    def boxes(self, frame_ids: Sequence[str], *, labeled_only: bool = True) -> pa.Table:
-        """Boxes of the given frames; by default only for frames marked labeled."""
-        return self._call("boxes", json={"frame_ids": [str(i) for i in frame_ids],
-                                         "labeled_only": labeled_only})
-
     # ------------------------------------------------------------------ labels
-    def label(self, ids: Iterable[str]) -> LabelReport:
-        """Mark frames as labeled (the ids are uploaded)."""
-        return LabelReport(**self._call("label", json={"ids": [str(i) for i in ids]}))
-
-    def labeled_ids(self) -> list[str]:
-        """Ids of the frames marked labeled, sorted."""
-        return list(self._call("labeled"))
-
     # ------------------------------------------------------------------ embeddings
-    def embeddings(self) -> list[str]:
-        """Names of the embeddings stored in the workspace."""
-        return list(self._call("embeddings"))
-
-    def embedding_info(self, name: str) -> dict[str, str]:
-        """Schema metadata (embedder, config, weights checksum) of the embedding ``name``."""
-        return dict(self._call("embedding_info", name=name))
-
     def submit_embed(
         self,
         model: str,
@@ -420,7 +437,7 @@ class RemoteWorkspace:
             )
         return to_dict()
 
-    def pretrain(self, config: Any = None, *, progress: Optional[bool] = None) -> PretrainReport:
+    def pretrain(self, config: Any = None, *, progress: Progress = None) -> PretrainReport:
         """Pretrain on the server's frames and wait (same result as ``Workspace.pretrain``).
 
         Returns a :class:`curate.pretraining.PretrainReport`; its paths are server paths inside
@@ -439,7 +456,7 @@ class RemoteWorkspace:
         batch_size: int = 8,
         write_every: int = 256,
         device: str = "auto",
-        progress: Optional[bool] = None,
+        progress: Progress = None,
         num_workers: Optional[int] = None,
         precision: str = "auto",
         dtype: str = "float32",
@@ -515,10 +532,6 @@ class RemoteWorkspace:
             body.update(shards=shards, engine=engine)
         return SelectionResult(**self._call("select", json=body))
 
-    def reproduce(self, run_id: str) -> list[str]:
-        """Recompute a stored run at the table versions it read; returns the ids."""
-        return list(self._call("reproduce", run_id=run_id)["ids"])
-
     def runs(
         self,
         kind: Optional[str] = None,
@@ -537,10 +550,6 @@ class RemoteWorkspace:
         if where is not None:
             params["where"] = where
         return [RunRecord(**r) for r in self._call("runs", params=params or None)]
-
-    def run(self, run_id: str) -> RunRecord:
-        """The stored run ``run_id``."""
-        return RunRecord(**self._call("run", run_id=run_id))
 
     # ------------------------------------------------------------------ search
     def search(
@@ -617,10 +626,6 @@ class RemoteWorkspace:
         return str(self._call("export_on_server", run_id=run_id, json=body)["path"])
 
     # ------------------------------------------------------------------ scores
-    def score_runs(self) -> list[str]:
-        """Names of the stored score (prediction) runs."""
-        return list(self._call("score_runs"))
-
     def write_scores(
         self,
         run: str,
@@ -711,6 +716,11 @@ class RemoteWorkspace:
         return evaluate_embeddings(self, names, k=k, window=window, columns=columns, labels=labels,
                                    where=where, duplicate_threshold=duplicate_threshold,
                                    test_fraction=test_fraction, seed=seed, out=out)
+
+
+for _op in OPERATIONS:  # the generated methods (the rest of the interface is written above)
+    if _op.client == GENERATED and _op.api is not None:
+        setattr(RemoteWorkspace, _op.api, _generated_method(_op.api))
 
 
 def _quote(segment: str) -> str:

@@ -57,6 +57,7 @@ import numpy as np
 
 from curate.api import EmbeddingEvaluation
 from curate.errors import InvalidInputError
+from curate.interface import WorkspaceAPI
 
 logger = logging.getLogger(__name__)
 
@@ -530,13 +531,13 @@ def evaluate_vectors(
     return metrics, values, notes
 
 
-def _frame_table(ws: Any, where: Optional[str]) -> dict[str, list]:
+def _frame_table(ws: WorkspaceAPI, where: Optional[str]) -> dict[str, list]:
     table = ws.frames(where=where, columns=["id", "scene", "frame_index", *DEFAULT_COLUMNS, "extra"])
     return table.to_pydict()
 
 
 def evaluate_embeddings(
-    ws: Any,
+    ws: WorkspaceAPI,
     names: Sequence[str],
     *,
     k: int = 10,

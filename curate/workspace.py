@@ -20,12 +20,23 @@ from curate import _tables as T
 from curate._version import __version__
 from curate.api import EmbedReport, IngestReport, LabelReport, Problem, RunRecord, SelectionResult
 from curate.api import EmbeddingEvaluation, SearchResult, finite_or_none
-from curate.errors import BudgetError, CurateError, InvalidInputError, NotFoundError
+from curate.embedding_eval import evaluate_embeddings
+from curate.errors import CorruptDataError, CurateError, InvalidInputError, NotFoundError
 from curate.export import export_run
-from curate.progress import progress_bar
+from curate.fusion import fuse_embeddings
+from curate.interface import WorkspaceAPI
+from curate.labels_import import import_labels
+from curate.loop import run_loop
+from curate.pretraining import CACHE_DIR, CHECKPOINT_DIR, pretrain
+from curate.problems import check_on_error, clear_problems, list_problems, record_problems, summarise
+from curate.progress import Progress, progress_bar
 from curate.reports import ImportReport, LoopReport, PretrainReport
 from curate.selectors import Selector, create_selector
+from curate.selectors.base import check_budget
+from curate.scores_table import SCORES, read_scores, score_runs, scores_rows
+from curate.search import search
 from curate.selectors._distances import min_sq_dist_to_set
+from curate.selectors.sharded import Sharded
 from curate.sources.base import BadFrame, FrameRecord, Source
 from curate.sources.pointcloud import read_points
 from curate.store_queries import (
@@ -99,7 +110,7 @@ class PlannedSelection:
         return [i for i in picks if i not in still_free]
 
 
-class Workspace:
+class Workspace(WorkspaceAPI):
     """A local curate workspace: frames, embeddings, labels and selection runs in one directory.
 
     Parameters
@@ -159,8 +170,6 @@ class Workspace:
         -----
         Memory O(batch_size); time O(frames).
         """
-        from curate.problems import check_on_error, clear_problems, record_problems, summarise
-
         check_on_error(on_error)
         start = time.perf_counter()
         before = {t: self.store.version(t) for t in (T.SAMPLES, T.LABELS) if self.store.has_table(t)}
@@ -323,14 +332,23 @@ class Workspace:
             Sorted by stage, then frame id. A frame that succeeds on a later run of its stage
             is no longer listed.
         """
-        from curate.problems import list_problems
-
         return list_problems(self.store, stage=stage, severity=severity)
 
     # ------------------------------------------------------------------ embeddings
     def embeddings(self) -> list[str]:
         """Names of the embeddings stored in this workspace (internal caches left out)."""
         return embedding_names(self.store)
+
+    def versions(self) -> dict[str, int]:
+        """Current version of the workspace's tables, to pin reads (``version=``) to.
+
+        Keys: ``samples``, ``labels``, ``runs``, ``scores`` (those that exist) and
+        ``embedding:<name>`` for each embedding. O(tables).
+        """
+        out = {t: self.store.version(t) for t in (T.SAMPLES, T.LABELS, T.RUNS, SCORES)
+               if self.store.has_table(t)}
+        out.update({f"embedding:{n}": self.store.version(T.embedding_table(n)) for n in self.embeddings()})
+        return out
 
     def embedding_info(self, name: str) -> dict[str, str]:
         """Schema metadata (embedder, config, weights checksum) of the embedding ``name``."""
@@ -348,7 +366,7 @@ class Workspace:
         batch_size: int = 8,
         write_every: int = 256,
         device: str = "auto",
-        progress: Optional[bool] = None,
+        progress: Progress = None,
         num_workers: Optional[int] = None,
         precision: str = "auto",
         dtype: str = "float32",
@@ -372,8 +390,9 @@ class Workspace:
             Vectors buffered before a write; an interruption loses at most this many.
         device : str
             ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        progress : bool, optional
-            Show a progress bar (default: when stderr is a terminal).
+        progress : bool or callable, optional
+            Show a progress bar (default: when stderr is a terminal); a callable is called as
+            ``progress(done, total, "frame")`` instead (:data:`curate.progress.Progress`).
         num_workers : int, optional
             Processes reading the frame files (default ``min(2, CPUs)``; 0 = in this process).
         precision : {"auto", "fp32", "fp16"}
@@ -448,8 +467,6 @@ class Workspace:
         method, the sources with their table versions and weights checksums. Frames missing
         from a source raise :class:`NotFoundError` and nothing is written.
         """
-        from curate.fusion import fuse_embeddings
-
         self._require_samples()
         check_embedding_name(name)
         return fuse_embeddings(
@@ -538,12 +555,11 @@ class Workspace:
         PlannedSelection
             The run record (``run_id`` empty) and the table versions it read.
         """
+        check_budget(budget)  # type and sign, before any read; the pool size is checked below
         selector = strategy if isinstance(strategy, Selector) else create_selector(strategy, **params)
         if params and isinstance(strategy, Selector):
             raise InvalidInputError("pass parameters to the selector's constructor, not to select()")
         if shards is not None:
-            from curate.selectors.sharded import Sharded
-
             selector = Sharded(selector, shards=shards, engine=engine)
         elif engine != "local":
             raise InvalidInputError(f"engine={engine!r} needs shards= (the number of partitions)")
@@ -611,15 +627,8 @@ class Workspace:
             candidates = candidates[keep_c]
         if not keep_l.all():
             labeled = labeled[keep_l]
-        if not len(candidates):
-            scope = f" matching {where!r}" if where else ""
-            raise BudgetError(f"no unlabeled frames{scope} to select from")
-        if budget > len(candidates):
-            scope = f" matching {where!r}" if where else ""
-            raise BudgetError(
-                f"budget {budget} is larger than the {len(candidates)} unlabeled frames{scope}; "
-                f"lower --budget to at most {len(candidates)}"
-            )
+        scope = f" matching {where!r}" if where else ""
+        budget = check_budget(budget, len(candidates), pool=f"unlabeled frames{scope}")
         pool = np.concatenate([candidates, labeled])  # object array of str, no per-id copies
         run_selector, pool = self._resolve_query_ids(selector, pool, samples_version)
         read_start = time.perf_counter()
@@ -635,8 +644,6 @@ class Workspace:
         mask[len(candidates):] = True
         scores = None
         if score_run is not None:
-            from curate.scores_table import SCORES, read_scores
-
             if scores_version is None and self.store.has_table(SCORES):
                 scores_version = self.store.version(SCORES)
             _, cand_scores = read_scores(self.store, score_run, ids=candidates, version=scores_version)
@@ -756,8 +763,6 @@ class Workspace:
 
         Unknown frame ids raise :class:`NotFoundError` and write nothing. Returns the table version.
         """
-        from curate.scores_table import SCORES, scores_rows
-
         self._require_samples()
         ids = [str(i) for i in ids]
         rows = scores_rows(run, ids, columns, predictions)
@@ -773,14 +778,10 @@ class Workspace:
 
     def scores(self, run: str, ids: Optional[Sequence[str]] = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``(frame ids, {column: values})`` of the stored score run ``run`` (aligned with ``ids``)."""
-        from curate.scores_table import read_scores
-
         return read_scores(self.store, run, ids)
 
     def score_runs(self) -> list[str]:
         """Names of the stored score (prediction) runs."""
-        from curate.scores_table import score_runs
-
         return score_runs(self.store)
 
     # ------------------------------------------------------------------ detector loop
@@ -790,8 +791,6 @@ class Workspace:
         ``config`` is a :class:`curate.loop.LoopConfig`, a dict or a path to a YAML/JSON file;
         ``options`` override its fields. Returns a :class:`curate.reports.LoopReport`.
         """
-        from curate.loop import run_loop
-
         return run_loop(self, config, **options)
 
     def _next_run_id(self) -> str:
@@ -868,8 +867,6 @@ class Workspace:
         :func:`curate.search.search` for the parameters; O(N d) to build the index of a table
         version (cached), O(Q N d) per call.
         """
-        from curate.search import search
-
         return search(self.store, embedding, ids=ids, vectors=vectors, k=k, where=where, metric=metric,
                       exclude_self=exclude_self, version=version)
 
@@ -903,12 +900,10 @@ class Workspace:
         Thin wrapper of :func:`curate.labels_import.import_labels` (validates every file before
         writing anything; returns an :class:`~curate.reports.ImportReport`).
         """
-        from curate.labels_import import import_labels
-
         return import_labels(self.store, paths, format=format, prefix=prefix)
 
     # ------------------------------------------------------------------ pretraining
-    def pretrain(self, config: Any = None, *, progress: Optional[bool] = None) -> PretrainReport:
+    def pretrain(self, config: Any = None, *, progress: Progress = None) -> PretrainReport:
         """Self-supervised ReCon pretraining on this workspace's frames.
 
         Thin wrapper of :func:`curate.pretraining.pretrain`: ``config`` is a TOML path, a dict
@@ -917,8 +912,6 @@ class Workspace:
         ``last.pt``. Returns a :class:`~curate.reports.PretrainReport`; embed with
         ``ws.embed(report.model, name=..., checkpoint=report.checkpoint, **report.embed_options)``.
         """
-        from curate.pretraining import pretrain
-
         return pretrain(self.store, config, progress=progress)
 
     def pretrain_image(self, config: Any = None, *, progress: Optional[bool] = None) -> PretrainReport:
@@ -932,8 +925,6 @@ class Workspace:
         Returns a :class:`~curate.reports.PretrainReport`; embed with
         ``ws.embed("image-ssl", name=..., checkpoint=report.checkpoint)``.
         """
-        from curate.errors import CorruptDataError
-        from curate.pretraining import CACHE_DIR, CHECKPOINT_DIR
         from embedders import EmbedderError
         from embedders.pretrain_image import ImageReadError, load_image_config, load_images, train
 
@@ -990,8 +981,6 @@ class Workspace:
         and counts on held-out drives. Returns a :class:`~curate.api.EmbeddingEvaluation`
         (``.table()`` prints it); ``out`` also writes it as JSON.
         """
-        from curate.embedding_eval import evaluate_embeddings
-
         for name in names:
             self._require_embedding(name)
         return evaluate_embeddings(

@@ -21,10 +21,14 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
+def _server_imports() -> set[str]:
+    return set().union(*(_imports(p) for p in (CURATE / "server").glob("*.py")))
+
+
 def test_server_and_client_do_not_import_each_other() -> None:
-    assert not {m for m in _imports(CURATE / "server.py") if m.startswith("curate.client")}
+    assert not {m for m in _server_imports() if m.startswith("curate.client")}
     assert not {m for m in _imports(CURATE / "client.py") if m.startswith("curate.server")}
-    assert "curate.wire" in _imports(CURATE / "server.py") and "curate.wire" in _imports(CURATE / "client.py")
+    assert "curate.wire" in _server_imports() and "curate.wire" in _imports(CURATE / "client.py")
 
 
 def test_wire_imports_neither_server_nor_client() -> None:
@@ -50,26 +54,96 @@ def test_the_client_names_no_route_path() -> None:
     assert '"/v1' not in source and "'/v1" not in source
 
 
-#: Public methods only the local workspace has: the server's two-phase select (planned outside
-#: the writer lock, stored under it). Only the remote client has: job control and server paths.
-LOCAL_ONLY = {"plan_selection", "store_selection"}
-REMOTE_ONLY = {"close", "export_on_server", "health", "info", "job", "jobs", "submit_embed",
-               "submit_loop", "submit_pretrain", "wait"}
+def _public(cls: type) -> set[str]:
+    return {n for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n))}
 
 
-def test_workspace_and_http_client_have_the_same_signatures() -> None:
+def test_every_operation_has_one_signature_on_the_interface_workspace_and_client() -> None:
+    """``inspect.signature`` of every declared operation is the same on the Protocol, on
+    ``Workspace`` and on the HTTP client; every public method of either is an operation of the
+    interface or one of the few declared local-only / remote-only ones."""
     import inspect
 
     from curate.client import RemoteWorkspace
+    from curate.interface import LOCAL_ONLY, OPERATION_NAMES, REMOTE_ONLY, WorkspaceAPI
     from curate.workspace import Workspace
 
-    def public(cls: type) -> set[str]:
-        return {n for n, v in vars(cls).items() if callable(v) and not n.startswith("_")}
+    declared = set(OPERATION_NAMES)
+    assert len(declared) > 20
+    assert _public(Workspace) - declared == LOCAL_ONLY, "a public Workspace method must be declared"
+    assert _public(RemoteWorkspace) - declared == REMOTE_ONLY
+    for name in OPERATION_NAMES:
+        want = inspect.signature(getattr(WorkspaceAPI, name))
+        for cls in (Workspace, RemoteWorkspace):
+            assert name in vars(cls), f"{cls.__name__} does not implement {name}"
+            got = inspect.signature(getattr(cls, name))
+            assert str(got) == str(want), f"{name}: {cls.__name__}{got} != WorkspaceAPI{want}"
+    assert issubclass(Workspace, WorkspaceAPI) and issubclass(RemoteWorkspace, WorkspaceAPI)
 
-    local, remote = public(Workspace), public(RemoteWorkspace)
-    assert local - remote == LOCAL_ONLY, "a new Workspace method needs its HTTP client method"
-    assert remote - local == REMOTE_ONLY
-    for name in sorted(local & remote):
-        a = inspect.signature(getattr(Workspace, name))
-        b = inspect.signature(getattr(RemoteWorkspace, name))
-        assert str(a) == str(b), f"{name}: Workspace{a} != RemoteWorkspace{b}"
+
+def test_every_interface_method_is_served_by_the_table() -> None:
+    """Each interface method has an operation (``api=``) or is computed in the client; the
+    client's generated methods are exactly the operations marked ``generated``, every other one
+    is written in the client's class body."""
+    import ast
+
+    from curate.client import RemoteWorkspace
+    from curate.interface import OPERATION_NAMES
+    from curate.operations import CLIENT_SIDE, GENERATED, OPERATIONS
+
+    served = {op.api: op for op in OPERATIONS if op.api is not None}
+    assert len(served) == len([op for op in OPERATIONS if op.api is not None]), "two routes serve one method"
+    assert set(OPERATION_NAMES) == set(served) | CLIENT_SIDE and not set(served) & CLIENT_SIDE
+    tree = ast.parse((CURATE / "client.py").read_text())
+    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "RemoteWorkspace")
+    written = {n.name for n in body.body if isinstance(n, ast.FunctionDef)}
+    generated = {api for api, op in served.items() if op.client == GENERATED}
+    assert len(generated) >= 10
+    for api in OPERATION_NAMES:
+        method = getattr(RemoteWorkspace, api)
+        if api in generated:
+            assert api not in written and method.__operation__ == served[api].name
+        else:
+            assert api in written, f"{api} is neither generated nor written in the client"
+
+
+def test_request_bodies_are_derived_from_the_signatures() -> None:
+    """A derived body has the method's arguments as fields, with their defaults."""
+    import inspect
+
+    from curate.interface import WorkspaceAPI
+    from curate.operations import OPERATIONS, operation
+    from curate.requests import REQUESTS, LoopRequest, ExportRequest
+    from curate.api import SourceSpec
+
+    hand_written = {SourceSpec, LoopRequest, ExportRequest}
+    assert set(REQUESTS) <= {op.name for op in OPERATIONS}
+    for name, model in REQUESTS.items():
+        if model in hand_written:
+            continue
+        params = inspect.signature(getattr(WorkspaceAPI, operation(name).api)).parameters
+        for field, info in model.model_fields.items():
+            assert field in params, f"{model.__name__}.{field} is no argument of {operation(name).api}"
+            default = params[field].default
+            if default is not inspect.Parameter.empty and params[field].kind is not inspect.Parameter.VAR_KEYWORD:
+                assert info.default == default, f"{model.__name__}.{field}"
+        assert len(model.model_fields) >= len(params) - 5  # only a few arguments stay local
+
+
+def test_an_operation_added_in_three_places_works_locally_and_over_http(tmp_path: Path,
+                                                                        embedded_template: Path) -> None:
+    """``versions`` was added as its implementation, its declaration in the interface and one
+    line of the operation table: the route, its scope, the client method and the congruence
+    come from those."""
+    import shutil
+
+    import curate
+    from curate.server import BackgroundServer, create_app
+
+    path = tmp_path / "ws"
+    shutil.copytree(embedded_template, path)
+    local = curate.connect(path)
+    want = local.versions()
+    assert want["samples"] >= 1 and "embedding:bev-hist" in want
+    with BackgroundServer(create_app(path, {"t": "read"}, use_env_tokens=False)) as server:
+        assert curate.connect(server.url, token="t").versions() == want

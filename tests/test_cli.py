@@ -52,7 +52,7 @@ def test_cli_errors_are_one_line(embedded_template: Path, tmp_path: Path, capsys
     w = ["--workspace", str(ws_dir)]
     cases = [
         (["select", "--strategy", "kcentre", "--budget", "5", "--embedding", "bev-hist", *w], "valid strategies: "),
-        (["select", "--strategy", "random", "--budget", "500", "--embedding", "bev-hist", *w], "lower --budget"),
+        (["select", "--strategy", "random", "--budget", "500", "--embedding", "bev-hist", *w], "lower the budget"),
         (["select", "--strategy", "random", "--budget", "5", "--embedding", "bev-hist", "--where", "weather = = 1", *w], "weather = = 1"),
         (["embed", "--model", "pointnet9000", *w], "valid embedders: "),
         (["ingest", "kitti", str(tmp_path / "nowhere"), *w], "nowhere"),

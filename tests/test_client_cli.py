@@ -135,7 +135,7 @@ def test_cli_commands_against_a_url(served: str, synth_root: Path, tmp_path: Pat
     (["runs"], None, "needs a token"),
     (["runs"], "wrong", "unknown token"),
     (["label", "--run", "run-000001"], READ, "needs a 'write' token"),
-    (["select", "--strategy", "random", "--budget", "100000", "--embedding", "bev-hist"], WRITE, "lower --budget"),
+    (["select", "--strategy", "random", "--budget", "100000", "--embedding", "bev-hist"], WRITE, "lower the budget"),
     (["ingest", "kitti", "/etc"], WRITE, "outside the folders"),
     (["demo", "--small"], WRITE, "needs a workspace directory"),
 ])

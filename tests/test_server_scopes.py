@@ -44,6 +44,7 @@ READ_EXAMPLES: dict[tuple[str, str], tuple[dict[str, str], dict[str, Any], Any]]
     ("GET", "/v1/runs/{run_id}/export"): ({}, {"format": "csv"}, None),
     ("POST", "/v1/search"): ({}, {}, {"embedding": "bev-hist", "ids": ["000000"], "k": 2}),
     ("GET", "/v1/problems"): ({}, {"severity": "error"}, None),
+    ("GET", "/v1/versions"): ({}, None, None),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,3 +85,12 @@ def test_teacher_cache_is_hidden_and_not_addressable(ws: curate.Workspace) -> No
         ws.fuse(["bev-hist"], name=teacher_table("x"))
     assert ws.store.table_names() == before
 
+
+
+def test_the_loop_helpers_type_their_workspace_without_importing_it(tmp_path: Path) -> None:
+    """The loop modules annotate with the LocalWorkspace protocol; Workspace satisfies it."""
+    from curate.local_workspace import LocalWorkspace
+    from curate.loop import runner
+
+    assert isinstance(Workspace(tmp_path / "w"), LocalWorkspace)
+    assert typing.get_type_hints(runner.run_loop)["workspace"] is LocalWorkspace

@@ -10,6 +10,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from curate.errors import InvalidInputError, NotFoundError
+from curate.selectors.base import check_budget
 
 __all__ = ["LoopConfig", "load_loop_config"]
 
@@ -79,8 +80,8 @@ class LoopConfig(BaseModel):
     embedding: str
     strategy: str = "random"
     strategy_params: dict[str, Any] = Field(default_factory=dict)
-    initial: int = Field(20, ge=1)
-    budget: int = Field(10, ge=1)
+    initial: int = 20  # checked by load_loop_config (curate.selectors.base.check_budget)
+    budget: int = 10
     rounds: int = Field(2, ge=1)
     seed: int = 0
     detector: str = "pointpillars-tiny"
@@ -132,6 +133,8 @@ def load_loop_config(config: Union[None, str, Path, dict, LoopConfig], **overrid
         cfg = LoopConfig(**data)
     except ValidationError as exc:
         raise InvalidInputError(f"bad loop config: {exc}") from None
+    check_budget(cfg.initial, minimum=1, name="initial")  # the frames of round 0
+    check_budget(cfg.budget, minimum=1, name="budget")  # the frames of every later round
     if cfg.strategy == "mgral":  # its options configure the round, not a selector: check them now
         from curate.loop.mgral.options import mgral_options
 

@@ -10,12 +10,13 @@ height thresholds of the difficulty levels scale with the image height (375 px =
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from curate.evaluation.kitti import KITTI_CLASSES, KittiResult, annotations_from_boxes, empty_annotation, kitti_eval
 from curate.labels_import import boxes_by_frame
+from curate.local_workspace import LocalWorkspace
 from curate.scores_table import FramePrediction
 from curate.sources.base import Box3D
 from curate.sources.calib import Calibration, read_calibration
@@ -79,7 +80,7 @@ def prediction_annotation(
     return out
 
 
-def ground_truth_annotations(workspace: Any, ids: Sequence[str]) -> list[dict[str, np.ndarray]]:
+def ground_truth_annotations(workspace: LocalWorkspace, ids: Sequence[str]) -> list[dict[str, np.ndarray]]:
     """Annotation dicts of the stored ground truth (any label state) of ``ids``, in order."""
     boxes = boxes_by_frame(workspace.boxes(list(ids), labeled_only=False))
     out = []
@@ -97,7 +98,7 @@ def ground_truth_annotations(workspace: Any, ids: Sequence[str]) -> list[dict[st
 
 
 def evaluate_predictions(
-    workspace: Any,
+    workspace: LocalWorkspace,
     predictions: Sequence[FramePrediction],
     *,
     classes: Sequence[str] = KITTI_CLASSES,

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 import numpy as np
 
 from curate.errors import InvalidInputError, NotFoundError
+from curate.local_workspace import LocalWorkspace
 from curate.sources.calib import Calibration, read_calibration
 from curate.labels_import import boxes_by_frame
 from curate.sources.pointcloud import read_points
@@ -153,7 +154,7 @@ def _instances(boxes: list[dict[str, Any]], calib: Calibration, points: Optional
 
 
 def build_infos(
-    workspace: Any,
+    workspace: LocalWorkspace,
     ids: Iterable[str],
     *,
     with_labels: bool = True,
@@ -250,7 +251,7 @@ def build_infos(
 
 
 def write_info_pkl(
-    workspace: Any,
+    workspace: LocalWorkspace,
     ids: Iterable[str],
     out: Union[str, Path],
     **options: Any,

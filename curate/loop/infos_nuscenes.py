@@ -28,6 +28,7 @@ import numpy as np
 
 from curate.errors import InvalidInputError, NotFoundError
 from curate.labels_import import boxes_by_frame
+from curate.local_workspace import LocalWorkspace
 from curate.sources.nuscenes import CAMERA_ORDER, DETECTION_CLASSES, detection_name, quaternion_to_matrix
 
 __all__ = ["ATTRIBUTES", "is_nuscenes_frame", "build_nuscenes_infos", "dataset_kwargs"]
@@ -110,7 +111,7 @@ def _instances(boxes: list[dict[str, Any]], info: list[dict[str, Any]]) -> list[
 
 
 def build_nuscenes_infos(
-    workspace: Any,
+    workspace: LocalWorkspace,
     ids: Iterable[str],
     *,
     with_labels: bool = True,

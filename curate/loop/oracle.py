@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Protocol, Sequence, Union
+from typing import Protocol, Sequence, Union
 
 from curate.confine import inside
 from curate.errors import InvalidInputError, NotFoundError
+from curate.local_workspace import LocalWorkspace
 
 __all__ = ["Oracle", "SimulatedOracle", "ImportOracle", "create_oracle"]
 
@@ -27,12 +28,12 @@ class Oracle(Protocol):
 
     name: str
 
-    def label(self, workspace: Any, ids: Sequence[str]) -> int:
+    def label(self, workspace: LocalWorkspace, ids: Sequence[str]) -> int:
         """Make ``ids`` labeled; returns the number of boxes they now carry."""
         ...
 
 
-def _box_count(workspace: Any, ids: Sequence[str]) -> int:
+def _box_count(workspace: LocalWorkspace, ids: Sequence[str]) -> int:
     boxes = workspace.boxes(list(ids), labeled_only=True)
     if boxes.num_rows == 0:
         return 0
@@ -45,7 +46,7 @@ class SimulatedOracle:
 
     name = "simulate"
 
-    def label(self, workspace: Any, ids: Sequence[str]) -> int:
+    def label(self, workspace: LocalWorkspace, ids: Sequence[str]) -> int:
         """Mark ``ids`` labeled; their stored source boxes become training labels."""
         ids = list(ids)
         if ids:
@@ -67,7 +68,7 @@ class ImportOracle:
     def __init__(self, label_dir: Union[str, Path]) -> None:
         self.label_dir = Path(label_dir)
 
-    def label(self, workspace: Any, ids: Sequence[str]) -> int:
+    def label(self, workspace: LocalWorkspace, ids: Sequence[str]) -> int:
         """Import the label files of ``ids``; raises :class:`NotFoundError` listing missing ones."""
         from curate.labels_import import import_labels
 

@@ -45,11 +45,12 @@ from curate._version import __version__
 from curate.api import RunRecord
 from curate.errors import InvalidInputError
 from curate.evaluation.cost import annotation_cost
+from curate.local_workspace import LocalWorkspace
 from curate.loop.config import LoopConfig, load_loop_config
 from curate.loop.detector import Detector
 from curate.loop.evaluate import evaluate_predictions
 from curate.loop.infos import write_info_pkl
-from curate.loop.oracle import create_oracle
+from curate.loop.oracle import Oracle, create_oracle
 from curate.loop.uncertainty import prediction_scores
 from curate.reports import LoopReport, RoundReport
 from curate.store_queries import next_run_id, require_embedding
@@ -67,7 +68,7 @@ def _config_hash(cfg: LoopConfig) -> str:
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def loop_rounds(workspace: Any, name: str) -> list[RunRecord]:
+def loop_rounds(workspace: LocalWorkspace, name: str) -> list[RunRecord]:
     """Stored rounds of the loop ``name``, in round order."""
     runs = [r for r in workspace.runs() if r.kind == LOOP_KIND and r.info.get("loop") == name]
     return sorted(runs, key=lambda r: int(r.info.get("round", 0)))
@@ -92,7 +93,7 @@ def _take_scenes(order: np.ndarray, counts: np.ndarray, target: float) -> list[i
     return chosen
 
 
-def validation_ids(workspace: Any, cfg: LoopConfig) -> tuple[list[str], str]:
+def validation_ids(workspace: LocalWorkspace, cfg: LoopConfig) -> tuple[list[str], str]:
     """Validation frame ids and the SQL filter of the selectable pool (its complement).
 
     Without ``val_where``, whole scenes are held out (frames of a scene are near-duplicates):
@@ -163,7 +164,7 @@ def _atomic_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _count_boxes(workspace: Any, ids: Sequence[str]) -> int:
+def _count_boxes(workspace: LocalWorkspace, ids: Sequence[str]) -> int:
     if not ids:
         return 0
     boxes = workspace.boxes(list(ids), labeled_only=True)
@@ -188,7 +189,7 @@ def _default_detector(cfg: LoopConfig) -> Detector:
 
 
 def run_loop(
-    workspace: Any,
+    workspace: LocalWorkspace,
     config: Any = None,
     *,
     detector: Optional[Detector] = None,
@@ -262,8 +263,8 @@ def _report_from_run(run: RunRecord) -> RoundReport:
     )
 
 
-def _select(workspace: Any, cfg: LoopConfig, rnd: int, previous: list[RunRecord], pool_where: str, state_path: Path,
-            det: Optional[Detector] = None, oracle: Any = None) -> tuple[list[str], str]:
+def _select(workspace: LocalWorkspace, cfg: LoopConfig, rnd: int, previous: list[RunRecord], pool_where: str, state_path: Path,
+            det: Optional[Detector] = None, oracle: Optional[Oracle] = None) -> tuple[list[str], str]:
     if state_path.is_file():
         state = json.loads(state_path.read_text())
         sel = workspace.run(state["selection_run"])
@@ -292,7 +293,7 @@ def _select(workspace: Any, cfg: LoopConfig, rnd: int, previous: list[RunRecord]
     return list(result.run.ids), result.run.run_id
 
 
-def _training_ids(workspace: Any, cfg: LoopConfig, rnd: int, selected: list[str], pool_where: str) -> list[str]:
+def _training_ids(workspace: LocalWorkspace, cfg: LoopConfig, rnd: int, selected: list[str], pool_where: str) -> list[str]:
     labeled = [str(i) for i in workspace.store.ids(T.SAMPLES, where=f"({pool_where}) AND labeled = true")]
     if cfg.train_on == "all" or rnd == 0:
         return sorted(labeled)
@@ -305,7 +306,7 @@ def _training_ids(workspace: Any, cfg: LoopConfig, rnd: int, selected: list[str]
 
 
 def _run_round(
-    workspace: Any, cfg: LoopConfig, det: Detector, oracle: Any, rnd: int, previous: list[RunRecord],
+    workspace: LocalWorkspace, cfg: LoopConfig, det: Detector, oracle: Oracle, rnd: int, previous: list[RunRecord],
     val_ids: list[str], pool_where: str, work_dir: Path, config_hash: str,
 ) -> RoundReport:
     start = time.perf_counter()

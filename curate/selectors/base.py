@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
 from curate.errors import BudgetError, InvalidInputError
 
-__all__ = ["Selection", "Selector", "ScoresLike", "validate_inputs", "ValidatedInputs"]
+__all__ = ["Selection", "Selector", "ScoresLike", "check_budget", "validate_inputs", "ValidatedInputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,60 @@ def _as_mask(labeled: Any, n: int) -> np.ndarray:
     return mask
 
 
+def check_budget(
+    budget: Any,
+    available: Optional[int] = None,
+    *,
+    pool: str = "unlabeled candidates",
+    minimum: int = 0,
+    name: str = "budget",
+) -> int:
+    """Validate a selection budget; the one check the workspace, the selectors and the loop use.
+
+    Parameters
+    ----------
+    budget : int
+        Number of frames (rows) to pick.
+    available : int, optional
+        How many may be picked; without it only the type and ``minimum`` are checked.
+    pool : str
+        What ``available`` counts, for the message ("unlabeled frames matching 'x'").
+    minimum : int
+        Smallest valid budget (0 for a selection, 1 for a loop round).
+    name : str
+        The parameter's name in the message (``budget``, ``initial``).
+
+    Returns
+    -------
+    int
+        The budget as a Python int.
+
+    Raises
+    ------
+    InvalidInputError
+        Not an integer (bools included).
+    BudgetError
+        Below ``minimum``; larger than ``available``; ``available`` is 0 and the budget is not.
+    """
+    integral = isinstance(budget, (int, np.integer)) or (
+        isinstance(budget, (float, np.floating)) and float(budget).is_integer())
+    if not integral or isinstance(budget, (bool, np.bool_)):
+        raise InvalidInputError(f"{name} must be an integer; got {budget!r}")
+    b = int(budget)
+    if b < minimum:
+        wanted = "a non-negative integer" if minimum == 0 else f"an integer >= {minimum}"
+        raise BudgetError(f"{name} must be {wanted}; got {budget!r}")
+    if available is not None:
+        if available <= 0 and b > 0:
+            raise BudgetError(f"there are no {pool} to select from ({name} {b})")
+        if b > available:
+            raise BudgetError(
+                f"{name} {b} is larger than the {available} {pool}; lower the {name} to at most "
+                f"{available} or widen the filter"
+            )
+    return b
+
+
 def validate_inputs(
     vectors: Any,
     budget: Any,
@@ -154,7 +208,10 @@ def validate_inputs(
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     n = arr.shape[0]
     if n == 0:
-        raise BudgetError("the pool is empty: no vectors to select from (check --where and ingest)")
+        raise BudgetError(
+            "the pool is empty: no vectors to select from (check the where filter, and that the "
+            "frames were ingested and embedded)"
+        )
     if arr.shape[1] == 0:
         raise InvalidInputError("vectors have dimension 0")
     finite = np.isfinite(arr).all(axis=1)
@@ -164,25 +221,12 @@ def validate_inputs(
             f"vectors contain NaN or inf in {bad.size} row(s), first at row {int(bad[0])}; "
             "re-embed those frames or drop them before selecting"
         )
-    try:
-        b = int(budget)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"budget must be an integer; got {budget!r}") from None
-    if b != budget or b < 0:
-        raise BudgetError(f"budget must be a non-negative integer; got {budget!r}")
+    b = check_budget(budget)
     mask = _as_mask(labeled, n)
     candidates = np.flatnonzero(~mask).astype(np.int64)
-    if candidates.size == 0 and b > 0:
-        raise BudgetError(
-            f"the pool has no unlabeled candidates ({n} rows, all labeled); nothing to select"
-        )
-    if b > candidates.size:
-        if not allow_partial_budget:
-            raise BudgetError(
-                f"budget {b} is larger than the {candidates.size} unlabeled candidates; "
-                f"lower the budget to at most {candidates.size} or widen the filter"
-            )
-        b = int(candidates.size)
+    if allow_partial_budget and candidates.size:
+        b = min(b, int(candidates.size))
+    check_budget(b, int(candidates.size), pool=f"unlabeled candidates among the {n} rows")
     return ValidatedInputs(vectors=arr, labeled=mask, candidates=candidates, budget=b)
 
 

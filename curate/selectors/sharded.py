@@ -47,7 +47,7 @@ import numpy as np
 
 from curate.errors import BudgetError, InvalidInputError
 from curate.selectors._distances import min_sq_dist_to_set
-from curate.selectors.base import ScoresLike, Selection, Selector, validate_inputs
+from curate.selectors.base import ScoresLike, Selection, Selector, check_budget, validate_inputs
 
 __all__ = ["Sharded", "split_budget", "ball_coverage", "coverage_radius", "MEASURE_LOSS_MAX_ROWS"]
 
@@ -80,8 +80,7 @@ def split_budget(mass: np.ndarray, budget: int, cap: Optional[np.ndarray] = None
     """
     mass = np.asarray(mass, dtype=np.float64)
     cap = np.asarray(mass if cap is None else cap).astype(np.int64)
-    if budget > int(cap.sum()):
-        raise BudgetError(f"budget {budget} is larger than the {int(cap.sum())} rows the shards hold")
+    check_budget(budget, int(cap.sum()), pool="rows the shards hold")
     share = np.zeros(mass.shape[0], dtype=np.int64)
     left = int(budget)
     while left > 0:

@@ -22,6 +22,7 @@ from curate.confine import PathOutsideRootError, inside
 from curate.errors import CurateError, InvalidInputError, NotFoundError
 from curate.sources.base import METADATA_FIELDS, BadFrame, FrameRecord
 from curate.sources.pointcloud import SUPPORTED_EXTENSIONS, count_points
+from curate.sources.registry import SourceOption, register_source
 
 __all__ = ["FolderSource", "IMAGE_EXTENSIONS"]
 
@@ -33,6 +34,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 
 
+@register_source("folder", pattern=SourceOption(None, "glob of the files below ROOT (default: every point cloud)"),
+                 prefix=SourceOption(None, "prefix for frame ids"))
 class FolderSource:
     """Point-cloud files found under a folder.
 

@@ -39,6 +39,7 @@ from curate.sources.calib import (
     read_calibration,
     write_calibration,
 )
+from curate.sources.registry import SourceOption, register_source
 
 __all__ = [
     "KittiSource",
@@ -268,6 +269,8 @@ def _read_image_sets(root: Path) -> dict[str, list[str]]:
 # ----------------------------------------------------------------------------------------------
 
 
+@register_source("kitti", split=SourceOption("training", "KITTI split folder (training, testing)"),
+                 prefix=SourceOption(None, "prefix for frame ids (to keep datasets apart)"))
 class KittiSource:
     """Frames of a KITTI-format object dataset.
 

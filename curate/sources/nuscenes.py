@@ -54,6 +54,7 @@ import numpy as np
 
 from curate.errors import CorruptDataError, InvalidInputError, NotFoundError
 from curate.sources.base import Box3D, FrameRecord
+from curate.sources.registry import SourceOption, register_source
 
 __all__ = [
     "NuScenesSource",
@@ -181,6 +182,9 @@ def _description_tags(description: str) -> tuple[str, str]:
     return tod, weather
 
 
+@register_source("nuscenes",
+                 version=SourceOption("v1.0-mini", "table folder: v1.0-mini, v1.0-trainval, v1.0-test, ..."),
+                 prefix=SourceOption(None, "prefix for frame ids (to keep datasets apart)"))
 class NuScenesSource:
     """Key frames of a nuScenes v1.0 dataset (see the module docstring).
 

@@ -37,7 +37,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -219,7 +219,7 @@ def train(
     run_dir: str | os.PathLike[str],
     *,
     teacher: np.ndarray | None = None,
-    progress: bool | None = None,
+    progress: bool | None | Callable[[int, int | None, str], None] = None,
     extra: dict[str, Any] | None = None,
     scenes: list[str | None] | None = None,
     frame_indices: list[int] | None = None,
@@ -236,8 +236,9 @@ def train(
         Output folder (created); resumed from when it holds ``last.pt``.
     teacher : numpy.ndarray, optional
         ``(F, D)`` frozen image features; required when ``config.loss.image > 0``.
-    progress : bool, optional
-        Show a tqdm bar (default: when stderr is a terminal).
+    progress : bool or callable, optional
+        Show a tqdm bar (default: when stderr is a terminal); a callable is called as
+        ``progress(step, steps, "step")`` after every step instead.
     extra : dict, optional
         Plain values stored under ``'curate'`` in every checkpoint (e.g. the embed options).
     scenes, frame_indices : list, optional
@@ -331,7 +332,8 @@ def train(
     step = start_step
     checkpoint = last
     model.train()
-    show = None if progress is None else bool(progress)
+    report = progress if callable(progress) else None
+    show = False if report is not None else (None if progress is None else bool(progress))
     bar = tqdm(
         total=config.train.steps,
         initial=start_step,
@@ -373,6 +375,8 @@ def train(
                 log.flush()
                 rows.append(row)
                 bar.update(1)
+                if report is not None:
+                    report(step, config.train.steps, "step")
                 bar.set_postfix(loss=f"{row['total']:.4f}")
                 if (
                     step % config.train.checkpoint_every == 0

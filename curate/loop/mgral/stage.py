@@ -34,8 +34,10 @@ import numpy as np
 
 from curate import _tables as T
 from curate.errors import InvalidInputError
+from curate.local_workspace import LocalWorkspace
 from curate.loop.mgral.lut import LookupTable, fit_table, heldout_batches, probe_design, run_probes, table_error
 from curate.loop.mgral.options import MGRALOptions, mgral_options
+from curate.loop.oracle import Oracle
 
 __all__ = ["mgral_round", "make_plan", "probe_runs", "table_and_policy", "train_budget", "metric_of", "MGRAL_DIR", "policy_path"]
 
@@ -81,7 +83,7 @@ def make_plan(candidates: list[str], labeled: list[str], opts: MGRALOptions, see
             "tuning": tuning, "train_part": [i for i in labeled if i not in tune_set], "probes": probes, "heldout": held}
 
 
-def _plan(workspace: Any, cfg: Any, opts: MGRALOptions, rnd: int, pool_where: str, path: Path) -> dict:
+def _plan(workspace: LocalWorkspace, cfg: Any, opts: MGRALOptions, rnd: int, pool_where: str, path: Path) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
     candidates = sorted(str(i) for i in workspace.store.ids(T.SAMPLES, where=f"({pool_where}) AND labeled = false"))
@@ -108,7 +110,7 @@ def _probe_detector(det: Any, opts: MGRALOptions) -> Any:
     return det
 
 
-def _features(workspace: Any, cfg: Any, plan: dict, score_run: str, n_pca: int) -> np.ndarray:
+def _features(workspace: LocalWorkspace, cfg: Any, plan: dict, score_run: str, n_pca: int) -> np.ndarray:
     from curate.selectors.mgral import candidate_features
 
     pool = plan["candidates"] + plan["labeled"]
@@ -228,10 +230,10 @@ def table_and_policy(
 
 
 def mgral_round(
-    workspace: Any,
+    workspace: LocalWorkspace,
     cfg: Any,
     det: Any,
-    oracle: Any,
+    oracle: Oracle,
     rnd: int,
     previous: list,
     pool_where: str,
