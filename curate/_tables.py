@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from curate.api import RunRecord
@@ -142,22 +143,38 @@ def box_rows(frames: Iterable[tuple[str, Sequence[Box3D]]], origin: str = "sourc
     origin (``import``, ...) ``<frame id>#<origin>#<box index>`` so they never overwrite the
     source's ground truth.
     """
-    cols: dict[str, list] = {f.name: [] for f in LABELS_SCHEMA}
+    ids: list[str] = []
+    frame_ids: list[str] = []
+    box_index: list[int] = []
+    types: list[str] = []
+    scalars: list[tuple[float, int, float, float]] = []  # truncated, occluded, alpha, rotation_y
+    flat: dict[str, list[float]] = {"bbox": [], "dimensions": [], "location": []}
+    bbox, dims, loc = flat["bbox"], flat["dimensions"], flat["location"]
     for frame_id, boxes in frames:
+        key = f"{frame_id}#" if origin == "source" else f"{frame_id}#{origin}#"
         for i, b in enumerate(boxes):
-            cols["id"].append(f"{frame_id}#{i}" if origin == "source" else f"{frame_id}#{origin}#{i}")
-            cols["frame_id"].append(frame_id)
-            cols["box_index"].append(i)
-            cols["origin"].append(origin)
-            cols["type"].append(b.type)
-            cols["truncated"].append(float(b.truncated))
-            cols["occluded"].append(int(b.occluded))
-            cols["alpha"].append(float(b.alpha))
-            cols["bbox"].append([float(v) for v in b.bbox])
-            cols["dimensions"].append([float(v) for v in b.dimensions])
-            cols["location"].append([float(v) for v in b.location])
-            cols["rotation_y"].append(float(b.rotation_y))
-    return pa.table(cols, schema=LABELS_SCHEMA)
+            if len(b.bbox) != 4 or len(b.dimensions) != 3 or len(b.location) != 3:
+                raise ValueError(f"box {i} of frame {frame_id!r}: bbox needs 4 values, dimensions and "
+                                 f"location 3 each (got {b.bbox}, {b.dimensions}, {b.location})")
+            ids.append(f"{key}{i}")
+            frame_ids.append(frame_id)
+            box_index.append(i)
+            types.append(b.type)
+            scalars.append((b.truncated, b.occluded, b.alpha, b.rotation_y))
+            bbox.extend(b.bbox)
+            dims.extend(b.dimensions)
+            loc.extend(b.location)
+    n = len(ids)
+    num = np.array(scalars, dtype=np.float64).reshape(n, 4)
+    cols: dict[str, Any] = {
+        "id": ids, "frame_id": frame_ids, "box_index": box_index, "origin": [origin] * n, "type": types,
+        "truncated": num[:, 0].astype(np.float32), "occluded": num[:, 1].astype(np.int32),
+        "alpha": num[:, 2].astype(np.float32), "rotation_y": num[:, 3].astype(np.float32),
+    }
+    for name, width in (("bbox", 4), ("dimensions", 3), ("location", 3)):
+        values = pa.array(np.asarray(flat[name], dtype=np.float32).reshape(-1))
+        cols[name] = pa.FixedSizeListArray.from_arrays(values, width)
+    return pa.table({f.name: cols[f.name] for f in LABELS_SCHEMA}, schema=LABELS_SCHEMA)
 
 
 def labels_rows(records: Iterable[FrameRecord], origin: str = "source") -> pa.Table:

@@ -9,9 +9,9 @@ against both.
 
 Where the two necessarily differ (documented per method):
 
-* ``ingest(source)`` sends the source's kind and root (``KittiSource``/``FolderSource`` or a
-  :class:`~curate.api.SourceSpec`); the server reads the files, and only below its data roots
-  (``curate serve --data-root DIR``).
+* ``ingest(source)`` sends the source's kind, root and options (a reader object of a registered
+  source kind, :mod:`curate.sources.registry`, or a :class:`~curate.api.SourceSpec`); the server
+  reads the files, and only below its data roots (``curate serve --data-root DIR``).
 * ``export(run_id, fmt, out)`` writes ``out`` on the *client* machine (the server renders the file
   and sends its bytes); :meth:`RemoteWorkspace.export_on_server` writes inside the server's
   workspace ``exports/`` folder instead.
@@ -21,8 +21,13 @@ Where the two necessarily differ (documented per method):
   (``job``, ``jobs``, ``wait`` follow it). Config paths are server paths below its data roots,
   and a loop's detector is the one its config names (no detector objects over HTTP).
 
-Wire protocol: JSON request bodies (the request models of :mod:`curate.api`), JSON results, Arrow
-IPC streams for tables and vectors, bearer-token auth. Errors are JSON objects
+The class implements :class:`curate.interface.WorkspaceAPI`. Methods that are one plain call
+are generated from the operation table (:mod:`curate.operations`, ``client="generated"``)
+through one generic call, :meth:`RemoteWorkspace._invoke`; the others are written below, and the
+table marks them as hand-written.
+
+Wire protocol: JSON request bodies (derived from the signatures, :mod:`curate.requests`), JSON
+results, Arrow IPC streams for tables and vectors, bearer-token auth. Errors are JSON objects
 ``{"detail": message, "error": {"type", "module", "message", "attrs"}}``.
 """
 
@@ -411,7 +416,7 @@ class RemoteWorkspace(WorkspaceAPI):
         """
         return JobStatus(**self._call("submit_pretrain", json={"config": self._config_body(config)}))
 
-    def pretrain_image(self, config: Any = None, *, progress: Optional[bool] = None) -> PretrainReport:
+    def pretrain_image(self, config: Any = None, *, progress: Progress = None) -> PretrainReport:
         """Self-supervised training of the image embedder on the server (``Workspace.pretrain_image``).
 
         ``config``: a nested dict, an ``ImagePretrainConfig`` or a TOML path *on the server*.

@@ -78,7 +78,7 @@ class WorkspaceAPI(Protocol):
             Show a progress bar (default: when stderr is a terminal).
         on_error : {"skip", "fail"}
             ``"skip"`` (default): a frame the source cannot read (sources with a
-            ``records(on_error=)`` method: folders, KITTI) is recorded in the ``problems`` table
+            ``records(on_error=)`` method: folders, KITTI, nuScenes) is recorded in the ``problems`` table
             (:meth:`problems`) with its file and reason, and the ingest goes on; frames that
             ingest fine clear their earlier ingest problems. ``"fail"``: the first bad frame
             stops the ingest and rolls it back.
@@ -428,7 +428,7 @@ class WorkspaceAPI(Protocol):
         """
         ...
 
-    def pretrain_image(self, config: Any = None, *, progress: Optional[bool] = None) -> PretrainReport:
+    def pretrain_image(self, config: Any = None, *, progress: Progress = None) -> PretrainReport:
         """Self-supervised (SimCLR) training of the ``image-ssl`` embedder on this pool's cameras.
 
         ``config`` is a TOML path, a dict or an :class:`embedders.pretrain_image.ImagePretrainConfig`

@@ -1,8 +1,9 @@
 """The operation table of the HTTP API: every route declared once (method, path, scope, kind).
 
-The server registers its routes from this table (:func:`curate.server.create_app` looks each
-route up by name, so a route's method, path and token scope are written only here), and the
-tests check scopes against it (tests/test_server_scopes.py, tests/test_api_structure.py).
+The server registers its routes from this table (:func:`curate.server.routes.register_routes`:
+a route's method, path and token scope are written only here), the HTTP client makes its
+generated methods from it, and the tests check scopes against it (tests/test_server_scopes.py,
+tests/test_api_structure.py).
 
 Kinds
 -----

@@ -147,3 +147,22 @@ def test_an_operation_added_in_three_places_works_locally_and_over_http(tmp_path
     assert want["samples"] >= 1 and "embedding:bev-hist" in want
     with BackgroundServer(create_app(path, {"t": "read"}, use_env_tokens=False)) as server:
         assert curate.connect(server.url, token="t").versions() == want
+
+
+def test_docstrings_are_the_interface_ones() -> None:
+    """Each operation's docstring is written once, on the interface: ``Workspace`` (which
+    subclasses it) inherits it rather than repeating it, and the client's generated methods
+    carry it."""
+    import inspect
+
+    from curate.client import RemoteWorkspace
+    from curate.interface import OPERATION_NAMES, WorkspaceAPI
+    from curate.workspace import Workspace
+
+    for name in OPERATION_NAMES:
+        declared = inspect.getdoc(getattr(WorkspaceAPI, name))
+        assert declared, f"WorkspaceAPI.{name} has no docstring"
+        assert getattr(Workspace, name).__doc__ is None, f"Workspace.{name} repeats the interface docstring"
+        assert inspect.getdoc(getattr(Workspace, name)) == declared
+        if hasattr(getattr(RemoteWorkspace, name), "__operation__"):
+            assert inspect.getdoc(getattr(RemoteWorkspace, name)) == declared

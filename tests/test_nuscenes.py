@@ -63,21 +63,40 @@ def test_writer_layout_is_deterministic(nusc_root: Path, tmp_path: Path) -> None
         assert (tmp_path / "again" / VERSION / name).read_bytes() == (nusc_root / VERSION / name).read_bytes()
 
 
-def test_devkit_loads_and_renders(devkit, nusc_root: Path, tmp_path: Path) -> None:
+def test_devkit_loads_and_renders(devkit, nusc_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The devkit loads the tables and renders a sample: render_sample (LiDAR + six cameras with
+    the boxes), each panel alone, and an annotation. The devkit's map underlay cannot be drawn
+    under numpy 2 (nuscenes-devkit 1.2.0, ``render_ego_centric_map`` -> ``crop_image`` calls
+    ``int()`` on a 1-element array: TypeError), a devkit bug unrelated to the data; so the LiDAR
+    panel is drawn without the map (render_sample has no switch for it: its call of
+    render_sample_data gets ``underlay_map=False``)."""
+    import functools
+
     import matplotlib
+    import matplotlib.image as mpimg
 
     matplotlib.use("Agg")
     assert len(devkit.sample) == 6 and len(devkit.scene) == 2
     sample = devkit.sample[1]
     assert set(CAMERA_ORDER) | {"LIDAR_TOP"} == set(sample["data"])
-    # render_sample's LiDAR panel draws the map underlay, which the devkit cannot crop under
-    # numpy 2 (int() of a 1-element array); every panel is rendered here without it
+
+    def drawn(path: Path) -> float:
+        """Pixel spread of an image: 0 for a blank canvas."""
+        return float(mpimg.imread(str(path))[..., :3].std())
+
+    monkeypatch.setattr(devkit.explorer, "render_sample_data",
+                        functools.partial(devkit.explorer.render_sample_data, underlay_map=False))
+    devkit.render_sample(sample["token"], nsweeps=3, out_path=str(tmp_path / "sample.png"), verbose=False)
+    assert (tmp_path / "sample.png").stat().st_size > 100_000 and drawn(tmp_path / "sample.png") > 0.1
+    monkeypatch.undo()
     devkit.render_sample_data(sample["data"]["LIDAR_TOP"], nsweeps=3, underlay_map=False,
                               out_path=str(tmp_path / "lidar.png"), verbose=False)
+    assert (tmp_path / "lidar.png").stat().st_size > 10_000 and drawn(tmp_path / "lidar.png") > 0.01
     for ch in CAMERA_ORDER:
         devkit.render_sample_data(sample["data"][ch], out_path=str(tmp_path / f"{ch}.png"), verbose=False)
+        assert drawn(tmp_path / f"{ch}.png") > 0.05, ch
     devkit.render_annotation(sample["anns"][0], out_path=str(tmp_path / "ann.png"))
-    assert (tmp_path / "lidar.png").stat().st_size > 10_000
+    assert drawn(tmp_path / "ann.png") > 0.05
     # the cameras see the annotated boxes: at least one box of the sample lies in a camera view
     _, boxes, _ = devkit.get_sample_data(sample["data"]["CAM_FRONT"])
     assert boxes
@@ -195,14 +214,84 @@ def test_corrupt_table_and_missing_files_name_the_file(nusc_root: Path, tmp_path
         NuScenesSource(broken, version="v1.0-trainval")
     assert main(["ingest", "nuscenes", str(broken), "--version", VERSION, "--workspace", str(tmp_path / "ws")]) != 0
 
-    # a missing sweep: one clear error naming the file, and the ingest rolled back
+    # a missing sweep under on_error="fail": one clear error naming the file, and the ingest rolled back
     shutil.rmtree(broken)
     shutil.copytree(nusc_root, broken)
     sweep = sorted((broken / "sweeps" / "LIDAR_TOP").iterdir())[-1]
     sweep.unlink()
     with pytest.raises(NotFoundError, match=sweep.name):
-        ws.ingest(NuScenesSource(broken, version=VERSION, prefix="b"), progress=False)
+        ws.ingest(NuScenesSource(broken, version=VERSION, prefix="b"), progress=False, on_error="fail")
     assert _ws_state(ws) == before
+    with pytest.raises(NotFoundError, match=sweep.name):
+        list(NuScenesSource(broken, version=VERSION))  # plain iteration stops too
+
+
+def test_missing_files_are_skipped_and_listed(nusc_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """on_error="skip" (the default): a key frame whose LiDAR file, sweep or camera is missing or
+    truncated is listed under problems with the file, the others are ingested; fixed files clear
+    the problems on the next ingest; a symlink leading out of the root still stops the ingest.
+    Records are built in chunks of 2 here, so the chunk boundaries are crossed."""
+    import curate.sources.nuscenes as nuscenes_module
+    from curate.confine import PathOutsideRootError
+
+    monkeypatch.setattr(nuscenes_module, "_CHUNK", 2)
+
+    broken = tmp_path / "broken"
+    shutil.copytree(nusc_root, broken)
+    records = list(NuScenesSource(broken, version=VERSION))
+    key_missing, cam_missing, key_truncated = records[2], records[1], records[3]
+    sweep = Path(records[5].metadata["nuscenes"]["sweeps"][0]["path"])
+    assert "/sweeps/" in str(sweep)
+    saved = {p: p.read_bytes() for p in (Path(key_missing.lidar_path), Path(key_truncated.lidar_path),
+                                         Path(cam_missing.image_paths[3]), sweep)}
+    Path(key_missing.lidar_path).unlink()
+    Path(key_truncated.lidar_path).write_bytes(saved[Path(key_truncated.lidar_path)][:-7])
+    Path(cam_missing.image_paths[3]).unlink()
+    sweep.unlink()
+    # the file each frame is listed with: the first one found bad in the order key frame, sweeps
+    # (earlier key frames are sweeps of later ones), cameras; a truncated file only as a key frame
+    missing = {key_missing.lidar_path, cam_missing.image_paths[3], str(sweep)}
+    expected = {}
+    for r in records:
+        files = [r.lidar_path] + [s["path"] for s in r.metadata["nuscenes"]["sweeps"]] + list(r.image_paths)
+        bad = [f for f in files if f in missing] + ([r.lidar_path] if r is key_truncated else [])
+        if bad:
+            expected[r.id] = r.lidar_path if r is key_truncated else bad[0]
+    assert len(expected) >= 4 and expected[records[5].id] == str(sweep)
+
+    ws = curate.connect(tmp_path / "ws")
+    report = ws.ingest(NuScenesSource(broken, version=VERSION), progress=False)
+    assert report.frames_bad == len(expected) and report.frames_seen == 6 - len(expected)
+    listed = ws.problems(stage="ingest")
+    assert {p.frame_id: p.file for p in listed} == expected
+    kinds = {p.frame_id: p.kind for p in listed}
+    assert kinds[key_missing.id] == "NotFoundError" and kinds[key_truncated.id] == "CorruptDataError"
+    assert all(p.file and p.file in p.reason for p in listed)
+    assert {f["id"] for f in ws.frames().to_pylist()} == {r.id for r in records} - set(expected)
+    # the same source under on_error="fail" stops at the first one and keeps the store as it was
+    state = _ws_state(ws)
+    with pytest.raises((NotFoundError, CorruptDataError)):
+        ws.ingest(NuScenesSource(broken, version=VERSION), progress=False, on_error="fail")
+    assert _ws_state(ws) == state
+    # plain iteration yields the frames before the first bad one, then raises
+    got = []
+    with pytest.raises((NotFoundError, CorruptDataError)):
+        for rec in NuScenesSource(broken, version=VERSION):
+            got.append(rec.id)
+    first_bad = next(i for i, r in enumerate(records) if r.id in expected)
+    assert first_bad > 0 and got == [r.id for r in records[:first_bad]]
+    # files back: the next ingest takes every frame and clears the problems
+    for path, data in saved.items():
+        path.write_bytes(data)
+    report = ws.ingest(NuScenesSource(broken, version=VERSION), progress=False)
+    assert report.frames_bad == 0 and ws.problems() == [] and len(ws.frames()) == 6
+    # a symlink out of the root is never skipped
+    outside = tmp_path / "secret.pcd.bin"
+    outside.write_bytes(saved[sweep])
+    sweep.unlink()
+    sweep.symlink_to(outside)
+    with pytest.raises(PathOutsideRootError, match="outside"):
+        ws.ingest(NuScenesSource(broken, version=VERSION), progress=False)
 
 
 def test_round_trip_embed_sweeps_select_export_pkl(nusc_root: Path, tmp_path: Path) -> None:
@@ -305,7 +394,8 @@ def test_nuscenes_metric_equals_devkit_evaluation(devkit, nusc_root: Path, tmp_p
     rng = np.random.default_rng(0)
     preds = []
     for f in val:
-        boxes, labels = [], []
+        boxes, labels, velocities = [], [], []
+        gt_info = json.loads(f["extra"])["nuscenes"]["boxes"]
         for b in ws.boxes([f["id"]], labeled_only=False).to_pylist():
             name = detection_name(b["type"])
             if name is None or rng.random() < 0.2:
@@ -315,19 +405,31 @@ def test_nuscenes_metric_equals_devkit_evaluation(devkit, nusc_root: Path, tmp_p
             boxes.append([x + rng.normal(0, 0.4), y + rng.normal(0, 0.4), z, length * rng.uniform(0.9, 1.1),
                           w, h, b["rotation_y"] + rng.normal(0, 0.2)])
             labels.append(classes.index(name))
+            # the detector's velocity (LiDAR frame): the true one with noise
+            velocities.append(np.nan_to_num(gt_info[b["box_index"]]["velocity"]) + rng.normal(0, 0.3, 2))
         for _ in range(3):  # false positives
             boxes.append([rng.uniform(-30, 30), rng.uniform(-30, 30), -1.7, 4.0, 1.8, 1.5, rng.uniform(-3, 3)])
             labels.append(classes.index("car"))
+            velocities.append(rng.normal(0, 2.0, 2))
         preds.append(SimpleNamespace(frame_id=f["id"], boxes=np.array(boxes), labels=np.array(labels),
-                                     scores=rng.uniform(0.1, 1.0, len(boxes))))
+                                     scores=rng.uniform(0.1, 1.0, len(boxes)),
+                                     extra={"velocity": np.array(velocities)}))
     infos = build_nuscenes_infos(ws, [f["id"] for f in val], with_labels=False)
     ours = nuscenes_eval(infos, preds, classes, out_dir=str(tmp_path / "ours"))
     assert 0.0 < ours.map < 1.0 and 0.0 < ours.nds < 1.0
     assert ours.class_ap["car"] > 0.0
+    # without a velocity every box stands still: the velocity error (mAVE) grows, NDS falls
+    still = nuscenes_eval(infos, [SimpleNamespace(frame_id=p.frame_id, boxes=p.boxes, labels=p.labels,
+                                                  scores=p.scores) for p in preds], classes)
+    assert still.map == pytest.approx(ours.map, abs=1e-9)
+    assert still.tp_errors["vel_err"] > ours.tp_errors["vel_err"] + 0.1 and still.nds < ours.nds
 
     # the devkit's own evaluation: boxes moved to the global frame with the devkit's Box
+    # attributes as mmdet3d's formatter names them: from the speed (global frame), 0.2 m/s apart
     attr = {"car": "vehicle.parked", "truck": "vehicle.parked", "bus": "vehicle.stopped",
             "pedestrian": "pedestrian.standing", "bicycle": "cycle.without_rider"}
+    attr_moving = {"car": "vehicle.moving", "truck": "vehicle.moving", "bus": "vehicle.moving",
+                   "pedestrian": "pedestrian.moving", "bicycle": "cycle.with_rider"}
     results = {}
     for f, p in zip(val, preds):
         sample = devkit.get("sample", f["id"])
@@ -335,9 +437,10 @@ def test_nuscenes_metric_equals_devkit_evaluation(devkit, nusc_root: Path, tmp_p
         cs = devkit.get("calibrated_sensor", sd["calibrated_sensor_token"])
         pose = devkit.get("ego_pose", sd["ego_pose_token"])
         annos = []
-        for box7, label, score in zip(p.boxes, p.labels, p.scores):
+        for box7, label, score, (vx, vy) in zip(p.boxes, p.labels, p.scores, p.extra["velocity"]):
             x, y, z, length, w, h, yaw = box7
-            box = Box([x, y, z + h / 2], [w, length, h], Quaternion(axis=[0, 0, 1], radians=yaw))
+            box = Box([x, y, z + h / 2], [w, length, h], Quaternion(axis=[0, 0, 1], radians=yaw),
+                      velocity=(vx, vy, 0.0))
             box.rotate(Quaternion(cs["rotation"]))
             box.translate(np.array(cs["translation"]))
             name = classes[label]
@@ -346,8 +449,9 @@ def test_nuscenes_metric_equals_devkit_evaluation(devkit, nusc_root: Path, tmp_p
             box.rotate(Quaternion(pose["rotation"]))
             box.translate(np.array(pose["translation"]))
             annos.append(dict(sample_token=f["id"], translation=box.center.tolist(), size=box.wlh.tolist(),
-                              rotation=box.orientation.elements.tolist(), velocity=[0.0, 0.0],
-                              detection_name=name, detection_score=float(score), attribute_name=attr[name]))
+                              rotation=box.orientation.elements.tolist(), velocity=box.velocity[:2].tolist(),
+                              detection_name=name, detection_score=float(score),
+                              attribute_name=(attr_moving if np.hypot(*box.velocity[:2]) > 0.2 else attr)[name]))
         results[f["id"]] = annos
     path = tmp_path / "devkit.json"
     path.write_text(json.dumps({"meta": {"use_lidar": True, "use_camera": False, "use_radar": False,
@@ -357,6 +461,7 @@ def test_nuscenes_metric_equals_devkit_evaluation(devkit, nusc_root: Path, tmp_p
     metrics, _ = ref.evaluate()
     assert ours.map == pytest.approx(metrics.mean_ap, abs=1e-6)
     assert ours.nds == pytest.approx(metrics.nd_score, abs=1e-6)
+    assert ours.tp_errors["vel_err"] == pytest.approx(metrics.serialize()["tp_errors"]["vel_err"], abs=1e-6)
     for name, ap in ours.class_ap.items():
         assert ap == pytest.approx(float(np.mean(list(metrics._label_aps[name].values()))), abs=1e-6)
 
@@ -382,3 +487,10 @@ def test_files_named_outside_the_root_are_refused(nusc_root: Path, tmp_path: Pat
     table.write_text(json.dumps(rows))
     with pytest.raises(PathOutsideRootError, match="leads out"):
         list(NuScenesSource(broken, version=VERSION))
+    # a table that is a symlink leading out of the dataroot: refused at construction
+    log = broken / VERSION / "log.json"
+    shutil.copy(log, tmp_path / "log.json")
+    log.unlink()
+    log.symlink_to(tmp_path / "log.json")
+    with pytest.raises(PathOutsideRootError, match="log.json"):
+        NuScenesSource(broken, version=VERSION)

@@ -63,3 +63,61 @@ def test_two_round_centerpoint_loop_on_nuscenes_pool(tmp_path: Path) -> None:
         # a box's score is its class's entry of the vector
         if len(p.labels):
             np.testing.assert_allclose(p.probs[np.arange(len(p.labels)), p.labels], p.scores, rtol=1e-4, atol=1e-5)
+    # the validation predictions carry CenterPoint's velocity (LiDAR frame) into the nuScenes
+    # metric: predicting again from the last round's checkpoint gives the stored NDS
+    import dataclasses
+
+    from curate.loop.evaluate import evaluate_predictions
+    from curate.loop.mm3d import MMDet3DDetector
+
+    last = rounds[-1]
+    round_dir = next(p for p in Path(last.info["checkpoints"][0]).parents if p.name.startswith("round-"))
+    det = MMDet3DDetector("centerpoint-tiny-nus", classes=CLASSES, epochs=1, score_thr=0.01)
+    assert det.predicts_velocity
+    val_preds = det.predict(round_dir / "val_infos.pkl", last.info["checkpoints"], seed=0)
+    assert sum(len(p.labels) for p in val_preds) > 0
+    for p in val_preds:
+        assert p.extra["velocity"].shape == (len(p.labels), 2) and np.isfinite(p.extra["velocity"]).all()
+    again = evaluate_predictions(ws, val_preds)
+    assert again.nds == pytest.approx(last.info["metrics"]["ap"]["NDS"], abs=1e-9)
+    still = evaluate_predictions(ws, [dataclasses.replace(p, extra={}) for p in val_preds])
+    assert still.map == pytest.approx(again.map, abs=1e-9)
+    if again.summary["tp_errors"]["vel_err"] < 1.0:  # boxes matched: their velocities are scored
+        assert still.tp_errors["vel_err"] != pytest.approx(again.tp_errors["vel_err"], abs=1e-6)
+
+
+def test_nus_config_inherits_and_overrides_every_range() -> None:
+    """centerpoint-tiny-nus is written as differences from centerpoint-tiny (mmengine _base_):
+    every nested use of the range and the pillar size must carry the nuScenes values, and only
+    its head predicts a trained velocity (what the loop passes to the nuScenes metric)."""
+    from curate.loop.mm3d.configs import config_file, detector_config
+    from curate.loop.mm3d.detector import predicts_velocity
+
+    assert "_base_" in config_file("centerpoint-tiny-nus").read_text()
+    nus, kitti = detector_config("centerpoint-tiny-nus"), detector_config("centerpoint-tiny")
+    found: dict[str, list] = {"point_cloud_range": [], "voxel_size": [], "pc_range": []}
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in found:
+                    found[key].append(list(value))
+                walk(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                walk(value)
+
+    walk({"model": nus.model, "train": nus.train_pipeline, "test": nus.test_pipeline})
+    rng, vox = list(nus.point_cloud_range), list(nus.voxel_size)
+    assert rng != list(kitti.point_cloud_range) and vox != list(kitti.voxel_size)
+    assert len(found["point_cloud_range"]) >= 6 and all(v == rng for v in found["point_cloud_range"])
+    assert all(v in (vox, vox[:2]) for v in found["voxel_size"]) and len(found["voxel_size"]) >= 4
+    assert found["pc_range"] and all(v == rng[:2] for v in found["pc_range"])
+    grid = [int(round((rng[3] - rng[0]) / vox[0])), int(round((rng[4] - rng[1]) / vox[1]))]
+    assert list(nus.model["pts_middle_encoder"]["output_shape"]) == grid
+    assert nus.model["pts_voxel_encoder"]["in_channels"] == 5
+    # what the base keeps: the layers and the head's branches
+    assert nus.model["pts_backbone"] == kitti.model["pts_backbone"]
+    assert nus.model["pts_bbox_head"]["common_heads"] == kitti.model["pts_bbox_head"]["common_heads"]
+    assert predicts_velocity(nus.model.to_dict() if hasattr(nus.model, "to_dict") else dict(nus.model))
+    assert not predicts_velocity(kitti.model.to_dict() if hasattr(kitti.model, "to_dict") else dict(kitti.model))

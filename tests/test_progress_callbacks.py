@@ -34,3 +34,14 @@ def test_pretrain_reports_steps_to_a_callback(ws: curate.Workspace) -> None:
     report = ws.pretrain(config, progress=lambda done, of, unit: seen.append((done, of, unit)))
     assert report.steps == 3
     assert [s for s in seen if s[2] == "step"] == [(1, 3, "step"), (2, 3, "step"), (3, 3, "step")]
+
+
+def test_pretrain_image_reports_steps_to_a_callback(ws: curate.Workspace) -> None:
+    config = {"name": "cb-cams", "seed": 3, "model": {"width": 8, "proj_dim": 32},
+              "data": {"image_size": [32, 96]},
+              "train": {"steps": 2, "batch_size": 8, "lr": 0.01, "warmup_steps": 0, "checkpoint_every": 2,
+                        "threads": 1}}
+    seen: list[tuple] = []
+    report = ws.pretrain_image(config, progress=lambda done, of, unit: seen.append((done, of, unit)))
+    assert report.steps == 2
+    assert [s for s in seen if s[2] == "step"] == [(1, 2, "step"), (2, 2, "step")]

@@ -10,6 +10,11 @@ tokens of the frames given (:class:`TokenDetectionEval`: the devkit's own loader
 curate pool (or a synthetic set) is scored with the official protocol: the 10 detection classes,
 centre-distance matching at 0.5 / 1 / 2 / 4 m, TP errors, ``NDS = (5 mAP + sum(1 - min(1, err))) / 10``.
 
+Velocity: NDS counts the mean velocity error (mAVE) of the matched boxes of every class but
+traffic cones and barriers, ``1 - min(1, mAVE)`` being one of its five TP terms (weight 1/10).
+Predictions without a velocity are scored as standing still, so a detector that predicts none
+pays for every moving object; ``centerpoint-tiny-nus`` predicts it and the loop passes it on.
+
 Needs the mmdet3d stack and ``nuscenes-devkit`` (installed by ``make mm3d``). Cost: the devkit's
 evaluation, ``O(boxes log boxes)`` per class and threshold, plus loading the tables once.
 """
@@ -152,6 +157,9 @@ def nuscenes_eval(
         Per frame (matched by ``frame_id`` to ``curate_id``) an object with ``boxes`` ``(n, 7)``
         or ``(n, 9)`` LiDAR boxes ``x, y, z_bottom, l, w, h, yaw[, vx, vy]``, ``labels`` (indices
         into ``classes``) and ``scores`` (e.g. :class:`curate.scores_table.FramePrediction`).
+        With 7-dim boxes the velocity comes from ``extra["velocity"]`` ``(n, 2)`` (LiDAR frame,
+        m/s; what :class:`~curate.loop.mm3d.MMDet3DDetector` returns for a CenterPoint head with
+        a trained velocity branch), else it is zero.
     classes : sequence of str
         Detection class names of the labels (nuScenes detection names; others are dropped).
     dataroot, version : str, optional
@@ -187,7 +195,11 @@ def nuscenes_eval(
         p = by_id[d["curate_id"]]
         boxes = np.asarray(p.boxes, dtype=np.float32).reshape(len(p.labels), -1)
         if boxes.shape[1] == 7:
-            boxes = np.concatenate([boxes, np.zeros((len(boxes), 2), dtype=np.float32)], axis=1)
+            velocity = (getattr(p, "extra", None) or {}).get("velocity")
+            if velocity is None:
+                velocity = np.zeros((len(boxes), 2), dtype=np.float32)
+            velocity = np.asarray(velocity, dtype=np.float32).reshape(len(boxes), 2)
+            boxes = np.concatenate([boxes, np.nan_to_num(velocity)], axis=1)
         labels = remap[np.asarray(p.labels, dtype=np.int64)]
         keep = labels >= 0
         results.append({

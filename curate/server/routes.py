@@ -319,7 +319,7 @@ def submit_pretrain(req: PretrainRequest, state: ServerState = Depends(server_st
 def submit_pretrain_image(req: PretrainRequest, state: ServerState = Depends(server_state)) -> JobStatus:
     """Start (or resume) self-supervised training of the image embedder (``pretrain_image``).
 
-    The result is a ``curate.pretraining.PretrainReport``.
+    Progress counts training steps; the result is a ``curate.pretraining.PretrainReport``.
     """
     from embedders import EmbedderError
     from embedders.pretrain_image import load_image_config
@@ -337,7 +337,8 @@ def submit_pretrain_image(req: PretrainRequest, state: ServerState = Depends(ser
     ws = state.workspace
 
     def run(job: Job) -> dict:
-        return encode_floats(ws.pretrain_image(cfg, progress=False).model_dump())
+        job.advance(0, int(cfg.train.steps))
+        return encode_floats(ws.pretrain_image(cfg, progress=job.reporter("step")).model_dump())
 
     return state.jobs.submit("pretrain", req.model_dump(), run)
 

@@ -30,30 +30,44 @@ What a record holds
 
 Speed
 -----
-Construction reads the JSON tables once and builds hash indexes (``O(rows)``); iterating stats the
-key-frame and sweep files (never reads them). 10k key frames with 10 sweeps each take seconds.
+Construction reads the JSON tables once (the garbage collector paused meanwhile) and turns them
+into hash indexes and arrays in ``O(rows)``: every sample_data's sensor->global pose, the
+annotations' poses, velocities and fixed fields. A record then costs a few small numpy products
+(sweeps, cameras and boxes of the sample at once) and the file checks: one ``lstat`` per file
+(each folder resolved once; a sweep shared by several key frames stat-ed once). Files are never
+read (``num_points`` comes from the size). ``benchmarks/nuscenes_ingest.py`` measures 10k key
+frames against the devkit.
 
 Errors
 ------
-A missing or unreadable table raises :class:`~curate.errors.NotFoundError` /
-:class:`~curate.errors.CorruptDataError` naming the file (at construction, before anything is
-written); a missing key-frame, sweep or camera file raises ``NotFoundError`` naming the file
-while iterating (the workspace then rolls the ingest back).
+A missing, unreadable or inconsistent table raises :class:`~curate.errors.NotFoundError` /
+:class:`~curate.errors.CorruptDataError` naming the file at construction, before anything is
+written. A missing key-frame, sweep or camera file (``NotFoundError``) or a truncated key frame
+(``CorruptDataError``) names the file too: :meth:`NuScenesSource.records` with
+``on_error="skip"`` (what ``Workspace.ingest`` uses by default) yields a
+:class:`~curate.sources.base.BadFrame` for that key frame and goes on, the workspace listing it
+under ``problems``; with ``on_error="fail"`` (and plain iteration) it raises and the workspace
+rolls the ingest back. A file name or a symlink leading out of the dataroot always raises
+:class:`~curate.confine.PathOutsideRootError`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import math
 import os
+import stat
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
-from curate.errors import CorruptDataError, InvalidInputError, NotFoundError
-from curate.sources.base import Box3D, FrameRecord
+from curate.confine import PathOutsideRootError, inside
+from curate.errors import CorruptDataError, CurateError, InvalidInputError, NotFoundError
+from curate.sources.base import BadFrame, Box3D, FrameRecord
 from curate.sources.registry import SourceOption, register_source
 
 __all__ = [
@@ -100,6 +114,17 @@ _CATEGORY_TO_DETECTION = {
     "vehicle.truck": "truck",
 }
 _BYTES_PER_POINT = 20
+#: Key frames built per chunk by :meth:`NuScenesSource.records` (memory O(chunk)).
+_CHUNK = 256
+#: Tables looked up by token (the others are indexed into arrays).
+_LOOKUP_TABLES = ("scene", "sample", "log", "sensor", "category")
+
+
+def _frame_error(cls: type, path: str, message: str) -> CurateError:
+    """``cls(f"{path}: {message}")`` carrying the file at fault as ``.file`` (for ``BadFrame``)."""
+    exc = cls(f"{path}: {message}")
+    exc.file = path
+    return exc
 
 
 def detection_name(category: str) -> Optional[str]:
@@ -142,12 +167,14 @@ def quaternions_to_matrices(q: np.ndarray) -> np.ndarray:
 
 
 class _Poses:
-    """Rotation matrices and translations of a table of poses, indexed by token (vectorised)."""
+    """Rotation matrices, ``[w, x, y, z]`` quaternions (as given) and translations of a table of
+    poses, indexed by token (vectorised)."""
 
     def __init__(self, rows: list[dict[str, Any]], where: Path) -> None:
         self.index = {r["token"]: i for i, r in enumerate(rows)}
         try:
-            self.r = quaternions_to_matrices(np.array([r["rotation"] for r in rows], dtype=np.float64).reshape(-1, 4))
+            self.q = np.array([r["rotation"] for r in rows], dtype=np.float64).reshape(-1, 4)
+            self.r = quaternions_to_matrices(self.q)
             self.t = np.array([r["translation"] for r in rows], dtype=np.float64).reshape(-1, 3)
         except (KeyError, ValueError, TypeError) as exc:
             raise CorruptDataError(f"{where}: every record needs a 4-value 'rotation' and a 3-value "
@@ -158,13 +185,14 @@ class _Poses:
         return self.r[i], self.t[i]
 
 
-def _load_table(folder: Path, name: str) -> list[dict[str, Any]]:
+def _load_table(folder: Path, name: str, root: Path) -> list[dict[str, Any]]:
     path = folder / f"{name}.json"
     if not path.is_file():
         raise NotFoundError(
             f"{path}: nuScenes table {name!r} is missing; a nuScenes version folder holds "
             f"{', '.join(t + '.json' for t in REQUIRED_TABLES)}"
         )
+    inside(path, root, f"nuScenes table {name!r}")
     try:
         with open(path, "rb") as fh:
             rows = json.load(fh)
@@ -173,6 +201,19 @@ def _load_table(folder: Path, name: str) -> list[dict[str, Any]]:
     if not isinstance(rows, list) or any(not isinstance(r, dict) or "token" not in r for r in rows):
         raise CorruptDataError(f"{path}: expected a JSON list of records that each have a 'token'")
     return rows
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while tables are parsed and indexed (JSON tables hold
+    no reference cycles; each full collection would walk every row parsed so far)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _description_tags(description: str) -> tuple[str, str]:
@@ -199,8 +240,9 @@ class NuScenesSource:
     max_sweeps : int
         Preceding sweeps recorded per key frame (mmdet3d's converter keeps 10).
     check_files : bool
-        Stat the key-frame, sweep and camera files while iterating (default); ``False`` trusts the
-        tables.
+        Stat the key-frame, sweep and camera files while iterating (default: one ``lstat`` each,
+        never a read; a missing one makes the key frame bad, see :meth:`records`); ``False``
+        trusts the tables (``num_points`` is then ``-1``).
 
     Raises
     ------
@@ -208,6 +250,13 @@ class NuScenesSource:
         ``root`` or ``root/version`` or a required table does not exist.
     CorruptDataError
         A table is not valid JSON or misses a record another one points to.
+    PathOutsideRootError
+        A table file is a symlink leading out of ``root``.
+
+    Notes
+    -----
+    Construction: time and memory O(table rows). Iteration: O(1) per key frame plus its sweeps,
+    cameras and boxes; memory O(chunk of 256 records).
     """
 
     def __init__(self, root: PathLike, version: str = "v1.0-mini", prefix: Optional[str] = None,
@@ -236,9 +285,17 @@ class NuScenesSource:
             )
         self.name = prefix if prefix is not None else f"{self.root.name}/{version}"
         self._root_str = str(self.root)
-        t = {name: _load_table(self.table_dir, name) for name in REQUIRED_TABLES}
-        self._tables = t
-        self._index = {name: {r["token"]: r for r in rows} for name, rows in t.items()}
+        with _gc_paused():  # millions of small objects: the collector would re-walk them many times
+            t = {name: _load_table(self.table_dir, name, self.root) for name in REQUIRED_TABLES}
+            self._tables = t
+            self._construct()
+        logger.info("nuScenes source %s: %d samples in %d scenes", self.name, len(self._order), len(t["scene"]))
+
+    def _construct(self) -> None:
+        t = self._tables
+        self._index = {name: {r["token"]: r for r in t[name]} for name in _LOOKUP_TABLES}
+        self._folder_inside: dict[str, bool] = {}  # folder -> resolves inside the root (cache)
+        self._checked: set[int] = set()  # sample_data rows whose file was found (sweeps are shared)
         splits_file = self.table_dir / "splits.json"
         self._split_of_scene: dict[str, str] = {}
         if splits_file.is_file():
@@ -256,7 +313,10 @@ class NuScenesSource:
                 f"{self.table_dir}: a table refers to a record that does not exist ({exc}); the tables "
                 "are inconsistent (partly copied?)"
             ) from exc
-        logger.info("nuScenes source %s: %d samples in %d scenes", self.name, len(self._order), len(t["scene"]))
+        # annotations and ego poses live on as arrays and per-annotation fields (see _build): drop
+        # their rows (the bulk of the tables)
+        t["sample_annotation"] = []
+        t["ego_pose"] = []
 
     # -- indexes -----------------------------------------------------------------------------
 
@@ -270,18 +330,38 @@ class NuScenesSource:
             ) from None
 
     def _build(self) -> None:
-        channel_of_cs = {}
-        for cs in self._tables["calibrated_sensor"]:
-            channel_of_cs[cs["token"]] = self._get("sensor", cs["sensor_token"])["channel"]
-        self._channel_of_cs = channel_of_cs
-        # key-frame sample_data per (sample, channel)
-        self._key_data: dict[str, dict[str, dict[str, Any]]] = {}
-        for sd in self._tables["sample_data"]:
-            if sd.get("is_key_frame"):
-                ch = channel_of_cs[sd["calibrated_sensor_token"]]
-                self._key_data.setdefault(sd["sample_token"], {})[ch] = sd
+        """Indexes and per-row arrays, all O(rows): every sample_data's sensor->global pose,
+        the key frames per (sample, channel), the annotations per sample with their static
+        fields, and the samples in scene order."""
+        sensor_channel = {s["token"]: s["channel"] for s in self._tables["sensor"]}
+        cs_rows = self._tables["calibrated_sensor"]
+        for cs in cs_rows:
+            if cs["sensor_token"] not in sensor_channel:
+                self._get("sensor", cs["sensor_token"])  # raises, naming sensor.json
         self._ego = _Poses(self._tables["ego_pose"], self.table_dir / "ego_pose.json")
-        self._cs = _Poses(self._tables["calibrated_sensor"], self.table_dir / "calibrated_sensor.json")
+        self._cs = _Poses(cs_rows, self.table_dir / "calibrated_sensor.json")
+        channel_of_cs = [sensor_channel[cs["sensor_token"]] for cs in cs_rows]
+        sds = self._tables["sample_data"]
+        self._sd_index = {sd["token"]: i for i, sd in enumerate(sds)}
+        try:
+            cs_i = np.fromiter((self._cs.index[sd["calibrated_sensor_token"]] for sd in sds), dtype=np.int64,
+                               count=len(sds))
+            ego_i = np.fromiter((self._ego.index[sd["ego_pose_token"]] for sd in sds), dtype=np.int64, count=len(sds))
+        except KeyError as exc:
+            raise CorruptDataError(
+                f"{self.table_dir / 'sample_data.json'}: a record refers to calibrated sensor or ego pose {exc}, "
+                "which calibrated_sensor.json / ego_pose.json does not have"
+            ) from None
+        self._sd_cs, self._sd_ego = cs_i, ego_i
+        # sensor -> global of every sample_data: R = R_e2g R_s2e, t = R_e2g t_s2e + t_e2g (vectorised)
+        r_e2g = self._ego.r[ego_i]
+        self._sd_r = np.matmul(r_e2g, self._cs.r[cs_i])
+        self._sd_t = np.einsum("nij,nj->ni", r_e2g, self._cs.t[cs_i]) + self._ego.t[ego_i]
+        # key-frame sample_data per (sample, channel)
+        self._key_data: dict[str, dict[str, int]] = {}
+        for i, sd in enumerate(sds):
+            if sd.get("is_key_frame"):
+                self._key_data.setdefault(sd["sample_token"], {})[channel_of_cs[cs_i[i]]] = i
         anns = self._tables["sample_annotation"]
         self._anns: dict[str, list[int]] = {}
         for i, ann in enumerate(anns):
@@ -289,10 +369,36 @@ class NuScenesSource:
         ann_poses = _Poses(anns, self.table_dir / "sample_annotation.json")
         self._ann_r, self._ann_t = ann_poses.r, ann_poses.t
         self._ann_velocity = self._velocities(anns, ann_poses.index)
-        self._category_of_instance = {
-            inst["token"]: self._get("category", inst["category_token"])["name"] for inst in self._tables["instance"]
-        }
-        self._attribute_name = {a["token"]: a["name"] for a in self._tables["attribute"]}
+        category_name = {c["token"]: c["name"] for c in self._tables["category"]}
+        category_of_instance = {}
+        for inst in self._tables["instance"]:
+            if inst["category_token"] not in category_name:
+                self._get("category", inst["category_token"])  # raises, naming category.json
+            category_of_instance[inst["token"]] = category_name[inst["category_token"]]
+        attribute_name = {a["token"]: a["name"] for a in self._tables["attribute"]}
+        # static per-annotation fields, computed once, as flat tuples of atoms (the collector soon
+        # stops tracking them): category, h, w, l, visibility level, token, instance token,
+        # attribute names, num_lidar_pts, num_radar_pts
+        self._ann_static: list[tuple] = []
+        where = self.table_dir / "sample_annotation.json"
+        for a in anns:
+            category = category_of_instance.get(a["instance_token"])
+            if category is None:
+                raise CorruptDataError(
+                    f"{where}: annotation {a['token']!r} refers to instance {a['instance_token']!r}, which "
+                    "instance.json does not have"
+                )
+            try:
+                w, l, h = (float(v) for v in a["size"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CorruptDataError(f"{where}: annotation {a['token']!r} needs a 3-value 'size' ({exc})") from None
+            vis = str(a.get("visibility_token", ""))
+            level = int(vis) if vis.isdigit() else 4
+            self._ann_static.append((
+                category, h, w, l, level, a["token"], a["instance_token"],
+                tuple(attribute_name.get(x, x) for x in a.get("attribute_tokens", [])),
+                int(a.get("num_lidar_pts", -1)), int(a.get("num_radar_pts", 0)),
+            ))
         # samples in scene order
         self._order: list[tuple[str, str, int]] = []  # (sample token, scene token, index)
         for scene in self._tables["scene"]:
@@ -315,8 +421,46 @@ class NuScenesSource:
         return len(self._order)
 
     def __iter__(self) -> Iterator[FrameRecord]:
-        for sample_token, scene_token, index in self._order:
-            yield self._record(sample_token, scene_token, index)
+        """Yield every key frame; the first bad one raises (see :meth:`records`)."""
+        return self.records(on_error="fail")  # type: ignore[return-value]
+
+    def records(self, on_error: str = "fail") -> Iterator[Union[FrameRecord, BadFrame]]:
+        """Yield every key frame in scene order.
+
+        With ``on_error="skip"`` a key frame whose LiDAR file, sweep or camera image is missing
+        or truncated (or whose sample_data rows are inconsistent) yields a :class:`BadFrame`
+        naming the file instead of raising; the workspace lists it under ``problems``. A file
+        name or symlink leading out of the dataroot always raises
+        :class:`~curate.confine.PathOutsideRootError`; corrupt tables raise at construction.
+        """
+        if on_error not in ("skip", "fail"):
+            raise InvalidInputError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
+        order = self._order
+        for start in range(0, len(order), _CHUNK):
+            # records are built a chunk at a time with the collector paused (never across a yield):
+            # they hold no cycles, and a collection per few hundred allocations would re-walk
+            # every record the consumer still holds
+            items: list[Any] = []
+            with _gc_paused():
+                for sample_token, scene_token, index in order[start:start + _CHUNK]:
+                    try:
+                        items.append(self._record(sample_token, scene_token, index))
+                    except CurateError as exc:
+                        if on_error != "skip" or isinstance(exc, PathOutsideRootError):
+                            items.append(exc)  # raised after the frames before it are yielded
+                            break  # a path leading out of the root is refused, never skipped
+                        items.append(self._bad_frame(sample_token, exc))
+            for item in items:
+                if isinstance(item, CurateError):
+                    raise item
+                yield item
+
+    def _bad_frame(self, sample_token: str, exc: CurateError) -> BadFrame:
+        message = str(exc)
+        file = getattr(exc, "file", None)
+        if file is None and message.startswith("/"):
+            file = message.split(": ", 1)[0]
+        return BadFrame(id=self.frame_id(sample_token), file=file, reason=message, kind=type(exc).__name__)
 
     def __repr__(self) -> str:
         return f"NuScenesSource(root={str(self.root)!r}, version={self.version!r}, samples={len(self)})"
@@ -342,21 +486,41 @@ class NuScenesSource:
 
     def _path(self, rel: str, what: str) -> str:
         """Absolute path of a file named in the tables; it must stay inside the dataroot."""
-        if os.path.isabs(rel) or ".." in rel.replace("\\", "/").split("/"):
-            from curate.confine import PathOutsideRootError
-
+        if rel[:1] in ("/", "\\") or os.path.isabs(rel) or (
+                ".." in rel and ".." in rel.replace("\\", "/").split("/")):
             raise PathOutsideRootError(
                 f"{self.table_dir / 'sample_data.json'}: the {what} file name {rel!r} leads out of {self.root}"
             )
-        path = os.path.join(self._root_str, rel)
-        if self.check_files:
-            if not os.path.isfile(path):
-                raise NotFoundError(f"{path}: {what} file is missing (listed in {self.table_dir / 'sample_data.json'})")
-            if os.path.realpath(path) != path:  # a symlink on the way: it must stay in the root
-                from curate.confine import inside
+        return f"{self._root_str}{os.sep}{rel}"
 
+    def _check_file(self, path: str, what: str) -> os.stat_result:
+        """Stat a file named in the tables: it must exist, be a regular file and resolve inside the
+        dataroot (a symlink leading out raises :class:`~curate.confine.PathOutsideRootError`).
+
+        One ``lstat`` per file; each folder is resolved once (cached), a symlinked file once more.
+        """
+        folder = os.path.dirname(path)
+        ok = self._folder_inside.get(folder)
+        if ok is None:
+            real = os.path.realpath(folder)
+            ok = real == self._root_str or real.startswith(self._root_str + os.sep)
+            self._folder_inside[folder] = ok
+        if not ok:
+            inside(path, self.root, f"nuScenes {what}")  # raises, naming where it leads
+        try:
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):  # a symlink: it must stay in the root
                 inside(path, self.root, f"nuScenes {what}")
-        return path
+                st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise _frame_error(NotFoundError, path, f"{what} file is missing (listed in "
+                                                    f"{self.table_dir / 'sample_data.json'})") from None
+        except OSError as exc:
+            raise _frame_error(CorruptDataError, path, f"{what} file cannot be read ({exc.strerror})") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise _frame_error(NotFoundError, path, f"{what} is not a regular file (listed in "
+                                                    f"{self.table_dir / 'sample_data.json'})")
+        return st
 
     def _velocities(self, anns: list[dict[str, Any]], index: dict[str, int]) -> np.ndarray:
         """Global velocity of every annotation from its neighbours, as the devkit's
@@ -379,9 +543,14 @@ class NuScenesSource:
         v[ok] = (self._ann_t[last[ok]] - self._ann_t[first[ok]]) / dt[ok, None]
         return v
 
-    def _pose(self, record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        table = self._cs if "sensor_token" in record else self._ego
-        return table.get(record["token"])
+    def _sd(self, token: str) -> int:
+        try:
+            return self._sd_index[token]
+        except KeyError:
+            raise CorruptDataError(
+                f"{self.table_dir / 'sample_data.json'}: no record with token {token!r} (referred to by "
+                "another sample_data's 'prev')"
+            ) from None
 
     def _record(self, sample_token: str, scene_token: str, index: int) -> FrameRecord:
         sample = self._get("sample", sample_token)
@@ -392,101 +561,94 @@ class NuScenesSource:
             raise CorruptDataError(
                 f"{self.table_dir / 'sample_data.json'}: sample {sample_token!r} has no LIDAR_TOP key frame"
             )
-        lidar_sd = data["LIDAR_TOP"]
+        sds = self._tables["sample_data"]
+        li = data["LIDAR_TOP"]
+        lidar_sd = sds[li]
         lidar_path = self._path(lidar_sd["filename"], "LIDAR_TOP key frame")
         num_points = -1
         if self.check_files:
-            size = os.stat(lidar_path).st_size
+            size = self._check_file(lidar_path, "LIDAR_TOP key frame").st_size
             if size % _BYTES_PER_POINT or size == 0:
-                raise CorruptDataError(
-                    f"{lidar_path}: {size} bytes is not a positive multiple of {_BYTES_PER_POINT} (5 float32 "
-                    "columns x, y, z, intensity, ring); the file is truncated"
+                raise _frame_error(
+                    CorruptDataError, lidar_path,
+                    f"{size} bytes is not a positive multiple of {_BYTES_PER_POINT} (5 float32 columns x, y, z, "
+                    "intensity, ring); the file is truncated",
                 )
             num_points = size // _BYTES_PER_POINT
-        cs = self._get("calibrated_sensor", lidar_sd["calibrated_sensor_token"])
-        pose = self._get("ego_pose", lidar_sd["ego_pose_token"])
-        r_l2e, t_l2e = self._pose(cs)
-        r_e2g, t_e2g = self._pose(pose)
+            self._checked.add(li)
+        cs = self._tables["calibrated_sensor"][self._sd_cs[li]]
         # global -> lidar
-        r_l2g = r_e2g @ r_l2e
-        t_l2g = r_e2g @ t_l2e + t_e2g
-        r_g2l = r_l2g.T
-
-        def sensor2lidar(sd: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-            cs_s = self._get("calibrated_sensor", sd["calibrated_sensor_token"])
-            pose_s = self._get("ego_pose", sd["ego_pose_token"])
-            r_s2e, t_s2e = self._pose(cs_s)
-            r_e2g_s, t_e2g_s = self._pose(pose_s)
-            r_s2g = r_e2g_s @ r_s2e
-            t_s2g = r_e2g_s @ t_s2e + t_e2g_s
-            return r_g2l @ r_s2g, r_g2l @ (t_s2g - t_l2g)
-
-        sweeps = []
+        r_g2l = self._sd_r[li].T
+        t_l2g = self._sd_t[li]
+        sweep_idx: list[int] = []
         prev = lidar_sd.get("prev", "")
-        while prev and len(sweeps) < self.max_sweeps:
-            sd = self._get("sample_data", prev)
-            r, t = sensor2lidar(sd)
+        while prev and len(sweep_idx) < self.max_sweeps:
+            i = self._sd(prev)
+            sweep_idx.append(i)
+            prev = sds[i].get("prev", "")
+        cam_channels = [ch for ch in CAMERA_ORDER if ch in data]
+        idx = sweep_idx + [data[ch] for ch in cam_channels]
+        # sensor -> lidar of the sweeps and cameras at once: R = R_g2l R_s2g, t = R_g2l (t_s2g - t_l2g)
+        rot = np.matmul(r_g2l, self._sd_r[idx]).tolist()
+        trans = ((self._sd_t[idx] - t_l2g) @ r_g2l.T).tolist()
+        cs_rows = self._tables["calibrated_sensor"]
+        # ego poses of the key frame, then the sweeps and cameras, as lists (one conversion)
+        ego = self._sd_ego[[li] + idx]
+        ego_q, ego_t = self._ego.q[ego].tolist(), self._ego.t[ego].tolist()
+        sweeps = []
+        for k, i in enumerate(sweep_idx):
+            sd = sds[i]
+            path = self._path(sd["filename"], "LIDAR_TOP sweep")
+            if self.check_files and i not in self._checked:  # a sweep serves several key frames
+                self._check_file(path, "LIDAR_TOP sweep")
+                self._checked.add(i)
+            cs_s = cs_rows[self._sd_cs[i]]
             sweeps.append({
                 "token": sd["token"],
-                "path": self._path(sd["filename"], "LIDAR_TOP sweep"),
+                "path": path,
                 "timestamp": sd["timestamp"] / 1e6,
-                "sensor2lidar_rotation": r.tolist(),
-                "sensor2lidar_translation": t.tolist(),
-                "sensor2ego_translation": self._get("calibrated_sensor", sd["calibrated_sensor_token"])["translation"],
-                "sensor2ego_rotation": self._get("calibrated_sensor", sd["calibrated_sensor_token"])["rotation"],
-                "ego2global_translation": self._get("ego_pose", sd["ego_pose_token"])["translation"],
-                "ego2global_rotation": self._get("ego_pose", sd["ego_pose_token"])["rotation"],
+                "sensor2lidar_rotation": rot[k],
+                "sensor2lidar_translation": trans[k],
+                "sensor2ego_translation": cs_s["translation"],
+                "sensor2ego_rotation": cs_s["rotation"],
+                "ego2global_translation": ego_t[k + 1],
+                "ego2global_rotation": ego_q[k + 1],
             })
-            prev = sd.get("prev", "")
         cams = {}
         image_paths = []
-        for ch in CAMERA_ORDER:
-            sd = data.get(ch)
-            if sd is None:
-                continue
-            cs_c = self._get("calibrated_sensor", sd["calibrated_sensor_token"])
-            pose_c = self._get("ego_pose", sd["ego_pose_token"])
-            r, t = sensor2lidar(sd)
+        for k, ch in enumerate(cam_channels, start=len(sweep_idx)):
+            i = idx[k]
+            sd = sds[i]
+            cs_c = cs_rows[self._sd_cs[i]]
             path = self._path(sd["filename"], ch)
+            if self.check_files:
+                self._check_file(path, ch)
             image_paths.append(path)
             cams[ch] = {
                 "token": sd["token"], "path": path, "timestamp": sd["timestamp"] / 1e6,
                 "cam_intrinsic": cs_c.get("camera_intrinsic", []),
                 "sensor2ego_translation": cs_c["translation"], "sensor2ego_rotation": cs_c["rotation"],
-                "ego2global_translation": pose_c["translation"], "ego2global_rotation": pose_c["rotation"],
-                "sensor2lidar_rotation": r.tolist(), "sensor2lidar_translation": t.tolist(),
+                "ego2global_translation": ego_t[k + 1], "ego2global_rotation": ego_q[k + 1],
+                "sensor2lidar_rotation": rot[k], "sensor2lidar_translation": trans[k],
             }
         boxes: list[Box3D] = []
         box_info: list[dict[str, Any]] = []
         ann_idx = self._anns.get(sample_token, [])
         if ann_idx:
-            rows = self._tables["sample_annotation"]
-            anns = [rows[i] for i in ann_idx]
-            local = (self._ann_t[ann_idx] - t_l2g) @ r_g2l.T
-            r_box = np.einsum("ij,njk->nik", r_g2l, self._ann_r[ann_idx])
-            yaws = np.arctan2(r_box[:, 1, 0], r_box[:, 0, 0])
-            velocities = self._ann_velocity[ann_idx] @ r_g2l.T
-            for a, c, yaw, vel in zip(anns, local, yaws.tolist(), velocities):
-                w, l, h = (float(v) for v in a["size"])
-                level = int(a.get("visibility_token") or 4) if str(a.get("visibility_token", "")).isdigit() else 4
-                category = self._category_of_instance.get(a["instance_token"])
-                if category is None:
-                    raise CorruptDataError(
-                        f"{self.table_dir / 'sample_annotation.json'}: annotation {a['token']!r} refers to "
-                        f"instance {a['instance_token']!r}, which instance.json does not have"
-                    )
+            local = ((self._ann_t[ann_idx] - t_l2g) @ r_g2l.T).tolist()
+            r_box = np.matmul(r_g2l, self._ann_r[ann_idx])
+            yaws = np.arctan2(r_box[:, 1, 0], r_box[:, 0, 0]).tolist()
+            velocities = (self._ann_velocity[ann_idx] @ r_g2l[:2].T).tolist()  # (vx, vy) in the LiDAR frame
+            for i, c, yaw, vel in zip(ann_idx, local, yaws, velocities):
+                category, h, w, l, level, token, instance, attributes, n_lidar, n_radar = self._ann_static[i]
                 boxes.append(Box3D(
-                    type=category, truncated=0.0, occluded=int(min(max(4 - level, 0), 3)), alpha=-10.0,
+                    type=category, truncated=0.0, occluded=min(max(4 - level, 0), 3), alpha=-10.0,
                     bbox=(-1.0, -1.0, -1.0, -1.0), dimensions=(h, w, l),
-                    location=(float(c[0]), float(c[1]), float(c[2] - h / 2.0)), rotation_y=yaw,
+                    location=(c[0], c[1], c[2] - h / 2.0), rotation_y=yaw,
                 ))
                 box_info.append({
-                    "token": a["token"], "instance_token": a["instance_token"],
-                    "attributes": [self._attribute_name.get(x, x) for x in a.get("attribute_tokens", [])],
-                    "num_lidar_pts": int(a.get("num_lidar_pts", -1)),
-                    "num_radar_pts": int(a.get("num_radar_pts", 0)),
-                    "visibility": level,
-                    "velocity": [float(vel[0]), float(vel[1])],
+                    "token": token, "instance_token": instance, "attributes": list(attributes),
+                    "num_lidar_pts": n_lidar, "num_radar_pts": n_radar, "visibility": level, "velocity": vel,
                 })
         tod, weather = _description_tags(scene.get("description", ""))
         metadata: dict[str, Any] = {
@@ -506,8 +668,8 @@ class NuScenesSource:
                 "lidar_timestamp": lidar_sd["timestamp"] / 1e6,
                 "lidar2ego_translation": cs["translation"],
                 "lidar2ego_rotation": cs["rotation"],
-                "ego2global_translation": pose["translation"],
-                "ego2global_rotation": pose["rotation"],
+                "ego2global_translation": ego_t[0],
+                "ego2global_rotation": ego_q[0],
                 "cams": cams,
                 "sweeps": sweeps,
                 "boxes": box_info,

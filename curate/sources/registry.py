@@ -11,7 +11,8 @@ A source is added by one module and one registration: decorate the reader class 
 * the CLI has one ``curate ingest KIND ROOT`` command per kind, with one flag per option.
 
 The registry holds classes, not dotted paths; it imports no source module (the built-in ones
-register themselves when :mod:`curate.sources` is imported, see :func:`sources`).
+register themselves when :mod:`curate.sources` is imported, which Python does before it imports
+this module, see :func:`sources`).
 """
 
 from __future__ import annotations
@@ -96,9 +97,13 @@ def register_source(kind: str, **options: SourceOption) -> Callable[[_C], _C]:
 
 
 def sources() -> dict[str, SourceType]:
-    """Every registered source kind (the built-in ones are registered on first use)."""
-    import curate.sources  # noqa: F401  (registers the built-in readers)
+    """Every registered source kind.
 
+    The built-in readers are registered before anyone can call this: importing this module runs
+    ``curate/sources/__init__.py`` first (Python imports a package before its submodules), which
+    imports the reader modules, whose decorators register them. So the registry imports no source
+    module, and the import graph has no cycle.
+    """
     return SOURCES
 
 

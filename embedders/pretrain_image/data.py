@@ -99,7 +99,8 @@ def load_images(
         folder = Path(cache_dir) / f"images-{_key(strings, (height, width))}"
         folder.mkdir(parents=True, exist_ok=True)
     out = np.empty((len(strings), height, width, 3), dtype=np.uint8)
-    show = sys.stderr.isatty() if progress is None else bool(progress)
+    # a callable progress (a job's step reporter) gets the training steps, not this bar
+    show = False if callable(progress) else (sys.stderr.isatty() if progress is None else bool(progress))
     with tqdm(total=len(strings), desc="decode images", unit="img", disable=not show) as bar:
         for number, start in enumerate(range(0, len(strings), CHUNK)):
             stop = min(start + CHUNK, len(strings))

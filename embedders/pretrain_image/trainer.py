@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -213,7 +213,7 @@ def train(
     images: np.ndarray,
     run_dir: str | os.PathLike[str],
     *,
-    progress: bool | None = None,
+    progress: bool | None | Callable[[int, int | None, str], None] = None,
     extra: dict[str, Any] | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
 ) -> ImageTrainResult:
@@ -226,8 +226,9 @@ def train(
         uint8 ``(N, H, W, 3)`` at ``config.data.image_size`` (see :func:`load_images`).
     run_dir : path
         Output folder (created); resumed from when it holds ``last.pt``.
-    progress : bool, optional
-        tqdm bar (default: when stderr is a terminal).
+    progress : bool or callable, optional
+        tqdm bar (default: when stderr is a terminal); a callable is called as
+        ``progress(step, steps, "step")`` after every step instead.
     extra : dict, optional
         Plain values stored under ``'curate'`` in every checkpoint.
     on_step : callable, optional
@@ -274,7 +275,8 @@ def train(
             "image_size": list(config.data.image_size),
             "normalization": NORMALIZATION,
         }
-        show = sys.stderr.isatty() if progress is None else bool(progress)
+        report = progress if callable(progress) else None
+        show = False if report is not None else (sys.stderr.isatty() if progress is None else bool(progress))
         model.train()
         checkpoint = last
         step = start_step
@@ -303,6 +305,8 @@ def train(
                 rows.append(row)
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", top1=f"{row['top1']:.2f}")
+                if report is not None:
+                    report(step, config.train.steps, "step")
                 if on_step is not None:
                     on_step(step, row)
                 if step % config.train.checkpoint_every == 0 or step == config.train.steps:

@@ -16,7 +16,10 @@
   classification layer on the frame's pseudo-labels, :func:`curate.scoring.emoc`) is computed
   in the same pass from a hook on that layer (anchor heads: ``conv_cls``; CenterPoint: each
   task's last heatmap conv) and returned in
-  ``FramePrediction.extra["emoc"]`` (:mod:`curate.loop.mm3d.emoc`).
+  ``FramePrediction.extra["emoc"]`` (:mod:`curate.loop.mm3d.emoc`). A CenterPoint head with a
+  trained velocity branch (``centerpoint-tiny-nus``, ``centerpoint``) also returns each kept
+  box's ``(vx, vy)`` (LiDAR frame) in ``FramePrediction.extra["velocity"]``, which the nuScenes
+  metric scores (mAVE, part of NDS).
 
 Needs ``curate[mm3d]``; CPU by default. Cost: training is detector-bound (the tiny config runs
 a few iterations per second on 2 cores); prediction is O(frames * members) forward passes,
@@ -40,7 +43,7 @@ from curate.loop.mm3d._imports import require_mm3d
 from curate.loop.mm3d.configs import detector_config
 from curate.scores_table import FramePrediction
 
-__all__ = ["MMDet3DDetector"]
+__all__ = ["MMDet3DDetector", "predicts_velocity"]
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +197,8 @@ class MMDet3DDetector:
             raise InvalidInputError(f"score_thr must be in [0, 1); got {score_thr!r}")
         self.score_thr = None if score_thr is None else float(score_thr)
         self.model_cfg = self._model_config()
+        #: whether predictions carry a trained velocity (``FramePrediction.extra["velocity"]``)
+        self.predicts_velocity = predicts_velocity(self.model_cfg)
 
     # ------------------------------------------------------------------ config
     def _model_config(self) -> dict:
@@ -456,12 +461,17 @@ class MMDet3DDetector:
         return out
 
     def _frame_prediction(self, frame_id: str, res: Any, members: int) -> FramePrediction:
-        boxes = res.bboxes_3d.tensor.detach().cpu().numpy().astype(np.float64)[:, :7]
+        full = res.bboxes_3d.tensor.detach().cpu().numpy().astype(np.float64)
+        boxes = full[:, :7]
         member = None
         if members > 1:
             member = res.member_cls_scores.detach().cpu().numpy().astype(np.float64).transpose(1, 0, 2)
+        extra = {}
+        if self.predicts_velocity and full.ndim == 2 and full.shape[1] >= 9:
+            extra["velocity"] = full[:, 7:9].copy()  # (vx, vy) in the LiDAR frame, m/s
         return FramePrediction(
             frame_id=frame_id,
+            extra=extra,
             boxes=boxes.reshape(-1, 7),
             labels=res.labels_3d.detach().cpu().numpy().astype(np.int64),
             scores=res.scores_3d.detach().cpu().numpy().astype(np.float64),
@@ -469,6 +479,17 @@ class MMDet3DDetector:
             classes=self.classes,
             member_probs=member,
         )
+
+
+def predicts_velocity(model: dict) -> bool:
+    """Whether a model config's head predicts a trained velocity: a CenterPoint head with a
+    ``vel`` branch whose code weights (``train_cfg.pts.code_weights[8:10]``) are not zero.
+    ``centerpoint-tiny`` (KITTI: no velocities) keeps the branch at weight 0, so it does not."""
+    head = model.get("pts_bbox_head") or {}
+    if "vel" not in (head.get("common_heads") or {}):
+        return False
+    weights = ((model.get("train_cfg") or {}).get("pts") or {}).get("code_weights")
+    return weights is None or len(weights) < 10 or any(float(w) > 0 for w in weights[8:10])
 
 
 def _center_predict(head: Any, outs: list, metas: list) -> list:
