@@ -49,19 +49,28 @@ adaptive bandwidth = smallest labeled-pair distance; uniform weights at 0 labels
 than two classes are labeled); scikit-activeml's
 ``ProbCover``, ``TypiClust``, ``MaxHerding`` (its default: sklearn rbf with gamma = 1/d) and
 ``MaxHerding`` with gamma = 1 (``skal-maxherding-h1``: the official kernel ``exp(-d^2)``).
-MaxHerding, UHerding and k-center are deterministic, so their 5 seeds agree (std 0).
+MaxHerding, UHerding and k-center are deterministic, so their 5 seeds agree (std 0); MaxHerding's
+and UHerding's calls that used no seeded fallback are computed once and reused for the other
+seeds (:class:`SeedFreeCache`; the count is in the result's ``seed_free_calls_reused``).
 
 ``--tune``: MaxHerding with bandwidths 1.0 (official), ``auto`` (the label-free rule of
 :mod:`curate.selectors.herding`), 0.5, 0.75 and 1.5 on a tuning split: a pool of ``--tune-pool``
 training images outside the benchmark pool, accuracy on ``--tune-eval`` other training images.
 
 ``--speed``: MaxHerding from an empty labeled set, budget ``--speed-budget`` (1000), sparse
-(``knn_k``), dense (N <= ``--dense-max``) and scikit-activeml MaxHerding (N <= ``--skal-max``),
-each in a fresh process (seconds of ``select``, peak RSS = VmHWM with the features), on
-synthetic 100-cluster pools of ``--speed-sizes`` rows x ``--speed-dim`` (256) and, with
-``--speed-fmnist``, on the Fashion-MNIST pool for a ``knn_k`` sweep; ``coverage`` is the exact
-generalized coverage of the picks and ``loss vs dense %`` the relative coverage the sparse kernel
-loses.
+(``knn_k``), exact (N <= ``--exact-max``), dense (N <= ``--dense-max``) and scikit-activeml
+MaxHerding (N <= ``--skal-max``), each in a fresh process (seconds of ``select``, peak RSS =
+VmHWM with the features), on synthetic 100-cluster pools of ``--speed-sizes`` rows x
+``--speed-dim`` (256; written once as float32 ``.npy`` under ``--speed-cache`` and memory-mapped)
+and, with ``--speed-fmnist``, on the Fashion-MNIST pool for a ``knn_k`` sweep; ``coverage`` is
+the exact generalized coverage of the picks, ``loss vs exact %`` the relative coverage lost
+against the exact method, and ``loss @b %`` the same for the first ``b`` picks (greedy picks
+from an empty set are prefix-consistent, so these are the budget-``b`` selections).
+
+``--combine a,b,...``: merge curve results of separate invocations (same pool, budgets, seeds
+and classifier) into ``--name`` and write ``<name>-targets``, the issue-14 target check per
+budget. ``--tune --tune-what uherding`` checks UHerding's temperature rule (ECE scaling vs
+T = 1) and ``--tune-what classifier`` the logistic regression's C, both on the tuning split.
 """
 
 from __future__ import annotations
@@ -212,18 +221,62 @@ def l2n(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
-def curate_picker(selector) -> Callable:
+class SeedFreeCache:
+    """Picks of a selector whose result cannot depend on the seed, shared across seeds.
+
+    MaxHerding and UHerding with a fixed bandwidth read the seed only for their seeded random
+    fallback picks, which a call reports in ``info["fallbacks"]``. A call with no fallback is a
+    function of the vectors, the labeled rows, the budget and (UHerding) the scores alone, so it
+    is cached under those inputs and reused for the other seeds; a call with fallbacks is never
+    cached. This saves the 4 repeated runs of a deterministic selector without changing one
+    pick. ``hits`` counts the reused calls.
+    """
+
+    def __init__(self) -> None:
+        self.store: dict = {}
+        self.hits = 0
+
+    @staticmethod
+    def key(labeled_rows: np.ndarray, n_new: int, scores: Optional[np.ndarray]) -> tuple:
+        import hashlib
+
+        h = hashlib.sha1(np.ascontiguousarray(labeled_rows, dtype=np.int64).tobytes())
+        if scores is not None:
+            h.update(np.ascontiguousarray(scores, dtype=np.float64).tobytes())
+        return int(n_new), h.hexdigest()
+
+    def get(self, key: tuple):
+        hit = self.store.get(key)
+        if hit is not None:
+            self.hits += 1
+        return hit
+
+    def put(self, key: tuple, indices: np.ndarray, info: dict) -> None:
+        if info.get("fallbacks", 1) == 0 and info.get("bandwidth_rule") != "auto":
+            self.store[key] = (np.asarray(indices).copy(), info)
+
+
+def curate_picker(selector, cache: Optional[SeedFreeCache] = None) -> Callable:
     """``pick(x, y, labeled_rows, n_new, seed) -> rows`` from a curate selector.
 
     ``pick.infos`` collects ``(budget, info)`` of every call (ProbCover's delta and coverage).
+    ``cache``: reuse seed-free calls across seeds (see :class:`SeedFreeCache`).
     """
 
     def pick(x, y, labeled_rows, n_new, seed):
+        key = SeedFreeCache.key(labeled_rows, n_new, None) if cache is not None else None
+        hit = cache.get(key) if cache is not None else None
+        if hit is not None:
+            pick.infos.append((labeled_rows.size + n_new, hit[1]))
+            return hit[0]
         sel = selector.select(x, n_new, labeled=labeled_rows, seed=seed)
+        if cache is not None:
+            cache.put(key, sel.indices, sel.info)
         pick.infos.append((labeled_rows.size + n_new, sel.info))
         return sel.indices
 
     pick.infos = []
+    pick.cache = cache
     return pick
 
 
@@ -312,22 +365,32 @@ def margin_picker(c: float) -> Callable:
     return pick
 
 
-def uherding_picker(c: float, **params) -> Callable:
+def uherding_picker(c: float, temperature: bool = True, **params) -> Callable:
     """UHerding on temperature-scaled margin scores of the evaluation classifier (official
-    ``-s true -p true``); uniform weights before any label (the official first round)."""
+    ``-s true -p true``); uniform weights before any label (the official first round).
+    ``temperature=False``: margins of the unscaled classifier (T = 1)."""
     from curate.selectors import UHerding
 
     selector = UHerding(**params)
+    cache = SeedFreeCache()
 
     def pick(x, y, labeled_rows, n_new, seed):
-        u = margin_scores(x, y, labeled_rows, c, temperature=True) if labeled_rows.size else None
+        u = (margin_scores(x, y, labeled_rows, c, temperature=temperature)
+             if labeled_rows.size else None)
         if u is None:
             u = np.ones(len(x))
+        key = SeedFreeCache.key(labeled_rows, n_new, u)
+        hit = cache.get(key)
+        if hit is not None:
+            pick.infos.append((labeled_rows.size + n_new, hit[1]))
+            return hit[0]
         sel = selector.select(x, n_new, labeled=labeled_rows, scores=u, seed=seed)
+        cache.put(key, sel.indices, sel.info)
         pick.infos.append((labeled_rows.size + n_new, sel.info))
         return sel.indices
 
     pick.infos = []
+    pick.cache = cache
     return pick
 
 
@@ -440,14 +503,18 @@ def build_strategies(names: list[str], n_pool: int, c: float, purity_clusters: i
             out[name] = curate_picker(ProbCover(purity_clusters=purity_clusters))
         elif name == "typiclust":
             out[name] = curate_picker(TypiClust())
-        elif name == "maxherding":
-            out[name] = curate_picker(MaxHerding())
+        elif name == "maxherding":  # the default: method "auto" = exact on this pool
+            out[name] = curate_picker(MaxHerding(), SeedFreeCache())
+        elif name == "maxherding-sparse":  # the large-pool method, kNN kernel k = 64
+            out[name] = curate_picker(MaxHerding(method="sparse", knn_k=64), SeedFreeCache())
         elif name == "maxherding-dense":
             out[name] = curate_picker(MaxHerding(method="dense"))
         elif name == "maxherding-auto":
             out[name] = curate_picker(MaxHerding(bandwidth="auto"))
         elif name == "uherding":
             out[name] = uherding_picker(c)
+        elif name == "uherding-t1":  # no temperature scaling (tuning check of the ECE rule)
+            out[name] = uherding_picker(c, temperature=False)
         elif name == "margin":
             out[name] = margin_picker(c)
         elif name.startswith("skal-"):
@@ -499,6 +566,9 @@ def run_curves(strategies: dict, x, y, x_test, y_test, budgets, seeds: int, c: f
             seen.append(cl)
         results[name] = accs
         seconds[name] = float(np.mean(secs))
+        cache = getattr(pick, "cache", None)
+        if cache is not None:
+            REUSED[name] = cache.hits
         infos = getattr(pick, "infos", [])
         for key in ("delta", "bandwidth"):
             if infos and key in infos[-1][1]:
@@ -510,6 +580,10 @@ def run_curves(strategies: dict, x, y, x_test, y_test, budgets, seeds: int, c: f
               f"{budgets[0]} labels: {np.mean([c_[0] for c_ in seen]):.1f}; load "
               f"{os.getloadavg()[0]:.1f})", flush=True)
     return results
+
+
+#: strategy -> selection calls answered from its :class:`SeedFreeCache` (written to results).
+REUSED: dict[str, int] = {}
 
 
 def print_table(results: dict, budgets: list[int]) -> None:
@@ -534,6 +608,18 @@ def speed_features(n: int, dim: int, seed: int = 0) -> np.ndarray:
     return x
 
 
+def speed_file(n: int, dim: int, cache: Path) -> Path:
+    """The synthetic speed pool of ``n x dim`` as a float32 ``.npy`` under ``cache``, made once
+    (the children memory-map it)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"speed_{n}x{dim}.npy"
+    if not path.is_file():
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, speed_features(n, dim))
+        os.replace(tmp, path)
+    return path
+
+
 def speed_one(method: str, n: int, dim: int, budget: int, knn_k: int, out: Path,
               features: Optional[Path], nprobe: Optional[int] = None) -> None:
     """Child process of ``--speed``: one selection, prints seconds and peak RSS as JSON."""
@@ -544,19 +630,23 @@ def speed_one(method: str, n: int, dim: int, budget: int, knn_k: int, out: Path,
 
     if method == "skal":
         from skactiveml.pool import MaxHerding as SkMaxHerding
-    x = np.load(features) if features is not None else speed_features(n, dim)
+    x = np.load(features, mmap_mode="r") if features is not None else speed_features(n, dim)
     before = _vmhwm_mib()
     t = time.perf_counter()
+    c0 = time.process_time()
     if method == "skal":
         idx = SkMaxHerding(metric_dict={"gamma": 1.0}, random_state=0).query(
             x, np.full(len(x), np.nan), batch_size=budget)
         info: dict = {}
     else:
-        sel = MaxHerding(method=method, knn_k=max(knn_k, 2), nprobe=nprobe).select(x, budget)
+        sel = MaxHerding(method=method, knn_k=max(knn_k, 2), nprobe=nprobe,
+                         exact_max_rows=len(x), dense_max_rows=len(x)).select(x, budget)
         idx, info = sel.indices, sel.info
     secs = time.perf_counter() - t
+    cpu = time.process_time() - c0
     np.save(out, np.asarray(idx, dtype=np.int64))
-    print(json.dumps({"seconds": secs, "peak_mib": _vmhwm_mib(), "features_mib": before,
+    print(json.dumps({"seconds": secs, "cpu_seconds": cpu, "peak_mib": _vmhwm_mib(),
+                      "features_mib": before,
                       "stages": info.get("seconds", {}),
                       "lists_complete": info.get("lists_complete"),
                       "rows_truncated": info.get("rows_truncated")}))
@@ -581,27 +671,33 @@ def run_speed(args, feature_sets: dict[str, Optional[Path]],
     from curate.selectors.herding import generalized_coverage
 
     rows = []
+    prefixes = [b for b in PREFIXES if b < args.speed_budget]
+    empty = {"seconds": None, "cpu s": None, "peak MiB": None, "coverage": None, "loss vs exact %": None,
+             **{f"loss @{b} %": None for b in prefixes}}
     for label, path in feature_sets.items():
-        x = np.load(path) if path is not None else None
-        n = len(x) if x is not None else int(label)
-        ks = args.speed_k if path is not None else args.speed_k_synthetic
-        plans = [("sparse", k) for k in ks] + [("dense", 0)]
-        plans += [("skal", 0)]
+        synthetic = path is None
+        if synthetic:
+            path = speed_file(int(label), args.speed_dim, args.speed_cache)
+        x = np.load(path, mmap_mode="r")
+        n = len(x)
+        ks = args.speed_k_synthetic if synthetic else args.speed_k
+        plans = [("sparse", k) for k in ks] + [("exact", 0), ("dense", 0), ("skal", 0)]
+        plans = [(m, k) for m, k in plans if m in args.speed_methods.split(",")]
         picks: dict[str, np.ndarray] = {}
+        covs: dict[str, list] = {}
         for method, k in plans:
+            skip = None
+            if method == "exact" and n > args.exact_max:
+                skip = (f"not run above --exact-max {args.exact_max} rows (O(N^2 d) first gains, "
+                        "O(N d) per recomputed row)")
             if method == "dense" and n > args.dense_max:
-                rows.append({"features": label, "N": n, "method": "dense", "knn_k": None,
-                             "seconds": None, "peak MiB": None, "coverage": None,
-                             "loss vs dense %": None,
-                             "note": f"not run: N x N kernel ({n * n * 4 / 2**30:.1f} GiB int32)"})
-                continue
+                skip = f"not run: N x N kernel ({n * n * 4 / 2**30:.1f} GiB int32)"
             if method == "skal" and n > args.skal_max:
-                rows.append({"features": label, "N": n, "method": "scikit-activeml", "knn_k": None,
-                             "seconds": None, "peak MiB": None, "coverage": None,
-                             "loss vs dense %": None,
-                             "note": f"not run above --skal-max {args.skal_max} rows (N x N "
-                                     f"float64 kernel, {n * n * 8 / 2**30:.2f} GiB, and a full "
-                                     "N x N pass per pick)"})
+                skip = (f"not run above --skal-max {args.skal_max} rows (N x N float64 kernel, "
+                        f"{n * n * 8 / 2**30:.2f} GiB, and a full N x N pass per pick)")
+            if skip:
+                rows.append({"features": label, "N": n, "method": {"skal": "scikit-activeml"}.get(
+                    method, method), "knn_k": None, **empty, "note": skip})
                 continue
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "picks.npy"
@@ -610,8 +706,8 @@ def run_speed(args, feature_sets: dict[str, Optional[Path]],
                        str(args.speed_budget), "--speed-one-k", str(k), "--speed-out", str(out)]
                 if args.speed_nprobe:
                     cmd += ["--speed-nprobe", str(args.speed_nprobe)]
-                if path is not None:
-                    cmd += ["--speed-features", str(path)]
+                cmd += ["--speed-features", str(path)]
+                load0 = os.getloadavg()[0]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode != 0:
                     print(proc.stderr[-2000:])
@@ -619,25 +715,132 @@ def run_speed(args, feature_sets: dict[str, Optional[Path]],
                 res = json.loads(proc.stdout.strip().splitlines()[-1])
                 key = f"{method}{k or ''}"
                 picks[key] = np.load(out)
-            xs = x if x is not None else speed_features(n, args.speed_dim)
-            cov = generalized_coverage(xs, picks[key]) if n <= args.coverage_max else None
+            if n <= args.coverage_max:
+                # greedy picks from an empty set are prefix-consistent: the first b picks are the
+                # budget-b selection, so one run gives the coverage at every smaller budget
+                covs[key] = [generalized_coverage(x, picks[key][:b])
+                             for b in prefixes + [len(picks[key])]]
+            cov = covs[key][-1] if key in covs else None
+            note = f"load {load0:.1f} -> {os.getloadavg()[0]:.1f}"
+            if method == "sparse":
+                note += (f"; lists complete: {res['lists_complete']}, rows truncated "
+                         f"{res['rows_truncated']}")
             rows.append({"features": label, "N": n, "method": {"skal": "scikit-activeml"}.get(
-                method, method), "knn_k": k or None, "seconds": res["seconds"],
-                "peak MiB": res["peak_mib"], "coverage": cov, "loss vs dense %": None,
-                "note": (f"lists complete: {res['lists_complete']}, rows truncated "
-                         f"{res['rows_truncated']}; stages {res['stages']}" if method == "sparse"
-                         else "")})
+                method, method), "knn_k": k or None, **empty, "seconds": res["seconds"],
+                "cpu s": res["cpu_seconds"], "peak MiB": res["peak_mib"], "coverage": cov,
+                "note": note + f"; stages {res['stages']}" if res["stages"] else note})
+            rows[-1]["_key"] = key
             if on_row is not None:
-                on_row(rows)
+                on_row([{c: v for c, v in r.items() if c != "_key"} for r in rows])
             print(f"  speed {label} {method} k={k}: {res['seconds']:.1f} s, peak "
                   f"{res['peak_mib']:.0f} MiB, coverage {cov}", flush=True)
-        dense = [r for r in rows if r["features"] == label and r["method"] == "dense"
-                 and r["coverage"] is not None]
-        if dense:
+        ref = "exact" if "exact" in covs else ("dense" if "dense" in covs else None)
+        if ref is not None:
             for r in rows:
-                if r["features"] == label and r["coverage"] is not None:
-                    r["loss vs dense %"] = 100 * (1 - r["coverage"] / dense[0]["coverage"])
+                if r["features"] == label and r.get("_key") in covs:
+                    c, c0 = covs[r["_key"]], covs[ref]
+                    r["loss vs exact %"] = 100 * (1 - c[-1] / c0[-1])
+                    for j, b in enumerate(prefixes):
+                        r[f"loss @{b} %"] = 100 * (1 - c[j] / c0[j])
+    return [{c: v for c, v in r.items() if c != "_key"} for r in rows]
+
+
+#: Budgets at which ``--speed`` also reports the coverage of the first picks.
+PREFIXES = [10, 30, 50]
+
+
+#: Peers of the MaxHerding target (issue 14): curate's and scikit-activeml's.
+TARGET_PEERS = ("typiclust", "probcover", "skal-maxherding", "skal-maxherding-h1",
+                "skal-typiclust", "skal-probcover")
+
+
+def _mean_at(results: dict, curve_budgets: dict, name: str, b: int) -> Optional[float]:
+    """Mean accuracy % of ``name`` at budget ``b``; ``None`` when that part did not run ``b``."""
+    if name not in results or b not in curve_budgets[name]:
+        return None
+    return float(np.asarray(results[name])[:, curve_budgets[name].index(b)].mean() * 100)
+
+
+def target_rows(results: dict, curve_budgets: dict, budgets: list[int]) -> list[dict]:
+    """Issue 14's targets per budget from mean curves: MaxHerding >= best peer - 1 point (10-50
+    labels) and >= random + 15 (10 labels); UHerding >= max(MaxHerding, margin) - 1 (every
+    budget). Strategies that did not run a budget count as missing (``None``)."""
+    rows = []
+    for b in budgets:
+        at = {k: _mean_at(results, curve_budgets, k, b) for k in results}
+        peers = {k: at[k] for k in TARGET_PEERS if at.get(k) is not None}
+        best = max(peers, key=peers.get) if peers else None
+        mh, uh, mg, rnd = (at.get(k) for k in ("maxherding", "uherding", "margin", "random"))
+        row = {"labels": b, "maxherding": mh, "best peer": best,
+               "best peer %": peers.get(best) if best else None,
+               "maxherding - best peer": (mh - peers[best]) if mh is not None and best else None,
+               "maxherding - random": (mh - rnd) if mh is not None and rnd is not None else None,
+               "uherding": uh, "margin": mg,
+               "uherding - max(maxherding, margin)": (
+                   uh - max(mh, mg) if None not in (uh, mh, mg) else None),
+               "peers missing": ", ".join(k for k in TARGET_PEERS if at.get(k) is None) or None}
+        checks = []
+        if b <= 50 and row["maxherding - best peer"] is not None:
+            checks.append(row["maxherding - best peer"] >= -1)
+        if b == 10 and row["maxherding - random"] is not None:
+            checks.append(row["maxherding - random"] >= 15)
+        if row["uherding - max(maxherding, margin)"] is not None:
+            checks.append(row["uherding - max(maxherding, margin)"] >= -1)
+        row["met"] = all(checks) if checks else None
+        rows.append(row)
     return rows
+
+
+def combine(args, names: list[str]) -> None:
+    """Merge curve results (same pool, seeds and classifier; budgets may be subsets of each
+    other's, e.g. a slow peer run to fewer budgets) into ``--name`` and write the target check
+    ``<name>-targets``."""
+    from benchmarks.results_io import default_results_dir, read_result, write_result
+
+    results: dict = {}
+    seconds: dict = {}
+    curve_budgets: dict = {}
+    sources = {}
+    first_key = notes = None
+    for name in names:
+        res = read_result(default_results_dir() / f"{name}.json")
+        if str(res.get("notes", "")).startswith("PARTIAL"):
+            raise SystemExit(f"{name} is a partial result; rerun it to the end first")
+        a = res["args"]
+        b = sorted(int(v) for v in str(a["budgets"]).split(","))
+        key = (a["pool"], a["test"], a["pca"], a["C"], a["seeds"], a["size"])
+        if first_key is None:
+            first_key, notes = key, res["notes"]
+        elif key != first_key:
+            raise SystemExit(f"{name}: pool/test/pca/C/seeds differ from {names[0]}")
+        for k, v in res["extra"]["accuracy"].items():
+            results[k], curve_budgets[k] = v, b
+            seconds[k] = res["extra"].get("selection_seconds", {}).get(k)
+            sources[k] = f"{name} ({res['commit'][:10]}{', dirty' if res.get('dirty') else ''})"
+    budgets = sorted({b for v in curve_budgets.values() for b in v})
+    wide = []
+    for k, v in results.items():
+        a = np.asarray(v) * 100
+        wide.append({"strategy": k, **{f"{b} labels": _mean_at(results, curve_budgets, k, b)
+                                       for b in budgets},
+                     "max std": float(a.std(axis=0).max()), "seeds": int(a.shape[0]),
+                     "selection s/seed": seconds[k]})
+    long = []
+    for k in results:
+        long += curve_rows({k: results[k]}, curve_budgets[k])
+    write_result("al_quality", wide, name=args.name, args=args,
+                 notes=notes + "; mean test accuracy % over seeds per budget (max std: the "
+                 "largest std over the budgets; a missing cell: that run stopped at fewer "
+                 "budgets); merged from " + ", ".join(names),
+                 extra={"accuracy": results, "budgets": curve_budgets,
+                        "selection_seconds": seconds, "sources": sources, "long": long})
+    write_result("al_quality", target_rows(results, curve_budgets, budgets),
+                 name=args.name + "-targets", args=args,
+                 notes=("issue 14 targets from the mean curves of " + args.name
+                        + "; best peer over " + ", ".join(TARGET_PEERS)),
+                 extra={"sources": sources})
+    for k in results:
+        print_table({k: results[k]}, curve_budgets[k])
 
 
 def tuning_split(n_train: int, pool_rows: np.ndarray, size: int, eval_size: int
@@ -677,6 +880,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--tune-pool", type=int, default=2000)
     ap.add_argument("--tune-eval", type=int, default=1000)
     ap.add_argument("--tune-bandwidths", default="1.0,auto,0.5,0.75,1.5")
+    ap.add_argument("--tune-what", choices=("bandwidth", "uherding", "classifier"),
+                    default="bandwidth", help="what --tune checks on the tuning split")
+    ap.add_argument("--tune-C", default="1,10,100,1000",
+                    help="logistic regression C values of --tune-what classifier")
+    ap.add_argument("--combine", default=None,
+                    help="comma-separated curve result names to merge into --name (no run)")
     ap.add_argument("--speed", action="store_true", help="speed / peak memory of MaxHerding")
     ap.add_argument("--speed-sizes", default="10000,50000",
                     help="synthetic pool sizes (1000000 for the 1M x 256 row)")
@@ -691,6 +900,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--speed-nprobe", type=int, default=0,
                     help="IVF lists probed by the sparse kNN above 100k rows (0: the default)")
     ap.add_argument("--dense-max", type=int, default=20000)
+    ap.add_argument("--exact-max", type=int, default=20000)
+    ap.add_argument("--speed-methods", default="sparse,exact,dense,skal",
+                    help="methods of --speed (skal = scikit-activeml MaxHerding)")
+    ap.add_argument("--speed-cache", type=Path, default=Path("/tmp/curate-bench-speed"),
+                    help="where the synthetic speed pools are written once (float32 .npy)")
     ap.add_argument("--skal-max", type=int, default=10000)
     ap.add_argument("--coverage-max", type=int, default=100000)
     ap.add_argument("--speed-one", default=None, help=argparse.SUPPRESS)
@@ -707,6 +921,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         return
     from benchmarks.results_io import write_result
 
+    if args.combine:
+        combine(args, [n for n in args.combine.split(",") if n])
+        return
     args.speed_k = [int(k) for k in str(args.speed_k).split(",")]
     args.speed_k_synthetic = [int(k) for k in str(args.speed_k_synthetic).split(",")]
     budgets = sorted(int(b) for b in args.budgets.split(","))
@@ -743,9 +960,14 @@ def main(argv: Optional[list[str]] = None) -> None:
             return ("PARTIAL: " if partial else "") + (
             "MaxHerding rbf h=1 (official default) from an empty labeled set, budget "
             f"{args.speed_budget}; synthetic pools: 100 Gaussian clusters, {args.speed_dim}-d; "
-            "each run in a fresh process, peak = VmHWM (features included); coverage = exact "
-            "generalized coverage of the picks (float64); loss vs dense = relative coverage "
-            "lost by the sparse kernel. scikit-activeml MaxHerding run with gamma = 1 (h = 1).")
+            "float32 .npy made once and memory-mapped; each run in a fresh process, seconds = "
+            "wall clock of select, cpu s = its process CPU time (the shared machine's load "
+            "inflates the wall clock, see the load in each note), peak = VmHWM (features "
+            "included); OMP_NUM_THREADS="
+            f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; coverage = exact generalized "
+            "coverage of the picks (float64); loss vs exact = relative coverage lost against "
+            "the exact method (or dense), loss @b = the same for the first b picks (the budget-b "
+            "selection). scikit-activeml MaxHerding run with gamma = 1 (h = 1).")
 
         rows = run_speed(args, sets, on_row=lambda r: write_result(
             "al_quality", r, name=args.name + "-speed", args=args, notes=speed_notes(True)))
@@ -770,19 +992,39 @@ def main(argv: Optional[list[str]] = None) -> None:
             yt, ye = data["train_y"][t_rows].astype(np.int64), data["train_y"][e_rows]
         from curate.selectors import MaxHerding
 
-        strategies = {"random": random_picker}
-        for bw in args.tune_bandwidths.split(","):
-            val = bw if bw == "auto" else float(bw)
-            strategies[f"maxherding h={bw}"] = curate_picker(MaxHerding(bandwidth=val))
         tb = [b for b in budgets if b <= len(xt) // 5]
+        split = ("on a tuning split: a pool of training images outside the benchmark pool, "
+                 "accuracy on other training images (never the test set)")
+        if args.tune_what == "classifier":
+            # the classifier's C, from random picks (no selector involved)
+            res = {}
+            for c_ in [float(v) for v in args.tune_C.split(",")]:
+                res[f"random C={c_:g}"] = run_curves(
+                    {"random": random_picker}, xt, yt, xe, ye, tb, args.seeds, c_,
+                    lambda r, s_: None)["random"]
+                write_result("al_quality", curve_rows(res, tb), name=args.name + "-tune-classifier",
+                             args=args, notes="logistic regression C " + split,
+                             extra={"accuracy": res})
+            print_table(res, tb)
+            return
+        if args.tune_what == "uherding":
+            names = ["random", "margin", "maxherding", "uherding", "uherding-t1"]
+            strategies = build_strategies(names, len(xt), args.C, args.purity_clusters)
+            tname, what_t = args.name + "-tune-uherding", (
+                "UHerding's temperature rule (official ECE scaling vs T = 1) " + split)
+        else:
+            strategies = {"random": random_picker}
+            for bw in args.tune_bandwidths.split(","):
+                val = bw if bw == "auto" else float(bw)
+                strategies[f"maxherding h={bw}"] = curate_picker(MaxHerding(bandwidth=val))
+            tname, what_t = args.name + "-tune", (
+                "bandwidth check of MaxHerding " + split + "; deterministic selections")
 
         def done_t(results, seconds):
-            write_result("al_quality", curve_rows(results, tb), name=args.name + "-tune",
-                         args=args, notes=(
-                             "bandwidth check of MaxHerding on a tuning split: a pool of training "
-                             "images outside the benchmark pool, accuracy on other training "
-                             "images (never the test set); deterministic selections"),
-                         extra={"accuracy": results, "selection_seconds": seconds})
+            write_result("al_quality", curve_rows(results, tb), name=tname, args=args,
+                         notes=("PARTIAL: " if len(results) < len(strategies) else "") + what_t,
+                         extra={"accuracy": results, "selection_seconds": seconds,
+                                "seed_free_calls_reused": REUSED})
 
         res = run_curves(strategies, xt, yt, xe, ye, tb, args.seeds, args.C, done_t)
         print_table(res, tb)
@@ -798,6 +1040,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                             "on the same pool; cumulative budgets; logistic regression C="
                             f"{args.C:g} fixed in advance"),
                      extra={"accuracy": results, "selection_seconds": seconds,
+                            "seed_free_calls_reused": REUSED,
                             "uherding_temperatures": margin_scores.temperatures})
 
     results = run_curves(strategies, x, y, x_test, y_test, budgets, args.seeds, args.C, done)
@@ -817,8 +1060,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         pass
 
 
-STRATEGIES = ["random", "maxherding", "uherding", "margin", "probcover", "typiclust", "kcenter",
-              "skal-maxherding", "skal-maxherding-h1", "skal-probcover", "skal-typiclust"]
+STRATEGIES = ["random", "maxherding", "maxherding-sparse", "uherding", "margin", "probcover",
+              "typiclust", "kcenter", "skal-maxherding", "skal-maxherding-h1", "skal-probcover",
+              "skal-typiclust"]
 
 
 def project(feats: np.ndarray, test_feats: np.ndarray, dim: int):

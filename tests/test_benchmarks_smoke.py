@@ -104,3 +104,27 @@ def test_embedders_needs_a_checkpoint_for_old_sections(tmp_path: Path, ws, secti
                            "--sections", section], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode != 0 and "need --checkpoint" in done.stderr
+
+
+def test_al_quality_parts_combine_and_tuning_smoke(tmp_path: Path) -> None:
+    """al_quality in parts (as the real run is split), merged with the target table; the
+    UHerding temperature check on the tuning split."""
+    common = ["--synthetic", "240", "--seeds", "1", "--budgets", "10,20",
+              "--out", str(tmp_path / "c.png")]
+    _run("benchmarks.al_quality", common + ["--strategies", "random,maxherding,margin",
+                                             "--name", "alq-a"], tmp_path)
+    _run("benchmarks.al_quality", common + ["--strategies", "uherding,typiclust,maxherding-sparse",
+                                             "--name", "alq-b"], tmp_path)
+    _run("benchmarks.al_quality", ["--combine", "alq-a,alq-b", "--name", "alq"], tmp_path)
+    data = _result(tmp_path, "alq", "al_quality")
+    assert {r["strategy"] for r in data["rows"]} == {
+        "random", "maxherding", "margin", "uherding", "typiclust", "maxherding-sparse"}
+    assert all(0 <= r["10 labels"] <= 100 and r["seeds"] == 1 for r in data["rows"])
+    targets = _result(tmp_path, "alq-targets", "al_quality")
+    assert [r["labels"] for r in targets["rows"]] == [10, 20]
+    assert all(r["best peer"] == "typiclust" and r["met"] in (True, False)
+               for r in targets["rows"])
+    _run("benchmarks.al_quality", common + ["--tune", "--tune-what", "uherding",
+                                             "--name", "alq"], tmp_path)
+    tune = _result(tmp_path, "alq-tune-uherding", "al_quality")
+    assert {"uherding", "uherding-t1", "margin"} <= {r["strategy"] for r in tune["rows"]}

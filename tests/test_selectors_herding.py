@@ -72,7 +72,8 @@ def test_sparse_equals_dense_when_lists_cover_the_threshold(kernel, h, threshold
     x = blobs(400, seed=1)
     lab = np.array([3, 77, 201])
     dense = MaxHerding(bandwidth=h, kernel=kernel, method="dense", threshold=threshold)
-    sparse = MaxHerding(bandwidth=h, kernel=kernel, threshold=threshold, knn_k=k)
+    sparse = MaxHerding(bandwidth=h, kernel=kernel, threshold=threshold, knn_k=k,
+                        method="sparse")
     a = dense.select(x, 40, labeled=lab, seed=4)
     b = sparse.select(x, 40, labeled=lab, seed=4)
     assert b.info["lists_complete"], b.info["rows_truncated"]
@@ -81,13 +82,53 @@ def test_sparse_equals_dense_when_lists_cover_the_threshold(kernel, h, threshold
     assert a.info["coverage"] == b.info["coverage"]
 
 
+@pytest.mark.parametrize(
+    "kernel,h,lab,threshold",
+    [("rbf", 1.0, [], 0.0), ("rbf", 0.3, [3, 77, 201], 0.0), ("tophat", 0.4, [5], 0.0),
+     ("cauchy", 0.2, [1, 2], 0.05), ("laplace", 0.6, list(range(0, 400, 40)), 0.0)],
+)
+def test_exact_equals_dense_without_the_full_kernel(kernel, h, lab, threshold) -> None:
+    x = blobs(400, seed=8)
+    dense = MaxHerding(bandwidth=h, kernel=kernel, method="dense", threshold=threshold)
+    exact = MaxHerding(bandwidth=h, kernel=kernel, method="exact", threshold=threshold)
+    a = dense.select(x, 60, labeled=lab, seed=2)
+    b = exact.select(x, 60, labeled=lab, seed=2)
+    assert a.indices.tolist() == b.indices.tolist()
+    np.testing.assert_array_equal(a.gains, b.gains)
+    assert a.info["coverage"] == b.info["coverage"]
+    assert b.info["method"] == "exact" and b.info["gains_recomputed"] > 0
+
+
+def test_exact_in_small_blocks_and_uherding_weights_equal_dense(monkeypatch) -> None:
+    import curate.selectors.herding as herding
+
+    x = blobs(300, seed=9)
+    u = np.random.default_rng(1).random(300)
+    lab = np.array([4, 8, 15, 16, 23, 42])
+    ref = UHerding(method="dense").select(x, 30, labeled=lab, scores=u)
+    monkeypatch.setattr(herding, "_rows_per_block", lambda n_cols: 7)
+    monkeypatch.setattr(herding, "EXACT_CHUNK", 3)
+    got = UHerding(method="exact").select(x, 30, labeled=lab, scores=u)
+    assert got.indices.tolist() == ref.indices.tolist()
+    np.testing.assert_array_equal(got.gains, ref.gains)
+
+
+def test_auto_is_exact_below_its_limit_and_sparse_above() -> None:
+    x = blobs(200, seed=4)
+    small = MaxHerding().select(x, 10)
+    assert small.info["method"] == "exact"
+    assert small.indices.tolist() == MaxHerding(method="dense").select(x, 10).indices.tolist()
+    big = MaxHerding(exact_max_rows=100).select(x, 10)
+    assert big.info["method"] == "sparse" and "lists_complete" in big.info
+
+
 def test_sparse_kernel_built_in_many_blocks_is_the_same(monkeypatch) -> None:
     import curate.selectors.herding as herding
 
     x = blobs(300, seed=6)
-    ref = MaxHerding(knn_k=40, bandwidth=0.5).select(x, 25, labeled=[7])
+    ref = MaxHerding(knn_k=40, bandwidth=0.5, method="sparse").select(x, 25, labeled=[7])
     monkeypatch.setattr(herding, "PAIRS_PER_BLOCK", 100)
-    got = MaxHerding(knn_k=40, bandwidth=0.5).select(x, 25, labeled=[7])
+    got = MaxHerding(knn_k=40, bandwidth=0.5, method="sparse").select(x, 25, labeled=[7])
     assert got.indices.tolist() == ref.indices.tolist()
     assert got.info["rows_truncated"] == ref.info["rows_truncated"]
     assert got.info["edges"] == ref.info["edges"]
@@ -96,7 +137,7 @@ def test_sparse_kernel_built_in_many_blocks_is_the_same(monkeypatch) -> None:
 def test_truncated_lists_are_reported_and_lose_little() -> None:
     x = blobs(500, seed=3)
     a = MaxHerding(method="dense").select(x, 20)
-    b = MaxHerding(knn_k=16).select(x, 20)
+    b = MaxHerding(knn_k=16, method="sparse").select(x, 20)
     assert not b.info["lists_complete"] and b.info["rows_truncated"] > 0
     ca = generalized_coverage(x, a.indices)
     cb = generalized_coverage(x, b.indices)
@@ -118,7 +159,7 @@ def test_coverage_monotone_and_gains_non_increasing() -> None:
 def test_labeled_rows_never_picked_and_count_as_covered() -> None:
     x = blobs(200)
     lab = np.arange(0, 200, 3)
-    for method in ("dense", "sparse"):
+    for method in ("dense", "sparse", "exact"):
         sel = MaxHerding(method=method).select(x, 50, labeled=lab)
         assert not np.isin(sel.indices, lab).any()
         assert sel.info["initial_coverage"] > 0.5
@@ -133,8 +174,10 @@ def test_fallback_when_nothing_is_left_to_cover() -> None:
     sel = MaxHerding(method="dense").select(x, 12, seed=1)
     assert sel.info["fallbacks"] == 7
     assert len(set(sel.indices.tolist())) == 12
-    again = MaxHerding().select(x, 12, seed=1)
-    assert again.indices.tolist() == sel.indices.tolist()
+    for method in ("sparse", "exact"):
+        again = MaxHerding(method=method).select(x, 12, seed=1)
+        assert again.indices.tolist() == sel.indices.tolist()
+        assert again.info["fallbacks"] == 7
 
 
 def test_bandwidth_rule_is_deterministic_and_shrinks_with_budget() -> None:
@@ -194,7 +237,7 @@ def test_uherding_score_handling() -> None:
     "params,match",
     [({"bandwidth": 0}, "bandwidth"), ({"bandwidth": -1.0}, "bandwidth"),
      ({"bandwidth": float("nan")}, "bandwidth"), ({"bandwidth": "median"}, "bandwidth"),
-     ({"kernel": "gauss"}, "valid kernels: cauchy, laplace"), ({"method": "exact"}, "method"),
+     ({"kernel": "gauss"}, "valid kernels: cauchy, laplace"), ({"method": "lazy"}, "method"),
      ({"knn_k": 1}, "knn_k"), ({"threshold": 1.5}, "threshold")],
 )
 def test_bad_parameters_are_clear_errors(params, match) -> None:
@@ -205,7 +248,7 @@ def test_bad_parameters_are_clear_errors(params, match) -> None:
 
 
 def test_dense_refuses_large_pools() -> None:
-    with pytest.raises(InvalidInputError, match="method='sparse'"):
+    with pytest.raises(InvalidInputError, match="method='exact' or 'sparse'"):
         MaxHerding(method="dense", dense_max_rows=50).select(blobs(60), 3)
 
 
@@ -262,12 +305,13 @@ def test_al_quality_benchmark_smoke(tmp_path) -> None:
     assert all(0 <= r["accuracy %"] <= 100 and r["seeds"] == 2 for r in res["rows"])
     assert len(res["rows"]) == 8 and not res["notes"].startswith("PARTIAL")
     out = subprocess.run(common + ["--speed", "--speed-sizes", "600", "--speed-budget", "20",
-                                   "--skal-max", "0"], env=env, capture_output=True, text=True,
-                         timeout=600)
+                                   "--skal-max", "0", "--speed-cache", str(tmp_path)],
+                         env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = json.loads((tmp_path / "al_quality-fmnist-speed.json").read_text())["rows"]
     by = {r["method"]: r for r in rows}
-    assert by["dense"]["loss vs dense %"] == 0 and by["sparse"]["coverage"] > 0
+    assert by["dense"]["loss vs exact %"] == 0 and by["exact"]["loss @10 %"] == 0
+    assert by["sparse"]["coverage"] > 0 and by["sparse"]["loss @10 %"] is not None
     assert by["sparse"]["peak MiB"] > 0 and by["scikit-activeml"]["seconds"] is None
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from curate.errors import InvalidInputError, NotFoundError
 
-__all__ = ["get_score", "score_names", "per_class_scores", "check_row_array", "CLASS_SEP"]
+__all__ = ["get_score", "get_uncertainty", "score_names", "per_class_scores", "check_row_array", "CLASS_SEP"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,38 @@ def get_score(scores: Any, name: Optional[str], n: int, *, who: str) -> np.ndarr
             )
         return check_row_array(scores[name], n, f"score {name!r}")
     return check_row_array(scores, n, "scores")
+
+
+def get_uncertainty(
+    scores: Any, name: Optional[str], n: int, *, who: str, one_minus: bool = False,
+    hint: str = "",
+) -> np.ndarray:
+    """Fetch a non-negative per-row uncertainty as float64 ``(n,)`` (see :func:`get_score`).
+
+    Parameters
+    ----------
+    scores, name, n, who :
+        As for :func:`get_score`.
+    one_minus : bool
+        The column holds a confidence-like value such as a margin ``p1 - p2``; use ``1 - value``.
+    hint : str
+        Appended to the error on a negative value (what the caller's user can do).
+
+    Raises
+    ------
+    InvalidInputError
+        As :func:`get_score`, or a negative value (the message names the first such row).
+    """
+    u = get_score(scores, name, n, who=who)
+    if one_minus:
+        u = 1.0 - u
+    if (u < 0).any():
+        row = int(np.flatnonzero(u < 0)[0])
+        raise InvalidInputError(
+            f"strategy {who!r} needs non-negative uncertainty; row {row} has {float(u[row])}"
+            + hint
+        )
+    return u
 
 
 def per_class_scores(

@@ -26,10 +26,18 @@ current best kernel value of ``x``; ties go to the lowest row. This follows the 
 The official code builds the full ``N x N`` kernel and draws a random subset of at most ~35k
 candidates. Here:
 
+* ``method="exact"``: the exact objective without any ``N x N`` matrix. The first gains are
+  computed in blocks of rows against all rows (O(N^2 d) time, O(N d + 2**20) memory); then
+  lazy greedy: gains only fall as picks are added (the objective is submodular), so an old gain
+  is an upper bound, and each step recomputes exactly, in chunks of ``EXACT_CHUNK`` rows, only
+  the stale rows whose bound could still beat the best exact gain. Same picks, gains and ties
+  as ``dense``. The wide official kernel leaves many near-equal gains, so many rows are
+  recomputed per pick: slower than ``dense`` where ``dense`` fits in memory (timings in
+  ``benchmarks/results/al_quality-fmnist-speed.json`` and ``al_quality-10k-speed.json``).
 * ``method="dense"``: the exact objective on the full quantised ``N x N`` int32 kernel, with
   exact incremental gain updates (only rows whose ``m`` rose are revisited). O(N^2) memory, so
   it refuses pools above ``dense_max_rows``. It is the reference of the tests.
-* ``method="sparse"`` (default): every row's kernel is restricted to its ``knn_k`` nearest
+* ``method="sparse"``: every row's kernel is restricted to its ``knn_k`` nearest
   neighbours (FAISS, through :func:`curate.selectors._neighbors.build_index` and ``knn``: a GPU
   copy of the flat index when FAISS sees one, IVF above 100k rows), self included; the candidates
   are the rows appearing in those lists (every row, through its self edge). Gains are updated
@@ -37,12 +45,22 @@ candidates. Here:
   listing ``s``, and only the ``knn_k`` candidates of those rows change gain. Labeled rows enter
   exactly: ``m(x)`` starts at the kernel of ``x``'s nearest labeled row (a FAISS search over the
   labeled rows), whether or not it is among ``x``'s neighbours.
+* ``method="auto"`` (default): ``exact`` up to ``exact_max_rows`` (20 000) rows, ``sparse``
+  above.
 
-Kernel values below ``threshold`` count as 0 in both methods. Whenever the ``knn_k`` lists hold
-every kernel value ``>= threshold`` (``info["lists_complete"]``: every row's last listed value is
-below ``threshold``, or ``knn_k >= N``), the sparse picks equal the dense ones with the same
-threshold; otherwise the run reports how many rows were cut (``info["rows_truncated"]``) and
-``benchmarks/al_quality.py --speed`` measures the coverage lost against the dense objective.
+Where the sparse method loses: only in the kernel truncation. Candidates are not restricted
+(every row is one through its self edge) and its greedy is exact on the truncated kernel (equal
+to dense whenever the lists are complete, tested). But the official rbf kernel with h = 1 on
+unit vectors is ``exp(-d^2) >= exp(-4) = 0.018`` for every pair, so no ``knn_k < N`` holds every
+kernel value: the far part of each row's kernel (everything beyond its ``knn_k``-th neighbour)
+counts as 0. It matters most for the first picks, whose gains come from far rows, and it
+changes which of many near-equal candidates wins: the picks differ while the coverage they reach
+stays close (``loss @10 / @30 / @50 %`` and ``loss vs exact %`` of the sparse rows in
+``benchmarks/results/al_quality-fmnist-speed.json``). Each herding curve is one deterministic
+pick set, so such a swap moves accuracy at 30-50 labels by a few points either way; on the
+Fashion-MNIST pool the sparse picks score 67.4 / 72.7% at 30 / 50 labels against 70.4 / 75.0%
+for the exact ones (``al_quality-fmnist-part-sparse.json``, ``al_quality-fmnist-part-ours.json``).
+That is why ``auto`` runs the exact method wherever it is affordable.
 
 Exactness: kernel values are integers in units of ``2**-24`` and row weights in units of
 ``2**-b`` of the largest weight (``b = min(24, 38 - ceil(log2(N + 1)))``), so every gain is an
@@ -76,7 +94,7 @@ import numpy as np
 from curate.errors import InvalidInputError
 from curate.selectors._distances import squared_norms
 from curate.selectors._neighbors import build_index, knn
-from curate.selectors._scores import get_score
+from curate.selectors._scores import get_uncertainty
 from curate.selectors.base import ScoresLike, Selection, Selector, validate_inputs
 
 __all__ = [
@@ -102,6 +120,10 @@ AUTO_SAMPLE = 20_000
 AUTO_QUERIES = 1000
 #: Largest pool of ``method="dense"`` (an N x N int32 kernel: 1.6 GB at 20k rows).
 DENSE_MAX_ROWS = 20_000
+#: Largest pool on which ``method="auto"`` runs the exact method (sparse above).
+EXACT_MAX_ROWS = 20_000
+#: Stale rows recomputed at once by the exact method (doubling within a step).
+EXACT_CHUNK = 64
 #: Listed pairs per block when building the sparse kernel (bounds its temporaries).
 PAIRS_PER_BLOCK = 1 << 22
 #: Rows per block when computing distances.
@@ -115,7 +137,7 @@ KERNELS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "cauchy": lambda r: 1.0 / (1.0 + r**2),
     "rational": lambda r: 1.0 / (1.0 + r**2 / 2.0),
 }
-_METHODS = ("sparse", "dense")
+_METHODS = ("auto", "exact", "sparse", "dense")
 _TRANSFORMS = ("identity", "one_minus")
 
 
@@ -324,18 +346,54 @@ def _masked_argmax(g: np.ndarray, avail: np.ndarray) -> int:
 
 
 # ------------------------------------------------------------------------------------- dense
+def _kernel_block(x64: np.ndarray, n2: np.ndarray, rows: Any, cols: Any, kernel: str,
+                  h: float, threshold: float) -> np.ndarray:
+    """Quantised kernel ``k(x_rows, x_cols)`` as int64 ``(len(rows), len(cols))``.
+
+    ``rows`` / ``cols`` are slices or index arrays of the float64 normalised rows ``x64``; the
+    distance of a row to itself is exactly 0. The dense and the exact method both read their
+    kernel values here, so they quantise the same distances.
+    """
+    r = np.arange(x64.shape[0])[rows]
+    c = np.arange(x64.shape[0])[cols]
+    d2 = n2[r, None] + n2[None, c] - 2.0 * (x64[rows] @ x64[cols].T)
+    d = np.sqrt(np.maximum(d2, 0.0))
+    d[r[:, None] == c[None, :]] = 0.0
+    return kernel_values(d, kernel, h, threshold)
+
+
+def _rows_per_block(n_cols: int) -> int:
+    """Rows per kernel block so that a block holds about ``2**20`` values (O(chunk) memory)."""
+    return max(1, min(_BLOCK, (1 << 20) // max(1, n_cols)))
+
+
 def _dense_kernel(xn: np.ndarray, kernel: str, h: float, threshold: float) -> np.ndarray:
     n = xn.shape[0]
     x64 = xn.astype(np.float64)
     n2 = (x64 * x64).sum(axis=1)
     kq = np.empty((n, n), dtype=np.int32)
     for b in range(0, n, _BLOCK):
-        d2 = n2[b : b + _BLOCK, None] + n2[None, :] - 2.0 * (x64[b : b + _BLOCK] @ x64.T)
-        d = np.sqrt(np.maximum(d2, 0.0))
-        r = np.arange(b, min(n, b + _BLOCK))
-        d[r - b, r] = 0.0
-        kq[b : b + _BLOCK] = kernel_values(d, kernel, h, threshold)
+        kq[b : b + _BLOCK] = _kernel_block(x64, n2, slice(b, b + _BLOCK), slice(None), kernel, h,
+                                           threshold)
     return kq
+
+
+def _take_best(
+    g: np.ndarray, avail: np.ndarray, picks: list[int], gains: list[int], budget: int, seed: int
+) -> Optional[int]:
+    """One greedy step on exact gains ``g``: the available row of largest gain (lowest on ties),
+    appended to ``picks`` / ``gains`` and made unavailable; ``None`` once no gain is positive,
+    after filling the rest of the budget with seeded random picks."""
+    p = _masked_argmax(g, avail)
+    if not (avail[p] and g[p] > 0):
+        rest = _fallback(avail, budget - len(picks), seed)
+        picks.extend(int(v) for v in rest)
+        gains.extend([0] * rest.size)
+        return None
+    picks.append(p)
+    gains.append(int(g[p]))
+    avail[p] = False
+    return p
 
 
 def _dense_greedy(
@@ -349,15 +407,9 @@ def _dense_greedy(
     picks: list[int] = []
     gains: list[int] = []
     for step in range(budget):
-        p = _masked_argmax(g, avail)
-        if not (avail[p] and g[p] > 0):
-            rest = _fallback(avail, budget - step, seed)
-            picks.extend(int(v) for v in rest)
-            gains.extend([0] * rest.size)
-            return picks, gains, int(rest.size)
-        picks.append(p)
-        gains.append(int(g[p]))
-        avail[p] = False
+        p = _take_best(g, avail, picks, gains, budget, seed)
+        if p is None:
+            return picks, gains, budget - step
         col = kq[:, p].astype(np.int64)
         xs = np.flatnonzero(col > m)
         for b in range(0, xs.size, _BLOCK):
@@ -368,6 +420,87 @@ def _dense_greedy(
             g -= wq[r] @ (old - new)
         m[xs] = col[xs]
     return picks, gains, 0
+
+
+# ------------------------------------------------------------------------------------- exact
+def _exact_gains(x64: np.ndarray, n2: np.ndarray, cols: Optional[np.ndarray], m: np.ndarray,
+                 wq: np.ndarray, kernel: str, h: float, threshold: float) -> np.ndarray:
+    """Exact gains ``sum_x w(x) max(k(x, c) - m(x), 0)`` of the rows ``cols`` (int64; ``None``:
+    every row).
+
+    The kernel is computed in blocks of rows against ``cols``: O(N * |cols| * d) time,
+    O(2**20 + N) memory.
+    """
+    n = x64.shape[0]
+    size = n if cols is None else cols.size
+    sel = slice(None) if cols is None else cols
+    g = np.zeros(size, dtype=np.int64)
+    step = _rows_per_block(size)
+    for b in range(0, n, step):
+        kb = _kernel_block(x64, n2, slice(b, b + step), sel, kernel, h, threshold)
+        g += wq[b : b + step] @ np.maximum(kb - m[b : b + step, None], 0)
+    return g
+
+
+def _exact_best(x64: np.ndarray, n2: np.ndarray, lab_rows: np.ndarray, kernel: str, h: float,
+                threshold: float) -> np.ndarray:
+    """``m(x)``: best quantised kernel value of each row over the labeled rows (0 with none)."""
+    n = x64.shape[0]
+    m = np.zeros(n, dtype=np.int64)
+    if lab_rows.size == 0:
+        return m
+    step = _rows_per_block(lab_rows.size)
+    for b in range(0, n, step):
+        m[b : b + step] = _kernel_block(x64, n2, slice(b, b + step), lab_rows, kernel, h,
+                                        threshold).max(axis=1)
+    return m
+
+
+def _exact_greedy(
+    x64: np.ndarray, n2: np.ndarray, kernel: str, h: float, threshold: float, m: np.ndarray,
+    wq: np.ndarray, avail: np.ndarray, budget: int, seed: int, chunk: int,
+) -> tuple[list[int], list[int], int, int]:
+    """Exact greedy without the N x N kernel: lazy evaluation of exact gains in chunks.
+
+    Gains only fall as ``m`` rises (the objective is submodular), so a gain computed at an
+    earlier step is an upper bound. Each step takes the available row of largest bound (lowest
+    row on ties); when its bound was computed at this step it is the exact greedy pick (every
+    other bound is at most its value, and a tie with a lower row would have been taken first),
+    otherwise the ``chunk`` stale rows of largest bound are recomputed (doubling the chunk while
+    the step goes on). Picks, gains and ties equal :func:`_dense_greedy` on the same quantised
+    kernel. O(N^2 d) time for the first gains, then O(N d) per recomputed row and per pick;
+    O(N d + 2**20) memory. Returns picks, gains, fallbacks and the number of recomputed rows.
+    """
+    n = x64.shape[0]
+    g = _exact_gains(x64, n2, None, m, wq, kernel, h, threshold)
+    stamp = np.zeros(n, dtype=np.int64)  # step at which g[row] was computed
+    picks: list[int] = []
+    gains: list[int] = []
+    recomputed = 0
+    for step in range(budget):
+        size = chunk
+        while True:
+            p = _masked_argmax(g, avail)
+            if stamp[p] == step or not (avail[p] and g[p] > 0):
+                break
+            stale = np.flatnonzero(avail & (stamp != step))
+            if stale.size > size:
+                top = np.argpartition(-g[stale], size - 1)[:size]
+                stale = np.sort(stale[top])
+            g[stale] = _exact_gains(x64, n2, stale, m, wq, kernel, h, threshold)
+            stamp[stale] = step
+            recomputed += int(stale.size)
+            size = min(2 * size, 1 << 14)
+        p = _take_best(g, avail, picks, gains, budget, seed)
+        if p is None:
+            return picks, gains, budget - step, recomputed
+        col = np.empty(n, dtype=np.int64)
+        rstep = _rows_per_block(1)
+        for b in range(0, n, rstep):
+            col[b : b + rstep] = _kernel_block(x64, n2, slice(b, b + rstep), np.array([p]),
+                                               kernel, h, threshold)[:, 0]
+        np.maximum(m, col, out=m)
+    return picks, gains, 0, recomputed
 
 
 # ------------------------------------------------------------------------------------ sparse
@@ -463,15 +596,9 @@ def _sparse_greedy(
     picks: list[int] = []
     gains: list[int] = []
     for step in range(budget):
-        p = _masked_argmax(g, avail)
-        if not (avail[p] and g[p] > 0):
-            rest = _fallback(avail, budget - step, seed)
-            picks.extend(int(v) for v in rest)
-            gains.extend([0] * rest.size)
-            return picks, gains, int(rest.size)
-        picks.append(p)
-        gains.append(int(g[p]))
-        avail[p] = False
+        p = _take_best(g, avail, picks, gains, budget, seed)
+        if p is None:
+            return picks, gains, budget - step
         lo, hi = kk.rev_ptr[p], kk.rev_ptr[p + 1]
         xs = kk.rev_src[lo:hi].astype(np.int64)
         ks = kk.rev_kq[lo:hi].astype(np.int64)
@@ -531,16 +658,21 @@ class MaxHerding(Selector):
         the label-free rule of the module docstring.
     kernel : str
         ``rbf`` (default), ``tophat``, ``student``, ``laplace``, ``cauchy`` or ``rational``.
-    method : {"sparse", "dense"}
-        Neighbour-restricted kernel (any N) or the exact full kernel (N <= ``dense_max_rows``).
+    method : {"auto", "exact", "sparse", "dense"}
+        ``"exact"``: the exact greedy by lazy chunked gains, no N x N matrix (O(N^2 d) time);
+        ``"sparse"``: the neighbour-restricted kernel (any N; see the module docstring for its
+        loss); ``"auto"`` (default): exact up to ``exact_max_rows`` rows, sparse above;
+        ``"dense"``: the full kernel in memory (N <= ``dense_max_rows``), the tests' reference.
     knn_k : int
         Neighbours per row of the sparse kernel (self included).
     threshold : float
-        Kernel values below it count as 0 (both methods).
+        Kernel values below it count as 0 (every method).
     index_kind, nprobe, nlist :
         FAISS index of the sparse kNN (``"auto"``: exact flat up to 100k rows, IVF above).
     dense_max_rows : int
         Largest pool accepted by ``method="dense"``.
+    exact_max_rows : int
+        Largest pool on which ``method="auto"`` is exact.
 
     Notes
     -----
@@ -551,8 +683,9 @@ class MaxHerding(Selector):
 
     Cost, sparse: one FAISS kNN (O(N^2 d) exact flat, sub-quadratic with IVF), O(N k d) for the
     float64 distances, O(N k) memory for the lists (int32 indices and values, both directions),
-    greedy O(budget * N + k * rows whose best value rose). Dense: O(N^2 d) time and O(N^2)
-    memory. No ``N x N`` matrix in the sparse method.
+    greedy O(budget * N + k * rows whose best value rose). Exact: O(N^2 d) for the first gains,
+    O(N d) per recomputed row and per pick, O(N d) memory. Dense: O(N^2 d) time and O(N^2)
+    memory. No ``N x N`` matrix in the exact and sparse methods (``auto`` picks one of them).
     """
 
     name = "maxherding"
@@ -561,13 +694,14 @@ class MaxHerding(Selector):
         self,
         bandwidth: Union[float, str] = DEFAULT_BANDWIDTH,
         kernel: str = "rbf",
-        method: str = "sparse",
+        method: str = "auto",
         knn_k: int = 64,
         threshold: float = 0.0,
         index_kind: str = "auto",
         nprobe: Optional[int] = None,
         nlist: Optional[int] = None,
         dense_max_rows: int = DENSE_MAX_ROWS,
+        exact_max_rows: int = EXACT_MAX_ROWS,
     ) -> None:
         self.bandwidth = _check_bandwidth(bandwidth)
         self.kernel = _check_kernel(kernel)
@@ -588,6 +722,7 @@ class MaxHerding(Selector):
         self.nprobe = None if nprobe is None else int(nprobe)
         self.nlist = None if nlist is None else int(nlist)
         self.dense_max_rows = int(dense_max_rows)
+        self.exact_max_rows = int(exact_max_rows)
 
     # hooks of UHerding
     def _weights(
@@ -616,10 +751,13 @@ class MaxHerding(Selector):
         inp = validate_inputs(vectors, budget, labeled)
         n = inp.vectors.shape[0]
         weights, info = self._weights(scores, n, inp.labeled)
-        if self.method == "dense" and n > self.dense_max_rows:
+        method = self.method
+        if method == "auto":
+            method = "exact" if n <= self.exact_max_rows else "sparse"
+        if method == "dense" and n > self.dense_max_rows:
             raise InvalidInputError(
                 f"method='dense' builds an N x N kernel; {n} rows exceed dense_max_rows="
-                f"{self.dense_max_rows}: use method='sparse'"
+                f"{self.dense_max_rows}: use method='exact' or 'sparse'"
             )
         clock = _Clock()
         xn = _normalize(inp.vectors)
@@ -627,12 +765,23 @@ class MaxHerding(Selector):
         info.update(hinfo)
         clock.stage("bandwidth")
         if inp.budget == 0:
-            info.update(bandwidth=h, kernel=self.kernel, method=self.method, fallbacks=0)
+            info.update(bandwidth=h, kernel=self.kernel, method=method, fallbacks=0)
             return Selection(np.empty(0, np.int64), np.empty(0, np.float64), info)
         lab_rows = np.flatnonzero(inp.labeled)
         wq, unit = _quantize_weights(weights, n)
         avail = ~inp.labeled
-        if self.method == "dense":
+        if method == "exact":
+            x64 = xn.astype(np.float64)
+            n2 = (x64 * x64).sum(axis=1)
+            m = _exact_best(x64, n2, lab_rows, self.kernel, h, self.threshold)
+            clock.stage("labeled")
+            m0 = float(m.mean()) / _KSCALE
+            picks, gains, fallbacks, recomputed = _exact_greedy(
+                x64, n2, self.kernel, h, self.threshold, m, wq, avail, inp.budget, seed,
+                EXACT_CHUNK)
+            del x64
+            info.update(gains_recomputed=recomputed)
+        elif method == "dense":
             kq = _dense_kernel(xn, self.kernel, h, self.threshold)
             clock.stage("kernel")
             m = np.zeros(n, np.int64)
@@ -656,7 +805,7 @@ class MaxHerding(Selector):
         info.update(
             bandwidth=h,
             kernel=self.kernel,
-            method=self.method,
+            method=method,
             threshold=self.threshold,
             initial_coverage=m0,
             coverage=float(m.mean()) / _KSCALE,
@@ -720,17 +869,11 @@ class UHerding(MaxHerding):
     def _weights(
         self, scores: ScoresLike, n: int, labeled: np.ndarray
     ) -> tuple[Optional[np.ndarray], dict]:
-        u = get_score(scores, self.score, n, who=self.name)
-        if self.score_transform == "one_minus":
-            u = 1.0 - u
-        if (u < 0).any():
-            row = int(np.flatnonzero(u < 0)[0])
-            raise InvalidInputError(
-                f"strategy {self.name!r} needs non-negative uncertainty; row {row} has "
-                f"{float(u[row])}"
-                + (" (is the score a margin? set score_transform='one_minus')"
-                   if self.score_transform == "identity" else "")
-            )
+        one_minus = self.score_transform == "one_minus"
+        u = get_uncertainty(
+            scores, self.score, n, who=self.name, one_minus=one_minus,
+            hint="" if one_minus else " (is the score a margin? set score_transform='one_minus')",
+        )
         if not labeled.any():
             return None, {"uncertainty": "uniform (no labeled rows)"}
         u = u.copy()

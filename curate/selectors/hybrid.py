@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from curate.errors import InvalidInputError
-from curate.selectors._scores import get_score
+from curate.selectors._scores import get_score, get_uncertainty
 from curate.selectors.base import ScoresLike, Selection, Selector, validate_inputs
 from curate.selectors.kcenter import KCenterGreedy, greedy_kcenter, resolve_backend
 from curate.selectors.probcover import ProbCover, UncertaintyProbCover
@@ -28,15 +28,6 @@ __all__ = ["UncertaintyKCenter", "UncertaintyPrefilter", "UncertaintyProbCover"]
 logger = logging.getLogger(__name__)
 
 _INNER: dict[str, type[Selector]] = {KCenterGreedy.name: KCenterGreedy, ProbCover.name: ProbCover}
-
-
-def _check_uncertainty(u: np.ndarray, who: str) -> np.ndarray:
-    if (u < 0).any():
-        row = int(np.flatnonzero(u < 0)[0])
-        raise InvalidInputError(
-            f"strategy {who!r} needs non-negative uncertainty; row {row} has {float(u[row])}"
-        )
-    return u
 
 
 class UncertaintyKCenter(Selector):
@@ -88,7 +79,7 @@ class UncertaintyKCenter(Selector):
     ) -> Selection:
         """Pick ``budget`` rows by weighted farthest-first traversal; see :class:`Selector`."""
         inp = validate_inputs(vectors, budget, labeled)
-        u = _check_uncertainty(get_score(scores, self.score, inp.vectors.shape[0], who=self.name), self.name)
+        u = get_uncertainty(scores, self.score, inp.vectors.shape[0], who=self.name)
         backend, device = resolve_backend(self.backend, self.device)
         weights = u**self.beta
         first = None

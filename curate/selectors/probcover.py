@@ -75,7 +75,7 @@ from curate.selectors._neighbors import (
     row_chunks,
     transpose_csr,
 )
-from curate.selectors._scores import get_score
+from curate.selectors._scores import get_uncertainty
 from curate.selectors.base import ScoresLike, Selection, Selector, validate_inputs
 
 __all__ = [
@@ -870,10 +870,4 @@ class UncertaintyProbCover(ProbCover):
         self.score = score
 
     def _weights(self, scores: ScoresLike, n: int) -> Optional[np.ndarray]:
-        u = get_score(scores, self.score, n, who=self.name)
-        if (u < 0).any():
-            raise InvalidInputError(
-                f"strategy {self.name!r} needs non-negative uncertainty; row "
-                f"{int(np.flatnonzero(u < 0)[0])} has {float(u.min())}"
-            )
-        return u
+        return get_uncertainty(scores, self.score, n, who=self.name)
