@@ -1,0 +1,117 @@
+"""Tiny smoke runs of the benchmarks that had none (results go to a tmp dir, never the committed ones).
+
+Each runs the benchmark's own command line at a size that finishes in seconds to a minute and
+checks the result file it wrote: the columns, a row per measured method and the named peer where
+the benchmark has one. ``test_every_benchmark_has_a_smoke_run`` keeps it that way: a new
+``benchmarks/NAME.py`` without a test naming ``benchmarks.NAME`` fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.results_io import read_result
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Modules of benchmarks/ that are tools, not benchmarks.
+NOT_BENCHMARKS = {"__init__", "report", "results_io"}
+
+
+def _run(module: str, args: list[str], results: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CURATE_RESULTS_DIR": str(results),
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def _only_result(results: Path) -> dict:
+    files = sorted(results.glob("*.json"))
+    assert len(files) == 1, [f.name for f in files]
+    data = read_result(files[0])
+    assert data["rows"] and set(data["columns"]) == set(data["rows"][0])
+    assert data["commit"] and data["machine"]["cpus"] and data["args"]
+    return data
+
+
+def test_every_benchmark_has_a_smoke_run() -> None:
+    tests = "\n".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    missing = []
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        name = path.stem
+        if name in NOT_BENCHMARKS:
+            continue
+        if not re.search(rf"benchmarks[./]{name}\b|from benchmarks import {name}\b", tests):
+            missing.append(name)
+    assert not missing, f"benchmarks without a smoke run in tests/: {missing}"
+
+
+def test_nuscenes_ingest_smoke(tmp_path: Path) -> None:
+    _run("benchmarks.nuscenes_ingest", ["--samples", "24"], tmp_path)
+    data = _only_result(tmp_path)
+    methods = [r["method"] for r in data["rows"]]
+    assert any("devkit" in m for m in methods) and any("curate ingest" in m for m in methods)
+    assert all(r["samples"] == 24 and r["boxes"] > 0 for r in data["rows"])
+
+
+def test_embed_throughput_smoke(tmp_path: Path) -> None:
+    _run("benchmarks.embed_throughput", ["--frames", "6", "--repeats", "1", "--workers", "0", "1",
+                                         "--models", "bev-hist", "--batch-size", "2",
+                                         "--name", "smoke"], tmp_path)
+    data = _only_result(tmp_path)
+    assert len(data["rows"]) >= 2
+
+
+def test_probcover_delta_smoke(tmp_path: Path) -> None:
+    _run("benchmarks.probcover_delta", ["--n", "1500", "--dim", "16", "--max-balls", "16,64"], tmp_path)
+    assert len(_only_result(tmp_path)["rows"]) >= 2
+
+
+def test_ivf_nprobe_smoke(tmp_path: Path) -> None:
+    _run("benchmarks.ivf_nprobe", ["--n", "3000", "--dim", "16", "--queries", "20"], tmp_path)
+    assert len(_only_result(tmp_path)["rows"]) >= 2
+
+
+def test_ray_scale_select_and_cost_smoke(tmp_path: Path) -> None:
+    """Sharded vs exact selection (local engine) on a tiny pool, then the 100M cost model from it
+    and the committed embedding measurements."""
+    import shutil
+
+    _run("benchmarks.ray_scale", ["select", "--n", "2000", "--dim", "16", "--budget", "20",
+                                  "--shards", "2", "--engines", "local", "--name", "ray_scale-select"],
+         tmp_path)
+    assert _only_result(tmp_path)["rows"]
+    shutil.copy(ROOT / "benchmarks" / "results" / "ray_scale-embed.json", tmp_path)
+    _run("benchmarks.ray_scale", ["cost", "--name", "cost-smoke"], tmp_path)
+    assert read_result(tmp_path / "cost-smoke.json")["rows"]
+
+
+def test_eval_embeddings_smoke(tmp_path: Path, ws) -> None:
+    _run("benchmarks.eval_embeddings", ["--workspace", str(ws.path), "--embed", "bev-hist",
+                                        "--labels", "none", "--name", "eval-smoke"], tmp_path / "results")
+    data = _only_result(tmp_path / "results")
+    assert any("bev-hist" in str(r.values()) for r in data["rows"])
+
+
+def test_loop_smoke(tmp_path: Path) -> None:
+    """One round of the strategy A/B with the tiny PointPillars, one seed, two strategies."""
+    _run("benchmarks.loop", ["al", "--root", str(tmp_path / "loop"), "--frames", "40",
+                             "--pool-size", "24", "--val-size", "8", "--initial", "4", "--budget", "4",
+                             "--rounds", "2", "--seeds", "0", "--strategies", "random,kcenter",
+                             "--epochs", "1", "--initial-epochs", "1", "--name", "loop-smoke"],
+         tmp_path / "results")
+    data = _only_result(tmp_path / "results")
+    assert {r["strategy"] for r in data["rows"]} == {"random", "kcenter"}
+
+
+def test_nuscenes_loop_smoke(tmp_path: Path) -> None:
+    """The 2-round CenterPoint loop through the CLI on a tiny nuScenes-format pool."""
+    _run("benchmarks.nuscenes_loop", ["--frames", "16", "--per-scene", "8", "--initial", "4",
+                                      "--budget", "4", "--epochs", "1", "--skip-peer"],
+         tmp_path)
+    assert _only_result(tmp_path)["rows"]
