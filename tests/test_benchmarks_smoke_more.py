@@ -95,7 +95,8 @@ def test_eval_embeddings_smoke(tmp_path: Path, ws) -> None:
     _run("benchmarks.eval_embeddings", ["--workspace", str(ws.path), "--embed", "bev-hist",
                                         "--labels", "none", "--name", "eval-smoke"], tmp_path / "results")
     data = _only_result(tmp_path / "results")
-    assert any("bev-hist" in str(r.values()) for r in data["rows"])
+    assert "bev-hist" in data["columns"]  # one column per embedding, one row per metric
+    assert any(isinstance(r["bev-hist"], float) for r in data["rows"])
 
 
 def test_loop_smoke(tmp_path: Path) -> None:
