@@ -14,14 +14,13 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from curate import _tables as T
 from curate._version import __version__
 from curate.api import EmbedReport, IngestReport, LabelReport, Problem, RunRecord, SelectionResult
 from curate.api import EmbeddingEvaluation, SearchResult, finite_or_none
 from curate.embedding_eval import evaluate_embeddings
-from curate.errors import CorruptDataError, CurateError, InvalidInputError, NotFoundError
+from curate.errors import CorruptDataError, InvalidInputError, NotFoundError
 from curate.export import export_run
 from curate.fusion import fuse_embeddings
 from curate.interface import WorkspaceAPI
@@ -38,7 +37,6 @@ from curate.search import search
 from curate.selectors._distances import min_sq_dist_to_set
 from curate.selectors.sharded import Sharded
 from curate.sources.base import BadFrame, FrameRecord, Source
-from curate.sources.pointcloud import read_points
 from curate.store_queries import (
     check_embedding_name,
     embedding_names,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Optional
 
 from embedders.base import Embedder
 from embedders.errors import EmbedderError
@@ -40,25 +40,44 @@ def list_embedders() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def register_embedder(name: str, factory: EmbedderFactory, *, replace: bool = False) -> None:
-    """Register ``factory`` under ``name`` (for plug-ins; built-ins are listed in ``_REGISTRY``).
+def register_embedder(
+    name: str, factory: Optional[EmbedderFactory] = None, *, replace: bool = False
+) -> Any:
+    """Register ``factory`` under ``name``; with no factory, a decorator that registers its target.
+
+    The same style as :func:`curate.selectors.register_selector` and
+    :func:`curate.sources.register_source`: one registration (a call, or a decorator on the
+    definition) makes a name usable everywhere (Python, CLI, HTTP, configs).
 
     Parameters
     ----------
     name : str
         Registry name.
-    factory : callable
-        ``factory(**options) -> Embedder``.
+    factory : callable, optional
+        ``factory(**options) -> Embedder``. Omit it to use ``@register_embedder(name)``.
     replace : bool, default False
         Allow overwriting an existing name.
+
+    Returns
+    -------
+    callable
+        ``factory`` (or the decorator when it is omitted).
+
+    Raises
+    ------
+    EmbedderError
+        ``factory`` is not callable, or ``name`` is taken and ``replace`` is false.
     """
+    if factory is None:
+        return lambda target: register_embedder(name, target, replace=replace)
     if not callable(factory):
         raise EmbedderError(f"embedder factory for {name!r} must be callable")
-    if name in _REGISTRY and not replace:
+    if name in _REGISTRY and _REGISTRY[name] is not factory and not replace:
         raise EmbedderError(
             f"embedder {name!r} is already registered; pass replace=True to override"
         )
     _REGISTRY[name] = factory
+    return factory
 
 
 def _check_options(name: str, factory: EmbedderFactory, options: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from curate.selectors.kcenter import KCenterGreedy
 from curate.selectors.mgral import MGRAL
 from curate.selectors.probcover import ProbCover, UncertaintyProbCover
 from curate.selectors.random import Random
-from curate.selectors.registry import SELECTORS, create_selector, list_selectors, register
+from curate.selectors.registry import SELECTORS, create_selector, list_selectors, register_selector
 from curate.selectors.sharded import Sharded
 from curate.selectors.typiclust import TypiClust
 from curate.selectors.uncertainty import ClassQuota, TopK
@@ -47,7 +47,7 @@ __all__ = [
     "SELECTORS",
     "create_selector",
     "list_selectors",
-    "register",
+    "register_selector",
     "validate_inputs",
 ]
 
@@ -72,4 +72,4 @@ for _cls in (
     Sharded,
     MGRAL,
 ):
-    register(_cls)
+    register_selector(_cls)

@@ -10,35 +10,42 @@ selector modules and the package never import each other.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Optional
 
 from curate.errors import InvalidInputError, NotFoundError
 from curate.selectors.base import Selector
 
-__all__ = ["SELECTORS", "register", "list_selectors", "create_selector"]
+__all__ = ["SELECTORS", "register_selector", "list_selectors", "create_selector"]
 
 logger = logging.getLogger(__name__)
 
-#: Registry: strategy name -> selector class (filled by :func:`register`).
+#: Registry: strategy name -> selector class (filled by :func:`register_selector`).
 SELECTORS: dict[str, type[Selector]] = {}
 
 
-def register(cls: type[Selector]) -> type[Selector]:
-    """Register a selector class under its ``name`` (usable as a class decorator).
+def register_selector(cls: Optional[type[Selector]] = None, *, name: Optional[str] = None) -> Any:
+    """Register a selector class under ``name`` (default: its ``name`` attribute).
+
+    Usable as a call (``register_selector(MySelector)``) or a class decorator (``@register_selector``
+    or ``@register_selector(name="mine")``): the same style as
+    :func:`embedders.register_embedder` and :func:`curate.sources.register_source`, one
+    registration makes the strategy usable in Python, the CLI, HTTP and loop configs.
 
     Raises
     ------
     InvalidInputError
         The class has no name, or another class already holds it.
     """
-    name = getattr(cls, "name", "")
-    if not name:
+    if cls is None:
+        return lambda target: register_selector(target, name=name)
+    key = name or getattr(cls, "name", "")
+    if not key:
         raise InvalidInputError(f"selector class {cls.__name__} has no name to register it under")
-    if SELECTORS.get(name, cls) is not cls:
+    if SELECTORS.get(key, cls) is not cls:
         raise InvalidInputError(
-            f"strategy name {name!r} is taken by {SELECTORS[name].__name__}; choose another name"
+            f"strategy name {key!r} is taken by {SELECTORS[key].__name__}; choose another name"
         )
-    SELECTORS[name] = cls
+    SELECTORS[key] = cls
     return cls
 
 
