@@ -14,18 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from bench_run import run_benchmark  # tests/bench_run.py
 from benchmarks.results_io import read_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(module: str, args: list[str], results: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CURATE_RESULTS_DIR": str(results),
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
+    return run_benchmark(module, args, results, timeout)
 
 
 def _result(results: Path, name: str, benchmark: str) -> dict:

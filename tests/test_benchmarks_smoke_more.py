@@ -8,12 +8,11 @@ the benchmark has one. ``test_every_benchmark_has_a_smoke_run`` keeps it that wa
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
+from bench_run import run_benchmark  # tests/bench_run.py
 from benchmarks.results_io import read_result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,12 +21,7 @@ NOT_BENCHMARKS = {"__init__", "report", "results_io"}
 
 
 def _run(module: str, args: list[str], results: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CURATE_RESULTS_DIR": str(results),
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
+    return run_benchmark(module, args, results, timeout)
 
 
 def _only_result(results: Path) -> dict:
