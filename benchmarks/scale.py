@@ -371,24 +371,18 @@ def main(argv: Optional[list[str]] = None) -> None:
         print(f"{n:>9}  {phase:<13} {what:<42} {sec:>9} {pk:>8}  {notes}", flush=True)
 
     def report_build(n: int, b: dict[str, Any]) -> None:
-        row(n, "ingest", "total", b["ingest_total_s"], None,
-            f"{n // args.ingest_batch} batches of {args.ingest_batch}")
-        for d in b["ingest_batches"]:
-            row(n, "ingest", f"batch (mean) up to {d['rows']} rows", d["seconds"], None,
-                f"median {d['median_seconds']:.3f}, max {d['max_seconds']:.2f}")
-        fl, fc = b["ingest_flatness"], b["ingest_cpu_flatness"]
-        row(n, "ingest", "flatness: max decile / first decile", fl["max_over_first_mean"], None,
-            f"wall, mean (amortised); medians {fl['max_over_first_median']:.2f}; CPU time: mean "
-            f"{fc['max_over_first_mean']:.2f}, medians {fc['max_over_first_median']:.2f}")
-        row(n, "embed-commit", "total", b["commit_total_s"], None,
-            f"write_vectors of {args.commit_rows} rows each")
-        for d in b["commit_batches"]:
-            row(n, "embed-commit", f"commit (mean) up to {d['rows']} rows", d["seconds"], None,
-                f"median {d['median_seconds']:.3f}, max {d['max_seconds']:.2f}")
-        fl, fc = b["commit_flatness"], b["commit_cpu_flatness"]
-        row(n, "embed-commit", "flatness: max decile / first decile", fl["max_over_first_mean"],
-            None, f"wall, mean (amortised); medians {fl['max_over_first_median']:.2f}; CPU "
-            f"time: mean {fc['max_over_first_mean']:.2f}, medians {fc['max_over_first_median']:.2f}")
+        for phase, key, unit, total_note in (
+            ("ingest", "ingest", "batch", f"{n // args.ingest_batch} batches of {args.ingest_batch}"),
+            ("embed-commit", "commit", "commit", f"write_vectors of {args.commit_rows} rows each"),
+        ):
+            row(n, phase, "total", b[f"{key}_total_s"], None, total_note)
+            for d in b[f"{key}_batches"]:
+                row(n, phase, f"{unit} (mean) up to {d['rows']} rows", d["seconds"], None,
+                    f"median {d['median_seconds']:.3f}, max {d['max_seconds']:.2f}")
+            fl, fc = b[f"{key}_flatness"], b[f"{key}_cpu_flatness"]
+            row(n, phase, "flatness: max decile / first decile", fl["max_over_first_mean"], None,
+                f"wall, mean (amortised); medians {fl['max_over_first_median']:.2f}; CPU time: mean "
+                f"{fc['max_over_first_mean']:.2f}, medians {fc['max_over_first_median']:.2f}")
         row(n, "count", "count(where)", b["count_s"], None, f"{b['count']} rows: {b['count_where']}")
         row(n, "search", "first (builds the index)", b["search_first_s"])
         row(n, "search", "cached (median of 5)", b["search_cached_s"])

@@ -290,6 +290,24 @@ def submit_loop(req: LoopRequest, state: ServerState = Depends(server_state)) ->
     return state.jobs.submit("loop", req.model_dump(), run)
 
 
+def _submit_training(req: PretrainRequest, state: ServerState, load: Callable[[Any], Any],
+                     train: Callable[..., Any]) -> JobStatus:
+    """Queue a pretraining job: confine a config path, ``load`` it (validates before queueing),
+    then run ``train(cfg, progress=...)`` with progress counted in training steps."""
+    config: Any = req.config
+    if isinstance(config, str):
+        config = str(confine_path(config, state.data_roots, "pretraining config"))
+    cfg = load(config)
+    plain_name(cfg.name, "pretraining name")
+    require_samples(state.workspace.store)
+
+    def run(job: Job) -> dict:
+        job.advance(0, int(cfg.train.steps))
+        return encode_floats(train(cfg, progress=job.reporter("step")).model_dump())
+
+    return state.jobs.submit("pretrain", req.model_dump(), run)
+
+
 @handles("submit_pretrain", response_model=JobStatus, status_code=202,
           tags=["jobs"])
 def submit_pretrain(req: PretrainRequest, state: ServerState = Depends(server_state)) -> JobStatus:
@@ -299,19 +317,7 @@ def submit_pretrain(req: PretrainRequest, state: ServerState = Depends(server_st
     """
     from curate.pretraining import read_config
 
-    config: Any = req.config
-    if isinstance(config, str):
-        config = str(confine_path(config, state.data_roots, "pretraining config"))
-    cfg = read_config(config)  # validates before queueing
-    plain_name(cfg.name, "pretraining name")
-    require_samples(state.workspace.store)
-    ws = state.workspace
-
-    def run(job: Job) -> dict:
-        job.advance(0, int(cfg.train.steps))
-        return encode_floats(ws.pretrain(cfg, progress=job.reporter("step")).model_dump())
-
-    return state.jobs.submit("pretrain", req.model_dump(), run)
+    return _submit_training(req, state, read_config, state.workspace.pretrain)
 
 
 @handles("submit_pretrain_image", response_model=JobStatus, status_code=202,
@@ -324,23 +330,13 @@ def submit_pretrain_image(req: PretrainRequest, state: ServerState = Depends(ser
     from embedders import EmbedderError
     from embedders.pretrain_image import load_image_config
 
-    config: Any = req.config
-    if isinstance(config, str):
-        config = str(confine_path(config, state.data_roots, "pretraining config"))
-    try:
-        cfg = load_image_config(config)  # validates before queueing
-    except EmbedderError as exc:
-        raise InvalidInputError(str(exc)) from exc
-    plain_name(cfg.name, "pretraining name")
-    require_samples(state.workspace.store)
+    def load(config: Any) -> Any:
+        try:
+            return load_image_config(config)
+        except EmbedderError as exc:
+            raise InvalidInputError(str(exc)) from exc
 
-    ws = state.workspace
-
-    def run(job: Job) -> dict:
-        job.advance(0, int(cfg.train.steps))
-        return encode_floats(ws.pretrain_image(cfg, progress=job.reporter("step")).model_dump())
-
-    return state.jobs.submit("pretrain", req.model_dump(), run)
+    return _submit_training(req, state, load, state.workspace.pretrain_image)
 
 
 @handles("jobs", response_model=list[JobStatus], tags=["jobs"])
