@@ -36,6 +36,28 @@ test per strategy against random (over (seed, round >= 1) cells, on mAP and on m
 box) and the table's error pooled over the mgral cells (Spearman, MAE). The full study is
 ``--seeds 0,1,2,3,4 --rounds 5 --strategies random,entropy,kcenter,kcenter_weighted,mgral``.
 
+**High-signal setting and the embeddings study (issue 15).** The defaults above reproduce the
+old setting, whose detector barely learns (16-beam scans leave the median labelled car 2 points;
+a 3-class mean over a validation split with a handful of moderate pedestrians and cyclists is
+capped by AP40's recall sampling; fine-tuning 2 epochs at the full learning rate from the
+previous round can lose what round 0 learnt). The options that make the signal setting:
+
+* ``--preset loop``: the generator's denser 32-beam x 1024-step scan
+  (:data:`curate.sources.synthetic.PRESETS`);
+* ``--classes Car``: the detector and the metric on cars only (the class with enough boxes);
+* ``--schedule retrain --round-iters N``: every round trains from random init on all labeled
+  frames for about N iterations (standard active-learning practice; rounds are independent, and
+  every strategy of a (seed, round) gets the same training seed: paired comparisons);
+* ``--eval-in-range --eval-min-points 5``: ground truth outside the detector's BEV range or with
+  fewer than 5 points is ignored (neither missed nor matched);
+* ``--drives tuning|report``: pool and validation from the embedder protocol's tuning drives
+  (choose settings there) or report drives (report there);
+* ``--embeddings bev-hist,recon-tiny,recon-tiny-ssl[,fused]``: each embedding-dependent strategy
+  runs on each embedding (labels ``kcenter@recon-tiny-ssl``); ``recon-tiny-ssl`` pretrains
+  recon-tiny on every frame of the workspace first (``--pretrain-steps``, self-supervised, no
+  labels). ``extra.embedding_tests`` of the result file pairs the embeddings of one strategy by
+  (seed, round >= 1) with a sign test, on mAP and on mAP per labeled box.
+
 ``predict``: prediction over a pool with ``ProbAnchor3DHead`` (per-class scores of every NMS
 survivor kept) against the named peer, mmdet3d's stock ``Anchor3DHead`` (``model.test_step``)
 with the same weights, plus a 2-model ensemble and 3 MC-dropout passes. Each measurement runs in
@@ -72,6 +94,10 @@ REPO = Path(__file__).resolve().parents[1]
 CLASSES = ("Pedestrian", "Cyclist", "Car")
 EVAL_CLASSES = ("Car", "Pedestrian", "Cyclist")
 INITIAL = "initial"
+#: strategies that do not read the embedding (run once when several embeddings are compared)
+EMBEDDING_FREE = ("random", "entropy")
+#: embeddings --embeddings accepts (see _embed_pool)
+EMBEDDINGS = ("bev-hist", "recon-tiny", "recon-tiny-ssl", "fused")
 
 #: strategy label -> (selector name, parameters). The labels are the table's rows.
 STRATEGIES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -98,11 +124,66 @@ def _load() -> str:
 
 
 # ====================================================================== A/B: data
+def _embed_pool(ws: Any, root: Path, name: str, args: argparse.Namespace) -> None:
+    """Fill the embedding table ``name`` (idempotent: ``ws.embed`` skips embedded frames).
+
+    ``bev-hist`` and ``recon-tiny`` (random init, as shipped) are the registry's defaults;
+    ``recon-tiny-ssl`` first pretrains recon-tiny on every frame of the workspace (self-supervised,
+    no labels: the product's use) for ``--pretrain-steps`` steps with the shipped config otherwise
+    (image term off: its teacher needs downloaded weights), resumable, then embeds with the
+    checkpoint and its ``embed_options``; ``fused`` is built from tables in :func:`_pool_vectors`.
+    """
+    if name == "fused":
+        return
+    if name == "recon-tiny-ssl":
+        marker = root / "pretrain.json"
+        if not marker.is_file():
+            start = time.perf_counter()
+            steps = int(args.pretrain_steps)
+            rep = ws.pretrain({"name": "loop-ssl", "seed": 0,
+                               "train": {"steps": steps, "warmup_steps": min(100, max(1, steps // 10)),
+                                         "num_workers": 0, "checkpoint_every": 50},
+                               "loss": {"image": 0.0}}, progress=False)
+            marker.write_text(json.dumps({"checkpoint": str(rep.checkpoint), "embed_options": rep.embed_options,
+                                          "steps": rep.steps, "configured_steps": steps,
+                                          "interrupted": rep.interrupted, "final_losses": rep.final_losses,
+                                          "seconds": time.perf_counter() - start}))
+        info = json.loads(marker.read_text())
+        ws.embed("recon-tiny", name="recon-tiny-ssl", checkpoint=info["checkpoint"], progress=False,
+                 **(info["embed_options"] or {}))
+        return
+    if name == "recon-tiny":
+        import torch
+
+        torch.manual_seed(0)  # the random init (as benchmarks/embedders.py's random-init row)
+    ws.embed(name, progress=False)
+
+
+def _pool_vectors(ws: Any, name: str, ids: list[str]) -> np.ndarray:
+    """``(len(ids), d)`` float32 vectors of ``name``; ``fused`` = the pretrained recon and
+    bev-hist vectors, each centred and L2-normalised, concatenated (benchmarks/embedders.py)."""
+    if name == "fused":
+        from benchmarks.embedders import fused
+
+        return fused(_pool_vectors(ws, "recon-tiny-ssl", ids), _pool_vectors(ws, "bev-hist", ids)).astype(np.float32)
+    have, vecs = ws.vectors(name, ids)
+    if [str(i) for i in have] != list(ids):
+        raise RuntimeError(f"embedding {name}: {len(have)} of {len(ids)} frames embedded; run the command again")
+    return np.asarray(vecs, dtype=np.float32)
+
+
 def _al_prepare(root: Path, args: argparse.Namespace) -> dict:
-    """Generate, ingest and embed the synthetic set once; hold out validation scenes."""
+    """Generate, ingest and embed the synthetic set once; hold out validation scenes.
+
+    Resumable step by step: the generated set is kept when its ``synthetic_config.json`` matches
+    the arguments, ingesting is an upsert, embedding skips embedded frames and pretraining
+    resumes from its last checkpoint. Every embedding's vectors of every frame go to
+    ``vectors-<name>.npy`` (row order ``state["all_ids"]``)."""
     marker = root / "prepared.json"
     if marker.is_file():
-        return json.loads(marker.read_text())
+        state = json.loads(marker.read_text())
+        if all(e in state.get("embeddings", [state["embedding"]]) for e in args.embeddings):
+            return state
     import curate
     from curate.loop.config import LoopConfig
     from curate.loop.infos import build_infos, write_info_pkl
@@ -112,42 +193,101 @@ def _al_prepare(root: Path, args: argparse.Namespace) -> dict:
 
     root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    generate(root / "kitti", args.frames, seed=args.data_seed, small=True, frames_per_drive=(10, 30),
-             progress=True, overwrite=True)
+    cfg_file = root / "kitti" / "synthetic_config.json"
+    have = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+    if (have.get("frames"), have.get("seed"), have.get("preset")) != (args.frames, args.data_seed, args.preset):
+        generate(root / "kitti", args.frames, seed=args.data_seed, small=True, frames_per_drive=(10, 30),
+                 progress=True, overwrite=True, preset=args.preset)
     ws = curate.connect(root / "ws")
     ws.ingest(KittiSource(root / "kitti"), progress=False)
-    ws.embed(args.embedding, progress=False)
-    val, _ = validation_ids(ws, LoopConfig(embedding=args.embedding, val_fraction=args.val_fraction, seed=0))
+    for name in args.embeddings:
+        _embed_pool(ws, root, name, args)
+    val, _ = validation_ids(ws, LoopConfig(embedding=args.embeddings[0], val_fraction=args.val_fraction, seed=0))
     val_set = set(val)
-    all_ids = [str(i) for i in ws.store.ids("samples")]
+    table = ws.frames(columns=["id", "scene"])
+    all_ids = [str(i) for i in table.column("id").to_pylist()]
+    scene = dict(zip(all_ids, [s or "" for s in table.column("scene").to_pylist()]))
+    all_ids.sort()
     pool = [i for i in all_ids if i not in val_set]
-    infos = build_infos(ws, all_ids, labeled_only=False)
-    with (root / "all_infos.pkl").open("wb") as fh:
-        pickle.dump(infos, fh, protocol=4)
-    write_info_pkl(ws, val, root / "val.pkl", with_labels=False)
-    _, vecs = ws.vectors(args.embedding, pool)
-    np.save(root / "pool_vectors.npy", np.asarray(vecs, dtype=np.float32))
-    types = ws.boxes(pool, labeled_only=False)
-    counts: dict[str, int] = {}
+    if not (root / "all_infos.pkl").is_file():
+        infos = build_infos(ws, all_ids, labeled_only=False)
+        with (root / "all_infos.pkl").open("wb") as fh:
+            pickle.dump(infos, fh, protocol=4)
+        write_info_pkl(ws, val, root / "val.pkl", with_labels=False)
+    for name in args.embeddings:
+        np.save(root / f"vectors-{name}.npy", _pool_vectors(ws, name, all_ids))
+    np.save(root / "pool_vectors.npy", _pool_vectors(ws, args.embeddings[0], pool))
+    types = ws.boxes(all_ids, labeled_only=False)
+    per_class: dict[str, dict[str, int]] = {}
     for fid, t in zip(types.column("frame_id").to_pylist(), types.column("type").to_pylist()):
-        if t != "DontCare":
-            counts[fid] = counts.get(fid, 0) + 1
-    state = {"pool": pool, "val": val, "boxes": [counts.get(i, 0) for i in pool],
-             "frames": args.frames, "embedding": args.embedding, "seconds": time.perf_counter() - start}
+        per_class.setdefault(t, {})
+        per_class[t][fid] = per_class[t].get(fid, 0) + 1
+    counts = {i: sum(v.get(i, 0) for t, v in per_class.items() if t != "DontCare") for i in all_ids}
+    state = {"pool": pool, "val": val, "boxes": [counts[i] for i in pool],
+             "frames": args.frames, "embedding": args.embeddings[0], "embeddings": list(args.embeddings),
+             "all_ids": all_ids, "scene": [scene[i] for i in all_ids],
+             "box_counts": {t: [v.get(i, 0) for i in all_ids] for t, v in per_class.items() if t != "DontCare"},
+             "preset": args.preset, "seconds": time.perf_counter() - start}
     marker.write_text(json.dumps(state))
     return state
 
 
+def _drive_split(state: dict, part: str, val_fraction: float) -> tuple[list[str], list[str]]:
+    """Pool and validation ids of the ``tuning`` or ``report`` drives (the embedder protocol's
+    split: the first third of the drives in id order are tuning drives, see
+    ``benchmarks/embedders.split_tuning_report``); validation = whole scenes of that part,
+    shuffled with seed 0 and taken until ``val_fraction`` of its frames. O(frames)."""
+    from benchmarks.embedders import split_tuning_report
+
+    ids = state["all_ids"]
+    scenes = np.asarray(state["scene"], dtype=object)
+    is_tune = split_tuning_report(scenes, 0)
+    keep = is_tune if part == "tuning" else ~is_tune
+    names = sorted(set(scenes[keep].tolist()))
+    if len(names) < 2:
+        raise SystemExit(f"--drives {part}: {len(names)} drive(s) in that part; a pool and a validation split need "
+                         "at least 2 (generate more --frames)")
+    sizes: dict[str, int] = {}
+    for sc in scenes[keep].tolist():
+        sizes[sc] = sizes.get(sc, 0) + 1
+    target = val_fraction * int(keep.sum())
+    val_scenes: set[str] = set()
+    n = 0
+    for k in np.random.default_rng(0).permutation(len(names)):
+        if n >= target:
+            break
+        val_scenes.add(names[k])
+        n += sizes[names[k]]
+    val = [i for i, sc, k in zip(ids, scenes.tolist(), keep.tolist()) if k and sc in val_scenes]
+    pool = [i for i, sc, k in zip(ids, scenes.tolist(), keep.tolist()) if k and sc not in val_scenes]
+    return pool, val
+
+
 def _state(root: Path, args: argparse.Namespace) -> dict:
-    """The prepared data, the selectable pool cut to ``--pool-size`` frames (a seeded subset)."""
+    """The prepared data: the selectable pool (``--drives``: all, or the tuning / report drives;
+    cut to ``--pool-size`` frames, a seeded subset) with each embedding's vectors, labeled boxes
+    per pool frame (of the detector's classes when ``--count-classes``) and the validation ids."""
     state = json.loads((root / "prepared.json").read_text())
-    vectors = np.load(root / "pool_vectors.npy")
+    if args.drives != "all":
+        if "all_ids" not in state:
+            raise SystemExit(f"{root} was prepared before --drives existed; prepare a fresh --root")
+        state["pool"], state["val"] = _drive_split(state, args.drives, args.val_fraction)
+    if "all_ids" in state:
+        row = {i: k for k, i in enumerate(state["all_ids"])}
+        rows = np.array([row[i] for i in state["pool"]], dtype=np.int64)
+        vectors = {e: np.load(root / f"vectors-{e}.npy")[rows] for e in args.embeddings}
+        counted = [c for c in state["box_counts"] if args.count_classes == "all" or c in args.classes]
+        state["boxes"] = [int(sum(state["box_counts"][c][r] for c in counted)) for r in rows.tolist()]
+    else:  # a root prepared by an older version: one embedding
+        vectors = {state["embedding"]: np.load(root / "pool_vectors.npy")}
     keep = np.arange(len(state["pool"]))
     if args.pool_size and args.pool_size < len(keep):
         keep = np.sort(np.random.default_rng(12345).choice(len(keep), size=args.pool_size, replace=False))
     state["pool"] = [state["pool"][i] for i in keep]
     state["boxes"] = [state["boxes"][i] for i in keep]
-    state["vectors"] = np.ascontiguousarray(vectors[keep])
+    state["vectors_by"] = {e: np.ascontiguousarray(v[keep]) for e, v in vectors.items()}
+    state["vectors"] = state["vectors_by"][args.embeddings[0]] if args.embeddings[0] in state["vectors_by"] \
+        else next(iter(state["vectors_by"].values()))
     if args.val_size and args.val_size < len(state["val"]):
         state["val"] = state["val"][: args.val_size]
     return state
@@ -218,10 +358,32 @@ def _claim(root: Path, key: tuple[str, int, int]) -> bool:
     return False
 
 
+def _split_label(label: str, args: argparse.Namespace) -> tuple[str, str]:
+    """``"kcenter@recon-tiny-ssl"`` -> ``("kcenter", "recon-tiny-ssl")``; a label without ``@``
+    uses the first ``--embeddings`` entry."""
+    base, _, emb = label.partition("@")
+    return base, emb or args.embeddings[0]
+
+
+def _expand_strategies(names: list[str], embeddings: list[str]) -> list[str]:
+    """With several embeddings, every embedding-dependent strategy runs on each one
+    (``kcenter@bev-hist``, ``kcenter@recon-tiny``, ...); random and entropy do not read vectors
+    and run once."""
+    if len(embeddings) < 2:
+        return names
+    out: list[str] = []
+    for name in names:
+        if "@" in name or name in EMBEDDING_FREE:
+            out.append(name)
+        else:
+            out.extend(f"{name}@{e}" for e in embeddings)
+    return out
+
+
 def _needs_scores(label: str) -> bool:
     from curate.selectors import create_selector
 
-    name, params = STRATEGIES[label]
+    name, params = STRATEGIES[label.partition("@")[0]]
     return bool(getattr(create_selector(name, **params), "needs_scores", False))
 
 
@@ -241,6 +403,19 @@ def _dependency(key: tuple[str, int, int]) -> Optional[tuple[str, int, int]]:
     return (INITIAL, seed, 0) if rnd == 1 else (label, seed, rnd - 1)
 
 
+def _eval_filter(det: Any, args: argparse.Namespace) -> dict:
+    """``evaluate_predictions`` options: with ``--eval-in-range`` ground truth outside the
+    detector's BEV range, and with ``--eval-min-points N`` boxes holding fewer than N points,
+    count as DontCare (the detector cannot see them); default the plain KITTI protocol."""
+    out: dict[str, Any] = {}
+    if args.eval_in_range:
+        x0, y0, _, x1, y1, _ = det.base.point_cloud_range
+        out["region"] = (x0, y0, x1, y1)
+    if args.eval_min_points:
+        out["min_points"] = int(args.eval_min_points)
+    return out
+
+
 # ====================================================================== A/B: one cell
 def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional[dict], args: argparse.Namespace) -> dict:
     import torch
@@ -256,9 +431,12 @@ def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional
     label, seed, rnd = key
     started = time.perf_counter()
     pool = state["pool"]
-    vectors = state["vectors"]
+    base, emb = _split_label(label, args) if label != INITIAL else (INITIAL, args.embeddings[0])
+    vectors = state["vectors_by"][emb]
     cell_dir = root / "cells" / f"{label}-s{seed}-r{rnd}"
-    det = MMDet3DDetector("pointpillars-tiny", classes=CLASSES, epochs=args.initial_epochs if rnd == 0 else args.epochs,
+    classes = tuple(args.classes)
+    eval_classes = [c for c in EVAL_CLASSES if c in classes]
+    det = MMDet3DDetector("pointpillars-tiny", classes=classes, epochs=args.initial_epochs if rnd == 0 else args.epochs,
                           batch_size=args.batch_size, lr=args.lr, predict_batch_size=8, score_thr=args.score_thr)
     t0 = time.perf_counter()
     if rnd == 0:
@@ -272,12 +450,12 @@ def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional
         mask = np.zeros(len(pool), dtype=bool)
         mask[previous] = True
         scores = None
-        name, params = STRATEGIES[label]
+        name, params = STRATEGIES[base]
         selector = create_selector(name, **params)
         if getattr(selector, "needs_scores", False):
             with np.load(prev["scores_file"]) as z:
                 scores = {k: z[k] for k in z.files}
-        if label == "mgral":
+        if base == "mgral":
             new, mgral_info = _mgral_select(root, state, key, prev, mask, scores, det, args)
         else:
             sel = selector.select(vectors, args.budget, labeled=mask, scores=scores, seed=seed * 1000 + rnd)
@@ -288,6 +466,10 @@ def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional
     rows = previous + new
     if len(set(rows)) != len(rows):
         raise RuntimeError(f"{key}: the selector re-selected a labeled frame")
+    if args.schedule == "retrain":
+        # every round from random init on all labeled frames, about --round-iters iterations
+        load_from = None
+        det.epochs = max(1, int(round(args.round_iters * args.batch_size / len(rows))))
     ids = [pool[i] for i in rows]
     train_pkl = _subset_pkl(root, ids, cell_dir / "train.pkl")
     res = det.train(train_pkl, cell_dir / "train", load_from=load_from, seed=seed * 100 + rnd)
@@ -297,7 +479,7 @@ def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional
         _subset_pkl(root, state["val"], val_pkl)
     preds = det.predict(val_pkl, [res.checkpoint])
     ws = curate.connect(root / "ws")
-    result = evaluate_predictions(ws, preds, classes=EVAL_CLASSES)
+    result = evaluate_predictions(ws, preds, classes=eval_classes, **_eval_filter(det, args))
     val_s = time.perf_counter() - t1
     scores_file = None
     predict_s = 0.0
@@ -309,7 +491,7 @@ def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional
         unl = np.flatnonzero(~mask)
         pool_pkl = _subset_pkl(root, [pool[i] for i in unl], cell_dir / "pool.pkl")
         ppreds = det.predict(pool_pkl, [res.checkpoint])
-        cols = prediction_scores(ppreds, CLASSES)
+        cols = prediction_scores(ppreds, classes)
         full = {k: np.zeros(len(pool)) for k in cols}
         for k, v in cols.items():
             full[k][unl] = np.asarray(v, dtype=np.float64)
@@ -318,14 +500,16 @@ def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional
         predict_s = time.perf_counter() - t2
         pool_pkl.unlink()
     boxes = int(sum(state["boxes"][i] for i in rows))
-    ap = {f"{m}_{c}": result.ap(m, c, "moderate") for m in ("bev", "3d") for c in EVAL_CLASSES}
+    ap = {f"{m}_{c}": result.ap(m, c, "moderate") for m in ("bev", "3d") for c in eval_classes}
     return {
-        "strategy": label, "seed": seed, "round": rnd, "rows": rows, "new_rows": new,
+        "strategy": label, "base": base, "embedding": emb, "seed": seed, "round": rnd, "rows": rows, "new_rows": new,
         "labeled_frames": len(rows), "labeled_boxes": boxes,
         "new_boxes": int(sum(state["boxes"][i] for i in new)),
         "map_bev": result.mean_ap("bev"), "map_3d": result.mean_ap("3d"),
         "map_bev_loose": result.mean_ap("bev", strict=False), "ap": ap,
         "val_boxes": int(sum(len(p.labels) for p in preds)),
+        # valid moderate ground truth per class: AP40 caps at (n - 1) / 40 below 41 boxes
+        "val_gt": {c: int(result.num_gt.get((c, "moderate"), 0)) for c in eval_classes},
         "checkpoint": res.checkpoint, "scores_file": scores_file,
         "loss_first": float(np.mean(res.losses[:5])), "loss_last": float(np.mean(res.losses[-5:])),
         "iters": len(res.losses), "select_s": select_s, "train_s": res.seconds, "val_s": val_s,
@@ -354,7 +538,7 @@ def _mgral_select(root: Path, state: dict, key: tuple[str, int, int], prev: dict
     from curate.selectors.mgral import MGRAL, candidate_features
 
     label, seed, rnd = key
-    pool, vectors = state["pool"], state["vectors"]
+    pool, vectors = state["pool"], state["vectors_by"][_split_label(label, args)[1]]
     opts = mgral_options(args.mgral_options, budget=args.budget)
     mdir = root / "cells" / f"{label}-s{seed}-r{rnd}" / "mgral"
     mdir.mkdir(parents=True, exist_ok=True)
@@ -373,7 +557,8 @@ def _mgral_select(root: Path, state: dict, key: tuple[str, int, int], prev: dict
         pkl = _subset_pkl(root, sorted(plan["train_part"] + batch), mdir / name / "train.pkl")
         res = probe_det.train(pkl, mdir / name / "train", load_from=prev["checkpoint"], seed=seed * 100 + rnd + 7)
         preds = probe_det.predict(tune_pkl, [res.checkpoint])
-        return metric_of(evaluate_predictions(ws, preds, classes=EVAL_CLASSES), opts.metric)
+        return metric_of(evaluate_predictions(ws, preds, classes=[c for c in EVAL_CLASSES if c in args.classes],
+                                              **_eval_filter(probe_det, args)), opts.metric)
 
     row_of = {fid: r for r, fid in enumerate(pool)}
     lut_rows = [row_of[i] for i in plan["lut_frames"]]
@@ -503,10 +688,13 @@ def _result_rows(res: dict, args: argparse.Namespace) -> list[dict]:
                     continue
                 m = r["map_bev_loose"]
                 ref = res.get((INITIAL if rnd == 0 else "random", seed, rnd))
+                base, emb = _split_label(label, args)
                 rows.append({
-                    "strategy": label, "seed": seed, "round": rnd, "shared_initial": rnd == 0,
+                    "strategy": label, "base": base, "embedding": emb if base not in EMBEDDING_FREE else None,
+                    "seed": seed, "round": rnd, "shared_initial": rnd == 0,
                     "labeled_frames": r["labeled_frames"], "labeled_boxes": r["labeled_boxes"],
                     "map_bev_loose": m, "map_bev": r["map_bev"], "map_3d": r["map_3d"],
+                    "val_gt": r.get("val_gt"),
                     "map_per_frame": m / max(1, r["labeled_frames"]),
                     "map_per_box": m / max(1, r["labeled_boxes"]),
                     "random_map_bev_loose": None if ref is None else ref["map_bev_loose"],
@@ -537,6 +725,34 @@ def _sign_tests(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _embedding_tests(rows: list[dict]) -> list[dict]:
+    """Per base strategy run on several embeddings, every pair of embeddings (a, b) paired by
+    (seed, round >= 1): wins of a / losses / ties and the two-sided sign-test p-value, on mAP and
+    on mAP per labeled box; also the mean difference a - b of both."""
+    by: dict[tuple[str, str], dict[tuple[int, int], dict]] = {}
+    for r in rows:
+        if r["round"] > 0 and r.get("embedding"):
+            by.setdefault((r["base"], r["embedding"]), {})[(r["seed"], r["round"])] = r
+    out = []
+    bases = list(dict.fromkeys(b for b, _ in by))
+    for base in bases:
+        embs = [e for b, e in by if b == base]
+        for i, a in enumerate(embs):
+            for b in embs[i + 1:]:
+                keys = sorted(set(by[(base, a)]) & set(by[(base, b)]))
+                rec: dict[str, Any] = {"strategy": base, "a": a, "b": b, "cells": len(keys)}
+                for key in ("map_bev_loose", "map_per_box"):
+                    x = np.array([by[(base, a)][k][key] for k in keys])
+                    y = np.array([by[(base, b)][k][key] for k in keys])
+                    wins, losses = int((x > y).sum()), int((x < y).sum())
+                    rec[f"{key}_a_wins"], rec[f"{key}_b_wins"] = wins, losses
+                    rec[f"{key}_ties"] = len(keys) - wins - losses
+                    rec[f"{key}_sign_p"] = _sign_test(wins, losses)
+                    rec[f"{key}_mean_diff"] = float(np.mean(x - y)) if keys else None
+                out.append(rec)
+    return out
+
+
 def _write_results(root: Path, args: argparse.Namespace) -> None:
     from benchmarks.results_io import write_result
 
@@ -558,11 +774,15 @@ def _write_results(root: Path, args: argparse.Namespace) -> None:
     write_result(
         "loop", rows, name=args.name, args=args,
         notes=(f"{len(rows)} of {expected} (strategy, seed, round) records finished. mAP = KITTI BEV AP40 moderate, "
-               "loose IoU, mean of Car/Pedestrian/Cyclist on held-out scenes; map_per_frame / map_per_box = that mAP "
+               f"loose IoU, mean of {'/'.join(c for c in EVAL_CLASSES if c in args.classes)} on held-out scenes"
+               f"{' (ground truth outside the detector range as DontCare)' if args.eval_in_range else ''}"
+               f"{f' (boxes under {args.eval_min_points} points as DontCare)' if args.eval_min_points else ''}; "
+               f"schedule {args.schedule}; map_per_frame / map_per_box = that mAP "
                "divided by the labeled frames / boxes; seconds = the whole round (selection incl. mgral's probes and "
                "policy training, training, validation, pool prediction). Sign tests pair each strategy with random "
-               "by (seed, round >= 1)."),
-        extra={"sign_tests": tests, "mgral_table_error": table, "mgral_options": args.mgral_options},
+               "by (seed, round >= 1); embedding_tests pair one strategy's embeddings the same way."),
+        extra={"sign_tests": tests, "embedding_tests": _embedding_tests(rows), "mgral_table_error": table,
+               "mgral_options": args.mgral_options},
     )
 
 
@@ -739,7 +959,29 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default: the config's)")
     parser.add_argument("--score-thr", type=float, default=0.01, help="prediction score threshold")
     parser.add_argument("--val-size", type=int, default=0, help="A/B: validation frames used (a prefix; 0: all)")
-    parser.add_argument("--embedding", default="bev-hist")
+    parser.add_argument("--embedding", default="bev-hist", help="the embedding (one); see --embeddings")
+    parser.add_argument("--embeddings", default=None,
+                        help="several embeddings, comma-separated (bev-hist, recon-tiny = random init, "
+                             "recon-tiny-ssl = pretrained here, fused): every embedding-dependent strategy runs on "
+                             "each (labels STRATEGY@EMBEDDING); default: --embedding")
+    parser.add_argument("--pretrain-steps", type=int, default=300,
+                        help="recon-tiny-ssl: pretraining steps on the pool (shipped config otherwise, image term off)")
+    parser.add_argument("--preset", default=None,
+                        help="generator preset (curate.sources.synthetic.PRESETS, e.g. 'loop': a denser 32-beam scan); "
+                             "default: the 16-beam small scan")
+    parser.add_argument("--classes", default="Pedestrian,Cyclist,Car", help="detector (and evaluation) classes")
+    parser.add_argument("--count-classes", choices=["all", "detector"], default="all",
+                        help="labeled boxes counted per frame: every class (labeling cost) or the detector's only")
+    parser.add_argument("--drives", choices=["all", "tuning", "report"], default="all",
+                        help="pool and validation from all drives, or the embedder protocol's tuning / report drives")
+    parser.add_argument("--schedule", choices=["finetune", "retrain"], default="finetune",
+                        help="finetune: later rounds fine-tune --epochs from the previous round; retrain: every round "
+                             "trains from random init for about --round-iters iterations")
+    parser.add_argument("--round-iters", type=int, default=300, help="retrain: iterations per round")
+    parser.add_argument("--eval-in-range", action="store_true",
+                        help="ground truth outside the detector's BEV range counts as DontCare")
+    parser.add_argument("--eval-min-points", type=int, default=0,
+                        help="ground truth with fewer LiDAR points counts as DontCare")
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--mgral-options", default="{}",
@@ -763,10 +1005,20 @@ def main() -> None:
     args.epochs = args.epochs or 2
     args.initial_epochs = args.initial_epochs or args.epochs
     args.seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
-    args.strategies = [s.strip() for s in str(args.strategies).split(",") if s.strip()]
-    unknown = [s for s in args.strategies if s not in STRATEGIES]
+    args.classes = [c.strip() for c in str(args.classes).split(",") if c.strip()]
+    args.embeddings = [e.strip() for e in str(args.embeddings or args.embedding).split(",") if e.strip()]
+    bad = [e for e in args.embeddings if e not in EMBEDDINGS]
+    if bad:
+        raise SystemExit(f"unknown embeddings {bad}; valid: {', '.join(EMBEDDINGS)}")
+    if "fused" in args.embeddings and not {"recon-tiny-ssl", "bev-hist"} <= set(args.embeddings):
+        raise SystemExit("--embeddings fused needs recon-tiny-ssl and bev-hist in the list too")
+    args.strategies = _expand_strategies([s.strip() for s in str(args.strategies).split(",") if s.strip()],
+                                         args.embeddings)
+    unknown = [s for s in args.strategies if s.partition("@")[0] not in STRATEGIES
+               or (s.partition("@")[2] and s.partition("@")[2] not in args.embeddings)]
     if unknown:
-        raise SystemExit(f"unknown strategies {unknown}; valid: {', '.join(STRATEGIES)}")
+        raise SystemExit(f"unknown strategies {unknown}; valid: {', '.join(STRATEGIES)} (optionally @EMBEDDING "
+                         f"of --embeddings {', '.join(args.embeddings)})")
     from curate.loop.mgral.options import mgral_options
 
     args.mgral_options = json.loads(args.mgral_options) if isinstance(args.mgral_options, str) else {}
