@@ -210,3 +210,19 @@ def test_exhaustive_join_selectors_pick_as_flat() -> None:
     pjoin = ProbCover(delta=0.35, index_kind="ivf", nlist=12, nprobe=12).select(x, 25, seed=0)
     assert pjoin.indices.tolist() == pflat.indices.tolist()
     assert pjoin.info["approximation"]["method"] == "ivf-join"
+
+
+def test_fused_knn_and_other_label_equal_the_separate_queries(xn: np.ndarray) -> None:
+    labels = np.random.default_rng(2).integers(0, 5, len(xn))
+    join = IVFJoin.build(xn, nlist=30, nprobe=4, seed=0)
+    rows = np.arange(3, len(xn), 4)
+    dist, ind, other = join.knn_other_label(12, labels, rows)
+    sd, si = join.knn(12, rows)
+    np.testing.assert_allclose(dist.astype(np.float64) ** 2, sd.astype(np.float64) ** 2,
+                               atol=2e-6)
+    assert (ind == si).mean() > 0.999  # candidate order differs: only exact ties may swap
+    np.testing.assert_allclose(other, join.nearest_other_label(rows, labels), atol=1e-6)
+    exact = _nearest_other_label(xn, labels, rows)
+    assert (other >= exact - 2e-4).all()
+    full = IVFJoin.build(xn, nlist=30, nprobe=30, seed=0).knn_other_label(12, labels, rows)[2]
+    np.testing.assert_allclose(full, exact, atol=2e-4)

@@ -172,11 +172,12 @@ class IVFJoin:
         parts = [self.order[self.ptr[p] : self.ptr[p + 1]] for p in self.probes[c]]
         return np.sort(np.concatenate(parts))
 
-    def _blocks(self, query_mask: Optional[np.ndarray]):
+    def _blocks(self, query_mask: Optional[np.ndarray], cand_key: Optional[np.ndarray] = None):
         """Yield ``(q_rows, cand_rows, s, qn)`` per query chunk of one list: ``s`` the float32
         ``(q, C)`` partial squared distances ``|x|^2 - 2 q.x`` against the list's candidates and
         ``qn`` the queries' squared norms (``d^2 = s + qn[:, None]``), from one GEMM of augmented
-        rows ``[-2q, 1] . [x, |x|^2]``; chunked to at most :data:`BLOCK_PAIRS` pairs."""
+        rows ``[-2q, 1] . [x, |x|^2]``; chunked to at most :data:`BLOCK_PAIRS` pairs. Candidates
+        come ascending by row, or by ``(cand_key[row], row)`` when ``cand_key`` is given."""
         x = self.x
         d = x.shape[1]
         for c in range(self.nlist):
@@ -186,6 +187,8 @@ class IVFJoin:
             if q_rows.size == 0:
                 continue
             cand = self.candidates(c)
+            if cand_key is not None:
+                cand = cand[np.argsort(cand_key[cand], kind="stable")]
             xc = np.empty((cand.size, d + 1), dtype=np.float32)
             xc[:, :d] = x[cand]
             xc[:, d] = self.norms[cand]
@@ -221,13 +224,37 @@ class IVFJoin:
         ``rows`` (``-1`` / ``inf`` where fewer than ``k`` candidates). Ties at equal distance go
         to the lower row. O(Q * C * d) time for ``C`` candidates per list, O(Q k) memory.
         """
+        dist, ind, _ = self._knn(k, rows, None)
+        return dist, ind
+
+    def knn_other_label(
+        self, k: int, labels: np.ndarray, rows: Optional[np.ndarray] = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`knn` and :meth:`nearest_other_label` from the same blocks (one GEMM for both).
+
+        Returns ``(dist, ind, other)``; ``other`` is float64 ``(Q,)``, the distance to the nearest
+        candidate of another label (``inf`` if none). Ties in the kNN go to the lower
+        ``(label, row)``. The candidates are ordered by label so that the per-label minima are
+        one ``minimum.reduceat`` pass over each block.
+        """
+        labels = np.asarray(labels)
+        if labels.shape[0] != self.n:
+            raise InvalidInputError(f"labels must have one entry per row ({self.n}); got "
+                                    f"{labels.shape[0]}")
+        return self._knn(k, rows, labels)
+
+    def _knn(self, k: int, rows: Optional[np.ndarray], labels: Optional[np.ndarray]):
         k = int(k)
         if k < 1:
             raise InvalidInputError(f"k must be >= 1; got {k!r}")
         mask, pos, q = self._query_positions(self.n, rows)
         dist = np.full((q, k), np.inf, dtype=np.float32)
         ind = np.full((q, k), -1, dtype=np.int64)
-        for qr, cand, sc, qn in self._blocks(mask):
+        other = None if labels is None else np.full(q, np.inf, dtype=np.float64)
+        for qr, cand, sc, qn in self._blocks(mask, labels):
+            at = qr if pos is None else pos[qr]
+            if labels is not None:
+                other[at] = _min_other_label(sc, qn, labels[qr], labels[cand])
             kk = min(k, cand.size)
             if kk < cand.size:
                 part = np.argpartition(sc, kk - 1, axis=1)[:, :kk]
@@ -236,14 +263,13 @@ class IVFJoin:
             pd = np.take_along_axis(sc, part, axis=1)
             pd += qn[:, None]
             np.maximum(pd, np.float32(0.0), out=pd)
-            # ascending distance, then ascending row (candidates are sorted by row)
+            # ascending distance, then ascending candidate position
             o = _row_lexsort(pd, part)
             part = np.take_along_axis(part, o, axis=1)
             pd = np.take_along_axis(pd, o, axis=1)
-            at = qr if pos is None else pos[qr]
             dist[at, :kk] = np.sqrt(pd)
             ind[at, :kk] = cand[part]
-        return dist, ind
+        return dist, ind, other
 
     def range_graph(self, radius: float, rows: Optional[np.ndarray] = None):
         """Every candidate ``j`` with ``d(x_i, x_j) < radius`` for every row (or ``rows``).
@@ -280,18 +306,33 @@ class IVFJoin:
         """Distance from each of ``rows`` to its nearest candidate with a different label.
 
         ``inf`` where no candidate has another label (an over-estimate, like the filtered IVF
-        search it replaces). float64 ``(len(rows),)``. O(Q * C * d) time.
+        search it replaces). float64 ``(len(rows),)``. O(Q * C * d) time; candidates ordered by
+        label, one ``minimum.reduceat`` per block.
         """
         labels = np.asarray(labels)
         mask, pos, q = self._query_positions(self.n, rows)
         out = np.full(q, np.inf, dtype=np.float64)
-        for qr, cand, sc, qn in self._blocks(mask):
-            same = labels[qr][:, None] == labels[cand][None, :]
-            sc[same] = np.inf
-            best = sc.min(axis=1).astype(np.float64) + qn
+        for qr, cand, sc, qn in self._blocks(mask, labels):
             at = qr if pos is None else pos[qr]
-            out[at] = np.sqrt(np.maximum(best, 0.0))
+            out[at] = _min_other_label(sc, qn, labels[qr], labels[cand])
         return out
+
+
+def _min_other_label(sc: np.ndarray, qn: np.ndarray, qlab: np.ndarray,
+                     clab: np.ndarray) -> np.ndarray:
+    """Per query, the distance to the nearest candidate of another label.
+
+    ``clab`` must be sorted (candidates grouped by label): the minimum of each label's segment
+    comes from one ``minimum.reduceat`` pass, then the query's own label is masked out of the
+    small ``(q, labels)`` matrix. O(q * C) time.
+    """
+    if clab.size == 0:
+        return np.full(sc.shape[0], np.inf)
+    starts = np.flatnonzero(np.concatenate(([True], clab[1:] != clab[:-1])))
+    seg = np.minimum.reduceat(sc, starts, axis=1)
+    seg[qlab[:, None] == clab[starts][None, :]] = np.inf
+    best = seg.min(axis=1).astype(np.float64) + qn
+    return np.sqrt(np.maximum(best, 0.0))
 
 
 def _row_lexsort(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ __all__ = [
     "build_neighbors",
     "is_approximate",
     "knn_rows",
+    "knn_other_label_rows",
     "range_graph_rows",
     "knn",
     "nearest_other_label_ivf",
@@ -189,6 +190,18 @@ def knn_rows(index, x: np.ndarray, k: int, rows: Optional[np.ndarray] = None):
     if isinstance(index, IVFJoin):
         return index.knn(k, rows)
     return knn(index, x if rows is None else x[rows], k)
+
+
+def knn_other_label_rows(index, x: np.ndarray, k: int, labels: np.ndarray,
+                         rows: Optional[np.ndarray] = None):
+    """:func:`knn_rows` plus, for an IVF join, each query's distance to the nearest row of another
+    label from the same blocks (one GEMM for both); ``None`` in its place for other indexes."""
+    from curate.selectors._ivf_join import IVFJoin
+
+    if isinstance(index, IVFJoin):
+        return index.knn_other_label(k, labels, rows)
+    dist, ind = knn_rows(index, x, k, rows)
+    return dist, ind, None
 
 
 def range_graph_rows(index, x: np.ndarray, radius: float,

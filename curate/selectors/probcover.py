@@ -70,6 +70,7 @@ from curate.selectors._neighbors import (
     build_neighbors,
     gather_rows,
     is_approximate,
+    knn_other_label_rows,
     knn_rows,
     nearest_other_label_rows,
     range_graph_rows,
@@ -453,16 +454,21 @@ def approximation_loss(
 
 
 class _StageClock:
-    """Wall seconds per named stage (``seconds``), each stage measured from the previous one."""
+    """Wall seconds (``seconds``) and process CPU seconds (``cpu_seconds``) per named stage, each
+    stage measured from the previous one (CPU next to wall: on a shared machine the wall clock
+    mostly measures the load)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
         self._last = time.perf_counter()
+        self._last_cpu = time.process_time()
 
     def stage(self, name: str) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._last, 4)
-        self._last = now
+        self.cpu_seconds[name] = round(self.cpu_seconds.get(name, 0.0) + cpu - self._last_cpu, 4)
+        self._last, self._last_cpu = now, cpu
         logger.debug("stage %s done after %.2f s", name, self.seconds[name])
 
 
@@ -760,14 +766,25 @@ class ProbCover(Selector):
                 # purity estimated on a seeded sample of query rows (radii exact against all
                 # rows); the graph then comes from one range search over every row
                 qrows = purity_sample_rows(n, self.purity_sample, seed)
-                query_knn = knn_rows(index, xn, min(self.knn_k, n), qrows)
                 info["purity_sample"] = int(qrows.size)
             else:
                 qrows = None
-                query_knn = knn_result = knn_rows(index, xn, min(self.knn_k, n))
+            # an IVF join also returns each query's nearest other-label distance (same GEMMs)
+            qd, qi, other = knn_other_label_rows(index, xn, min(self.knn_k, n), labels, qrows)
+            query_knn = (qd, qi)
+            if qrows is None:
+                knn_result = query_knn
             clock.stage("knn")
             refine = None
-            if is_approximate(index):  # IVF: approximate radii
+            if other is not None:  # IVF join: approximate radii, computed with the kNN
+                at = np.full(n, -1, dtype=np.int64)
+                at[np.arange(n) if qrows is None else qrows] = np.arange(other.shape[0])
+
+                def refine(rows: np.ndarray) -> np.ndarray:
+                    return other[at[rows]]
+
+                info["purity_radii"] = "ivf"
+            elif is_approximate(index):  # FAISS IVF index: filtered search per unsure row
 
                 def refine(rows: np.ndarray) -> np.ndarray:
                     return nearest_other_label_rows(index, xn, rows, labels)
@@ -843,7 +860,9 @@ class ProbCover(Selector):
                                          method=getattr(index, "method", "ivf-per-query"))
             clock.stage("loss")
         info["seconds"] = clock.seconds
-        logger.info("%s on %d rows: stage seconds %s", self.name, n, clock.seconds)
+        info["cpu_seconds"] = clock.cpu_seconds
+        logger.info("%s on %d rows: stage seconds %s (cpu %s)", self.name, n, clock.seconds,
+                    clock.cpu_seconds)
         if fallbacks:
             logger.info("%s: %d random fallback picks (everything covered)", self.name, fallbacks)
         return Selection(indices=picks, gains=gains, info=info)
