@@ -470,6 +470,17 @@ def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional
         # every round from random init on all labeled frames, about --round-iters iterations
         load_from = None
         det.epochs = max(1, int(round(args.round_iters * args.batch_size / len(rows))))
+    if rnd == 0 and args.schedule == "retrain" and args.skip_initial_model \
+            and not any(_needs_scores(lab) for lab in args.strategies):
+        # nothing reads round 0's model (retrain, no uncertainty strategy): its set, no training
+        return {"strategy": label, "base": base, "embedding": emb, "seed": seed, "round": rnd, "rows": rows,
+                "new_rows": new, "labeled_frames": len(rows),
+                "labeled_boxes": int(sum(state["boxes"][i] for i in rows)),
+                "new_boxes": int(sum(state["boxes"][i] for i in new)), "map_bev": None, "map_3d": None,
+                "map_bev_loose": None, "ap": {}, "val_boxes": None, "val_gt": None, "checkpoint": None,
+                "scores_file": None, "loss_first": None, "loss_last": None, "iters": 0, "select_s": select_s,
+                "train_s": 0.0, "val_s": 0.0, "predict_s": 0.0, "seconds": time.perf_counter() - started,
+                "load": _load(), "epochs": 0, "batch_size": det.batch_size, "worker": os.getpid()}
     ids = [pool[i] for i in rows]
     train_pkl = _subset_pkl(root, ids, cell_dir / "train.pkl")
     res = det.train(train_pkl, cell_dir / "train", load_from=load_from, seed=seed * 100 + rnd)
@@ -591,6 +602,10 @@ def _worker(root: Path, args: argparse.Namespace) -> None:
                 continue
             rec = _run_cell(root, state, key, done.get(dep) if dep else None, args)
             _append_result(root, rec)
+            if rec["map_bev"] is None:
+                print(f"[{time.strftime('%H:%M:%S')}] {key[0]:>16} seed {key[1]} round {key[2]}: "
+                      f"{rec['labeled_frames']} frames chosen (not trained: --skip-initial-model)", flush=True)
+                continue
             print(f"[{time.strftime('%H:%M:%S')}] {key[0]:>16} seed {key[1]} round {key[2]}: "
                   f"mAP bev {rec['map_bev']:.2f} (3d {rec['map_3d']:.2f}, loose bev {rec['map_bev_loose']:.2f}) "
                   f"{rec['labeled_frames']} frames {rec['labeled_boxes']} boxes {rec['seconds']:.0f} s "
@@ -605,16 +620,21 @@ def _worker(root: Path, args: argparse.Namespace) -> None:
 def _report(root: Path, args: argparse.Namespace) -> str:
     res = _read_results(root)
     state = _state(root, args)
+    scan = f"'{args.preset}' preset" if args.preset else "16-beam"
+    schedule = (f"every round from scratch, about {args.round_iters} iterations on all labeled frames"
+                if args.schedule == "retrain" else
+                f"round 0 {args.initial_epochs} epochs from scratch, then {args.epochs} epochs per round "
+                "fine-tuned from the previous round on all labeled frames")
+    evaluated = "/".join(c for c in EVAL_CLASSES if c in args.classes)
     lines = [
-        f"A/B on {state['frames']} synthetic 16-beam frames ({len(state['pool'])} selectable, "
-        f"{len(state['val'])} held-out validation frames of whole scenes), embedding {state['embedding']}; "
-        f"tiny PointPillars (batch {args.batch_size}): round 0 (shared per seed, {args.initial} random frames) "
-        f"{args.initial_epochs} epochs from scratch, then +{args.budget} frames and {args.epochs} epochs per round "
-        "fine-tuned from the previous round on all labeled frames; "
-        f"load now {_load()}",
-        "mAP = KITTI BEV AP40 at the moderate level, mean of Car / Pedestrian / Cyclist, in %. Primary: "
+        f"A/B on {state['frames']} synthetic {scan} frames ({args.drives} drives: {len(state['pool'])} selectable, "
+        f"{len(state['val'])} held-out validation frames of whole scenes), embeddings {', '.join(args.embeddings)}; "
+        f"tiny PointPillars ({', '.join(args.classes)}; batch {args.batch_size}): round 0 (shared per seed) "
+        f"{args.initial} random frames, +{args.budget} per round; {schedule}; load now {_load()}",
+        f"mAP = KITTI BEV AP40 at the moderate level, mean of {evaluated}, in %. Primary: "
         "'loose' IoU (Car 0.5, Ped/Cyc 0.25), mean +- std over the n seeds finished; also strict BEV "
-        "(Car 0.7, Ped/Cyc 0.5), strict 3D, and strict Car BEV. box/1% = labeled boxes per loose mAP point.",
+        "(Car 0.7, Ped/Cyc 0.5), strict 3D, and strict Car BEV. box/1% = labeled boxes per loose mAP point"
+        f"{'; ground truth out of range / under %d points ignored' % args.eval_min_points if args.eval_in_range else ''}.",
         f"{'strategy':<17}{'round':>5}{'n':>3}{'frames':>7}{'boxes':>7}{'mAP loose':>15}{'strict':>7}"
         f"{'3d':>6}{'Car':>6}{'box/1%':>8}{'vs random':>10}{'s/round':>8}",
     ]
@@ -623,12 +643,13 @@ def _report(root: Path, args: argparse.Namespace) -> str:
         for rnd in range(args.rounds):
             key_label = INITIAL if rnd == 0 else label
             recs = [res[(key_label, s, rnd)] for s in args.seeds if (key_label, s, rnd) in res]
+            recs = [r for r in recs if r["map_bev_loose"] is not None]  # an untrained round 0
             if not recs:
                 continue
             m = np.array([r["map_bev_loose"] for r in recs])
             strict = np.array([r["map_bev"] for r in recs])
             m3 = np.array([r["map_3d"] for r in recs])
-            car = np.array([r["ap"]["bev_Car"] for r in recs])
+            car = np.array([r["ap"].get("bev_Car", np.nan) for r in recs])
             boxes = np.array([r["labeled_boxes"] for r in recs], dtype=float)
             per = [boxes.mean() / m.mean()] if m.mean() > 0 else []  # of the means (a seed near 0 mAP would explode a mean of ratios)
             frames = recs[0]["labeled_frames"]
@@ -636,7 +657,7 @@ def _report(root: Path, args: argparse.Namespace) -> str:
             # vs random: paired over the seeds both have finished
             ref_label = INITIAL if rnd == 0 else "random"
             pairs = [(r["map_bev_loose"], res[(ref_label, r["seed"], rnd)]["map_bev_loose"]) for r in recs
-                     if (ref_label, r["seed"], rnd) in res]
+                     if (ref_label, r["seed"], rnd) in res and res[(ref_label, r["seed"], rnd)]["map_bev_loose"] is not None]
             ref_mean = float(np.mean([q for _, q in pairs])) if pairs else 0.0
             rel = f"{100 * (np.mean([p for p, _ in pairs]) / ref_mean - 1):+.0f}%" if ref_mean > 0 else "-"
             lines.append(
@@ -688,6 +709,11 @@ def _result_rows(res: dict, args: argparse.Namespace) -> list[dict]:
                     continue
                 m = r["map_bev_loose"]
                 ref = res.get((INITIAL if rnd == 0 else "random", seed, rnd))
+                if m is None:  # round 0 not trained (--skip-initial-model)
+                    rows.append({"strategy": label, "base": _split_label(label, args)[0], "embedding": None,
+                                 "seed": seed, "round": rnd, "shared_initial": True,
+                                 "labeled_frames": r["labeled_frames"], "labeled_boxes": r["labeled_boxes"]})
+                    continue
                 base, emb = _split_label(label, args)
                 rows.append({
                     "strategy": label, "base": base, "embedding": emb if base not in EMBEDDING_FREE else None,
@@ -978,6 +1004,9 @@ def main() -> None:
                         help="finetune: later rounds fine-tune --epochs from the previous round; retrain: every round "
                              "trains from random init for about --round-iters iterations")
     parser.add_argument("--round-iters", type=int, default=300, help="retrain: iterations per round")
+    parser.add_argument("--skip-initial-model", action="store_true",
+                        help="retrain without uncertainty strategies: round 0 only draws its random set (no model "
+                             "reads it), saving one training per seed; round 0 then has no mAP")
     parser.add_argument("--eval-in-range", action="store_true",
                         help="ground truth outside the detector's BEV range counts as DontCare")
     parser.add_argument("--eval-min-points", type=int, default=0,

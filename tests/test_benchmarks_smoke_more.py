@@ -104,6 +104,29 @@ def test_loop_smoke(tmp_path: Path) -> None:
     assert {r["strategy"] for r in data["rows"]} == {"random", "kcenter"}
 
 
+def test_loop_signal_embeddings_smoke(tmp_path: Path) -> None:
+    """The high-signal setting (dense preset, Car only, retrain per round, range-aware metric) with
+    one strategy on two embeddings: every strategy row carries its embedding and the result pairs
+    the embeddings with a sign test."""
+    _run("benchmarks.loop", ["al", "--root", str(tmp_path / "loop"), "--frames", "80", "--preset", "loop",
+                             "--classes", "Car", "--schedule", "retrain", "--round-iters", "4",
+                             "--eval-in-range", "--eval-min-points", "5", "--drives", "report",
+                             "--embeddings", "bev-hist,recon-tiny", "--pool-size", "24", "--val-size", "8",
+                             "--initial", "4", "--budget", "4", "--skip-initial-model",
+                             "--rounds", "2", "--seeds", "0", "--strategies", "random,kcenter",
+                             "--name", "loop-signal-smoke"],
+         tmp_path / "results")
+    data = _only_result(tmp_path / "results")
+    assert {r["strategy"] for r in data["rows"]} == {"random", "kcenter@bev-hist", "kcenter@recon-tiny"}
+    assert {r["embedding"] for r in data["rows"] if r["base"] == "kcenter" and r["round"] == 1} == {"bev-hist",
+                                                                                                  "recon-tiny"}
+    # round 0 (the shared random set) was not trained: no model reads it under --schedule retrain
+    assert all(r.get("map_bev_loose") is None for r in data["rows"] if r["round"] == 0)
+    assert all(isinstance(r["map_per_box"], float) for r in data["rows"] if r["round"] == 1)
+    [pair] = data["extra"]["embedding_tests"]
+    assert (pair["strategy"], pair["a"], pair["b"], pair["cells"]) == ("kcenter", "bev-hist", "recon-tiny", 1)
+
+
 def test_nuscenes_loop_smoke(tmp_path: Path) -> None:
     """The 2-round CenterPoint loop through the CLI on a tiny nuScenes-format pool."""
     _run("benchmarks.nuscenes_loop", ["--frames", "16", "--per-scene", "8", "--initial", "4",
