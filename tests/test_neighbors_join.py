@@ -226,3 +226,41 @@ def test_fused_knn_and_other_label_equal_the_separate_queries(xn: np.ndarray) ->
     assert (other >= exact - 2e-4).all()
     full = IVFJoin.build(xn, nlist=30, nprobe=30, seed=0).knn_other_label(12, labels, rows)[2]
     np.testing.assert_allclose(full, exact, atol=2e-4)
+
+
+def test_symmetric_range_graph_is_a_symmetric_superset_of_the_directed_one(
+    xn: np.ndarray, d2: np.ndarray
+) -> None:
+    radius = 0.45
+    join = IVFJoin.build(xn, nlist=40, nprobe=3, seed=0)
+    directed = join.range_graph(radius, symmetric=False)
+    sym = join.range_graph(radius)
+
+    def edges(g):
+        src = np.repeat(np.arange(g.n, dtype=np.int64), np.diff(g.ptr))
+        return set((src * g.n + g.idx).tolist()), src
+
+    es, src = edges(sym)
+    ed, _ = edges(directed)
+    assert ed <= es and len(es) > len(ed)
+    assert es == {(j % sym.n) * sym.n + j // sym.n for j in es}  # symmetric
+    assert (np.sqrt(d2[src, sym.idx]) < radius + 1e-5).all()  # no false edge
+    for r in range(0, sym.n, 37):
+        assert (np.diff(sym.idx[sym.ptr[r] : sym.ptr[r + 1]]) > 0).all()
+    rows = np.arange(0, len(xn), 9)
+    assert range_recall(xn, sym, radius, rows) >= range_recall(xn, directed, radius, rows)
+    # every pair of probe lists once
+    pairs = join.symmetric_probes()
+    assert sum(p.size for p in pairs) < join.nlist * join.nprobe
+    assert all((p >= a).all() and a in p for a, p in enumerate(pairs))
+
+
+def test_symmetric_range_graph_chunked_merge(monkeypatch, xn: np.ndarray) -> None:
+    from curate.selectors import _neighbors
+
+    join = IVFJoin.build(xn, nlist=25, nprobe=4, seed=2)
+    want = join.range_graph(0.5)
+    monkeypatch.setattr(_neighbors, "EDGE_CHUNK", 64)
+    got = join.range_graph(0.5)
+    np.testing.assert_array_equal(want.ptr, got.ptr)
+    np.testing.assert_array_equal(want.idx, got.idx)
