@@ -232,14 +232,21 @@ class IVFJoin:
         return mask, pos, int(rows.size)
 
     # ------------------------------------------------------------------ queries
-    def knn(self, k: int, rows: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    def knn(self, k: int, rows: Optional[np.ndarray] = None, *,
+            float64: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """``k`` nearest candidates (Euclidean distance, ascending) of every row or of ``rows``.
 
         Returns float32 ``(Q, k)`` distances and int64 ``(Q, k)`` indices in the order of
         ``rows`` (``-1`` / ``inf`` where fewer than ``k`` candidates). Ties at equal distance go
         to the lower row. O(Q * C * d) time for ``C`` candidates per list, O(Q k) memory.
+
+        With ``float64=True`` the distances of the chosen pairs are recomputed in float64 from
+        the block's rows (``|a|^2 + |b|^2 - 2 a.b``, exactly 0 for a row and itself), as
+        :func:`curate.selectors.herding._pair_dist` computes them from the whole matrix: the rows
+        are still in cache, so this costs a fraction of a gather over the pool. The order stays
+        the float32 one.
         """
-        dist, ind, _ = self._knn(k, rows, None)
+        dist, ind, _ = self._knn(k, rows, None, float64=float64)
         return dist, ind
 
     def knn_other_label(
@@ -258,12 +265,14 @@ class IVFJoin:
                                     f"{labels.shape[0]}")
         return self._knn(k, rows, labels)
 
-    def _knn(self, k: int, rows: Optional[np.ndarray], labels: Optional[np.ndarray]):
+    def _knn(self, k: int, rows: Optional[np.ndarray], labels: Optional[np.ndarray], *,
+             float64: bool = False):
         k = int(k)
         if k < 1:
             raise InvalidInputError(f"k must be >= 1; got {k!r}")
         mask, pos, q = self._query_positions(self.n, rows)
-        dist = np.full((q, k), np.inf, dtype=np.float32)
+        n2 = _sq_norms64(self.x) if float64 else None
+        dist = np.full((q, k), np.inf, dtype=np.float64 if float64 else np.float32)
         ind = np.full((q, k), -1, dtype=np.int64)
         other = None if labels is None else np.full(q, np.inf, dtype=np.float64)
         for qr, cand, sc, qn in self._blocks(mask, labels):
@@ -282,8 +291,11 @@ class IVFJoin:
             o = _row_lexsort(pd, part)
             part = np.take_along_axis(part, o, axis=1)
             pd = np.take_along_axis(pd, o, axis=1)
-            dist[at, :kk] = np.sqrt(pd)
             ind[at, :kk] = cand[part]
+            if float64:
+                dist[at, :kk] = _pair_dist64(self.x, n2, qr, cand[part])
+            else:
+                dist[at, :kk] = np.sqrt(pd)
         return dist, ind, other
 
     def range_graph(self, radius: float, rows: Optional[np.ndarray] = None, *,
@@ -420,6 +432,36 @@ def _merge_rows(a, b, n: int):
         key.sort()
         idx[ptr[r0] : ptr[r1]] = key % n
     return CSRGraph(ptr, idx)
+
+
+def _sq_norms64(x: np.ndarray) -> np.ndarray:
+    """float64 squared row norms (as ``herding._row_norms64``), in row blocks. O(N d)."""
+    out = np.empty(x.shape[0], dtype=np.float64)
+    for s in range(0, x.shape[0], 65536):
+        blk = x[s : s + 65536].astype(np.float64)
+        out[s : s + 65536] = (blk * blk).sum(axis=1)
+    return out
+
+
+def _pair_dist64(x: np.ndarray, n2: np.ndarray, qr: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """float64 distances ``d(x[qr[i]], x[nb[i, j]])`` of one block, in chunks of query rows.
+
+    Same formula and reduction as ``herding._pair_dist`` (``einsum`` of float64 rows), exactly 0
+    where ``nb == qr``. The neighbour rows of a block come from the few lists it probes (cache).
+    """
+    m, kk = nb.shape
+    out = np.empty((m, kk), dtype=np.float64)
+    step = max(1, (1 << 21) // max(1, kk * x.shape[1]))  # ~16 MiB of float64 rows per side
+    for s in range(0, m, step):
+        a = qr[s : s + step]
+        b = nb[s : s + step]
+        xa = np.repeat(x[a].astype(np.float64), kk, axis=0)
+        xb = x[b.reshape(-1)].astype(np.float64)
+        dot = np.einsum("ij,ij->i", xa, xb).reshape(a.size, kk)
+        d2 = n2[a][:, None] + n2[b] - 2.0 * dot
+        out[s : s + step] = np.sqrt(np.maximum(d2, 0.0))
+    out[nb == qr[:, None]] = 0.0
+    return out
 
 
 def _row_lexsort(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
