@@ -278,3 +278,17 @@ def test_float64_join_distances_equal_herding_pair_distances(xn: np.ndarray) -> 
     np.testing.assert_allclose(d64, want, rtol=0, atol=1e-12)
     assert (d64[ind == np.arange(len(xn))[:, None]] == 0).all()
     np.testing.assert_allclose(d64 ** 2, d32.astype(np.float64) ** 2, atol=2e-6)
+
+
+def test_candidate_cap_keeps_own_list_and_only_trims(xn: np.ndarray) -> None:
+    full = IVFJoin.build(xn, nlist=30, nprobe=6, seed=0)
+    capped = IVFJoin.build(xn, nlist=30, nprobe=6, seed=0, max_candidates=300)
+    sizes = np.diff(capped.ptr)
+    for c in range(capped.nlist):
+        kept = capped.probes[c][capped.probes[c] >= 0]
+        assert kept[0] == c and kept.tolist() == full.probes[c][: kept.size].tolist()
+        assert kept.size == 1 or sizes[kept].sum() <= 300
+    # never a false neighbour: capped lists are a subset of the full ones' candidates
+    d, i = capped.knn(5)
+    dd, ii = full.knn(5)
+    assert (d[:, -1] >= dd[:, -1] - 1e-6).all()

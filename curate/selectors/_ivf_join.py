@@ -82,7 +82,7 @@ class IVFJoin:
     faiss_index = None
 
     def __init__(self, x: np.ndarray, centroids: np.ndarray, assign: np.ndarray,
-                 nprobe: int) -> None:
+                 nprobe: int, max_candidates: Optional[int] = None) -> None:
         n = x.shape[0]
         self.x = x
         self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
@@ -93,6 +93,7 @@ class IVFJoin:
         self.ptr = np.zeros(self.nlist + 1, dtype=np.int64)
         np.cumsum(np.bincount(self.assign, minlength=self.nlist), out=self.ptr[1:])
         self.norms = _sq_norms(x)
+        self.max_candidates = None if max_candidates is None else int(max_candidates)
         self.probes = self._probe_lists()
         self.n = n
 
@@ -107,12 +108,16 @@ class IVFJoin:
         seed: int = 0,
         train_per_list: int = 64,
         niter: int = 10,
+        max_candidates: Optional[int] = None,
     ) -> "IVFJoin":
         """Train ``nlist`` k-means centroids on a seeded sample and assign every row.
 
         Training: FAISS k-means, ``niter`` iterations on ``min(N, train_per_list * nlist)``
         seeded rows, O(niter * train_per_list * nlist^2 * d). Assignment: one flat (BLAS) search
-        of the centroids, O(N * nlist * d), in row blocks.
+        of the centroids, O(N * nlist * d), in row blocks. ``max_candidates`` caps the rows a
+        list is joined with: its nearest probe lists are kept while their rows fit (the list
+        itself always), so a few oversized lists (k-means on runs of near-duplicates) do not
+        dominate the cost; ``None`` keeps all ``nprobe`` lists.
         """
         import faiss
 
@@ -142,7 +147,7 @@ class IVFJoin:
             assign[s : s + a.shape[0]] = a[:, 0]
         logger.info("IVF join over %d x %d rows: nlist %d, nprobe %d, trained on %d rows",
                     n, d, nlist, min(nprobe, nlist), n_train)
-        return cls(x, centroids, assign, nprobe)
+        return cls(x, centroids, assign, nprobe, max_candidates)
 
     def _probe_lists(self) -> np.ndarray:
         """Each list's ``nprobe`` nearest lists by centroid distance, itself first. O(nlist^2 d)."""
@@ -155,11 +160,16 @@ class IVFJoin:
             _, near = faiss.knn(c, c, self.nprobe)
             near = near.astype(np.int64)
         own = np.arange(self.nlist, dtype=np.int64)
-        out = np.empty((self.nlist, self.nprobe), dtype=np.int64)
+        out = np.full((self.nlist, self.nprobe), -1, dtype=np.int64)
+        sizes = np.diff(self.ptr)
         for i in range(self.nlist):  # O(nlist * nprobe): put the list itself first
             rest = near[i][near[i] != i]
             out[i, 0] = own[i]
             out[i, 1:] = rest[: self.nprobe - 1]
+            if self.max_candidates is not None:  # nearest lists while their rows fit the cap
+                keep = max(1, int(np.searchsorted(np.cumsum(sizes[out[i]]), self.max_candidates,
+                                                  side="right")))
+                out[i, keep:] = -1
         return out
 
     # ------------------------------------------------------------------ blocks
@@ -170,7 +180,7 @@ class IVFJoin:
     def candidates(self, c: int, lists: Optional[np.ndarray] = None, *,
                    ascending: bool = True) -> np.ndarray:
         """Rows of the probe lists of list ``c`` (or of ``lists``), ascending (or list by list)."""
-        lists = self.probes[c] if lists is None else lists
+        lists = self.probes[c][self.probes[c] >= 0] if lists is None else lists
         parts = np.concatenate([self.order[self.ptr[p] : self.ptr[p + 1]] for p in lists])
         return np.sort(parts) if ascending else parts
 
@@ -179,6 +189,7 @@ class IVFJoin:
         ``b``'s, ascending: every unordered probe pair once. O(nlist * nprobe log)."""
         a = np.repeat(np.arange(self.nlist, dtype=np.int64), self.probes.shape[1])
         b = self.probes.reshape(-1)
+        a, b = a[b >= 0], b[b >= 0]
         key = np.unique(np.minimum(a, b) * self.nlist + np.maximum(a, b))
         lo, hi = key // self.nlist, key % self.nlist
         cuts = np.searchsorted(lo, np.arange(self.nlist + 1))
