@@ -292,3 +292,21 @@ def test_candidate_cap_keeps_own_list_and_only_trims(xn: np.ndarray) -> None:
     d, i = capped.knn(5)
     dd, ii = full.knn(5)
     assert (d[:, -1] >= dd[:, -1] - 1e-6).all()
+
+
+def test_ivf_join_benchmark_smoke(tmp_path) -> None:
+    """``python -m benchmarks.ivf_join`` at a tiny size writes every method's row."""
+    import json
+
+    from bench_run import run_benchmark  # tests/bench_run.py
+
+    run_benchmark("benchmarks.ivf_join", ["--n", "3000", "--dim", "16", "--k", "8",
+                                          "--sample", "50", "--timed", "300", "--coverage",
+                                          "--budget", "20", "--name", "ivf_join-smoke"], tmp_path)
+    res = json.loads((tmp_path / "ivf_join-smoke.json").read_text())
+    methods = [(r["pool"], r["method"]) for r in res["rows"]]
+    for pool in ("drive", "gaussian"):
+        for m in ("ivf join", "ivf per-query (peer)", "exact (peer)"):
+            assert (pool, m) in methods
+    assert all(0.0 <= r["knn recall"] <= 1.0 for r in res["rows"])
+    assert set(res["extra"]) == {"drive", "gaussian"}
