@@ -394,19 +394,39 @@ def uherding_picker(c: float, temperature: bool = True, **params) -> Callable:
     return pick
 
 
-def skal_picker(factory: Callable, sub: np.ndarray) -> Callable:
-    """scikit-activeml query strategy restricted to the pool rows ``sub`` (peer)."""
+def skal_picker(factory: Callable, sub: np.ndarray, seed_free: bool = False) -> Callable:
+    """scikit-activeml query strategy restricted to the pool rows ``sub`` (peer).
+
+    ``seed_free`` (scikit-activeml ``MaxHerding``, whose only use of ``random_state`` is to break
+    exact ties of the greedy utility): the query also returns its utilities, and a call in which
+    every greedy step had a single maximum is a function of the pool, the labeled rows and the
+    batch size alone, so it is cached and reused for the other seeds (``pick.cache.hits``); a
+    call with a tie is never cached. The picks are those scikit-activeml returns either way.
+    """
+    cache = SeedFreeCache() if seed_free else None
 
     def pick(x, y, labeled_rows, n_new, seed):
+        key = SeedFreeCache.key(labeled_rows, n_new, None) if cache is not None else None
+        hit = cache.get(key) if cache is not None else None
+        if hit is not None:
+            return hit[0]
         pos = {int(r): i for i, r in enumerate(sub)}
         ys = np.full(sub.size, np.nan)
         for r in labeled_rows:
             if int(r) in pos:
                 ys[pos[int(r)]] = y[int(r)]
         qs = factory(random_state=seed)
-        idx = qs.query(x[sub], ys, batch_size=n_new)
+        if cache is None:
+            idx = qs.query(x[sub], ys, batch_size=n_new)
+        else:
+            idx, util = qs.query(x[sub], ys, batch_size=n_new, return_utilities=True)
+            top = np.nanmax(util, axis=1, keepdims=True)
+            ties = int(np.count_nonzero((util == top).sum(axis=1) > 1))
+            # SeedFreeCache.put stores calls whose info reports no seeded choice
+            cache.put(key, sub[np.asarray(idx, dtype=np.int64)], {"fallbacks": ties})
         return sub[np.asarray(idx, dtype=np.int64)]
 
+    pick.cache = cache
     return pick
 
 
@@ -534,7 +554,8 @@ def build_strategies(names: list[str], n_pool: int, c: float, purity_clusters: i
             }
             if name not in factories:
                 raise SystemExit(f"unknown strategy {name!r}")
-            out[name] = skal_picker(factories[name], everything)
+            out[name] = skal_picker(factories[name], everything,
+                                    seed_free=name.startswith("skal-maxherding"))
         else:
             raise SystemExit(f"unknown strategy {name!r}")
     return out
