@@ -454,3 +454,25 @@ def test_http_select_by_name(tmp_path, embedded_template) -> None:
                                                bandwidth=0.5).run.ids
         with pytest.raises(Exception, match="valid kernels"):
             remote.select("maxherding", 6, embedding="bev-hist", kernel="gauss")
+
+
+def test_al_quality_official_uherding_check_smoke(tmp_path) -> None:
+    """``al_quality --check-official`` on synthetic features: every cumulative round of curate's
+    UHerding equals the ported official round (picks in order and bandwidth)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, CURATE_RESULTS_DIR=str(tmp_path), OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "al_quality.py"),
+                          "--synthetic", "260", "--check-official", "--budgets", "10,20,40",
+                          "--name", "chk"], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = json.loads((tmp_path / "chk-uherding-official.json").read_text())["rows"]
+    assert [r["labels"] for r in rows] == [10, 20, 40]
+    assert all(r["same picks in order"] and r["common picks"] == r["new picks"] for r in rows)
+    assert all(r["bandwidth"] == pytest.approx(r["official bandwidth"]) for r in rows)
+    assert rows[0]["temperature"] is None and rows[1]["temperature"] >= 1.0
