@@ -297,7 +297,7 @@ def select(method: str, ws_path: Path, budget: int) -> dict[str, Any]:
     total = time.perf_counter() - t
     info = dict(res.run.info or {})
     keep = {k: info[k] for k in ("algorithm", "pruning", "delta", "coverage", "approximation",
-                                 "seconds", "n_clusters", "fallbacks") if k in info}
+                                 "seconds", "cpu_seconds", "n_clusters", "fallbacks") if k in info}
     return {"total_s": total, "select_s": Timed.seconds, "rest_s": total - Timed.seconds,
             "read_vectors_s": read["s"],
             "ids": list(res.ids), "info": keep, "peak_mib": peak_rss_mib()}
