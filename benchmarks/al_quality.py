@@ -67,6 +67,13 @@ the exact generalized coverage of the picks, ``loss vs exact %`` the relative co
 against the exact method, and ``loss @b %`` the same for the first ``b`` picks (greedy picks
 from an empty set are prefix-consistent, so these are the budget-``b`` selections).
 
+``--check-official``: UHerding's cumulative curve (one seed: it is deterministic) where every
+round is also run through :func:`official_uherding_round`, a float64 port of the official
+``select_samples`` (full ``N x N`` kernel, pools up to 12 000 rows), on the same labeled rows and
+temperature-scaled margins; ``<name>-uherding-official`` lists per round whether the picks and the
+bandwidth agree. scikit-activeml's MaxHerding peers reuse seed-free calls across seeds (see
+:func:`skal_picker`).
+
 ``--combine a,b,...``: merge curve results of separate invocations (same pool, budgets, seeds
 and classifier) into ``--name`` and write ``<name>-targets``, the issue-14 target check per
 budget. ``--tune --tune-what uherding`` checks UHerding's temperature rule (ECE scaling vs
