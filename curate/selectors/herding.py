@@ -23,6 +23,25 @@ current best kernel value of ``x``; ties go to the lowest row. This follows the 
   and UHerding tends to margin sampling; with few labels it is MaxHerding weighted by
   uncertainty. That is the official interpolation; nothing else changes with the budget.
 
+UHerding, compared line by line with the official ``UHerding.select_samples`` (``-a
+uherding_margin -s true -p true`` of its README): the kernel is rbf on the L2-normalised
+self-supervised features (``UNC_FEATURE``; the classifier's features only when both feature
+options say ``classifier``), never mixed with the classifier's probabilities (the probability /
+embedding mixing in the official ``Sampling.badge`` belongs to BADGE-herding, another method);
+the weights are the margin ``1 - (p1 - p2)`` of ``softmax(logits / T)`` of the classifier trained
+on all labeled rows, 0 on labeled rows, fixed during the round (picks keep their weight; their
+gain vanishes as ``m = 1``); ``T`` comes from the caller (the official ``-s true``: lowest ECE over
+``1.0, 1.1, ..., 19.9`` on the last 30% of the labeled rows for a model fit on the first 70%,
+:func:`benchmarks.al_quality.fit_temperature`); the official ``delta_scale`` and temperature
+``additional_scale`` are fixed at 1.0 there and here. Differences: no random candidate subset
+(the official code keeps at most ~35k candidates; here every row is one), the lowest row wins
+exact ties (the official code takes the first row of a random permutation), and
+:func:`labeled_min_distance` finds the pair by a float32 FAISS 2-NN before recomputing it in
+float64 (the official one takes the minimum of the float32 ``cdist``). The tests replay
+cumulative rounds against a port of the official round and get the same picks and bandwidths;
+``benchmarks/al_quality.py --check-official`` does the same on the Fashion-MNIST benchmark pool
+(``benchmarks/results/al_quality-fmnist-uherding-official.json``).
+
 The official code builds the full ``N x N`` kernel and draws a random subset of at most ~35k
 candidates. Here:
 
@@ -94,6 +113,7 @@ import numpy as np
 
 from curate.errors import InvalidInputError
 from curate.selectors._distances import squared_norms
+from curate.selectors._ivf_join import IVFJoin
 from curate.selectors._neighbors import build_index, build_neighbors, knn, knn_rows
 from curate.selectors._scores import get_uncertainty
 from curate.selectors.base import ScoresLike, Selection, Selector, validate_inputs
@@ -528,7 +548,11 @@ class _KnnKernel:
         k = min(int(knn_k), n)
         index = build_neighbors(xn, kind=index_kind, nprobe=nprobe, nlist=nlist, seed=seed)
         clock.stage("index")
-        _, ind = knn_rows(index, xn, k)
+        dist64 = None
+        if isinstance(index, IVFJoin):  # float64 pair distances from the join's cached blocks
+            dist64, ind = index.knn(k, float64=True)
+        else:
+            _, ind = knn_rows(index, xn, k)
         del index
         clock.stage("knn")
         n2 = _row_norms64(xn)
@@ -543,10 +567,15 @@ class _KnnKernel:
             has_self = (blk == rows[:, None]).any(axis=1)
             if not has_self.all():  # approximate search (or > k duplicates) missed the row
                 blk[~has_self, -1] = rows[~has_self]
+                if dist64 is not None:
+                    dist64[rows[~has_self], -1] = 0.0
             valid = blk >= 0
             src = np.repeat(rows, valid.sum(axis=1))
             dst = blk[valid]
-            d = _pair_dist(xn, n2, src, dst)
+            if dist64 is None:
+                d = _pair_dist(xn, n2, src, dst)
+            else:
+                d = dist64[s0 : s0 + blk.shape[0]][valid]
             kq = kernel_values(d, kernel, h, threshold)
             if k < n:
                 # a row's list is complete when its farthest listed row has kernel value 0 (after
@@ -560,7 +589,7 @@ class _KnnKernel:
                 src[keep] - s0, minlength=blk.shape[0])
             idx_parts.append(dst[keep].astype(np.int32))
             kq_parts.append(kq[keep].astype(np.int32))
-        del ind
+        del ind, dist64
         self.truncated = truncated
         self.fwd_ptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(fwd_counts, out=self.fwd_ptr[1:])
