@@ -333,7 +333,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--methods", default="kcenter,probcover,typiclust")
     ap.add_argument("--naive-kcenter", action="store_true",
                     help="also time the naive k-center reference and check identical ids")
-    ap.add_argument("--timeout", type=float, default=None, help="seconds per child process")
+    ap.add_argument("--timeout", type=float, default=None, help="seconds per select child")
+    ap.add_argument("--build-timeout", type=float, default=None,
+                    help="seconds for the build child (default: no limit)")
     ap.add_argument("--workdir", default=None, help="where workspaces go (default: a temp dir)")
     ap.add_argument("--name", default=None, help="result name (default scale-<sizes>)")
     ap.add_argument("--child", choices=("build", "select"))
@@ -402,7 +404,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                 if ws_path.exists():
                     shutil.rmtree(ws_path)
                 b = run_child(["--child", "build", "--n", str(n), "--ws", str(ws_path), *common],
-                              args.timeout)
+                              args.build_timeout)
                 extra[f"build-{n}"] = b
             if b is not None:
                 if "error" in b:
