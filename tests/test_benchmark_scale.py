@@ -43,3 +43,22 @@ def test_scale_smoke(tmp_path, monkeypatch) -> None:
     assert len(build["ingest_curve"]) == 3 and len(build["commit_curve"]) == 4
     assert build["commit_curve"][-1][0] == 1200
     assert build["ingest_flatness"]["max_over_first_mean"] > 0
+
+
+def test_scale_smoke_sharded_float16_without_search(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CURATE_RESULTS_DIR", str(tmp_path / "results"))
+    main(["--sizes", "1200", "--dim", "16", "--ingest-batch", "600", "--commit-rows", "600",
+          "--labeled", "5", "--dtype", "float16", "--methods", "kcenter,kcenter-sharded",
+          "--shards", "3", "--measure-loss", "--search-max-rows", "1000",
+          "--workdir", str(tmp_path / "ws"), "--name", "scale-smoke-sharded"])
+    res = json.loads((tmp_path / "results" / "scale-smoke-sharded.json").read_text())
+    search = [r for r in res["rows"] if r["phase"] == "search"]
+    assert [r["what"] for r in search] == ["not run"] and "search-max-rows" in search[0]["notes"]
+    sharded = next(r for r in res["rows"] if r["what"] == "kcenter-sharded: total")
+    assert "3 shards (local)" in sharded["notes"] and "radius sharded" in sharded["notes"]
+    info = res["extra"]["select-1200-kcenter-sharded"]["info"]
+    exact = res["extra"]["select-1200-kcenter"]["info"]
+    # the unsharded run inside the sharded one is the same exact k-center as the plain run
+    assert np.isclose(info["loss"]["coverage_radius"]["unsharded"], exact["coverage_radius"],
+                      rtol=1e-5)
+    assert res["extra"]["select-1200-kcenter-sharded"]["worker_peak_mib"] >= 0
