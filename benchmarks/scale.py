@@ -313,11 +313,11 @@ def select(method: str, ws_path: Path, budget: int, shards: int = 16, engine: st
     total = time.perf_counter() - t
     info = dict(res.run.info or {})
     keep = {k: info[k] for k in ("algorithm", "pruning", "delta", "coverage", "approximation",
-                                 "seconds", "n_clusters", "fallbacks", "coverage_radius",
-                                 "coverage_radius_sampled_rows", "coverage_radius_bound",
-                                 "coverage_bound", "loss", "shards", "engine", "union",
-                                 "seconds_partition", "seconds_shards", "seconds_shard_max",
-                                 "seconds_merge") if k in info}
+                                 "seconds", "cpu_seconds", "n_clusters", "fallbacks",
+                                 "coverage_radius", "coverage_radius_sampled_rows",
+                                 "coverage_radius_bound", "coverage_bound", "loss", "shards",
+                                 "engine", "union", "seconds_partition", "seconds_shards",
+                                 "seconds_shard_max", "seconds_merge") if k in info}
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"total_s": total, "select_s": Timed.seconds, "rest_s": total - Timed.seconds,
             "read_vectors_s": read["s"],

@@ -38,8 +38,9 @@ candidates. Here:
   exact incremental gain updates (only rows whose ``m`` rose are revisited). O(N^2) memory, so
   it refuses pools above ``dense_max_rows``. It is the reference of the tests.
 * ``method="sparse"``: every row's kernel is restricted to its ``knn_k`` nearest
-  neighbours (FAISS, through :func:`curate.selectors._neighbors.build_index` and ``knn``: a GPU
-  copy of the flat index when FAISS sees one, IVF above 100k rows), self included; the candidates
+  neighbours (through :func:`curate.selectors._neighbors.build_neighbors` and ``knn_rows``: a
+  flat FAISS index up to ``FLAT_MAX`` rows, a GPU copy when FAISS sees one; above, the IVF join
+  of :mod:`curate.selectors._ivf_join`, one GEMM per list), self included; the candidates
   are the rows appearing in those lists (every row, through its self edge). Gains are updated
   incrementally through the reverse lists: picking ``s`` raises ``m(x)`` for the rows ``x``
   listing ``s``, and only the ``knn_k`` candidates of those rows change gain. Labeled rows enter
@@ -93,7 +94,7 @@ import numpy as np
 
 from curate.errors import InvalidInputError
 from curate.selectors._distances import squared_norms
-from curate.selectors._neighbors import build_index, knn
+from curate.selectors._neighbors import build_index, build_neighbors, knn, knn_rows
 from curate.selectors._scores import get_uncertainty
 from curate.selectors.base import ScoresLike, Selection, Selector, validate_inputs
 
@@ -525,9 +526,9 @@ class _KnnKernel:
                  clock: "_Clock") -> None:
         n = xn.shape[0]
         k = min(int(knn_k), n)
-        index = build_index(xn, kind=index_kind, nprobe=nprobe, nlist=nlist, seed=seed)
+        index = build_neighbors(xn, kind=index_kind, nprobe=nprobe, nlist=nlist, seed=seed)
         clock.stage("index")
-        _, ind = knn(index, xn, k)
+        _, ind = knn_rows(index, xn, k)
         del index
         clock.stage("knn")
         n2 = _row_norms64(xn)

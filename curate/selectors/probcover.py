@@ -67,11 +67,13 @@ from curate.selectors._distances import block_rows, squared_norms
 from curate.selectors._kmeans import kmeans
 from curate.selectors._neighbors import (
     CSRGraph,
-    build_index,
+    build_neighbors,
     gather_rows,
-    knn,
-    nearest_other_label_ivf,
-    range_graph,
+    is_approximate,
+    knn_other_label_rows,
+    knn_rows,
+    nearest_other_label_rows,
+    range_graph_rows,
     row_chunks,
     transpose_csr,
 )
@@ -208,7 +210,7 @@ def delta_from_purity(
     Lower bounds from the kNN are refined exactly (chunked brute force over all rows) only for
     rows whose bound is below the current answer, until no bound can change it. ``refine``
     (query row positions -> radii) replaces the brute force, e.g. with the approximate filtered
-    IVF search of :func:`curate.selectors._neighbors.nearest_other_label_ivf` on large pools.
+    IVF search of :func:`curate.selectors._neighbors.nearest_other_label_rows` on large pools.
 
     Returns
     -------
@@ -384,13 +386,13 @@ def build_ball_graph(
         g, incomplete = _graph_from_knn(knn_result[0], knn_result[1], delta)
         if incomplete.size:
             if index is None:
-                index = build_index(xn, kind=index_kind, nprobe=nprobe, seed=seed)
-            sub = range_graph(index, xn[incomplete], delta)
+                index = build_neighbors(xn, kind=index_kind, nprobe=nprobe, seed=seed)
+            sub = range_graph_rows(index, xn, delta, incomplete)
             g = _replace_rows(g, incomplete, sub)
     else:
         if index is None:
-            index = build_index(xn, kind=index_kind, nprobe=nprobe, seed=seed)
-        g = range_graph(index, xn, delta)
+            index = build_neighbors(xn, kind=index_kind, nprobe=nprobe, seed=seed)
+        g = range_graph_rows(index, xn, delta)
     return _ensure_self_edges(g)
 
 
@@ -452,16 +454,21 @@ def approximation_loss(
 
 
 class _StageClock:
-    """Wall seconds per named stage (``seconds``), each stage measured from the previous one."""
+    """Wall seconds (``seconds``) and process CPU seconds (``cpu_seconds``) per named stage, each
+    stage measured from the previous one (CPU next to wall: on a shared machine the wall clock
+    mostly measures the load)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
         self._last = time.perf_counter()
+        self._last_cpu = time.process_time()
 
     def stage(self, name: str) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._last, 4)
-        self._last = now
+        self.cpu_seconds[name] = round(self.cpu_seconds.get(name, 0.0) + cpu - self._last_cpu, 4)
+        self._last, self._last_cpu = now, cpu
         logger.debug("stage %s done after %.2f s", name, self.seconds[name])
 
 
@@ -750,7 +757,7 @@ class ProbCover(Selector):
                 n_init=self.purity_kmeans_restarts,
             )
             clock.stage("kmeans")
-            index = build_index(
+            index = build_neighbors(
                 xn, kind=self.index_kind, nprobe=self.nprobe, nlist=self.nlist, seed=seed
             )
             clock.stage("index")
@@ -759,17 +766,28 @@ class ProbCover(Selector):
                 # purity estimated on a seeded sample of query rows (radii exact against all
                 # rows); the graph then comes from one range search over every row
                 qrows = purity_sample_rows(n, self.purity_sample, seed)
-                query_knn = knn(index, xn[qrows], min(self.knn_k, n))
                 info["purity_sample"] = int(qrows.size)
             else:
                 qrows = None
-                query_knn = knn_result = knn(index, xn, min(self.knn_k, n))
+            # an IVF join also returns each query's nearest other-label distance (same GEMMs)
+            qd, qi, other = knn_other_label_rows(index, xn, min(self.knn_k, n), labels, qrows)
+            query_knn = (qd, qi)
+            if qrows is None:
+                knn_result = query_knn
             clock.stage("knn")
             refine = None
-            if getattr(index, "faiss_index", None) is not None:  # IVF: approximate radii
+            if other is not None:  # IVF join: approximate radii, computed with the kNN
+                at = np.full(n, -1, dtype=np.int64)
+                at[np.arange(n) if qrows is None else qrows] = np.arange(other.shape[0])
 
                 def refine(rows: np.ndarray) -> np.ndarray:
-                    return nearest_other_label_ivf(index, xn[rows], labels[rows], labels)
+                    return other[at[rows]]
+
+                info["purity_radii"] = "ivf"
+            elif is_approximate(index):  # FAISS IVF index: filtered search per unsure row
+
+                def refine(rows: np.ndarray) -> np.ndarray:
+                    return nearest_other_label_rows(index, xn, rows, labels)
 
                 info["purity_radii"] = "ivf"
             delta, purity, refined = delta_from_purity(
@@ -801,7 +819,7 @@ class ProbCover(Selector):
         else:
             delta = float(self.delta)
         if index is None:
-            index = build_index(
+            index = build_neighbors(
                 xn, kind=self.index_kind, nprobe=self.nprobe, nlist=self.nlist, seed=seed
             )
             clock.stage("index")
@@ -832,16 +850,19 @@ class ProbCover(Selector):
             mean_degree=graph.n_edges / n,
         )
         clock.stage("greedy")
-        if getattr(index, "faiss_index", None) is not None and self.loss_sample is not None:
+        if is_approximate(index) and self.loss_sample is not None:
             info["approximation"] = approximation_loss(
                 xn, graph, covered, np.concatenate([lab_rows, picks]), delta,
                 sample=self.loss_sample, seed=seed,
             )
             info["approximation"].update(index="ivf", nlist=int(index.nlist),
-                                         nprobe=int(index.nprobe))
+                                         nprobe=int(index.nprobe),
+                                         method=getattr(index, "method", "ivf-per-query"))
             clock.stage("loss")
         info["seconds"] = clock.seconds
-        logger.info("%s on %d rows: stage seconds %s", self.name, n, clock.seconds)
+        info["cpu_seconds"] = clock.cpu_seconds
+        logger.info("%s on %d rows: stage seconds %s (cpu %s)", self.name, n, clock.seconds,
+                    clock.cpu_seconds)
         if fallbacks:
             logger.info("%s: %d random fallback picks (everything covered)", self.name, fallbacks)
         return Selection(indices=picks, gains=gains, info=info)

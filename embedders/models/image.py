@@ -59,6 +59,7 @@ from embedders.checkpoint import state_dict_sha256
 from embedders.errors import CheckpointError, EmbedderError
 
 __all__ = [
+    "CameraEmbedder",
     "EfficientNetLite0Features",
     "ImageEmbedder",
     "DEFAULT_IMAGE_SIZE",
@@ -353,7 +354,80 @@ def image_features(
     return out
 
 
-class ImageEmbedder(Embedder):
+class CameraEmbedder(Embedder):
+    """Base of the frame embedders that read camera images through a frozen network.
+
+    Subclasses set ``name``, ``dim``, ``model`` (a ``torch.nn.Module`` in eval mode) and call
+    ``self._init_device()`` at the end of ``__init__``; they implement :meth:`image_features`.
+    This class gives them the weights checksum, device handling, the refusal of point clouds and
+    :meth:`embed` (per frame the mean of its L2-normalised camera features).
+    """
+
+    modality = "image"
+    model: nn.Module
+
+    def _init_device(self) -> None:
+        self._sha256: str | None = None
+        self._device = "cpu"
+        self.to("auto")
+
+    def weights_sha256(self) -> str:
+        """sha256 of the network state dict (cached: the weights are frozen)."""
+        if self._sha256 is None:
+            self._sha256 = state_dict_sha256(self.model.state_dict())
+        return self._sha256
+
+    @property
+    def device(self) -> str:
+        """Device the network runs on."""
+        return self._device
+
+    def to(self, device: str) -> CameraEmbedder:
+        """Move the network to ``device`` (``"auto"`` = CUDA when available, else CPU)."""
+        resolved = resolve_device(device)
+        self.model.to(resolved)
+        self._device = resolved
+        return self
+
+    def _embed_clouds(self, clouds: list[np.ndarray]) -> np.ndarray:
+        raise EmbedderError(
+            f"{self.name} embeds camera images, not point clouds: call embed() with one list of "
+            "(H, W, 3) uint8 images per frame"
+        )
+
+    def image_features(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Network features ``(len(images), dim)`` float32 of single images (not normalised)."""
+        raise NotImplementedError
+
+    def embed(  # type: ignore[override]
+        self, frames: Sequence[Sequence[np.ndarray]], *, device: str = "auto"
+    ) -> np.ndarray:
+        """Embed frames given as lists of camera images.
+
+        Parameters
+        ----------
+        frames : sequence of sequence of numpy.ndarray
+            Per frame, its camera images, each ``(H, W, 3)`` uint8 RGB (sizes may differ).
+        device : str, default "auto"
+            ``"auto"`` keeps the current device; other values move the embedder (persists).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(len(frames), dim)`` float32: per frame the mean of its L2-normalised camera
+            features.
+
+        Raises
+        ------
+        EmbedderError
+            A frame with no images, or a bad image (the message names frame and camera).
+        """
+        if device != "auto":
+            self.to(device)
+        return pool_cameras(frames, self.image_features, self.dim, self.name)
+
+
+class ImageEmbedder(CameraEmbedder):
     """Frame embedder from camera images: EfficientNet-Lite0 features, cameras averaged.
 
     Parameters
@@ -373,7 +447,6 @@ class ImageEmbedder(Embedder):
     pooling. ``max_batch`` (images per forward pass) is a runtime setting, not config.
     """
 
-    modality = "image"
     max_batch = 16
 
     def __init__(
@@ -394,9 +467,7 @@ class ImageEmbedder(Embedder):
         self.normalization = normalization
         self.checkpoint = None if checkpoint is None else os.path.abspath(os.fspath(checkpoint))
         self.model = load_efficientnet_lite0(self.checkpoint)
-        self._sha256: str | None = None
-        self._device = "cpu"
-        self.to("auto")
+        self._init_device()
 
     def config(self) -> dict[str, Any]:
         """Complete options: ``create_embedder(self.name, **self.config())`` rebuilds it."""
@@ -406,67 +477,16 @@ class ImageEmbedder(Embedder):
             "checkpoint": self.checkpoint,
         }
 
-    def weights_sha256(self) -> str:
-        """sha256 of the network state dict (cached: the weights are frozen)."""
-        if self._sha256 is None:
-            self._sha256 = state_dict_sha256(self.model.state_dict())
-        return self._sha256
-
-    @property
-    def device(self) -> str:
-        """Device the network runs on."""
-        return self._device
-
-    def to(self, device: str) -> ImageEmbedder:
-        """Move the network to ``device`` (``"auto"`` = CUDA when available, else CPU)."""
-        resolved = resolve_device(device)
-        self.model.to(resolved)
-        self._device = resolved
-        return self
-
-    def _embed_clouds(self, clouds: list[np.ndarray]) -> np.ndarray:
-        raise EmbedderError(
-            f"{self.name} embeds camera images, not point clouds: call embed() with one list of "
-            "(H, W, 3) uint8 images per frame"
+    def image_features(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """EfficientNet-Lite0 features ``(len(images), 1280)`` of single images (not normalised)."""
+        return image_features(
+            self.model,
+            images,
+            device=self._device,
+            image_size=self.image_size,
+            normalization=self.normalization,
+            batch_size=self.max_batch,
         )
-
-    def embed(  # type: ignore[override]
-        self, frames: Sequence[Sequence[np.ndarray]], *, device: str = "auto"
-    ) -> np.ndarray:
-        """Embed frames given as lists of camera images.
-
-        Parameters
-        ----------
-        frames : sequence of sequence of numpy.ndarray
-            Per frame, its camera images, each ``(H, W, 3)`` uint8 RGB (sizes may differ).
-        device : str, default "auto"
-            ``"auto"`` keeps the current device; other values move the embedder (persists).
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(len(frames), 1280)`` float32: per frame the mean of its L2-normalised camera
-            features.
-
-        Raises
-        ------
-        EmbedderError
-            A frame with no images, or a bad image (the message names frame and camera).
-        """
-        if device != "auto":
-            self.to(device)
-
-        def features(images: list[np.ndarray]) -> np.ndarray:
-            return image_features(
-                self.model,
-                images,
-                device=self._device,
-                image_size=self.image_size,
-                normalization=self.normalization,
-                batch_size=self.max_batch,
-            )
-
-        return pool_cameras(frames, features, self.dim, self.name)
 
 
 def pool_cameras(

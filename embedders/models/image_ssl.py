@@ -50,10 +50,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from embedders.base import Embedder, check_options, resolve_device
-from embedders.checkpoint import read_checkpoint, state_dict_sha256
+from embedders.base import check_options
+from embedders.checkpoint import read_checkpoint
 from embedders.errors import CheckpointError, EmbedderError
-from embedders.models.image import _check_image_size, pool_cameras, preprocess_images
+from embedders.models.image import CameraEmbedder, _check_image_size, pool_cameras, preprocess_images
 
 __all__ = [
     "BACKBONE_PREFIX",
@@ -200,7 +200,7 @@ def load_backbone(
     return backbone, settings
 
 
-class ImageSSLEmbedder(Embedder):
+class ImageSSLEmbedder(CameraEmbedder):
     """Frame embedder from camera images with a self-supervised :class:`SmallConvNet`.
 
     Parameters
@@ -221,7 +221,6 @@ class ImageSSLEmbedder(Embedder):
     :meth:`embed` takes one list of camera images per frame (see the module docstring).
     """
 
-    modality = "image"
     max_batch = 64
 
     def __init__(
@@ -255,9 +254,7 @@ class ImageSSLEmbedder(Embedder):
         self.model.eval()
         self.model.requires_grad_(False)
         self.dim = self.model.dim
-        self._sha256: str | None = None
-        self._device = "cpu"
-        self.to("auto")
+        self._init_device()
 
     def config(self) -> dict[str, Any]:
         """Complete options: ``create_embedder(self.name, **self.config())`` rebuilds it."""
@@ -267,30 +264,6 @@ class ImageSSLEmbedder(Embedder):
             "width": self.width,
             "seed": self.seed,
         }
-
-    def weights_sha256(self) -> str:
-        """sha256 of the backbone state dict (cached: the weights are frozen)."""
-        if self._sha256 is None:
-            self._sha256 = state_dict_sha256(self.model.state_dict())
-        return self._sha256
-
-    @property
-    def device(self) -> str:
-        """Device the network runs on."""
-        return self._device
-
-    def to(self, device: str) -> ImageSSLEmbedder:
-        """Move the network to ``device`` (``"auto"`` = CUDA when available, else CPU)."""
-        resolved = resolve_device(device)
-        self.model.to(resolved)
-        self._device = resolved
-        return self
-
-    def _embed_clouds(self, clouds: list[np.ndarray]) -> np.ndarray:
-        raise EmbedderError(
-            f"{self.name} embeds camera images, not point clouds: call embed() with one list of "
-            "(H, W, 3) uint8 images per frame"
-        )
 
     def image_features(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Backbone features ``(len(images), dim)`` of single images (not normalised)."""
@@ -304,33 +277,6 @@ class ImageSSLEmbedder(Embedder):
                 features = self.model(pixels.to(self._device))
                 out[start : start + len(chunk)] = features.float().cpu().numpy()
         return out
-
-    def embed(  # type: ignore[override]
-        self, frames: Sequence[Sequence[np.ndarray]], *, device: str = "auto"
-    ) -> np.ndarray:
-        """Embed frames given as lists of camera images.
-
-        Parameters
-        ----------
-        frames : sequence of sequence of numpy.ndarray
-            Per frame, its camera images, each ``(H, W, 3)`` uint8 RGB (sizes may differ).
-        device : str, default "auto"
-            ``"auto"`` keeps the current device; other values move the embedder (persists).
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(len(frames), dim)`` float32: per frame the mean of its L2-normalised camera
-            features.
-
-        Raises
-        ------
-        EmbedderError
-            A frame with no images, or a bad image (the message names frame and camera).
-        """
-        if device != "auto":
-            self.to(device)
-        return pool_cameras(frames, self.image_features, self.dim, self.name)
 
 
 def image_ssl(**options: Any) -> ImageSSLEmbedder:
