@@ -273,8 +273,6 @@ def select(method: str, ws_path: Path, budget: int, shards: int = 16, engine: st
            measure_loss: bool = False) -> dict[str, Any]:
     """One ``Workspace.select``; time inside the selector vs the rest; peak RSS (this process,
     and the largest of its worker processes for sharded runs)."""
-    import resource
-
     import curate
     from curate.selectors.base import Selector
 
@@ -317,12 +315,14 @@ def select(method: str, ws_path: Path, budget: int, shards: int = 16, engine: st
                                  "coverage_radius", "coverage_radius_sampled_rows",
                                  "coverage_radius_bound", "coverage_bound", "loss", "shards",
                                  "engine", "union", "seconds_partition", "seconds_shards",
-                                 "seconds_shard_max", "seconds_merge") if k in info}
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+                                 "seconds_shard_max", "seconds_merge", "worker_peak_mib")
+            if k in info}
+    # the workers' own VmHWM (ru_maxrss of children would count this process's pages at fork)
+    workers = info.get("worker_peak_mib")
     return {"total_s": total, "select_s": Timed.seconds, "rest_s": total - Timed.seconds,
             "read_vectors_s": read["s"],
             "ids": list(res.ids), "info": keep, "peak_mib": peak_rss_mib(),
-            "worker_peak_mib": children}
+            "worker_peak_mib": workers}
 
 
 def run_child(argv: list[str], timeout: Optional[float]) -> dict[str, Any]:
@@ -476,7 +476,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                              f"{inf.get('seconds_shards', 0):.0f} s (slowest "
                              f"{inf.get('seconds_shard_max', 0):.0f} s), merge "
                              f"{inf.get('seconds_merge', 0):.0f} s; worker peak "
-                             f"{s.get('worker_peak_mib', 0):.0f} MiB")
+                             f"{s.get('worker_peak_mib') or 0:.0f} MiB")
                     if isinstance(inf.get("loss"), dict):
                         lr = inf["loss"]["coverage_radius"]
                         note += (f"; radius sharded {lr['sharded']:.3f} vs unsharded "

@@ -61,7 +61,7 @@ def test_scale_smoke_sharded_float16_without_search(tmp_path, monkeypatch) -> No
     # the unsharded run inside the sharded one is the same exact k-center as the plain run
     assert np.isclose(info["loss"]["coverage_radius"]["unsharded"], exact["coverage_radius"],
                       rtol=1e-5)
-    assert res["extra"]["select-1200-kcenter-sharded"]["worker_peak_mib"] >= 0
+    assert res["extra"]["select-1200-kcenter-sharded"]["worker_peak_mib"] > 0  # the workers' VmHWM
     # the 100M cost model takes its per-row costs from the largest scale result present
     import shutil
 

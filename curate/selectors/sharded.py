@@ -177,7 +177,21 @@ def _shard_task(inner: Selector, x: Union[np.ndarray, str], rows: Optional[np.nd
     if isinstance(x, str):
         path, x = x, np.load(x)
         os.remove(path)
-    return _select_rows(inner, x, rows, labeled, budget, scores, seed)
+    picks, gains, info, seconds = _select_rows(inner, x, rows, labeled, budget, scores, seed)
+    info["worker_peak_mib"] = _peak_rss_mib()
+    return picks, gains, info, seconds
+
+
+def _peak_rss_mib() -> Optional[float]:
+    """This process's peak resident set (``VmHWM``, MiB); None where /proc is absent."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return None
 
 
 class Sharded(Selector):
@@ -431,6 +445,9 @@ class Sharded(Selector):
             "seconds_merge": round(t_merge, 4),
             "merge": merge_info,
         }
+        peaks = [r[2].get("worker_peak_mib") for r in results]
+        if any(isinstance(v, float) for v in peaks):
+            info["worker_peak_mib"] = max(v for v in peaks if isinstance(v, float))
         radii = [r[2].get("coverage_radius") for r in results]
         if all(isinstance(v, (int, float)) for v in radii):
             info["coverage_radius_bound"] = float(max(radii))
