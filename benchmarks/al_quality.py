@@ -67,6 +67,13 @@ the exact generalized coverage of the picks, ``loss vs exact %`` the relative co
 against the exact method, and ``loss @b %`` the same for the first ``b`` picks (greedy picks
 from an empty set are prefix-consistent, so these are the budget-``b`` selections).
 
+``--check-official``: UHerding's cumulative curve (one seed: it is deterministic) where every
+round is also run through :func:`official_uherding_round`, a float64 port of the official
+``select_samples`` (full ``N x N`` kernel, pools up to 12 000 rows), on the same labeled rows and
+temperature-scaled margins; ``<name>-uherding-official`` lists per round whether the picks and the
+bandwidth agree. scikit-activeml's MaxHerding peers reuse seed-free calls across seeds (see
+:func:`skal_picker`).
+
 ``--combine a,b,...``: merge curve results of separate invocations (same pool, budgets, seeds
 and classifier) into ``--name`` and write ``<name>-targets``, the issue-14 target check per
 budget. ``--tune --tune-what uherding`` checks UHerding's temperature rule (ECE scaling vs
@@ -394,19 +401,112 @@ def uherding_picker(c: float, temperature: bool = True, **params) -> Callable:
     return pick
 
 
-def skal_picker(factory: Callable, sub: np.ndarray) -> Callable:
-    """scikit-activeml query strategy restricted to the pool rows ``sub`` (peer)."""
+def official_uherding_round(x: np.ndarray, labeled: np.ndarray, budget: int,
+                            u: Optional[np.ndarray], delta: float = 1.0) -> tuple[np.ndarray, float]:
+    """One round of the official ``UHerding.select_samples`` (BorealisAI/uherding,
+    ``deep-al/pycls/al/uherding.py``; rbf, ``-p true``), ported line by line to float64 numpy
+    with the full ``N x N`` kernel as the official code holds it (O(N^2) memory: a check for
+    the benchmark pool, not a selector). Rows ordered labeled first; ``delta`` = the smallest
+    positive entry of the strictly lower triangle of the labeled distance matrix; weights all 1
+    with no labels, else ``u`` with labeled rows 0; gain = mean over the pool of
+    ``u(x) max(k(c, x) - m(x), 0)``; labeled and chosen rows masked. Returns picks and delta."""
+    n = len(x)
+    if n > 12000:
+        raise SystemExit(f"the official port holds an N x N float64 kernel; {n} rows is too many")
+    xn = (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float64)
+    lab = np.asarray(labeled, dtype=np.int64)
+    order = np.concatenate([lab, np.setdiff1d(np.arange(n), lab)])
+    f = xn[order]
+    sq = (f * f).sum(1)
+    kern = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (f @ f.T), 0.0))
+    np.fill_diagonal(kern, 0.0)
+    if lab.size > 0:
+        tril = np.tril(kern[: lab.size, : lab.size], -1)
+        delta = float(tril[tril > 0].min())
+    np.exp(-1.0 * (kern / delta) ** 2, out=kern)
+    if lab.size:
+        best = kern[: lab.size].max(axis=0)
+        unc = np.asarray(u, dtype=np.float64)[order].copy()
+        unc[: lab.size] = 0.0
+    else:
+        best, unc = np.zeros(n), np.ones(n)
+    taken = np.zeros(n, dtype=bool)
+    taken[: lab.size] = True
+    picks = []
+    gain = np.empty(n)
+    for _ in range(budget):
+        for b in range(0, n, 1024):  # the official (N x N) update, in row blocks
+            gain[b : b + 1024] = (np.maximum(kern[b : b + 1024] - best, 0.0) * unc).mean(axis=1)
+        gain[taken] = -np.inf
+        p = int(np.argmax(gain))
+        picks.append(p)
+        taken[p] = True
+        np.maximum(best, kern[p], out=best)
+    return order[np.asarray(picks, dtype=np.int64)], delta
+
+
+def check_official_uherding(x, y, x_test, y_test, budgets, c: float) -> list[dict]:
+    """UHerding's cumulative curve (seed-free) with, at every round, the picks of the ported
+    official round on the same labeled rows and scores: equal order, overlap, both bandwidths,
+    the temperature, and the accuracy of curate's picks. O(N^2) memory (the official kernel)."""
+    from curate.selectors import UHerding
+
+    sel = UHerding()
+    rows = np.empty(0, dtype=np.int64)
+    out = []
+    for b in budgets:
+        n_new = b - rows.size
+        u = margin_scores(x, y, rows, c, temperature=True) if rows.size else None
+        temp = margin_scores.temperatures[-1][1] if u is not None else None
+        t0 = time.perf_counter()
+        got = sel.select(x, n_new, labeled=rows, scores=np.ones(len(x)) if u is None else u)
+        t1 = time.perf_counter()
+        ref, delta = official_uherding_round(x, rows, n_new, u)
+        t2 = time.perf_counter()
+        out.append({"labels": b, "temperature": temp, "bandwidth": got.info["bandwidth"],
+                    "official bandwidth": delta, "same picks in order": bool(
+                        np.array_equal(ref, got.indices)),
+                    "common picks": int(np.intersect1d(ref, got.indices).size), "new picks": n_new,
+                    "curate s": t1 - t0, "official port s": t2 - t1})
+        rows = np.concatenate([rows, got.indices])
+        out[-1]["accuracy %"] = 100 * fit_score(x, y, rows, x_test, y_test, c)
+        print(f"  official check {b}: {out[-1]}", flush=True)
+    return out
+
+
+def skal_picker(factory: Callable, sub: np.ndarray, seed_free: bool = False) -> Callable:
+    """scikit-activeml query strategy restricted to the pool rows ``sub`` (peer).
+
+    ``seed_free`` (scikit-activeml ``MaxHerding``, whose only use of ``random_state`` is to break
+    exact ties of the greedy utility): the query also returns its utilities, and a call in which
+    every greedy step had a single maximum is a function of the pool, the labeled rows and the
+    batch size alone, so it is cached and reused for the other seeds (``pick.cache.hits``); a
+    call with a tie is never cached. The picks are those scikit-activeml returns either way.
+    """
+    cache = SeedFreeCache() if seed_free else None
 
     def pick(x, y, labeled_rows, n_new, seed):
+        key = SeedFreeCache.key(labeled_rows, n_new, None) if cache is not None else None
+        hit = cache.get(key) if cache is not None else None
+        if hit is not None:
+            return hit[0]
         pos = {int(r): i for i, r in enumerate(sub)}
         ys = np.full(sub.size, np.nan)
         for r in labeled_rows:
             if int(r) in pos:
                 ys[pos[int(r)]] = y[int(r)]
         qs = factory(random_state=seed)
-        idx = qs.query(x[sub], ys, batch_size=n_new)
+        if cache is None:
+            idx = qs.query(x[sub], ys, batch_size=n_new)
+        else:
+            idx, util = qs.query(x[sub], ys, batch_size=n_new, return_utilities=True)
+            top = np.nanmax(util, axis=1, keepdims=True)
+            ties = int(np.count_nonzero((util == top).sum(axis=1) > 1))
+            # SeedFreeCache.put stores calls whose info reports no seeded choice
+            cache.put(key, sub[np.asarray(idx, dtype=np.int64)], {"fallbacks": ties})
         return sub[np.asarray(idx, dtype=np.int64)]
 
+    pick.cache = cache
     return pick
 
 
@@ -534,7 +634,8 @@ def build_strategies(names: list[str], n_pool: int, c: float, purity_clusters: i
             }
             if name not in factories:
                 raise SystemExit(f"unknown strategy {name!r}")
-            out[name] = skal_picker(factories[name], everything)
+            out[name] = skal_picker(factories[name], everything,
+                                    seed_free=name.startswith("skal-maxherding"))
         else:
             raise SystemExit(f"unknown strategy {name!r}")
     return out
@@ -884,6 +985,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                     default="bandwidth", help="what --tune checks on the tuning split")
     ap.add_argument("--tune-C", default="1,10,100,1000",
                     help="logistic regression C values of --tune-what classifier")
+    ap.add_argument("--check-official", action="store_true",
+                    help="UHerding's rounds against a port of the official select_samples")
     ap.add_argument("--combine", default=None,
                     help="comma-separated curve result names to merge into --name (no run)")
     ap.add_argument("--speed", action="store_true", help="speed / peak memory of MaxHerding")
@@ -947,6 +1050,14 @@ def main(argv: Optional[list[str]] = None) -> None:
                    "re-normalised" if kept < 1 else "") + ")")
     print(f"{what}; logistic regression C={args.C:g}; {args.seeds} seeds; load average "
           f"{os.getloadavg()[0]:.1f}", flush=True)
+
+    if args.check_official:
+        rows_o = check_official_uherding(x, y, x_test, y_test, budgets, args.C)
+        write_result("al_quality", rows_o, name=args.name + "-uherding-official", args=args,
+                     notes=what + "; UHerding (curate, default method) vs a float64 port of the "
+                     "official select_samples on the same labeled rows and temperature-scaled "
+                     f"margins at every cumulative round; logistic regression C={args.C:g}")
+        return
 
     if args.speed:
         sets: dict[str, Optional[Path]] = {s: None for s in args.speed_sizes.split(",") if s}

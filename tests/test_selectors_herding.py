@@ -209,6 +209,128 @@ def test_uherding_adaptive_bandwidth_and_first_round() -> None:
     assert nxt.info["bandwidth_rule"] == "labeled_min_distance"
 
 
+def official_uherding_round(x, labeled, budget, u, delta=1.0, adaptive=True):
+    """One round of the official ``UHerding.select_samples`` (BorealisAI/uherding,
+    ``deep-al/pycls/al/uherding.py``, rbf, ``-p true``), ported line by line to float64 numpy:
+    rows ordered labeled first; ``delta`` = smallest positive entry of the strictly lower
+    triangle of the labeled distance matrix; uncertainties all 1 with no labels, else ``u`` with
+    the labeled rows set to 0; gain = mean over the pool of ``u(x) * max(k(c, x) - m(x), 0)``;
+    labeled and chosen rows masked with ``-inf``; ``m`` starts at the labeled rows' kernel max."""
+    xn = (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float64)
+    n = len(xn)
+    lab = np.asarray(labeled, dtype=np.int64)
+    order = np.concatenate([lab, np.setdiff1d(np.arange(n), lab)])  # relevant_indices
+    f = xn[order]
+    dist = np.sqrt(np.maximum(((f[:, None, :] - f[None, :, :]) ** 2).sum(-1), 0.0))
+    np.fill_diagonal(dist, 0.0)  # compute_norm zeroes the diagonal
+    if adaptive and lab.size > 0:
+        tril = np.tril(dist[: lab.size, : lab.size], -1)
+        delta = tril[tril > 0].min()
+    kernel_all = np.exp(-1.0 * (dist / delta) ** 2)
+    if lab.size:
+        max_embedding = kernel_all[: lab.size].max(axis=0)
+        unc = np.asarray(u, dtype=np.float64)[order].copy()
+        unc[: lab.size] = 0.0
+    else:
+        max_embedding = np.zeros(n)
+        unc = np.ones(n)
+    inner = list(range(lab.size))
+    for _ in range(budget):
+        upd = np.maximum(kernel_all - max_embedding[None, :], 0.0)
+        gain = (unc[None, :] * upd).mean(axis=-1)
+        gain[inner] = -np.inf
+        sel = int(np.argmax(gain))
+        inner.append(sel)
+        max_embedding = upd[sel] + max_embedding
+    return order[inner[lab.size:]].tolist(), float(delta)
+
+
+def _softmax_margin(logits, t):
+    """The official margin of ``select_samples``: torch softmax of ``logits / T``, top-2."""
+    import torch
+
+    p = torch.nn.functional.softmax(torch.as_tensor(logits) / t, dim=1)
+    top = torch.topk(p, k=2, dim=-1, largest=True).indices
+    r = torch.arange(p.shape[0])
+    return (1.0 - (p[r, top[:, 0]] - p[r, top[:, 1]])).numpy()
+
+
+@pytest.mark.parametrize("method", ["exact", "dense", "sparse"])
+def test_uherding_rounds_equal_the_official_select_samples(method: str) -> None:
+    """Cumulative rounds 0 -> 6 -> 14 -> 25 -> 40 labels: the default UHerding (adaptive
+    bandwidth, temperature-scaled margins of a fixed linear model) picks exactly what the ported
+    official round picks, with the same bandwidth; sparse with complete lists (knn_k = N)."""
+    x = blobs(240, d=6, seed=11)
+    logits = x @ np.random.default_rng(3).normal(size=(6, 5))
+    sel = UHerding(method=method, knn_k=240)
+    rows: list[int] = []
+    for t, n_new in [(1.0, 6), (1.7, 8), (2.3, 11), (1.0, 15)]:
+        u = _softmax_margin(logits, t)
+        np.testing.assert_allclose(margin_uncertainty(logits, t, logits=True), u, atol=1e-6)
+        got = sel.select(x, n_new, labeled=np.array(rows, dtype=np.int64), scores=u)
+        ref, delta = official_uherding_round(x, rows, n_new, u)
+        assert got.indices.tolist() == ref
+        assert got.info["bandwidth"] == pytest.approx(delta, rel=1e-6)
+        rows += ref
+
+
+def test_uherding_ignores_duplicate_labeled_rows_for_the_bandwidth() -> None:
+    """The official rule skips zero distances: a duplicated labeled row does not make h = 0."""
+    x = blobs(120, d=5, seed=4)
+    x[7] = x[3]
+    u = np.random.default_rng(0).random(120)
+    got = UHerding(method="dense").select(x, 6, labeled=[3, 7, 40, 90], scores=u)
+    ref, delta = official_uherding_round(x, [3, 7, 40, 90], 6, u)
+    assert got.indices.tolist() == ref and got.info["bandwidth"] == pytest.approx(delta)
+    assert delta > 0
+
+
+def _official_ece(logits, labels, n_bins):
+    """``pycls/calibration/metrics.py::ECELoss.forward`` (softmax branch), verbatim in torch."""
+    import torch
+
+    probs = torch.nn.functional.softmax(torch.as_tensor(logits), dim=1)
+    bounds = torch.linspace(0, 1, n_bins + 1)
+    conf, pred = torch.max(probs, 1)
+    acc = pred.eq(torch.as_tensor(labels))
+    ece = torch.zeros(1, dtype=probs.dtype)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        inside = conf.gt(lo.item()) * conf.le(hi.item())
+        prop = inside.float().mean()
+        if prop.item() > 0:
+            ece += torch.abs(conf[inside].mean() - acc[inside].float().mean()) * prop
+    return float(ece.item())
+
+
+def test_benchmark_temperature_rule_is_the_official_obtain_temperature() -> None:
+    """al_quality's ECE and temperature search against ``ECELoss`` / ``obtain_temperature``:
+    grid ``np.arange(1.0, 20, 0.1)``, lowest ECE (10 bins) first on ties, a model fit on the
+    first 70% of the labeled rows in pick order and scored on the last 30%."""
+    from sklearn.linear_model import LogisticRegression
+
+    from benchmarks.al_quality import _logits, expected_calibration_error, fit_temperature
+
+    rng = np.random.default_rng(9)
+    x = blobs(300, d=6, seed=9)
+    y = (x[:, 0] > 0).astype(np.int64) + 2 * (x[:, 1] > 0)
+    for _ in range(3):
+        z = rng.normal(scale=3.0, size=(80, 4))
+        lab = rng.integers(4, size=80)
+        for t in (1.0, 2.5, 7.3):
+            p = np.exp(z / t - (z / t).max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            correct = (p.argmax(1) == lab).astype(float)
+            assert expected_calibration_error(p, correct, 10) == pytest.approx(
+                _official_ece(z / t, lab, 10), abs=1e-6)
+    rows = rng.permutation(300)[:40]
+    fit, val = rows[:28], rows[28:]  # int(40 * 0.3) = 12 validation rows, the last picks
+    clf = LogisticRegression(C=100.0, max_iter=1000).fit(x[fit], y[fit])
+    z = _logits(clf, x[val])
+    eces = [_official_ece(z / t, y[val], 4) for t in np.arange(1.0, 20, 0.1)]
+    expected = float(np.round(np.arange(1.0, 20, 0.1)[int(np.argmin(eces))], 1))
+    assert fit_temperature(x, y, rows, 100.0, n_classes=4) == pytest.approx(expected)
+
+
 def test_uherding_tends_to_margin_sampling_for_a_tiny_bandwidth() -> None:
     x = blobs(300)
     u = np.random.default_rng(2).random(300)
@@ -332,3 +454,25 @@ def test_http_select_by_name(tmp_path, embedded_template) -> None:
                                                bandwidth=0.5).run.ids
         with pytest.raises(Exception, match="valid kernels"):
             remote.select("maxherding", 6, embedding="bev-hist", kernel="gauss")
+
+
+def test_al_quality_official_uherding_check_smoke(tmp_path) -> None:
+    """``al_quality --check-official`` on synthetic features: every cumulative round of curate's
+    UHerding equals the ported official round (picks in order and bandwidth)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, CURATE_RESULTS_DIR=str(tmp_path), OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "al_quality.py"),
+                          "--synthetic", "260", "--check-official", "--budgets", "10,20,40",
+                          "--name", "chk"], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = json.loads((tmp_path / "chk-uherding-official.json").read_text())["rows"]
+    assert [r["labels"] for r in rows] == [10, 20, 40]
+    assert all(r["same picks in order"] and r["common picks"] == r["new picks"] for r in rows)
+    assert all(r["bandwidth"] == pytest.approx(r["official bandwidth"]) for r in rows)
+    assert rows[0]["temperature"] is None and rows[1]["temperature"] >= 1.0

@@ -23,6 +23,25 @@ current best kernel value of ``x``; ties go to the lowest row. This follows the 
   and UHerding tends to margin sampling; with few labels it is MaxHerding weighted by
   uncertainty. That is the official interpolation; nothing else changes with the budget.
 
+UHerding, compared line by line with the official ``UHerding.select_samples`` (``-a
+uherding_margin -s true -p true`` of its README): the kernel is rbf on the L2-normalised
+self-supervised features (``UNC_FEATURE``; the classifier's features only when both feature
+options say ``classifier``), never mixed with the classifier's probabilities (the probability /
+embedding mixing in the official ``Sampling.badge`` belongs to BADGE-herding, another method);
+the weights are the margin ``1 - (p1 - p2)`` of ``softmax(logits / T)`` of the classifier trained
+on all labeled rows, 0 on labeled rows, fixed during the round (picks keep their weight; their
+gain vanishes as ``m = 1``); ``T`` comes from the caller (the official ``-s true``: lowest ECE over
+``1.0, 1.1, ..., 19.9`` on the last 30% of the labeled rows for a model fit on the first 70%,
+:func:`benchmarks.al_quality.fit_temperature`); the official ``delta_scale`` and temperature
+``additional_scale`` are fixed at 1.0 there and here. Differences: no random candidate subset
+(the official code keeps at most ~35k candidates; here every row is one), the lowest row wins
+exact ties (the official code takes the first row of a random permutation), and
+:func:`labeled_min_distance` finds the pair by a float32 FAISS 2-NN before recomputing it in
+float64 (the official one takes the minimum of the float32 ``cdist``). The tests replay
+cumulative rounds against a port of the official round and get the same picks and bandwidths;
+``benchmarks/al_quality.py --check-official`` does the same on the Fashion-MNIST benchmark pool
+(``benchmarks/results/al_quality-fmnist-uherding-official.json``).
+
 The official code builds the full ``N x N`` kernel and draws a random subset of at most ~35k
 candidates. Here:
 
