@@ -226,3 +226,87 @@ def test_fused_knn_and_other_label_equal_the_separate_queries(xn: np.ndarray) ->
     assert (other >= exact - 2e-4).all()
     full = IVFJoin.build(xn, nlist=30, nprobe=30, seed=0).knn_other_label(12, labels, rows)[2]
     np.testing.assert_allclose(full, exact, atol=2e-4)
+
+
+def test_symmetric_range_graph_is_a_symmetric_superset_of_the_directed_one(
+    xn: np.ndarray, d2: np.ndarray
+) -> None:
+    radius = 0.45
+    join = IVFJoin.build(xn, nlist=40, nprobe=3, seed=0)
+    directed = join.range_graph(radius, symmetric=False)
+    sym = join.range_graph(radius)
+
+    def edges(g):
+        src = np.repeat(np.arange(g.n, dtype=np.int64), np.diff(g.ptr))
+        return set((src * g.n + g.idx).tolist()), src
+
+    es, src = edges(sym)
+    ed, _ = edges(directed)
+    assert ed <= es and len(es) > len(ed)
+    assert es == {(j % sym.n) * sym.n + j // sym.n for j in es}  # symmetric
+    assert (np.sqrt(d2[src, sym.idx]) < radius + 1e-5).all()  # no false edge
+    for r in range(0, sym.n, 37):
+        assert (np.diff(sym.idx[sym.ptr[r] : sym.ptr[r + 1]]) > 0).all()
+    rows = np.arange(0, len(xn), 9)
+    assert range_recall(xn, sym, radius, rows) >= range_recall(xn, directed, radius, rows)
+    # every pair of probe lists once
+    pairs = join.symmetric_probes()
+    assert sum(p.size for p in pairs) < join.nlist * join.nprobe
+    assert all((p >= a).all() and a in p for a, p in enumerate(pairs))
+
+
+def test_symmetric_range_graph_chunked_merge(monkeypatch, xn: np.ndarray) -> None:
+    from curate.selectors import _neighbors
+
+    join = IVFJoin.build(xn, nlist=25, nprobe=4, seed=2)
+    want = join.range_graph(0.5)
+    monkeypatch.setattr(_neighbors, "EDGE_CHUNK", 64)
+    got = join.range_graph(0.5)
+    np.testing.assert_array_equal(want.ptr, got.ptr)
+    np.testing.assert_array_equal(want.idx, got.idx)
+
+
+def test_float64_join_distances_equal_herding_pair_distances(xn: np.ndarray) -> None:
+    from curate.selectors.herding import _pair_dist, _row_norms64
+
+    join = IVFJoin.build(xn, nlist=20, nprobe=3, seed=0)
+    d32, ind = join.knn(10)
+    d64, ind64 = join.knn(10, float64=True)
+    np.testing.assert_array_equal(ind, ind64)
+    src = np.repeat(np.arange(len(xn)), 10)
+    want = _pair_dist(xn, _row_norms64(xn), src, ind.reshape(-1)).reshape(len(xn), 10)
+    np.testing.assert_allclose(d64, want, rtol=0, atol=1e-12)
+    assert (d64[ind == np.arange(len(xn))[:, None]] == 0).all()
+    np.testing.assert_allclose(d64 ** 2, d32.astype(np.float64) ** 2, atol=2e-6)
+
+
+def test_candidate_cap_keeps_own_list_and_only_trims(xn: np.ndarray) -> None:
+    full = IVFJoin.build(xn, nlist=30, nprobe=6, seed=0)
+    capped = IVFJoin.build(xn, nlist=30, nprobe=6, seed=0, max_candidates=300)
+    sizes = np.diff(capped.ptr)
+    for c in range(capped.nlist):
+        kept = capped.probes[c][capped.probes[c] >= 0]
+        assert kept[0] == c and kept.tolist() == full.probes[c][: kept.size].tolist()
+        assert kept.size == 1 or sizes[kept].sum() <= 300
+    # never a false neighbour: capped lists are a subset of the full ones' candidates
+    d, i = capped.knn(5)
+    dd, ii = full.knn(5)
+    assert (d[:, -1] >= dd[:, -1] - 1e-6).all()
+
+
+def test_ivf_join_benchmark_smoke(tmp_path) -> None:
+    """``python -m benchmarks.ivf_join`` at a tiny size writes every method's row."""
+    import json
+
+    from bench_run import run_benchmark  # tests/bench_run.py
+
+    run_benchmark("benchmarks.ivf_join", ["--n", "3000", "--dim", "16", "--k", "8",
+                                          "--sample", "50", "--timed", "300", "--coverage",
+                                          "--budget", "20", "--name", "ivf_join-smoke"], tmp_path)
+    res = json.loads((tmp_path / "ivf_join-smoke.json").read_text())
+    methods = [(r["pool"], r["method"]) for r in res["rows"]]
+    for pool in ("drive", "gaussian"):
+        for m in ("ivf join", "ivf per-query (peer)", "exact (peer)"):
+            assert (pool, m) in methods
+    assert all(0.0 <= r["knn recall"] <= 1.0 for r in res["rows"])
+    assert set(res["extra"]) == {"drive", "gaussian"}

@@ -82,7 +82,7 @@ class IVFJoin:
     faiss_index = None
 
     def __init__(self, x: np.ndarray, centroids: np.ndarray, assign: np.ndarray,
-                 nprobe: int) -> None:
+                 nprobe: int, max_candidates: Optional[int] = None) -> None:
         n = x.shape[0]
         self.x = x
         self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
@@ -93,6 +93,7 @@ class IVFJoin:
         self.ptr = np.zeros(self.nlist + 1, dtype=np.int64)
         np.cumsum(np.bincount(self.assign, minlength=self.nlist), out=self.ptr[1:])
         self.norms = _sq_norms(x)
+        self.max_candidates = None if max_candidates is None else int(max_candidates)
         self.probes = self._probe_lists()
         self.n = n
 
@@ -107,12 +108,16 @@ class IVFJoin:
         seed: int = 0,
         train_per_list: int = 64,
         niter: int = 10,
+        max_candidates: Optional[int] = None,
     ) -> "IVFJoin":
         """Train ``nlist`` k-means centroids on a seeded sample and assign every row.
 
         Training: FAISS k-means, ``niter`` iterations on ``min(N, train_per_list * nlist)``
         seeded rows, O(niter * train_per_list * nlist^2 * d). Assignment: one flat (BLAS) search
-        of the centroids, O(N * nlist * d), in row blocks.
+        of the centroids, O(N * nlist * d), in row blocks. ``max_candidates`` caps the rows a
+        list is joined with: its nearest probe lists are kept while their rows fit (the list
+        itself always), so a few oversized lists (k-means on runs of near-duplicates) do not
+        dominate the cost; ``None`` keeps all ``nprobe`` lists.
         """
         import faiss
 
@@ -142,7 +147,7 @@ class IVFJoin:
             assign[s : s + a.shape[0]] = a[:, 0]
         logger.info("IVF join over %d x %d rows: nlist %d, nprobe %d, trained on %d rows",
                     n, d, nlist, min(nprobe, nlist), n_train)
-        return cls(x, centroids, assign, nprobe)
+        return cls(x, centroids, assign, nprobe, max_candidates)
 
     def _probe_lists(self) -> np.ndarray:
         """Each list's ``nprobe`` nearest lists by centroid distance, itself first. O(nlist^2 d)."""
@@ -155,11 +160,16 @@ class IVFJoin:
             _, near = faiss.knn(c, c, self.nprobe)
             near = near.astype(np.int64)
         own = np.arange(self.nlist, dtype=np.int64)
-        out = np.empty((self.nlist, self.nprobe), dtype=np.int64)
+        out = np.full((self.nlist, self.nprobe), -1, dtype=np.int64)
+        sizes = np.diff(self.ptr)
         for i in range(self.nlist):  # O(nlist * nprobe): put the list itself first
             rest = near[i][near[i] != i]
             out[i, 0] = own[i]
             out[i, 1:] = rest[: self.nprobe - 1]
+            if self.max_candidates is not None:  # nearest lists while their rows fit the cap
+                keep = max(1, int(np.searchsorted(np.cumsum(sizes[out[i]]), self.max_candidates,
+                                                  side="right")))
+                out[i, keep:] = -1
         return out
 
     # ------------------------------------------------------------------ blocks
@@ -167,17 +177,32 @@ class IVFJoin:
         """Rows of list ``c`` (ascending)."""
         return self.order[self.ptr[c] : self.ptr[c + 1]]
 
-    def candidates(self, c: int) -> np.ndarray:
-        """Rows of the probe lists of list ``c``, ascending."""
-        parts = [self.order[self.ptr[p] : self.ptr[p + 1]] for p in self.probes[c]]
-        return np.sort(np.concatenate(parts))
+    def candidates(self, c: int, lists: Optional[np.ndarray] = None, *,
+                   ascending: bool = True) -> np.ndarray:
+        """Rows of the probe lists of list ``c`` (or of ``lists``), ascending (or list by list)."""
+        lists = self.probes[c][self.probes[c] >= 0] if lists is None else lists
+        parts = np.concatenate([self.order[self.ptr[p] : self.ptr[p + 1]] for p in lists])
+        return np.sort(parts) if ascending else parts
 
-    def _blocks(self, query_mask: Optional[np.ndarray], cand_key: Optional[np.ndarray] = None):
+    def symmetric_probes(self) -> list[np.ndarray]:
+        """For each list ``a``, the lists ``b >= a`` with ``b`` among ``a``'s probes or ``a`` among
+        ``b``'s, ascending: every unordered probe pair once. O(nlist * nprobe log)."""
+        a = np.repeat(np.arange(self.nlist, dtype=np.int64), self.probes.shape[1])
+        b = self.probes.reshape(-1)
+        a, b = a[b >= 0], b[b >= 0]
+        key = np.unique(np.minimum(a, b) * self.nlist + np.maximum(a, b))
+        lo, hi = key // self.nlist, key % self.nlist
+        cuts = np.searchsorted(lo, np.arange(self.nlist + 1))
+        return [hi[cuts[c] : cuts[c + 1]] for c in range(self.nlist)]
+
+    def _blocks(self, query_mask: Optional[np.ndarray], cand_key: Optional[np.ndarray] = None,
+                probe_sets: Optional[list] = None):
         """Yield ``(q_rows, cand_rows, s, qn)`` per query chunk of one list: ``s`` the float32
         ``(q, C)`` partial squared distances ``|x|^2 - 2 q.x`` against the list's candidates and
         ``qn`` the queries' squared norms (``d^2 = s + qn[:, None]``), from one GEMM of augmented
         rows ``[-2q, 1] . [x, |x|^2]``; chunked to at most :data:`BLOCK_PAIRS` pairs. Candidates
-        come ascending by row, or by ``(cand_key[row], row)`` when ``cand_key`` is given."""
+        come ascending by row, or by ``(cand_key[row], row)`` when ``cand_key`` is given, or list
+        by list with ``probe_sets`` (explicit lists per list, as :meth:`symmetric_probes`)."""
         x = self.x
         d = x.shape[1]
         for c in range(self.nlist):
@@ -186,7 +211,8 @@ class IVFJoin:
                 q_rows = q_rows[query_mask[q_rows]]
             if q_rows.size == 0:
                 continue
-            cand = self.candidates(c)
+            cand = self.candidates(c, None if probe_sets is None else probe_sets[c],
+                                   ascending=probe_sets is None)
             if cand_key is not None:
                 cand = cand[np.argsort(cand_key[cand], kind="stable")]
             xc = np.empty((cand.size, d + 1), dtype=np.float32)
@@ -217,14 +243,21 @@ class IVFJoin:
         return mask, pos, int(rows.size)
 
     # ------------------------------------------------------------------ queries
-    def knn(self, k: int, rows: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    def knn(self, k: int, rows: Optional[np.ndarray] = None, *,
+            float64: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """``k`` nearest candidates (Euclidean distance, ascending) of every row or of ``rows``.
 
         Returns float32 ``(Q, k)`` distances and int64 ``(Q, k)`` indices in the order of
         ``rows`` (``-1`` / ``inf`` where fewer than ``k`` candidates). Ties at equal distance go
         to the lower row. O(Q * C * d) time for ``C`` candidates per list, O(Q k) memory.
+
+        With ``float64=True`` the distances of the chosen pairs are recomputed in float64 from
+        the block's rows (``|a|^2 + |b|^2 - 2 a.b``, exactly 0 for a row and itself), as
+        :func:`curate.selectors.herding._pair_dist` computes them from the whole matrix: the rows
+        are still in cache, so this costs a fraction of a gather over the pool. The order stays
+        the float32 one.
         """
-        dist, ind, _ = self._knn(k, rows, None)
+        dist, ind, _ = self._knn(k, rows, None, float64=float64)
         return dist, ind
 
     def knn_other_label(
@@ -243,12 +276,14 @@ class IVFJoin:
                                     f"{labels.shape[0]}")
         return self._knn(k, rows, labels)
 
-    def _knn(self, k: int, rows: Optional[np.ndarray], labels: Optional[np.ndarray]):
+    def _knn(self, k: int, rows: Optional[np.ndarray], labels: Optional[np.ndarray], *,
+             float64: bool = False):
         k = int(k)
         if k < 1:
             raise InvalidInputError(f"k must be >= 1; got {k!r}")
         mask, pos, q = self._query_positions(self.n, rows)
-        dist = np.full((q, k), np.inf, dtype=np.float32)
+        n2 = _sq_norms64(self.x) if float64 else None
+        dist = np.full((q, k), np.inf, dtype=np.float64 if float64 else np.float32)
         ind = np.full((q, k), -1, dtype=np.int64)
         other = None if labels is None else np.full(q, np.inf, dtype=np.float64)
         for qr, cand, sc, qn in self._blocks(mask, labels):
@@ -267,40 +302,68 @@ class IVFJoin:
             o = _row_lexsort(pd, part)
             part = np.take_along_axis(part, o, axis=1)
             pd = np.take_along_axis(pd, o, axis=1)
-            dist[at, :kk] = np.sqrt(pd)
             ind[at, :kk] = cand[part]
+            if float64:
+                dist[at, :kk] = _pair_dist64(self.x, n2, qr, cand[part])
+            else:
+                dist[at, :kk] = np.sqrt(pd)
         return dist, ind, other
 
-    def range_graph(self, radius: float, rows: Optional[np.ndarray] = None):
+    def range_graph(self, radius: float, rows: Optional[np.ndarray] = None, *,
+                    symmetric: bool = True):
         """Every candidate ``j`` with ``d(x_i, x_j) < radius`` for every row (or ``rows``).
 
         Returns a :class:`curate.selectors._neighbors.CSRGraph` with one row per query (in the
         order of ``rows``), columns ascending. O(Q * C * d) time, O(Q + E) memory (int32 columns).
-        """
-        from curate.selectors._neighbors import CSRGraph
 
+        Over all rows (``rows=None``) with ``symmetric=True`` (default) each unordered pair of
+        probe lists is joined once (:meth:`symmetric_probes`) and every edge found is kept in both
+        directions: the exact graph is symmetric, so this finds a superset of the directed
+        join's edges (never a false one) with about half its GEMM work.
+        """
         if not np.isfinite(radius) or radius <= 0:
             raise InvalidInputError(f"range radius must be a positive finite number; got {radius!r}")
         r2 = np.float32(radius) * np.float32(radius)
+        if rows is None and symmetric and self.nprobe < self.nlist:
+            return self._symmetric_range_graph(r2)
         mask, pos, q = self._query_positions(self.n, rows)
         counts = np.zeros(q, dtype=np.int64)
         parts: list[tuple[np.ndarray, np.ndarray]] = []
         for qr, cand, sc, qn in self._blocks(mask):
             hit = sc < (r2 - qn)[:, None]
             at = qr if pos is None else pos[qr]
-            cnt = hit.sum(axis=1)
-            counts[at] = cnt
-            _, col = np.nonzero(hit)  # row-major: columns ascend within a query
+            counts[at] = hit.sum(axis=1)
+            _, col = _hits(hit)  # row-major: columns ascend within a query
             parts.append((at, cand[col].astype(np.int32)))
-        ptr = np.zeros(q + 1, dtype=np.int64)
-        np.cumsum(counts, out=ptr[1:])
-        idx = np.empty(int(ptr[-1]), dtype=np.int32)
-        parts.reverse()
-        while parts:  # scatter block by block, freeing each: peak ~ one copy of the edges
-            at, cols = parts.pop()
-            idx[_segments(ptr, at)] = cols
-            del at, cols
-        return CSRGraph(ptr, idx)
+        return _assemble(q, counts, parts)
+
+    def _symmetric_range_graph(self, r2: np.float32):
+        """All-rows range graph from each unordered probe-list pair once; see :meth:`range_graph`.
+
+        Block ``a`` joins list ``a``'s rows with the lists ``b >= a`` of :meth:`symmetric_probes`:
+        hits inside list ``a`` are found in both directions by the square ``a x a`` part; hits
+        into lists ``b > a`` are also stored reversed (a transpose of those edges). The two edge
+        sets of a row are disjoint (lists ``>=`` vs ``<`` the row's own) and merged sorted.
+        """
+        from curate.selectors._neighbors import transpose_csr
+
+        n = self.n
+        counts = np.zeros(n, dtype=np.int64)
+        off_counts = np.zeros(n, dtype=np.int64)
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        off_parts: list[tuple[np.ndarray, np.ndarray]] = []
+        for qr, cand, sc, qn in self._blocks(None, probe_sets=self.symmetric_probes()):
+            hit = sc < (r2 - qn)[:, None]
+            counts[qr] = hit.sum(axis=1)
+            r, col = _hits(hit)
+            cols = cand[col].astype(np.int32)
+            parts.append((qr, cols))
+            off = self.assign[cols] != self.assign[qr[0]]
+            off_counts[qr] = np.bincount(r[off], minlength=qr.size)
+            off_parts.append((qr, cols[off]))
+        fwd = _assemble(n, counts, parts)
+        back = transpose_csr(_assemble(n, off_counts, off_parts), n)
+        return _merge_rows(fwd, back, n)
 
     def nearest_other_label(self, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Distance from each of ``rows`` to its nearest candidate with a different label.
@@ -333,6 +396,83 @@ def _min_other_label(sc: np.ndarray, qn: np.ndarray, qlab: np.ndarray,
     seg[qlab[:, None] == clab[starts][None, :]] = np.inf
     best = seg.min(axis=1).astype(np.float64) + qn
     return np.sqrt(np.maximum(best, 0.0))
+
+
+def _hits(hit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero`` of a 2-D boolean block (row-major), through ``flatnonzero`` (several times
+    faster on sparse blocks)."""
+    flat = np.flatnonzero(hit)
+    r = flat // hit.shape[1]
+    return r, flat - r * hit.shape[1]
+
+
+def _assemble(q: int, counts: np.ndarray, parts: list):
+    """CSR from per-block ``(query positions, concatenated columns)`` parts, freeing each part
+    as it is scattered (peak about one copy of the edges)."""
+    from curate.selectors._neighbors import CSRGraph
+
+    ptr = np.zeros(q + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    idx = np.empty(int(ptr[-1]), dtype=np.int32)
+    parts.reverse()
+    while parts:
+        at, cols = parts.pop()
+        idx[_segments(ptr, at)] = cols
+        del at, cols
+    return CSRGraph(ptr, idx)
+
+
+def _merge_rows(a, b, n: int):
+    """Row-wise union of two CSR graphs with disjoint rows' columns; columns sorted per row.
+
+    In row chunks of at most ``EDGE_CHUNK`` edges: each chunk's edges keyed ``row * n + col``
+    and sorted. O(E log chunk) time, O(E + chunk) memory.
+    """
+    from curate.selectors._neighbors import CSRGraph, row_chunks
+
+    da, db = np.diff(a.ptr), np.diff(b.ptr)
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(da + db, out=ptr[1:])
+    idx = np.empty(int(ptr[-1]), dtype=np.int32)
+    for r0, r1 in row_chunks(CSRGraph(ptr, idx)):
+        local = np.arange(r1 - r0, dtype=np.int64)
+        ka = np.repeat(local, da[r0:r1]) * n + a.idx[a.ptr[r0] : a.ptr[r1]]
+        kb = np.repeat(local, db[r0:r1]) * n + b.idx[b.ptr[r0] : b.ptr[r1]]
+        key = np.concatenate((ka, kb))
+        del ka, kb
+        key.sort()
+        idx[ptr[r0] : ptr[r1]] = key % n
+    return CSRGraph(ptr, idx)
+
+
+def _sq_norms64(x: np.ndarray) -> np.ndarray:
+    """float64 squared row norms (as ``herding._row_norms64``), in row blocks. O(N d)."""
+    out = np.empty(x.shape[0], dtype=np.float64)
+    for s in range(0, x.shape[0], 65536):
+        blk = x[s : s + 65536].astype(np.float64)
+        out[s : s + 65536] = (blk * blk).sum(axis=1)
+    return out
+
+
+def _pair_dist64(x: np.ndarray, n2: np.ndarray, qr: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """float64 distances ``d(x[qr[i]], x[nb[i, j]])`` of one block, in chunks of query rows.
+
+    Same formula and reduction as ``herding._pair_dist`` (``einsum`` of float64 rows), exactly 0
+    where ``nb == qr``. The neighbour rows of a block come from the few lists it probes (cache).
+    """
+    m, kk = nb.shape
+    out = np.empty((m, kk), dtype=np.float64)
+    step = max(1, (1 << 21) // max(1, kk * x.shape[1]))  # ~16 MiB of float64 rows per side
+    for s in range(0, m, step):
+        a = qr[s : s + step]
+        b = nb[s : s + step]
+        xa = np.repeat(x[a].astype(np.float64), kk, axis=0)
+        xb = x[b.reshape(-1)].astype(np.float64)
+        dot = np.einsum("ij,ij->i", xa, xb).reshape(a.size, kk)
+        d2 = n2[a][:, None] + n2[b] - 2.0 * dot
+        out[s : s + step] = np.sqrt(np.maximum(d2, 0.0))
+    out[nb == qr[:, None]] = 0.0
+    return out
 
 
 def _row_lexsort(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:

@@ -113,6 +113,7 @@ import numpy as np
 
 from curate.errors import InvalidInputError
 from curate.selectors._distances import squared_norms
+from curate.selectors._ivf_join import IVFJoin
 from curate.selectors._neighbors import build_index, build_neighbors, knn, knn_rows
 from curate.selectors._scores import get_uncertainty
 from curate.selectors.base import ScoresLike, Selection, Selector, validate_inputs
@@ -547,7 +548,11 @@ class _KnnKernel:
         k = min(int(knn_k), n)
         index = build_neighbors(xn, kind=index_kind, nprobe=nprobe, nlist=nlist, seed=seed)
         clock.stage("index")
-        _, ind = knn_rows(index, xn, k)
+        dist64 = None
+        if isinstance(index, IVFJoin):  # float64 pair distances from the join's cached blocks
+            dist64, ind = index.knn(k, float64=True)
+        else:
+            _, ind = knn_rows(index, xn, k)
         del index
         clock.stage("knn")
         n2 = _row_norms64(xn)
@@ -562,10 +567,15 @@ class _KnnKernel:
             has_self = (blk == rows[:, None]).any(axis=1)
             if not has_self.all():  # approximate search (or > k duplicates) missed the row
                 blk[~has_self, -1] = rows[~has_self]
+                if dist64 is not None:
+                    dist64[rows[~has_self], -1] = 0.0
             valid = blk >= 0
             src = np.repeat(rows, valid.sum(axis=1))
             dst = blk[valid]
-            d = _pair_dist(xn, n2, src, dst)
+            if dist64 is None:
+                d = _pair_dist(xn, n2, src, dst)
+            else:
+                d = dist64[s0 : s0 + blk.shape[0]][valid]
             kq = kernel_values(d, kernel, h, threshold)
             if k < n:
                 # a row's list is complete when its farthest listed row has kernel value 0 (after
@@ -579,7 +589,7 @@ class _KnnKernel:
                 src[keep] - s0, minlength=blk.shape[0])
             idx_parts.append(dst[keep].astype(np.int32))
             kq_parts.append(kq[keep].astype(np.int32))
-        del ind
+        del ind, dist64
         self.truncated = truncated
         self.fwd_ptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(fwd_counts, out=self.fwd_ptr[1:])

@@ -624,11 +624,12 @@ class ProbCover(Selector):
         search: at 50k x 256 the purity and graph stages took 6.0 + 2.8 s at k = 32 and
         0.9 + 0.4 s at k = 128, the kNN 11.8 vs 12.9 s.
     index_kind : {"auto", "flat", "ivf"}
-        Vector index for the neighbour searches (``"flat"`` is exact).
+        Neighbour searches: ``"flat"`` is exact (FAISS); ``"ivf"`` (``"auto"`` above
+        ``FLAT_MAX`` rows) is the IVF join in blocks of :mod:`curate.selectors._ivf_join`.
     nprobe : int, optional
         IVF lists probed (approximate search).
     nlist : int, optional
-        IVF lists (default: the index's ~4 sqrt(N)).
+        IVF lists (default ``2 sqrt(N)``, :func:`curate.selectors._neighbors.selector_nlist`).
     purity_kmeans_iter, purity_kmeans_sample, purity_kmeans_restarts : int
         Lloyd iterations (25), training rows per cluster (1000) and seeded restarts (3, the best
         objective is kept) of the purity k-means; see the module docstring for why a cheaper
