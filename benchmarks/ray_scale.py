@@ -27,7 +27,9 @@ Run from the repository root (each part writes its own result file)::
 ``cost``
     Prints (and writes as ``ray_scale-cost``) hours for 100M frames on 1-64 nodes from the
     measured per-frame embedding cost, the driver's measured write cost per vector and the
-    measured per-row sharded selection cost. GPU rows are ESTIMATES (no GPU was measured: no
+    measured per-row sharded selection cost, plus rows from the largest ``benchmarks/scale.py``
+    results present (``scale-<N>.json``, ``scale-<N>-select.json``): ingest and embed-commit cost
+    per row, pruned exact and sharded k-center per row x pick. GPU rows are ESTIMATES (no GPU was measured: no
     device machine was lent to this task); their assumed throughput is printed with them.
 """
 
@@ -254,6 +256,81 @@ def _select_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
 
 
 # ---------------------------------------------------------------------------- cost model
+def _largest_scale(results_dir: Path, suffix: str = "") -> dict[str, Any] | None:
+    """The ``scale-<N><suffix>.json`` result with the largest N in ``results_dir`` (or None)."""
+    found = []
+    for path in results_dir.glob(f"scale-*{suffix}.json"):
+        head = path.stem[len("scale-"):]
+        size = head[: len(head) - len(suffix)] if suffix else head
+        if size.isdigit():
+            found.append((int(size), path))
+    return read_result(max(found)[1]) if found else None
+
+
+def _scale_rows(results_dir: Path, total: int) -> list[dict[str, Any]]:
+    """Cost-model rows from the single-machine scale runs (benchmarks/scale.py result files):
+    the driver's ingest and embed-commit cost per row at the largest measured N, and the
+    measured k-center selections (pruned exact and sharded) scaled to ``total`` rows."""
+    rows: list[dict[str, Any]] = []
+    build = _largest_scale(results_dir)
+    if build is not None:
+        n = int(build["args"]["sizes"].split(",")[-1])
+        b = build["extra"].get(f"build-{n}", {})
+        if "ingest_total_s" in b:
+            for stage, key in (("ingest (driver)", "ingest_total_s"),
+                               ("embed-commit (driver)", "commit_total_s")):
+                per_row = b[key] / n
+                rows.append({
+                    "stage": stage, "node": "1 writer", "nodes": 1,
+                    "hours": per_row * total / 3600, "driver_write_hours": per_row * total / 3600,
+                    "hours_bound": per_row * total / 3600,
+                    "basis": (f"measured {per_row * 1e6:.1f} us per row over a fill to {n} rows "
+                              f"({build['name']}), wall time on the shared machine; x N"),
+                })
+    budget = total // 100
+    # per method, the run at the largest N among every scale result file that has one
+    best: dict[str, tuple[int, dict[str, Any], dict[str, Any]]] = {}
+    for path in sorted(results_dir.glob("scale-*.json")):
+        res = read_result(path)
+        if res.get("benchmark") != "scale":
+            continue
+        for key, sel in res.get("extra", {}).items():
+            if key.startswith("select-"):
+                n_s, method = key[len("select-"):].split("-", 1)
+                if n_s.isdigit() and int(n_s) > best.get(method, (0, {}, {}))[0]:
+                    best[method] = (int(n_s), res, sel)
+    for method, (n, res, sel) in sorted(best.items()):
+        b_n = max(1, int(round(res["args"]["budget_frac"] * n)))
+        if method == "kcenter":
+            per_unit = sel["select_s"] / (n * b_n)
+            rows.append({
+                "stage": "kcenter-select (pruned exact)", "node": "1 core", "nodes": 1,
+                "hours": per_unit * total * budget / 3600, "driver_write_hours": None,
+                "hours_bound": per_unit * total * budget / 3600,
+                "basis": (f"measured {per_unit:.3g} s per row x pick at {n} x {b_n} picks "
+                          f"({res['name']}); linear in N x picks (the share of rows a "
+                          "pick touches was measured at that N only)"),
+            })
+        elif method == "kcenter-sharded":
+            inf = sel["info"]
+            shards = int(inf["shards"])
+            shard_unit = inf["seconds_shard_max"] / ((n / shards) * (b_n / shards))
+            merge_unit = inf["seconds_merge"] / (b_n * b_n)
+            for cores in (64, 256, 1024):
+                shard_h = shard_unit * (total / cores) * (budget / cores) / 3600
+                merge_h = merge_unit * budget * budget / 3600
+                rows.append({
+                    "stage": "kcenter-select (sharded)", "node": f"{cores} cores",
+                    "nodes": cores, "hours": shard_h + merge_h, "driver_write_hours": None,
+                    "hours_bound": shard_h + merge_h,
+                    "basis": (f"measured at {n} x {b_n} picks, {shards} shards ({res['name']}):"
+                              f" {shard_unit:.3g} s per row x pick in a shard, merge "
+                              f"{merge_unit:.3g} s per pick^2 (merge {merge_h:.2f} h of it, "
+                              "one core: the bottleneck at 100M)"),
+                })
+    return rows
+
+
 def _cost(results_dir: Path) -> list[dict[str, Any]]:
     emb = read_result(results_dir / "ray_scale-embed.json")
     sel = read_result(results_dir / "ray_scale-select.json")
@@ -293,6 +370,7 @@ def _cost(results_dir: Path) -> list[dict[str, Any]]:
                       f"hours_bound = exact on one core; sharded best measured loss "
                       f"{best['radius_loss']:+.3f} at {best['shards']} shards"),
         })
+    rows += _scale_rows(results_dir, total)
     return rows
 
 

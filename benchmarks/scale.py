@@ -167,8 +167,10 @@ def flatness(batches: list[dict[str, float]]) -> dict[str, float]:
 
 # ------------------------------------------------------------------------------- children
 def build(n: int, dim: int, ws_path: Path, ingest_batch: int, commit_rows: int,
-          labeled: int, dtype: str = "float32") -> dict[str, Any]:
-    """Fill a workspace of ``n`` frames and ``n`` vectors; time ingest, commits, count, search."""
+          labeled: int, dtype: str = "float32", search: bool = True) -> dict[str, Any]:
+    """Fill a workspace of ``n`` frames and ``n`` vectors; time ingest, commits, count, search
+    (``search=False`` leaves the search out: its in-process flat index holds the vectors twice,
+    20 GB at 10M x 256)."""
     import curate
     from curate import _tables as T
 
@@ -208,17 +210,20 @@ def build(n: int, dim: int, ws_path: Path, ingest_batch: int, commit_rows: int,
     count = ws.count(where=where)
     count_s = time.perf_counter() - t
     probe = frame_id(n // 2)
-    t = time.perf_counter()
-    ws.search(EMBEDDING, ids=[probe], k=10)
-    search_first = time.perf_counter() - t
-    later = []
-    for _ in range(5):
+    search_first = search_filtered = None
+    later = [float("nan")]
+    if search:
         t = time.perf_counter()
         ws.search(EMBEDDING, ids=[probe], k=10)
-        later.append(time.perf_counter() - t)
-    t = time.perf_counter()
-    ws.search(EMBEDDING, ids=[probe], k=10, where=where)
-    search_filtered = time.perf_counter() - t
+        search_first = time.perf_counter() - t
+        later = []
+        for _ in range(5):
+            t = time.perf_counter()
+            ws.search(EMBEDDING, ids=[probe], k=10)
+            later.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ws.search(EMBEDDING, ids=[probe], k=10, where=where)
+        search_filtered = time.perf_counter() - t
     lab_rows = np.random.default_rng(3).choice(n, size=min(labeled, n), replace=False)
     t = time.perf_counter()
     if labeled:
@@ -237,15 +242,22 @@ def build(n: int, dim: int, ws_path: Path, ingest_batch: int, commit_rows: int,
         "commit_curve": [[r, round(x, 4)] for r, x in zip(com_rows, com_s)],
         "count_where": where, "count": int(count), "count_s": count_s,
         "search_first_s": search_first, "search_cached_s": float(np.median(later)),
-        "search_filtered_s": search_filtered, "label_s": label_s, "labeled": int(labeled),
+        "search_filtered_s": search_filtered, "search": bool(search),
+        "label_s": label_s, "labeled": int(labeled),
         "peak_mib": peak_rss_mib(),
     }
 
 
-def make_selector(method: str):
-    """The strategy object of ``method`` (``kcenter-naive`` is the reference loop)."""
-    from curate.selectors import KCenterGreedy, ProbCover, TypiClust
+def make_selector(method: str, shards: int = 16, engine: str = "local",
+                  measure_loss: bool = False):
+    """The strategy object of ``method`` (``kcenter-naive`` is the reference loop; a
+    ``-sharded`` suffix wraps the strategy in :class:`curate.selectors.Sharded` with ``shards``
+    partitions on ``engine``)."""
+    from curate.selectors import KCenterGreedy, ProbCover, Sharded, TypiClust
 
+    if method.endswith("-sharded"):
+        return Sharded(make_selector(method[: -len("-sharded")]), shards=shards, engine=engine,
+                       measure_loss=measure_loss)
     if method == "kcenter":
         return KCenterGreedy()
     if method == "kcenter-naive":
@@ -257,12 +269,14 @@ def make_selector(method: str):
     raise SystemExit(f"unknown method {method!r}")
 
 
-def select(method: str, ws_path: Path, budget: int) -> dict[str, Any]:
-    """One ``Workspace.select``; time inside the selector vs the rest; peak RSS."""
+def select(method: str, ws_path: Path, budget: int, shards: int = 16, engine: str = "local",
+           measure_loss: bool = False) -> dict[str, Any]:
+    """One ``Workspace.select``; time inside the selector vs the rest; peak RSS (this process,
+    and the largest of its worker processes for sharded runs)."""
     import curate
     from curate.selectors.base import Selector
 
-    inner = make_selector(method)
+    inner = make_selector(method, shards, engine, measure_loss)
 
     class Timed(Selector):
         """Delegates to ``inner`` and records the seconds spent inside its ``select``."""
@@ -297,10 +311,19 @@ def select(method: str, ws_path: Path, budget: int) -> dict[str, Any]:
     total = time.perf_counter() - t
     info = dict(res.run.info or {})
     keep = {k: info[k] for k in ("algorithm", "pruning", "delta", "coverage", "approximation",
-                                 "seconds", "cpu_seconds", "n_clusters", "fallbacks") if k in info}
+                                 "seconds", "cpu_seconds", "n_clusters", "fallbacks",
+                                 "coverage_radius", "coverage_radius_sampled_rows",
+                                 "coverage_radius_bound", "coverage_bound", "loss", "shards",
+                                 "engine", "union", "seconds_partition", "seconds_shards",
+                                 "seconds_shard_max", "seconds_merge", "worker_peak_mib",
+                                 "shard_rows", "shard_budgets")
+            if k in info}
+    # the workers' own VmHWM (ru_maxrss of children would count this process's pages at fork)
+    workers = info.get("worker_peak_mib")
     return {"total_s": total, "select_s": Timed.seconds, "rest_s": total - Timed.seconds,
             "read_vectors_s": read["s"],
-            "ids": list(res.ids), "info": keep, "peak_mib": peak_rss_mib()}
+            "ids": list(res.ids), "info": keep, "peak_mib": peak_rss_mib(),
+            "worker_peak_mib": workers}
 
 
 def run_child(argv: list[str], timeout: Optional[float]) -> dict[str, Any]:
@@ -333,9 +356,19 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--methods", default="kcenter,probcover,typiclust")
     ap.add_argument("--naive-kcenter", action="store_true",
                     help="also time the naive k-center reference and check identical ids")
-    ap.add_argument("--timeout", type=float, default=None, help="seconds per child process")
+    ap.add_argument("--timeout", type=float, default=None, help="seconds per select child")
+    ap.add_argument("--build-timeout", type=float, default=None,
+                    help="seconds for the build child (default: no limit)")
     ap.add_argument("--workdir", default=None, help="where workspaces go (default: a temp dir)")
     ap.add_argument("--name", default=None, help="result name (default scale-<sizes>)")
+    ap.add_argument("--shards", type=int, default=16, help="partitions of the -sharded methods")
+    ap.add_argument("--engine", default="local", choices=("local", "ray"),
+                    help="engine of the -sharded methods")
+    ap.add_argument("--measure-loss", action="store_true",
+                    help="-sharded methods also run the unsharded selector and report the loss")
+    ap.add_argument("--search-max-rows", type=int, default=3_000_000,
+                    help="time search only up to this many rows (its flat index copies the "
+                         "vectors: 20 GB at 10M x 256)")
     ap.add_argument("--child", choices=("build", "select"))
     ap.add_argument("--n", type=int)
     ap.add_argument("--ws")
@@ -344,10 +377,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = ap.parse_args(argv)
     if args.child == "build":
         print(json.dumps(build(args.n, args.dim, Path(args.ws), args.ingest_batch,
-                               args.commit_rows, args.labeled, args.dtype)))
+                               args.commit_rows, args.labeled, args.dtype,
+                               search=args.n <= args.search_max_rows)))
         return
     if args.child == "select":
-        print(json.dumps(select(args.method, Path(args.ws), args.budget)))
+        print(json.dumps(select(args.method, Path(args.ws), args.budget, args.shards,
+                                args.engine, args.measure_loss)))
         return
 
     from benchmarks.results_io import write_result
@@ -361,7 +396,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     base = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="curate-scale-"))
     common = ["--dim", str(args.dim), "--ingest-batch", str(args.ingest_batch),
               "--commit-rows", str(args.commit_rows), "--labeled", str(args.labeled),
-              "--dtype", args.dtype]
+              "--dtype", args.dtype, "--shards", str(args.shards), "--engine", args.engine,
+              "--search-max-rows", str(args.search_max_rows),
+              *(["--measure-loss"] if args.measure_loss else [])]
 
     def row(n: int, phase: str, what: str, seconds: Any, peak: Any = None, notes: str = "") -> None:
         rows.append({"N": n, "phase": phase, "what": what, "seconds": seconds, "peak MiB": peak,
@@ -384,9 +421,14 @@ def main(argv: Optional[list[str]] = None) -> None:
                 f"wall, mean (amortised); medians {fl['max_over_first_median']:.2f}; CPU time: mean "
                 f"{fc['max_over_first_mean']:.2f}, medians {fc['max_over_first_median']:.2f}")
         row(n, "count", "count(where)", b["count_s"], None, f"{b['count']} rows: {b['count_where']}")
-        row(n, "search", "first (builds the index)", b["search_first_s"])
-        row(n, "search", "cached (median of 5)", b["search_cached_s"])
-        row(n, "search", "with where filter", b["search_filtered_s"])
+        if b.get("search", True):
+            row(n, "search", "first (builds the index)", b["search_first_s"])
+            row(n, "search", "cached (median of 5)", b["search_cached_s"])
+            row(n, "search", "with where filter", b["search_filtered_s"])
+        else:
+            row(n, "search", "not run", None, None,
+                f"N > --search-max-rows {args.search_max_rows}: the in-process flat index "
+                "holds a second float32 copy of the vectors")
         row(n, "label", f"label {b['labeled']} frames", b["label_s"], b["peak_mib"],
             "peak RSS of the whole build process")
 
@@ -402,7 +444,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                 if ws_path.exists():
                     shutil.rmtree(ws_path)
                 b = run_child(["--child", "build", "--n", str(n), "--ws", str(ws_path), *common],
-                              args.timeout)
+                              args.build_timeout)
                 extra[f"build-{n}"] = b
             if b is not None:
                 if "error" in b:
@@ -429,6 +471,25 @@ def main(argv: Optional[list[str]] = None) -> None:
                              f", IVF nlist {a['nlist']} nprobe {a['nprobe']} edge recall "
                              f"{a['edge_recall']:.3f}, exact-vs-graph coverage gap "
                              f"{a['coverage_gap']:.4f}")
+                if "shards" in inf:
+                    note += (f"; {inf['shards']} shards ({inf.get('engine')}): partition "
+                             f"{inf.get('seconds_partition', 0):.0f} s, shards "
+                             f"{inf.get('seconds_shards', 0):.0f} s (slowest "
+                             f"{inf.get('seconds_shard_max', 0):.0f} s), merge "
+                             f"{inf.get('seconds_merge', 0):.0f} s; worker peak "
+                             f"{s.get('worker_peak_mib') or 0:.0f} MiB")
+                    if isinstance(inf.get("loss"), dict):
+                        lr = inf["loss"]["coverage_radius"]
+                        note += (f"; radius sharded {lr['sharded']:.3f} vs unsharded "
+                                 f"{lr['unsharded']:.3f} ({100 * lr['relative']:+.1f}%)")
+                        if "ball_coverage" in inf["loss"]:
+                            lc = inf["loss"]["ball_coverage"]
+                            note += (f"; ball coverage {lc['sharded']:.4f} vs "
+                                     f"{lc['unsharded']:.4f} ({100 * lc['relative']:.2f}% lost)")
+                if isinstance(inf.get("coverage_radius"), (int, float)):
+                    sampled = inf.get("coverage_radius_sampled_rows")
+                    note += (f"; coverage radius {inf['coverage_radius']:.3f}"
+                             + (f" (on {sampled} sampled rows: a lower bound)" if sampled else ""))
                 if method == "kcenter-naive" and "kcenter" in picks:
                     same = picks["kcenter"] == picks["kcenter-naive"]
                     note += f"; identical ids to pruned kcenter: {same}"

@@ -142,3 +142,25 @@ def test_gather_holds_one_copy_of_the_vectors(tmp_path: Path) -> None:
         tracemalloc.stop()
         assert found.all() and vectors.shape == (len(wanted), d)
         assert peak < 1.5 * len(wanted) * d * 4 + 8 * 2**20, (peak, result_bytes)
+
+
+def test_gather_of_a_float16_table_holds_one_float32_copy(tmp_path: Path) -> None:
+    """float16 storage: the read upcasts batch by batch into one float32 result (numpy-side peak
+    below 1.5 result sizes, where a float16 copy plus a float32 copy would be 1.5 exactly and an
+    upcast of the whole would be 2)."""
+    import tracemalloc
+
+    store = Store(tmp_path / "big16")
+    n, d = 200_000, 64
+    ids = [f"f{i:06d}" for i in range(n)]
+    rng = np.random.default_rng(1)
+    for begin in range(0, n, 50_000):
+        store.write_vectors("emb", ids[begin : begin + 50_000],
+                            rng.standard_normal((50_000, d)).astype(np.float32), dtype="float16")
+    for wanted in (ids, ids[::10]):
+        tracemalloc.start()
+        vectors, found = store.gather_vectors("emb", wanted)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert found.all() and vectors.dtype == np.float32 and vectors.shape == (len(wanted), d)
+        assert peak < 1.25 * len(wanted) * d * 4 + 4 * 2**20, peak

@@ -162,6 +162,22 @@ def check_budget(
     return b
 
 
+#: Rows per block of the finiteness check (bounds its boolean temporary to ~16 MiB at d = 256).
+FINITE_CHECK_ROWS = 65536
+
+
+def _nonfinite_rows(arr: np.ndarray) -> np.ndarray:
+    """Rows of ``arr`` holding NaN or inf, in blocks (an (N, d) boolean mask would be N*d bytes:
+    2.5 GB at 10M x 256). One fast sum per block; rows are only inspected in a block whose sum
+    is not finite. O(N*d) time, O(FINITE_CHECK_ROWS * d) memory."""
+    bad = []
+    for s in range(0, arr.shape[0], FINITE_CHECK_ROWS):
+        blk = arr[s : s + FINITE_CHECK_ROWS]
+        if not np.isfinite(blk.sum(dtype=np.float64)):
+            bad.append(s + np.flatnonzero(~np.isfinite(blk).all(axis=1)))
+    return np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
+
+
 def validate_inputs(
     vectors: Any,
     budget: Any,
@@ -214,9 +230,8 @@ def validate_inputs(
         )
     if arr.shape[1] == 0:
         raise InvalidInputError("vectors have dimension 0")
-    finite = np.isfinite(arr).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
+    bad = _nonfinite_rows(arr)
+    if bad.size:
         raise InvalidInputError(
             f"vectors contain NaN or inf in {bad.size} row(s), first at row {int(bad[0])}; "
             "re-embed those frames or drop them before selecting"

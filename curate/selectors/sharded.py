@@ -31,8 +31,10 @@ Costs
     Partition O(T * shards * d * iters + N * shards * d) with ``T = min(N, 1024 * shards)``;
     shards cost what the inner selector costs on ``N / shards`` rows each, ``shards / workers``
     rounds; the merge what it costs on ``budget * oversample + labeled`` rows. Memory: the
-    vectors once, plus one shard's rows per worker process (copied to it) or none extra on Ray
-    (tasks read the shared object). Measuring the loss adds an unsharded run and two
+    vectors once, plus one shard's rows per worker process (written to a temporary ``.npy`` file
+    block by block and loaded by the worker; at most ``workers`` shards in flight, so the parent
+    holds no shard copy and the disk at most ``workers`` shard files) or, on Ray, one
+    more copy of the vectors in the object store (tasks read that shared object). Measuring the loss adds an unsharded run and two
     O(N * (budget + labeled) * d) blocked distance passes.
 """
 
@@ -40,6 +42,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import tempfile
 import time
 from typing import Any, Mapping, Optional, Union
 
@@ -58,6 +62,8 @@ _PARTITIONS = ("kmeans", "groups")
 MEASURE_LOSS_MAX_ROWS = 200_000
 #: k-means of the partition trains on at most this many rows per shard.
 PARTITION_SAMPLE_PER_SHARD = 1024
+#: Rows per block when a shard's rows are written for a worker process.
+WRITE_BLOCK_ROWS = 65536
 
 
 def split_budget(mass: np.ndarray, budget: int, cap: Optional[np.ndarray] = None) -> np.ndarray:
@@ -139,21 +145,53 @@ def _select_rows(
     inner: Selector, x: np.ndarray, rows: np.ndarray, labeled: np.ndarray, budget: int,
     scores: ScoresLike, seed: int,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], float]:
-    """Run ``inner`` on ``x[rows]``; returns global pick rows, gains, info and seconds."""
+    """Run ``inner`` on ``x[rows]`` (``rows=None``: all of ``x``, no copy); returns global pick
+    rows, gains, info and seconds."""
     start = time.perf_counter()
-    sub = inner.select(np.ascontiguousarray(x[rows]), int(budget), labeled=labeled[rows],
-                       scores=_subset_scores(scores, rows), seed=seed)
-    return rows[sub.indices], np.asarray(sub.gains, np.float64), dict(sub.info), (
-        time.perf_counter() - start)
+    if rows is None:
+        sub = inner.select(x, int(budget), labeled=labeled, scores=scores, seed=seed)
+        picks = np.asarray(sub.indices, dtype=np.int64)
+    else:
+        sub = inner.select(np.ascontiguousarray(x[rows]), int(budget), labeled=labeled[rows],
+                           scores=_subset_scores(scores, rows), seed=seed)
+        picks = rows[sub.indices]
+    return picks, np.asarray(sub.gains, np.float64), dict(sub.info), time.perf_counter() - start
 
 
-def _shard_task(inner: Selector, x: np.ndarray, rows: np.ndarray, labeled: np.ndarray,
+def _write_rows(path: str, x: np.ndarray, rows: np.ndarray) -> None:
+    """Write ``x[rows]`` to a ``.npy`` file in blocks of :data:`WRITE_BLOCK_ROWS` (memory: one
+    block, never a copy of all the rows)."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=x.dtype, shape=(rows.size, x.shape[1]))
+    for s in range(0, rows.size, WRITE_BLOCK_ROWS):
+        out[s : s + WRITE_BLOCK_ROWS] = x[rows[s : s + WRITE_BLOCK_ROWS]]
+    out.flush()
+    del out
+
+
+def _shard_task(inner: Selector, x: Union[np.ndarray, str], rows: Optional[np.ndarray], labeled: np.ndarray,
                 budget: int, scores: ScoresLike, seed: int) -> tuple[Any, ...]:
-    """One shard (module level, so worker processes and Ray tasks can import it)."""
-    import os
-
+    """One shard (module level, so worker processes and Ray tasks can import it); ``rows=None``
+    when ``x`` already holds just the shard's rows: worker processes get it as the path of a
+    ``.npy`` file (:func:`_write_rows`), removed once loaded."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    return _select_rows(inner, x, rows, labeled, budget, scores, seed)
+    if isinstance(x, str):
+        path, x = x, np.load(x)
+        os.remove(path)
+    picks, gains, info, seconds = _select_rows(inner, x, rows, labeled, budget, scores, seed)
+    info["worker_peak_mib"] = _peak_rss_mib()
+    return picks, gains, info, seconds
+
+
+def _peak_rss_mib() -> Optional[float]:
+    """This process's peak resident set (``VmHWM``, MiB); None where /proc is absent."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return None
 
 
 class Sharded(Selector):
@@ -310,17 +348,35 @@ class Sharded(Selector):
         if workers <= 1 or len(tasks) <= 1:
             return [_select_rows(self._inner, x, rows, labeled, b, scores, seed) for rows, b in tasks]
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(_shard_task, self._inner, x[rows], np.arange(rows.size),
-                                   labeled[rows], b, _subset_scores(scores, rows), seed)
-                       for rows, b in tasks]
-            out = []
-            for fut, (rows, _) in zip(futures, tasks):
-                local, gains, info, secs = fut.result()
-                out.append((rows[local], gains, info, secs))
-            return out
+        # At most ``workers`` shards in flight, each handed over as a .npy file written block by
+        # block (pickling a shard would hold ~4 copies of its rows in this process; submitting all
+        # shards at once would copy the whole pool). The worker loads its file: one copy there.
+        out: list[Any] = [None] * len(tasks)
+        with tempfile.TemporaryDirectory(prefix="curate-shards-") as tmp, ProcessPoolExecutor(
+            max_workers=workers, mp_context=mp.get_context("spawn")
+        ) as pool:
+            running: dict[Any, int] = {}
+            for i, (rows, b) in enumerate(tasks):
+                if len(running) >= workers:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        self._collect(out, tasks, running.pop(fut), fut)
+                path = os.path.join(tmp, f"shard-{i}.npy")
+                _write_rows(path, x, rows)
+                fut = pool.submit(_shard_task, self._inner, path, None,
+                                  labeled[rows], b, _subset_scores(scores, rows), seed)
+                running[fut] = i
+            for fut in as_completed(list(running)):
+                self._collect(out, tasks, running.pop(fut), fut)
+        return out
+
+    @staticmethod
+    def _collect(out: list[Any], tasks: list[tuple[np.ndarray, int]], i: int, fut: Any) -> None:
+        """Store the result of shard ``i`` (local rows mapped back to pool rows)."""
+        local, gains, info, secs = fut.result()
+        out[i] = (tasks[i][0][local], gains, info, secs)
 
     # ------------------------------------------------------------------ select
     def select(
@@ -389,6 +445,9 @@ class Sharded(Selector):
             "seconds_merge": round(t_merge, 4),
             "merge": merge_info,
         }
+        peaks = [r[2].get("worker_peak_mib") for r in results]
+        if any(isinstance(v, float) for v in peaks):
+            info["worker_peak_mib"] = max(v for v in peaks if isinstance(v, float))
         radii = [r[2].get("coverage_radius") for r in results]
         if all(isinstance(v, (int, float)) for v in radii):
             info["coverage_radius_bound"] = float(max(radii))
