@@ -26,12 +26,12 @@ assignment and norms, O(:data:`BLOCK_PAIRS`) per block, and the outputs (``O(Q k
 from __future__ import annotations
 
 import logging
-import math
 from typing import Optional
 
 import numpy as np
 
 from curate.errors import InvalidInputError
+from curate.selectors._csr import CSRGraph, row_chunks, transpose_csr
 
 __all__ = ["IVFJoin", "knn_recall", "range_recall", "BLOCK_PAIRS"]
 
@@ -313,7 +313,7 @@ class IVFJoin:
                     symmetric: bool = True):
         """Every candidate ``j`` with ``d(x_i, x_j) < radius`` for every row (or ``rows``).
 
-        Returns a :class:`curate.selectors._neighbors.CSRGraph` with one row per query (in the
+        Returns a :class:`curate.selectors._csr.CSRGraph` with one row per query (in the
         order of ``rows``), columns ascending. O(Q * C * d) time, O(Q + E) memory (int32 columns).
 
         Over all rows (``rows=None``) with ``symmetric=True`` (default) each unordered pair of
@@ -345,8 +345,6 @@ class IVFJoin:
         into lists ``b > a`` are also stored reversed (a transpose of those edges). The two edge
         sets of a row are disjoint (lists ``>=`` vs ``<`` the row's own) and merged sorted.
         """
-        from curate.selectors._neighbors import transpose_csr
-
         n = self.n
         counts = np.zeros(n, dtype=np.int64)
         off_counts = np.zeros(n, dtype=np.int64)
@@ -409,8 +407,6 @@ def _hits(hit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _assemble(q: int, counts: np.ndarray, parts: list):
     """CSR from per-block ``(query positions, concatenated columns)`` parts, freeing each part
     as it is scattered (peak about one copy of the edges)."""
-    from curate.selectors._neighbors import CSRGraph
-
     ptr = np.zeros(q + 1, dtype=np.int64)
     np.cumsum(counts, out=ptr[1:])
     idx = np.empty(int(ptr[-1]), dtype=np.int32)
@@ -428,8 +424,6 @@ def _merge_rows(a, b, n: int):
     In row chunks of at most ``EDGE_CHUNK`` edges: each chunk's edges keyed ``row * n + col``
     and sorted. O(E log chunk) time, O(E + chunk) memory.
     """
-    from curate.selectors._neighbors import CSRGraph, row_chunks
-
     da, db = np.diff(a.ptr), np.diff(b.ptr)
     ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(da + db, out=ptr[1:])

@@ -15,6 +15,8 @@ from typing import Optional
 import numpy as np
 
 from curate.errors import InvalidInputError
+from curate.selectors._csr import EDGE_CHUNK, CSRGraph, gather_rows, row_chunks, transpose_csr
+from curate.selectors._ivf_join import IVFJoin
 
 __all__ = [
     "CSRGraph",
@@ -29,6 +31,8 @@ __all__ = [
     "range_graph",
     "transpose_csr",
     "gather_rows",
+    "row_chunks",
+    "EDGE_CHUNK",
 ]
 
 logger = logging.getLogger(__name__)
@@ -56,47 +60,12 @@ SELECTOR_NPROBE = 8
 #: drive-like rows at equal recall (tuning pools, seeds 0/1, not the reported ones); 2x only
 #: trims the oversized lists.
 SELECTOR_CANDIDATE_CAP = 2.0
-#: Edges per chunk when transposing or scanning a CSR graph (bounds temporaries to ~16M edges).
-EDGE_CHUNK = 1 << 24
 
 
 def selector_nlist(n: int) -> int:
     """IVF lists of the selectors' index: ``2 sqrt(N)``, at least 1, at most ``N // 39``."""
-    import math
 
     return int(max(1, min(int(round(SELECTOR_NLIST_PER_SQRT_N * math.sqrt(n))), n // 39)))
-
-
-class CSRGraph:
-    """A sparse directed graph in CSR form: row ``i``'s neighbours are ``idx[ptr[i]:ptr[i+1]]``.
-
-    Attributes
-    ----------
-    ptr : numpy.ndarray
-        int64 ``(N + 1,)`` row pointers.
-    idx : numpy.ndarray
-        int32 ``(E,)`` column indices, ascending within each row.
-    """
-
-    __slots__ = ("ptr", "idx")
-
-    def __init__(self, ptr: np.ndarray, idx: np.ndarray) -> None:
-        self.ptr = ptr
-        self.idx = idx
-
-    @property
-    def n(self) -> int:
-        """Number of rows."""
-        return int(self.ptr.shape[0] - 1)
-
-    @property
-    def n_edges(self) -> int:
-        """Number of stored edges."""
-        return int(self.idx.shape[0])
-
-    def degrees(self) -> np.ndarray:
-        """int64 out-degree of every row."""
-        return np.diff(self.ptr)
 
 
 def build_index(
@@ -169,8 +138,6 @@ def build_neighbors(
     recall measured by :func:`curate.selectors._ivf_join.knn_recall`. Query through
     :func:`knn_rows`, :func:`range_graph_rows` and :func:`nearest_other_label_rows`.
     """
-    from curate.selectors._ivf_join import IVFJoin
-
     n = x.shape[0]
     if kind == "flat" or (kind == "auto" and n <= FLAT_MAX):
         return build_index(x, kind="flat", seed=seed)
@@ -186,8 +153,6 @@ def build_neighbors(
 
 def is_approximate(index) -> bool:
     """True for an approximate neighbour structure (IVF join or FAISS IVF index)."""
-    from curate.selectors._ivf_join import IVFJoin
-
     return isinstance(index, IVFJoin) or getattr(index, "faiss_index", None) is not None
 
 
@@ -197,8 +162,6 @@ def knn_rows(index, x: np.ndarray, k: int, rows: Optional[np.ndarray] = None):
     ``index`` is what :func:`build_neighbors` (or :func:`build_index`) returned over ``x``.
     Returns float32 ``(Q, k)`` Euclidean distances and int64 ``(Q, k)`` indices, like :func:`knn`.
     """
-    from curate.selectors._ivf_join import IVFJoin
-
     if isinstance(index, IVFJoin):
         return index.knn(k, rows)
     return knn(index, x if rows is None else x[rows], k)
@@ -208,8 +171,6 @@ def knn_other_label_rows(index, x: np.ndarray, k: int, labels: np.ndarray,
                          rows: Optional[np.ndarray] = None):
     """:func:`knn_rows` plus, for an IVF join, each query's distance to the nearest row of another
     label from the same blocks (one GEMM for both); ``None`` in its place for other indexes."""
-    from curate.selectors._ivf_join import IVFJoin
-
     if isinstance(index, IVFJoin):
         return index.knn_other_label(k, labels, rows)
     dist, ind = knn_rows(index, x, k, rows)
@@ -219,8 +180,6 @@ def knn_other_label_rows(index, x: np.ndarray, k: int, labels: np.ndarray,
 def range_graph_rows(index, x: np.ndarray, radius: float,
                      rows: Optional[np.ndarray] = None) -> "CSRGraph":
     """Delta-ball graph of the rows ``rows`` of ``x`` (all by default); see :func:`range_graph`."""
-    from curate.selectors._ivf_join import IVFJoin
-
     if isinstance(index, IVFJoin):
         return index.range_graph(radius, rows)
     return range_graph(index, x if rows is None else x[rows], radius)
@@ -233,8 +192,6 @@ def nearest_other_label_rows(index, x: np.ndarray, rows: np.ndarray,
     Through the IVF join's label-masked block minimum, or :func:`nearest_other_label_ivf` for a
     FAISS IVF index. ``inf`` where the probed lists hold no other label.
     """
-    from curate.selectors._ivf_join import IVFJoin
-
     if isinstance(index, IVFJoin):
         return index.nearest_other_label(rows, labels)
     return nearest_other_label_ivf(index, x[rows], labels[rows], labels)
@@ -331,60 +288,3 @@ def range_graph(index, queries: np.ndarray, radius: float) -> CSRGraph:
         at += part.size
         del part
     return CSRGraph(ptr, idx)
-
-
-def row_chunks(g: CSRGraph, max_edges: Optional[int] = None):
-    """Yield ``(r0, r1)`` row ranges of ``g`` holding at most ``max_edges`` (default
-    :data:`EDGE_CHUNK`) edges each (a row with more edges forms its own range)."""
-    max_edges = EDGE_CHUNK if max_edges is None else int(max_edges)
-    r0 = 0
-    n = g.n
-    while r0 < n:
-        limit = g.ptr[r0] + max_edges
-        r1 = int(np.searchsorted(g.ptr, limit, side="right")) - 1
-        r1 = min(max(r1, r0 + 1), n)
-        yield r0, r1
-        r0 = r1
-
-
-def transpose_csr(g: CSRGraph, n_cols: int, *, max_edges: Optional[int] = None) -> CSRGraph:
-    """Reverse adjacency (CSC of ``g``): row ``j`` lists every ``i`` with edge ``i -> j``.
-
-    O(E log(chunk) + N) time: a counting sort done in row chunks of at most ``max_edges`` edges,
-    each chunk's edges sorted stably by column and scattered after the columns' earlier entries.
-    Memory O(E) int32 for the result plus O(N + chunk); rows come out sorted ascending.
-    ``max_edges`` defaults to :data:`EDGE_CHUNK`.
-    """
-    counts = np.bincount(g.idx, minlength=n_cols).astype(np.int64)
-    ptr = np.zeros(n_cols + 1, dtype=np.int64)
-    np.cumsum(counts, out=ptr[1:])
-    out = np.empty(g.n_edges, dtype=np.int32)
-    fill = ptr[:-1].copy()
-    for r0, r1 in row_chunks(g, max_edges):
-        e0, e1 = int(g.ptr[r0]), int(g.ptr[r1])
-        if e1 == e0:
-            continue
-        cols = g.idx[e0:e1]
-        src = np.repeat(np.arange(r0, r1, dtype=np.int32), np.diff(g.ptr[r0 : r1 + 1]))
-        order = np.argsort(cols, kind="stable")
-        cs = cols[order].astype(np.int64)
-        first = np.flatnonzero(np.concatenate(([True], cs[1:] != cs[:-1])))
-        run = np.diff(np.append(first, cs.size))
-        rank = np.arange(cs.size, dtype=np.int64) - np.repeat(first, run)
-        out[fill[cs] + rank] = src[order]
-        fill[cs[first]] += run
-    return CSRGraph(ptr, out)
-
-
-def gather_rows(g: CSRGraph, rows: np.ndarray) -> np.ndarray:
-    """Concatenate the neighbour lists of ``rows`` (any order, repeats allowed) in O(output)."""
-    rows = np.asarray(rows, dtype=np.int64)
-    if rows.size == 0:
-        return np.empty(0, dtype=g.idx.dtype)
-    starts = g.ptr[rows]
-    lens = g.ptr[rows + 1] - starts
-    total = int(lens.sum())
-    if total == 0:
-        return np.empty(0, dtype=g.idx.dtype)
-    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
-    return g.idx[offsets + np.arange(total, dtype=np.int64)]
