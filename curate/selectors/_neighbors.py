@@ -64,7 +64,6 @@ SELECTOR_CANDIDATE_CAP = 2.0
 
 def selector_nlist(n: int) -> int:
     """IVF lists of the selectors' index: ``2 sqrt(N)``, at least 1, at most ``N // 39``."""
-
     return int(max(1, min(int(round(SELECTOR_NLIST_PER_SQRT_N * math.sqrt(n))), n // 39)))
 
 
