@@ -267,14 +267,15 @@ def test_symmetric_range_graph_chunked_merge(monkeypatch, xn: np.ndarray) -> Non
 
 
 def test_float64_join_distances_equal_herding_pair_distances(xn: np.ndarray) -> None:
-    from curate.selectors.herding import _pair_dist, _row_norms64
+    from curate.selectors._distances import squared_norms64
+    from curate.selectors.herding import _pair_dist
 
     join = IVFJoin.build(xn, nlist=20, nprobe=3, seed=0)
     d32, ind = join.knn(10)
     d64, ind64 = join.knn(10, float64=True)
     np.testing.assert_array_equal(ind, ind64)
     src = np.repeat(np.arange(len(xn)), 10)
-    want = _pair_dist(xn, _row_norms64(xn), src, ind.reshape(-1)).reshape(len(xn), 10)
+    want = _pair_dist(xn, squared_norms64(xn), src, ind.reshape(-1)).reshape(len(xn), 10)
     np.testing.assert_allclose(d64, want, rtol=0, atol=1e-12)
     assert (d64[ind == np.arange(len(xn))[:, None]] == 0).all()
     np.testing.assert_allclose(d64 ** 2, d32.astype(np.float64) ** 2, atol=2e-6)

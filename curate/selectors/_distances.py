@@ -11,7 +11,7 @@ import logging
 
 import numpy as np
 
-__all__ = ["squared_norms", "min_sq_dist_to_set", "sq_dist_to_point", "block_rows"]
+__all__ = ["squared_norms", "squared_norms64", "min_sq_dist_to_set", "sq_dist_to_point", "block_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,16 @@ def squared_norms(x: np.ndarray) -> np.ndarray:
     for start in range(0, x.shape[0], step):
         blk = x[start : start + step].astype(np.float64, copy=False)
         out[start : start + step] = np.einsum("ij,ij->i", blk, blk)
+    return out
+
+
+def squared_norms64(x: np.ndarray) -> np.ndarray:
+    """float64 squared norms of the rows of float32 ``x``, in row blocks (no float64 copy of
+    ``x``). O(N d) time, O(N) memory."""
+    out = np.empty(x.shape[0], dtype=np.float64)
+    for s in range(0, x.shape[0], 65536):
+        blk = x[s : s + 65536].astype(np.float64)
+        out[s : s + 65536] = (blk * blk).sum(axis=1)
     return out
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from curate.errors import InvalidInputError
 from curate.selectors._csr import CSRGraph, row_chunks, transpose_csr
+from curate.selectors._distances import squared_norms64
 
 __all__ = ["IVFJoin", "knn_recall", "range_recall", "BLOCK_PAIRS"]
 
@@ -282,7 +283,7 @@ class IVFJoin:
         if k < 1:
             raise InvalidInputError(f"k must be >= 1; got {k!r}")
         mask, pos, q = self._query_positions(self.n, rows)
-        n2 = _sq_norms64(self.x) if float64 else None
+        n2 = squared_norms64(self.x) if float64 else None
         dist = np.full((q, k), np.inf, dtype=np.float64 if float64 else np.float32)
         ind = np.full((q, k), -1, dtype=np.int64)
         other = None if labels is None else np.full(q, np.inf, dtype=np.float64)
@@ -437,15 +438,6 @@ def _merge_rows(a, b, n: int):
         key.sort()
         idx[ptr[r0] : ptr[r1]] = key % n
     return CSRGraph(ptr, idx)
-
-
-def _sq_norms64(x: np.ndarray) -> np.ndarray:
-    """float64 squared row norms (as ``herding._row_norms64``), in row blocks. O(N d)."""
-    out = np.empty(x.shape[0], dtype=np.float64)
-    for s in range(0, x.shape[0], 65536):
-        blk = x[s : s + 65536].astype(np.float64)
-        out[s : s + 65536] = (blk * blk).sum(axis=1)
-    return out
 
 
 def _pair_dist64(x: np.ndarray, n2: np.ndarray, qr: np.ndarray, nb: np.ndarray) -> np.ndarray:

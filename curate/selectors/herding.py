@@ -112,7 +112,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from curate.errors import InvalidInputError
-from curate.selectors._distances import squared_norms
+from curate.selectors._distances import squared_norms, squared_norms64
 from curate.selectors._ivf_join import IVFJoin
 from curate.selectors._neighbors import build_index, build_neighbors, knn, knn_rows
 from curate.selectors._scores import get_uncertainty
@@ -203,15 +203,6 @@ def _normalize(x: np.ndarray) -> np.ndarray:
     norms = np.sqrt(squared_norms(x))
     norms[norms == 0] = 1.0
     return np.ascontiguousarray(x / norms[:, None], dtype=np.float32)
-
-
-def _row_norms64(x: np.ndarray) -> np.ndarray:
-    """float64 squared norms of the rows of float32 ``x``, in blocks (no float64 copy of x)."""
-    out = np.empty(x.shape[0], dtype=np.float64)
-    for s in range(0, x.shape[0], 65536):
-        blk = x[s : s + 65536].astype(np.float64)
-        out[s : s + 65536] = (blk * blk).sum(axis=1)
-    return out
 
 
 def _pair_dist(x: np.ndarray, n2: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -328,7 +319,7 @@ def labeled_min_distance(xn: np.ndarray, labeled_rows: np.ndarray) -> Optional[f
     _, ind = knn(index, lab, 2)
     a = np.arange(lab.shape[0])
     b = np.where(ind[:, 0] == a, ind[:, 1], ind[:, 0])
-    d = _pair_dist(lab, _row_norms64(lab), a, b)
+    d = _pair_dist(lab, squared_norms64(lab), a, b)
     d = d[d > 0]
     return float(d.min()) if d.size else None
 
@@ -555,7 +546,7 @@ class _KnnKernel:
             _, ind = knn_rows(index, xn, k)
         del index
         clock.stage("knn")
-        n2 = _row_norms64(xn)
+        n2 = squared_norms64(xn)
         fwd_counts = np.zeros(n, dtype=np.int64)
         idx_parts: list[np.ndarray] = []
         kq_parts: list[np.ndarray] = []
@@ -660,7 +651,7 @@ def _initial_best(
     _, ind = knn(index, xn, kk)
     src = np.repeat(np.arange(n, dtype=np.int64), kk)
     dst = lab_rows[np.maximum(ind.reshape(-1), 0)]
-    d = _pair_dist(xn, _row_norms64(xn), src, dst).reshape(n, kk)
+    d = _pair_dist(xn, squared_norms64(xn), src, dst).reshape(n, kk)
     d[ind < 0] = np.inf
     m = kernel_values(d.min(axis=1), kernel, h, threshold)
     m[lab_rows] = kernel_values(np.zeros(1), kernel, h, threshold)[0]
