@@ -12,7 +12,9 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["CSRGraph", "EDGE_CHUNK", "gather_rows", "row_chunks", "transpose_csr"]
+__all__ = [
+    "CSRGraph", "EDGE_CHUNK", "gather_rows", "row_chunks", "segment_positions", "transpose_csr",
+]
 
 #: Edges per chunk when transposing or scanning a CSR graph (bounds temporaries to ~16M edges).
 EDGE_CHUNK = 1 << 24
@@ -93,15 +95,19 @@ def transpose_csr(g: CSRGraph, n_cols: int, *, max_edges: Optional[int] = None) 
     return CSRGraph(ptr, out)
 
 
-def gather_rows(g: CSRGraph, rows: np.ndarray) -> np.ndarray:
-    """Concatenate the neighbour lists of ``rows`` (any order, repeats allowed) in O(output)."""
+def segment_positions(ptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Positions ``ptr[r]..ptr[r+1]`` of the CSR rows ``rows`` (any order, repeats allowed),
+    concatenated, as int64. O(output)."""
     rows = np.asarray(rows, dtype=np.int64)
-    if rows.size == 0:
-        return np.empty(0, dtype=g.idx.dtype)
-    starts = g.ptr[rows]
-    lens = g.ptr[rows + 1] - starts
+    starts = ptr[rows]
+    lens = ptr[rows + 1] - starts
     total = int(lens.sum())
     if total == 0:
-        return np.empty(0, dtype=g.idx.dtype)
+        return np.empty(0, dtype=np.int64)
     offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
-    return g.idx[offsets + np.arange(total, dtype=np.int64)]
+    return offsets + np.arange(total, dtype=np.int64)
+
+
+def gather_rows(g: CSRGraph, rows: np.ndarray) -> np.ndarray:
+    """Concatenate the neighbour lists of ``rows`` (any order, repeats allowed) in O(output)."""
+    return g.idx[segment_positions(g.ptr, rows)]

@@ -31,7 +31,7 @@ from typing import Optional
 import numpy as np
 
 from curate.errors import InvalidInputError
-from curate.selectors._csr import CSRGraph, row_chunks, transpose_csr
+from curate.selectors._csr import CSRGraph, row_chunks, segment_positions, transpose_csr
 from curate.selectors._distances import squared_norms64
 
 __all__ = ["IVFJoin", "knn_recall", "range_recall", "BLOCK_PAIRS"]
@@ -414,7 +414,7 @@ def _assemble(q: int, counts: np.ndarray, parts: list):
     parts.reverse()
     while parts:
         at, cols = parts.pop()
-        idx[_segments(ptr, at)] = cols
+        idx[segment_positions(ptr, at)] = cols
         del at, cols
     return CSRGraph(ptr, idx)
 
@@ -467,17 +467,6 @@ def _row_lexsort(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
     p = np.take_along_axis(primary, o, axis=1)
     o2 = np.argsort(p, axis=1, kind="stable")
     return np.take_along_axis(o, o2, axis=1)
-
-
-def _segments(ptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Positions ``ptr[r]..ptr[r+1]`` of the CSR rows ``rows``, concatenated. O(output)."""
-    starts = ptr[rows]
-    lens = ptr[rows + 1] - starts
-    total = int(lens.sum())
-    if total == 0:
-        return np.empty(0, dtype=np.int64)
-    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
-    return offsets + np.arange(total, dtype=np.int64)
 
 
 # ---------------------------------------------------------------------- measured loss

@@ -112,6 +112,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from curate.errors import InvalidInputError
+from curate.selectors._csr import segment_positions
 from curate.selectors._distances import squared_norms, squared_norms64
 from curate.selectors._ivf_join import IVFJoin
 from curate.selectors._neighbors import build_index, build_neighbors, knn, knn_rows
@@ -516,17 +517,6 @@ def _exact_greedy(
 
 
 # ------------------------------------------------------------------------------------ sparse
-def _segment_positions(ptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Edge positions of the CSR rows ``rows`` (concatenated), O(output)."""
-    starts = ptr[rows]
-    lens = ptr[rows + 1] - starts
-    total = int(lens.sum())
-    if total == 0:
-        return np.empty(0, dtype=np.int64)
-    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
-    return offsets + np.arange(total, dtype=np.int64)
-
-
 class _KnnKernel:
     """Row-restricted kernel: CSR forward lists (row -> candidates) and reverse lists."""
 
@@ -626,7 +616,7 @@ def _sparse_greedy(
         up = ks > m[xs]
         xs, ks = xs[up], ks[up]
         if xs.size:
-            pos = _segment_positions(kk.fwd_ptr, xs)
+            pos = segment_positions(kk.fwd_ptr, xs)
             lens = kk.fwd_ptr[xs + 1] - kk.fwd_ptr[xs]
             kv = kk.fwd_kq[pos].astype(np.int64)
             old = np.maximum(kv - np.repeat(m[xs], lens), 0)
