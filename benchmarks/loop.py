@@ -88,6 +88,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from curate.resources import peak_rss_mib
+
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,13 +112,6 @@ STRATEGIES: dict[str, tuple[str, dict[str, Any]]] = {
     # learned: probes + look-up table + LSTM policy per round (options: --mgral-options)
     "mgral": ("mgral", {}),
 }
-
-
-def _vmhwm_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def _load() -> str:
@@ -939,7 +934,7 @@ def _child(mode: str, state: dict) -> dict:
         preds = det.predict(state["pool"], ckpts, mc_samples=mc)
         boxes = sum(len(p.labels) for p in preds)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "frames": n, "boxes": boxes, "peak_mib": _vmhwm_mib()}
+    return {"seconds": seconds, "frames": n, "boxes": boxes, "peak_mib": peak_rss_mib()}
 
 
 def _run_predict(args: argparse.Namespace) -> None:

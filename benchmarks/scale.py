@@ -52,6 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from curate.resources import peak_rss_mib  # noqa: E402
+
 FRAMES_PER_DRIVE = 200
 TIMES = ("day", "night", "dusk")
 WEATHERS = ("clear", "rain", "fog", "snow")
@@ -129,15 +131,6 @@ class SyntheticFrames:
                     "location": LOCATIONS[(drive // 12) % len(LOCATIONS)],
                 },
             )
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set (``VmHWM``) in MiB."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return float(line.split()[1]) / 1024
-    return float("nan")
 
 
 def deciles(rows_at: list[int], seconds: list[float]) -> list[dict[str, float]]:

@@ -58,6 +58,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from curate.resources import peak_rss_mib  # noqa: E402
+
 
 # --------------------------------------------------------------------------------------- data
 def make_data(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -184,11 +186,7 @@ def child(method: str, data: str, budget: int, out: str, extra: str) -> None:
         raise SystemExit(f"unknown method {method}")
     elapsed = time.perf_counter() - t
     np.save(out, np.asarray(idx, dtype=np.int64))
-    hwm = 0.0
-    with open("/proc/self/status") as fh:  # VmHWM: this process's own peak (ru_maxrss survives exec)
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                hwm = float(line.split()[1]) / 1024
+    hwm = peak_rss_mib()  # VmHWM: this process's own peak (ru_maxrss survives exec)
     print(json.dumps({"time": elapsed, "info": info, "rss_mib": hwm}))
 
 

@@ -51,6 +51,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from curate.resources import peak_rss_mib  # noqa: E402
+
 TOKEN = "benchmark-write-token"
 
 #: (name, weight, is_write)
@@ -89,13 +91,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def vm_hwm_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
+    """Peak resident set of process ``pid`` in MiB (NaN once it has gone)."""
+    return peak_rss_mib(pid)
 
 
 def build_workspace(base: Path, frames: int) -> Path:

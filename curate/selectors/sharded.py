@@ -50,6 +50,7 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 
 from curate.errors import BudgetError, InvalidInputError
+from curate.resources import peak_rss_mib
 from curate.selectors._distances import min_sq_dist_to_set
 from curate.selectors.base import ScoresLike, Selection, Selector, check_budget, validate_inputs
 
@@ -178,20 +179,8 @@ def _shard_task(inner: Selector, x: Union[np.ndarray, str], rows: Optional[np.nd
         path, x = x, np.load(x)
         os.remove(path)
     picks, gains, info, seconds = _select_rows(inner, x, rows, labeled, budget, scores, seed)
-    info["worker_peak_mib"] = _peak_rss_mib()
+    info["worker_peak_mib"] = peak_rss_mib()
     return picks, gains, info, seconds
-
-
-def _peak_rss_mib() -> Optional[float]:
-    """This process's peak resident set (``VmHWM``, MiB); None where /proc is absent."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return float(line.split()[1]) / 1024
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    return None
 
 
 class Sharded(Selector):
@@ -445,9 +434,10 @@ class Sharded(Selector):
             "seconds_merge": round(t_merge, 4),
             "merge": merge_info,
         }
-        peaks = [r[2].get("worker_peak_mib") for r in results]
-        if any(isinstance(v, float) for v in peaks):
-            info["worker_peak_mib"] = max(v for v in peaks if isinstance(v, float))
+        peaks = [v for v in (r[2].get("worker_peak_mib") for r in results)
+                 if isinstance(v, float) and math.isfinite(v)]
+        if peaks:
+            info["worker_peak_mib"] = max(peaks)
         radii = [r[2].get("coverage_radius") for r in results]
         if all(isinstance(v, (int, float)) for v in radii):
             info["coverage_radius_bound"] = float(max(radii))
