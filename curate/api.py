@@ -312,6 +312,13 @@ class SearchResult(_Model):
     k: int
     where: Optional[str] = None
     results: list[Neighbors]
+    #: Which index answered: "flat" (exact) or "ivf" (approximate); None when no frame qualified.
+    index_kind: Optional[str] = None
+    #: How that index keeps the vectors: "float32" or "fp16".
+    index_storage: Optional[str] = None
+    #: IVF lists and the lists probed per query (None for flat).
+    nlist: Optional[int] = None
+    nprobe: Optional[int] = None
 
 
 class JobStatus(_Model):

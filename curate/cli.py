@@ -472,15 +472,20 @@ def eval_embeddings(ws: Any, names: tuple[str, ...], k: int, window: int, column
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="Neighbours per frame.")
 @click.option("--where", default=None, help="SQL filter on samples: only matching frames are neighbours.")
 @click.option("--metric", default="l2", show_default=True, type=click.Choice(["l2", "cosine", "ip"]))
+@click.option("--nprobe", type=click.IntRange(min=1), default=None,
+              help="Lists the approximate index probes (above curate.search.SEARCH_FLAT_MAX frames).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @workspace_option
 def search(ws: Any, frame_ids: tuple[str, ...], embedding: str, k: int, where: Optional[str],
-           metric: str, as_json: bool) -> None:
+           metric: str, nprobe: Optional[int], as_json: bool) -> None:
     """Nearest frames of FRAME_IDS in an embedding (the frame itself left out)."""
-    result = ws.search(embedding, ids=list(frame_ids), k=k, where=where, metric=metric)
+    result = ws.search(embedding, ids=list(frame_ids), k=k, where=where, metric=metric, nprobe=nprobe)
     if as_json:
         click.echo(result.model_dump_json())
         return
+    if result.index_kind == "ivf":
+        click.echo(f"(approximate: IVF {result.index_storage}, nlist={result.nlist}, "
+                   f"nprobe={result.nprobe})")
     for hit in result.results:
         click.echo(f"{hit.query}:")
         for rank, (fid, dist) in enumerate(zip(hit.ids, hit.distances), 1):

@@ -568,6 +568,7 @@ class RemoteWorkspace(WorkspaceAPI):
         metric: str = "l2",
         exclude_self: bool = True,
         version: Optional[int] = None,
+        nprobe: Optional[int] = None,
     ) -> SearchResult:
         """The ``k`` nearest frames of query frame ids or query vectors (see ``Workspace.search``)."""
         if isinstance(ids, str):
@@ -579,7 +580,7 @@ class RemoteWorkspace(WorkspaceAPI):
             vectors = (matrix[None, :] if matrix.ndim == 1 else matrix).tolist()
         body = {"embedding": embedding, "ids": None if ids is None else [str(i) for i in ids],
                 "vectors": vectors, "k": k, "where": where, "metric": metric,
-                "exclude_self": exclude_self, "version": version}
+                "exclude_self": exclude_self, "version": version, "nprobe": nprobe}
         return SearchResult(**self._call("search", json=body))
 
     # ------------------------------------------------------------------ export

@@ -378,12 +378,16 @@ class WorkspaceAPI(Protocol):
         metric: str = "l2",
         exclude_self: bool = True,
         version: Optional[int] = None,
+        nprobe: Optional[int] = None,
     ) -> SearchResult:
         """The ``k`` nearest frames of query frame ids or query vectors (FAISS, cached index).
 
-        ``where`` restricts the neighbours to frames matching the filter. See
-        :func:`curate.search.search` for the parameters; O(N d) to build the index of a table
-        version (cached), O(Q N d) per call.
+        ``where`` restricts the neighbours to frames matching the filter. Up to
+        :data:`curate.search.SEARCH_FLAT_MAX` frames the index is exact (flat); above, an
+        approximate fp16 IVF index probing ``nprobe`` lists (the result's ``index_kind``,
+        ``nlist`` and ``nprobe`` say which answered). See :func:`curate.search.search` for the
+        parameters; O(N d) to build the index of a table version (cached), O(Q N d) per call
+        (flat).
         """
         ...
 

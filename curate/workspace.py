@@ -697,9 +697,10 @@ class Workspace(WorkspaceAPI):
         metric: str = "l2",
         exclude_self: bool = True,
         version: Optional[int] = None,
+        nprobe: Optional[int] = None,
     ) -> SearchResult:
         return search(self.store, embedding, ids=ids, vectors=vectors, k=k, where=where, metric=metric,
-                      exclude_self=exclude_self, version=version)
+                      exclude_self=exclude_self, version=version, nprobe=nprobe)
 
     # ------------------------------------------------------------------ export
     def export(

@@ -20,7 +20,10 @@ copy answers :meth:`VectorIndex.search`; the CPU index is kept for :meth:`range_
 has no range search for these indexes) and for ``k > 2048`` (the FAISS GPU limit).
 
 Memory: the index holds one float32 copy of the vectors, O(N * d) (plus O(N) for the IVF direct
-map and the id lookup). Queries are processed in chunks, so temporary memory stays bounded; the
+map and the id lookup). :meth:`VectorIndex.build_streamed` builds from chunks instead of one
+matrix (never a full float32 copy outside FAISS) and can store the vectors as float16 inside
+FAISS (``storage="fp16"``: ``IndexScalarQuantizer`` / ``IndexIVFScalarQuantizer`` with
+``QT_fp16``), about N * d * 2 bytes. Queries are processed in chunks, so temporary memory stays bounded; the
 outputs are O(Q * k) for k-NN and O(result) for range search.
 """
 
@@ -29,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -43,6 +46,13 @@ __all__ = ["VectorIndex", "import_faiss"]
 
 #: ``kind="auto"`` builds an exact flat index up to this many vectors, IVF-Flat above.
 FLAT_MAX_DEFAULT = 100_000
+#: How :meth:`VectorIndex.build_streamed` stores the vectors inside FAISS.
+STORAGES = ("float32", "fp16")
+#: Largest training sample :meth:`VectorIndex.build_streamed` keeps (rows).
+STREAM_TRAIN_MAX = 262_144
+#: Training points per IVF list :meth:`VectorIndex.build_streamed` aims for (FAISS warns < 39).
+STREAM_TRAIN_PER_LIST = 64
+_FP16_MAX = float(np.finfo(np.float16).max)
 #: Queries per FAISS call in :meth:`VectorIndex.search`.
 _SEARCH_CHUNK = 8192
 #: Queries per FAISS call in :meth:`VectorIndex.range_search`.
@@ -190,6 +200,8 @@ class VectorIndex:
         Whether searches run on a GPU copy.
     nlist, nprobe : int or None
         IVF parameters (None for flat); ``nprobe`` can be changed.
+    storage : {"float32", "fp16"}
+        How FAISS stores the vectors (``"fp16"`` only from :meth:`build_streamed`).
     source : dict or None
         ``{"table": ..., "version": ...}`` when built by :meth:`from_store`.
     """
@@ -205,8 +217,10 @@ class VectorIndex:
         use_gpu: bool,
         nlist: int | None = None,
         source: dict[str, Any] | None = None,
+        storage: str = "float32",
     ) -> None:
         self._cpu = cpu_index
+        self.storage = storage
         self.metric = metric
         self.kind = kind
         self.dim = dim
@@ -304,6 +318,126 @@ class VectorIndex:
         return index
 
     @classmethod
+    def build_streamed(
+        cls,
+        chunks: Callable[[], Iterable[tuple[Any, np.ndarray]]],
+        *,
+        metric: Literal["l2", "cosine", "ip"] = "l2",
+        kind: Literal["flat", "ivf"] = "ivf",
+        storage: Literal["float32", "fp16"] = "fp16",
+        nlist: int | Callable[[int], int] | None = None,
+        nprobe: int | None = None,
+        train_max: int = STREAM_TRAIN_MAX,
+        device: Literal["auto", "cpu", "cuda"] = "auto",
+        seed: int = 0,
+    ) -> VectorIndex:
+        """Build an index from a stream of ``(ids, vectors)`` chunks, one chunk in memory at a time.
+
+        Parameters
+        ----------
+        chunks : callable
+            ``chunks()`` returns a fresh iterable of ``(ids, vectors)`` pairs: ``ids`` a 1-D
+            sequence (or None for an index without ids), ``vectors`` an (m, d) finite array. It
+            must yield the same rows in the same order every time: ``kind="flat"`` calls it once,
+            ``kind="ivf"`` twice (a sampling pass, then an adding pass).
+        metric : {"l2", "cosine", "ip"}, default "l2"
+        kind : {"flat", "ivf"}, default "ivf"
+            ``"flat"``: exact (every vector scanned per query). ``"ivf"``: inverted lists.
+        storage : {"float32", "fp16"}, default "fp16"
+            How FAISS keeps the vectors: ``"fp16"`` halves the index (scalar quantizer
+            ``QT_fp16``: ``IndexScalarQuantizer`` for flat, ``IndexIVFScalarQuantizer`` for IVF,
+            which stores each vector's residual to its list centroid in float16); values beyond
+            the float16 range (65504) raise :class:`~index.errors.SchemaError`.
+        nlist : int or callable, optional
+            IVF lists, or a function of the row count giving them; default :func:`default_nlist`.
+            Clamped to [1, N].
+        nprobe : int, optional
+            IVF lists probed per query; default :func:`default_nprobe`.
+        train_max : int, default ``STREAM_TRAIN_MAX``
+            Largest k-means training sample: ``min(N, 64 * nlist, train_max)`` rows.
+        device : {"auto", "cpu", "cuda"}, default "auto"
+        seed : int, default 0
+            Seeds the training sample (the same rows for the same stream and seed, whatever the
+            chunk sizes) and k-means.
+
+        Returns
+        -------
+        VectorIndex
+
+        Raises
+        ------
+        SchemaError
+            An empty stream, chunks of different dimensions, NaN/inf, duplicate ids, fp16
+            overflow, or a second pass that yields other rows than the first.
+
+        Notes
+        -----
+        The training sample is a uniform random sample drawn in one pass by seeded priority keys
+        (the ``n_train`` smallest of one uniform key per row), so N need not be known in
+        advance. Time: flat O(N d); IVF O(N d) to sample, k-means O(n_train * nlist * d) per
+        iteration (10), O(N * nlist * d) to assign. Memory: the index (N * d * 4 bytes float32,
+        N * d * 2 fp16; IVF adds 16 bytes per vector for list ids and the direct map) + one chunk
+        + the training sample (``train_max * d * 4`` bytes at most) + the ids (O(N)).
+        """
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; valid metrics are {', '.join(METRICS)}.")
+        if kind not in ("flat", "ivf"):
+            raise ValueError(f"kind must be 'flat' or 'ivf' for a streamed build, got {kind!r}.")
+        if storage not in STORAGES:
+            raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}.")
+        if isinstance(train_max, bool) or not isinstance(train_max, (int, np.integer)) or train_max < 1:
+            raise ValueError(f"train_max must be a positive integer, got {train_max!r}.")
+        use_gpu = _resolve_device(device)
+        _configure_threads()
+        faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
+        stream = _ChunkStream(metric, storage)
+        if kind == "flat":
+            if nlist is not None or nprobe is not None:
+                logger.warning("nlist/nprobe are ignored for a flat index")
+            cpu_index: Any = None
+            for matrix in stream.chunks(chunks()):
+                if cpu_index is None:
+                    cpu_index = (faiss.IndexFlat(stream.dim, faiss_metric) if storage == "float32"
+                                 else faiss.IndexScalarQuantizer(stream.dim, faiss.ScalarQuantizer.QT_fp16,
+                                                                 faiss_metric))
+                cpu_index.add(matrix)
+            n = stream.finish_pass()
+            index = cls(cpu_index=cpu_index, metric=metric, kind="flat", dim=stream.dim,
+                        ids=stream.ids(), use_gpu=use_gpu, storage=storage)
+            logger.info("built flat %s index (%s) over %d x %d streamed vectors in %d chunks",
+                        metric, storage, n, stream.dim, stream.chunk_count)
+            return index
+        # Pass 1: count the rows and keep a seeded uniform sample (the train_max smallest keys).
+        sampler = _PrioritySample(train_max, seed)
+        for matrix in stream.chunks(chunks()):
+            sampler.offer(matrix)
+        n = stream.finish_pass()
+        nlist = _resolve_nlist(nlist, n)
+        n_train = min(n, STREAM_TRAIN_PER_LIST * nlist, train_max)
+        train = sampler.take(n_train)
+        quantizer = faiss.IndexFlat(stream.dim, faiss_metric)
+        if storage == "float32":
+            cpu_index = faiss.IndexIVFFlat(quantizer, stream.dim, nlist, faiss_metric)
+        else:
+            cpu_index = faiss.IndexIVFScalarQuantizer(quantizer, stream.dim, nlist,
+                                                      faiss.ScalarQuantizer.QT_fp16, faiss_metric)
+        cpu_index.cp.seed = int(seed)
+        cpu_index.train(train)
+        del train, sampler
+        # Pass 2: add chunk by chunk; the rows must be those of pass 1.
+        for matrix in stream.chunks(chunks()):
+            cpu_index.add(matrix)
+        stream.finish_pass(expected=n)
+        cpu_index.make_direct_map()  # for reconstruct_batch in search_ids; O(N) int64
+        index = cls(cpu_index=cpu_index, metric=metric, kind="ivf", dim=stream.dim, ids=stream.ids(),
+                    use_gpu=use_gpu, nlist=nlist, storage=storage)
+        index.nprobe = default_nprobe(nlist) if nprobe is None else nprobe
+        logger.info("built IVF %s index (%s) over %d x %d streamed vectors in %d chunks "
+                    "(nlist=%d, nprobe=%d, %d training rows)", metric, storage, n, stream.dim,
+                    stream.chunk_count, nlist, index.nprobe, n_train)
+        return index
+
+    @classmethod
     def from_store(
         cls, store: Any, table: str, *, version: int | None = None, **build_kwargs: Any
     ) -> VectorIndex:
@@ -324,6 +458,17 @@ class VectorIndex:
     def ntotal(self) -> int:
         """int: number of indexed vectors."""
         return int(self._cpu.ntotal)
+
+    @property
+    def index_bytes(self) -> int:
+        """int: bytes the FAISS index holds: the vector codes (4 or 2 bytes per component), and
+        for IVF the list ids and direct map (16 bytes per vector) and the centroids. The id array
+        and its lookup (Python objects, O(N)) are not counted."""
+        n = self.ntotal
+        total = n * int(self._cpu.code_size)
+        if self.kind == "ivf":
+            total += n * 16 + int(self.nlist or 0) * self.dim * 4
+        return int(total)
 
     @property
     def on_gpu(self) -> bool:
@@ -348,6 +493,7 @@ class VectorIndex:
 
     def __repr__(self) -> str:
         extra = f", nlist={self.nlist}, nprobe={self.nprobe}" if self.kind == "ivf" else ""
+        extra += f", storage={self.storage!r}" if self.storage != "float32" else ""
         return (f"VectorIndex(kind={self.kind!r}, metric={self.metric!r}, ntotal={self.ntotal}, "
                 f"dim={self.dim}{extra}, on_gpu={self.on_gpu})")
 
@@ -358,7 +504,9 @@ class VectorIndex:
             matrix = _normalised(matrix, "queries")
         return matrix
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, *, nprobe: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest indexed vectors of each query.
 
         Parameters
@@ -367,6 +515,10 @@ class VectorIndex:
             (Q, d) finite numbers.
         k : int
             Neighbours per query; ``k > ntotal`` pads with index -1 / distance inf (-inf for ip).
+        nprobe : int, optional
+            IVF lists probed by this call only (clamped to ``nlist``; the index's own
+            :attr:`nprobe` is left as it is, so concurrent callers do not interfere); runs on
+            the CPU index. ValueError on a flat index.
 
         Returns
         -------
@@ -382,18 +534,35 @@ class VectorIndex:
         chunks of 8192.
         """
         k = _check_k(k)
-        return self._search_prepared(self._prepare_queries(queries), k)
+        params = self._search_params(nprobe)
+        return self._search_prepared(self._prepare_queries(queries), k, params)
 
-    def _search_prepared(self, matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search_params(self, nprobe: int | None) -> Any:
+        """FAISS search parameters for a per-call ``nprobe`` (None: the index's own)."""
+        if nprobe is None:
+            return None
+        if self.kind != "ivf":
+            raise ValueError("nprobe only applies to IVF indexes.")
+        if isinstance(nprobe, bool) or not isinstance(nprobe, (int, np.integer)) or nprobe < 1:
+            raise ValueError(f"nprobe must be a positive integer, got {nprobe!r}.")
+        return faiss.SearchParametersIVF(nprobe=int(min(nprobe, self.nlist or nprobe)))
+
+    def _search_prepared(
+        self, matrix: np.ndarray, k: int, params: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         n_query = matrix.shape[0]
         kk = min(k, self.ntotal)
         fill = -np.inf if self.metric == "ip" else np.inf
         distances = np.full((n_query, k), fill, dtype=np.float32)
         indices = np.full((n_query, k), -1, dtype=np.int64)
-        engine = self._gpu if (self._gpu is not None and kk <= _GPU_MAX_K) else self._cpu
+        use_gpu = self._gpu is not None and kk <= _GPU_MAX_K and params is None
+        engine = self._gpu if use_gpu else self._cpu
         for start in range(0, n_query, _SEARCH_CHUNK):
             chunk = matrix[start:start + _SEARCH_CHUNK]
-            dist, idx = engine.search(chunk, kk)
+            if params is None:
+                dist, idx = engine.search(chunk, kk)
+            else:
+                dist, idx = engine.search(chunk, kk, params=params)
             stop = start + chunk.shape[0]
             distances[start:stop, :kk] = dist
             indices[start:stop, :kk] = idx
@@ -415,7 +584,8 @@ class VectorIndex:
                 np.take_along_axis(indices, order, axis=1))
 
     def search_ids(
-        self, query_ids: Sequence[Any] | np.ndarray, k: int, exclude_self: bool = True
+        self, query_ids: Sequence[Any] | np.ndarray, k: int, exclude_self: bool = True,
+        *, nprobe: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Neighbours of stored rows given by id.
 
@@ -428,6 +598,8 @@ class VectorIndex:
         exclude_self : bool, default True
             Drop the query row itself from its result (if a duplicate vector pushes the row out
             of the top ``k + 1``, the last neighbour is dropped instead).
+        nprobe : int, optional
+            As in :meth:`search`.
 
         Returns
         -------
@@ -442,11 +614,12 @@ class VectorIndex:
             Unknown ids (lists up to five).
         """
         k = _check_k(k)
+        params = self._search_params(nprobe)
         rows = self.rows_of(query_ids)
         matrix = np.ascontiguousarray(self._reconstruct(rows), dtype=np.float32)
         if not exclude_self:
-            return self._search_prepared(matrix, k)
-        distances, indices = self._search_prepared(matrix, k + 1)
+            return self._search_prepared(matrix, k, params)
+        distances, indices = self._search_prepared(matrix, k + 1, params)
         keep = indices != rows[:, None]
         no_self = keep.all(axis=1)
         keep[no_self, -1] = False
@@ -571,3 +744,169 @@ def _build_ivf(matrix: np.ndarray, faiss_metric: int, nlist: int | None, seed: i
     index.add(matrix)
     index.make_direct_map()  # for reconstruct_batch in search_ids; O(N) int64
     return index, nlist
+
+
+def _resolve_nlist(nlist: int | Callable[[int], int] | None, n: int) -> int:
+    """IVF list count for ``n`` vectors from an int, a function of ``n`` or the default."""
+    value = default_nlist(n) if nlist is None else (nlist(n) if callable(nlist) else nlist)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"nlist must be a positive integer, got {value!r}.")
+    if value > n:
+        logger.warning("nlist=%d is larger than the %d vectors; using nlist=%d", value, n, n)
+        value = n
+    return int(value)
+
+
+class _ChunkStream:
+    """Validates the chunks of one streamed build pass after pass; keeps the ids of the first.
+
+    Every chunk is checked like :meth:`VectorIndex.build`'s matrix (2-D, finite, one dimension),
+    normalised for ``cosine`` and range-checked for ``fp16``; a later pass must yield the same
+    ids in the same order (checked per chunk, O(m)).
+    """
+
+    def __init__(self, metric: str, storage: str) -> None:
+        self.metric = metric
+        self.storage = storage
+        self.dim: int | None = None
+        self.chunk_count = 0
+        self._passes = 0
+        self._ids: list[np.ndarray] | None = []
+        self._first_rows = 0
+        self._rows = 0
+        self._bounds: list[int] = [0]
+
+    def chunks(self, source: Iterable[tuple[Any, np.ndarray]]) -> Iterable[np.ndarray]:
+        """Yield each chunk of ``source`` as a checked C-contiguous float32 matrix."""
+        self._rows = 0
+        self.chunk_count = 0
+        first = self._passes == 0
+        for item in source:
+            try:
+                ids, vectors = item
+            except (TypeError, ValueError):
+                raise SchemaError("a streamed build needs (ids, vectors) pairs per chunk.") from None
+            matrix = _as_matrix(vectors, f"vectors of chunk {self.chunk_count}", dim=self.dim)
+            m = matrix.shape[0]
+            if m == 0:
+                continue
+            if self.dim is None:
+                if matrix.shape[1] == 0:
+                    raise SchemaError("cannot build an index over 0-dimensional vectors.")
+                self.dim = int(matrix.shape[1])
+            chunk_ids = self._check_chunk_ids(ids, m, first)
+            if self.metric == "cosine":
+                matrix = _normalised(matrix, "vectors")
+            if self.storage == "fp16":
+                big = np.abs(matrix).max(axis=1) > _FP16_MAX
+                if big.any():
+                    row = self._rows + int(np.flatnonzero(big)[0])
+                    raise SchemaError(
+                        f"vectors exceed the float16 range (65504) at row {row}; build with "
+                        "storage='float32'."
+                    )
+            if first and self._ids is not None and chunk_ids is not None:
+                self._ids.append(chunk_ids)
+                self._bounds.append(self._bounds[-1] + m)
+            self._rows += m
+            self.chunk_count += 1
+            yield matrix
+
+    def _check_chunk_ids(self, ids: Any, m: int, first: bool) -> np.ndarray | None:
+        if ids is None:
+            if first and self._rows == 0:
+                self._ids = None
+            elif self._ids is not None:
+                raise SchemaError("some chunks have ids and others not; give ids with every chunk.")
+            return None
+        if self._ids is None:
+            raise SchemaError("some chunks have ids and others not; give ids with every chunk.")
+        if isinstance(ids, str):
+            raise SchemaError("ids must be a sequence with one id per vector, not a single string.")
+        array = np.asarray(ids, dtype=object) if not isinstance(ids, np.ndarray) else ids.astype(object)
+        if array.ndim != 1 or len(array) != m:
+            raise SchemaError(f"got {len(array)} ids for a chunk of {m} vectors; pass one id per row.")
+        if not first:
+            stored = self._slice(self._rows, self._rows + m)
+            if len(stored) != m or not bool(np.all(stored == array)):
+                raise SchemaError(
+                    f"the second pass of a streamed build yielded other rows than the first at "
+                    f"row {self._rows}; the source changed while the index was built."
+                )
+        return array
+
+    def _slice(self, lo: int, hi: int) -> np.ndarray:
+        """Ids of rows ``lo .. hi`` of the first pass (they may span several first-pass chunks)."""
+        if self._ids is None:
+            return np.empty(0, dtype=object)
+        start = int(np.searchsorted(self._bounds, lo, side="right")) - 1
+        parts = []
+        chunk = start
+        while chunk < len(self._ids) and self._bounds[chunk] < hi:
+            a = max(lo, self._bounds[chunk]) - self._bounds[chunk]
+            b = min(hi, self._bounds[chunk + 1]) - self._bounds[chunk]
+            parts.append(self._ids[chunk][a:b])
+            chunk += 1
+        return np.concatenate(parts) if parts else np.empty(0, dtype=object)
+
+    def finish_pass(self, expected: int | None = None) -> int:
+        """End a pass: its row count (SchemaError when empty or not ``expected``)."""
+        self._passes += 1
+        if self._rows == 0:
+            raise SchemaError("cannot build an index over an empty stream of vectors.")
+        if expected is not None and self._rows != expected:
+            raise SchemaError(
+                f"the second pass of a streamed build yielded {self._rows} rows, the first "
+                f"{expected}; the source changed while the index was built."
+            )
+        return self._rows
+
+    def ids(self) -> np.ndarray | None:
+        """The first pass's ids as one object array, checked unique (hashed, O(N))."""
+        if self._ids is None:
+            return None
+        array = np.concatenate(self._ids) if len(self._ids) > 1 else self._ids[0]
+        self._ids = [array]
+        self._bounds = [0, len(array)]
+        return _check_ids(array, len(array))
+
+
+class _PrioritySample:
+    """A seeded uniform sample of a stream's rows: one uniform key per row, keep the smallest.
+
+    The keys come from one generator in stream order, so the sample depends on the rows and the
+    seed, not on the chunk sizes. Memory: at most ``1.25 * cap`` rows (plus one chunk).
+    """
+
+    def __init__(self, cap: int, seed: int) -> None:
+        self.cap = int(cap)
+        self._rng = np.random.default_rng(seed)
+        self._keys: list[np.ndarray] = []
+        self._rows: list[np.ndarray] = []
+        self._kept = 0
+        self._threshold = np.inf
+
+    def offer(self, matrix: np.ndarray) -> None:
+        keys = self._rng.random(matrix.shape[0])
+        mask = keys < self._threshold
+        if not mask.any():
+            return
+        self._keys.append(keys[mask])
+        self._rows.append(matrix[mask] if not mask.all() else matrix.copy())
+        self._kept += int(mask.sum())
+        if self._kept > self.cap + self.cap // 4:
+            self._shrink(self.cap)
+
+    def _shrink(self, size: int) -> None:
+        keys = np.concatenate(self._keys)
+        rows = np.concatenate(self._rows)
+        order = np.argsort(keys, kind="stable")[:size]
+        self._keys, self._rows = [keys[order]], [rows[order]]
+        self._kept = len(order)
+        if self._kept >= self.cap:
+            self._threshold = float(keys[order[-1]])
+
+    def take(self, n: int) -> np.ndarray:
+        """The ``n`` rows of smallest key (n <= rows offered), in key order, C-contiguous."""
+        self._shrink(n)
+        return np.ascontiguousarray(self._rows[0])
