@@ -3,6 +3,7 @@
 Run from the repository root::
 
     python -m benchmarks.search_scale --n 200000 --dim 256      # a few minutes on 2 cores
+    python -m benchmarks.search_scale --n 200000 --pool gaussian  # IVF's worst case
 
 One workspace of ``--n`` drive-like clustered vectors (:func:`benchmarks.scale.drive_vectors`:
 drives of 200 frames around 64 scene types, with runs of near-duplicates), written through
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -64,8 +66,12 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-def fill(ws_path: Path, n: int, dim: int, dtype: str) -> float:
-    """Write ``n`` drive-like vectors as the embedding ``EMBEDDING``; returns seconds."""
+def fill(ws_path: Path, n: int, dim: int, dtype: str, pool: str = "drive") -> float:
+    """Write ``n`` vectors as the embedding ``EMBEDDING``; returns seconds.
+
+    ``pool="drive"``: :func:`benchmarks.scale.drive_vectors`; ``"gaussian"``: i.i.d. standard
+    normal vectors (no structure: the worst case for IVF).
+    """
     import curate
     from curate import _tables as T
     from benchmarks.scale import FRAMES_PER_DRIVE, drive_vectors, frame_id
@@ -77,7 +83,10 @@ def fill(ws_path: Path, n: int, dim: int, dtype: str) -> float:
     mode = "overwrite"
     for start in range(0, n, COMMIT_ROWS):
         stop = min(n, start + COMMIT_ROWS)
-        vecs = drive_vectors(stop - start, dim, seed=0, start=start, frames_per_drive=FRAMES_PER_DRIVE)
+        if pool == "gaussian":
+            vecs = np.random.default_rng([7, start]).standard_normal((stop - start, dim), np.float32)
+        else:
+            vecs = drive_vectors(stop - start, dim, seed=0, start=start, frames_per_drive=FRAMES_PER_DRIVE)
         ws.store.write_vectors(table, [frame_id(r) for r in range(start, stop)], vecs, metadata=meta,
                                mode=mode, dtype=dtype)
         mode = "upsert"
@@ -170,7 +179,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--probes", default="4,8,16,32", help="nprobe values besides the default and nlist")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16"],
                     help="storage type of the embedding table")
-    ap.add_argument("--name", default=None, help="result name (default search_scale-<n>)")
+    ap.add_argument("--pool", default="drive", choices=["drive", "gaussian"],
+                    help="drive-like clustered vectors, or i.i.d. Gaussian ones (IVF's worst case)")
+    ap.add_argument("--name", default=None,
+                    help="result name (default search_scale-<n>, search_scale-gaussian-<n>)")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--child", choices=["flat", "flat-read", "ivf"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--ws", default=None, help=argparse.SUPPRESS)
@@ -185,8 +197,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="search_scale-"))
     try:
         ws_path = tmp / "ws"
-        fill_s = fill(ws_path, args.n, args.dim, args.dtype)
-        print(f"filled {args.n} x {args.dim} ({args.dtype}) in {fill_s:.1f} s", flush=True)
+        fill_s = fill(ws_path, args.n, args.dim, args.dtype, args.pool)
+        print(f"filled {args.n} x {args.dim} {args.pool} ({args.dtype}) in {fill_s:.1f} s", flush=True)
         common = ["--ws", str(ws_path), "--n", str(args.n), "--queries", str(args.queries),
                   "--probes", args.probes]
         results = {}
@@ -226,14 +238,17 @@ def main(argv: Optional[list[str]] = None) -> None:
                 "peak RSS MiB": res["peak_mib"], "notes": ", ".join(notes),
             })
             print(rows[-1], flush=True)
+    default_name = f"search_scale-{args.n}" if args.pool == "drive" else f"search_scale-{args.pool}-{args.n}"
+    pool_words = "drive-like clustered" if args.pool == "drive" else "i.i.d. Gaussian"
     write_result(
-        "search_scale", rows, name=args.name or f"search_scale-{args.n}", args=args,
-        notes=(f"{args.n} x {args.dim} drive-like clustered vectors ({args.dtype} table); "
+        "search_scale", rows, name=args.name or default_name, args=args,
+        notes=(f"{args.n} x {args.dim} {pool_words} vectors ({args.dtype} table); "
                f"{args.queries} query frame ids, k=10, the query frame left out; recall against the "
                "flat index's neighbours; 'first search s' builds the index (table read included); "
                "'RSS growth MiB' is the child's peak RSS during the first search minus its RSS "
-               "before it; each index in its own process"),
-        extra={"fill_s": fill_s},
+               "before it (the Lance scan's read-ahead included); each index in its own process; "
+               "FAISS threads: extra.omp_num_threads"),
+        extra={"fill_s": fill_s, "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
     )
 
 

@@ -573,6 +573,9 @@ class RemoteWorkspace(WorkspaceAPI):
         """The ``k`` nearest frames of query frame ids or query vectors (see ``Workspace.search``)."""
         if isinstance(ids, str):
             raise InvalidInputError("ids must be a list of frame ids, not a single string")
+        if nprobe is not None and (isinstance(nprobe, bool) or not isinstance(nprobe, (int, np.integer))
+                                   or nprobe < 1):  # JSON would turn true into 1
+            raise InvalidInputError(f"nprobe must be a positive integer, got {nprobe!r}")
         if vectors is not None:
             matrix = np.asarray(vectors, dtype=np.float64)
             if not np.isfinite(matrix).all():
@@ -580,7 +583,8 @@ class RemoteWorkspace(WorkspaceAPI):
             vectors = (matrix[None, :] if matrix.ndim == 1 else matrix).tolist()
         body = {"embedding": embedding, "ids": None if ids is None else [str(i) for i in ids],
                 "vectors": vectors, "k": k, "where": where, "metric": metric,
-                "exclude_self": exclude_self, "version": version, "nprobe": nprobe}
+                "exclude_self": exclude_self, "version": version,
+                "nprobe": None if nprobe is None else int(nprobe)}
         return SearchResult(**self._call("search", json=body))
 
     # ------------------------------------------------------------------ export
