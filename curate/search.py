@@ -181,7 +181,8 @@ def _streamed_index(store: Store, table: str, version: int, metric: str, rows: i
     try:
         return VectorIndex.build_streamed(
             chunks, metric=metric, kind="ivf" if approximate else "flat",
-            storage="fp16" if approximate else "float32", nlist=search_nlist, device="cpu", seed=0)
+            storage="fp16" if approximate else "float32",
+            nlist=search_nlist(rows) if approximate else None, device="cpu", seed=0)
     except SchemaError:
         if seen[0] == 0:  # no allowed frame has a vector
             return None

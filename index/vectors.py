@@ -354,7 +354,9 @@ class VectorIndex:
         nprobe : int, optional
             IVF lists probed per query; default :func:`default_nprobe`.
         train_max : int, default ``STREAM_TRAIN_MAX``
-            Largest k-means training sample: ``min(N, 64 * nlist, train_max)`` rows.
+            Largest k-means training sample: ``min(N, 64 * nlist, train_max)`` rows. The
+            sampling pass keeps up to 1.25x that many rows; give ``nlist`` as an int (not a
+            function of N) to bound it by ``64 * nlist`` instead of ``train_max``.
         device : {"auto", "cpu", "cuda"}, default "auto"
         seed : int, default 0
             Seeds the training sample (the same rows for the same stream and seed, whatever the
@@ -377,7 +379,8 @@ class VectorIndex:
         advance. Time: flat O(N d); IVF O(N d) to sample, k-means O(n_train * nlist * d) per
         iteration (10), O(N * nlist * d) to assign. Memory: the index (N * d * 4 bytes float32,
         N * d * 2 fp16; IVF adds 16 bytes per vector for list ids and the direct map) + one chunk
-        + the training sample (``train_max * d * 4`` bytes at most) + the ids (O(N)).
+        + the training sample (``1.25 * min(train_max, 64 * nlist) * d * 4`` bytes at most) + the
+        ids (O(N)).
         """
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; valid metrics are {', '.join(METRICS)}.")
@@ -407,8 +410,12 @@ class VectorIndex:
             logger.info("built flat %s index (%s) over %d x %d streamed vectors in %d chunks",
                         metric, storage, n, stream.dim, stream.chunk_count)
             return index
-        # Pass 1: count the rows and keep a seeded uniform sample (the train_max smallest keys).
-        sampler = _PrioritySample(train_max, seed)
+        # Pass 1: count the rows and keep a seeded uniform sample (the smallest keys). With a
+        # fixed nlist the sample needs at most 64 * nlist rows; with a function of N, train_max.
+        cap = train_max
+        if nlist is not None and not callable(nlist):
+            cap = min(train_max, STREAM_TRAIN_PER_LIST * max(1, int(nlist)))
+        sampler = _PrioritySample(cap, seed)
         for matrix in stream.chunks(chunks()):
             sampler.offer(matrix)
         n = stream.finish_pass()
