@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -275,6 +274,7 @@ def select(method: str, ws_path: Path, budget: int, shards: int = 16, engine: st
         """Delegates to ``inner`` and records the seconds spent inside its ``select``."""
 
         name = inner.name
+        accepts_float16 = inner.accepts_float16  # a float16 table is then read as float16
         seconds = 0.0
 
         def params(self) -> dict[str, Any]:

@@ -466,8 +466,12 @@ class Workspace(WorkspaceAPI):
         budget = check_budget(budget, len(candidates), pool=f"unlabeled frames{scope}")
         pool = np.concatenate([candidates, labeled])  # object array of str, no per-id copies
         run_selector, pool = self._resolve_query_ids(selector, pool, samples_version)
+        # A float16 table stays float16 for selectors that upcast block by block (half the
+        # memory: the pool is never held as float32); every other selector gets float32.
+        upcast = not getattr(run_selector, "accepts_float16", False)
         read_start = time.perf_counter()
-        vecs, found = self.store.gather_vectors(table, pool, version=embedding_version)
+        vecs, found = self.store.gather_vectors(table, pool, version=embedding_version,
+                                                upcast=upcast)
         read_seconds = time.perf_counter() - read_start
         n_c, n_l = len(candidates), len(labeled)
         keep_c, keep_l = found[:n_c], found[n_c:n_c + n_l]
@@ -484,7 +488,8 @@ class Workspace(WorkspaceAPI):
                 # Rare: query positions move with the dropped rows; resolve and gather again.
                 run_selector, pool = self._resolve_query_ids(
                     selector, np.concatenate([candidates, labeled]), samples_version)
-                vecs, found = self.store.gather_vectors(table, pool, version=embedding_version)
+                vecs, found = self.store.gather_vectors(table, pool, version=embedding_version,
+                                                        upcast=upcast)
             else:
                 # Drop the rows without a vector (one copy of the vectors, only in this case).
                 pool, vecs, found = pool[found], vecs[found], found[found]
@@ -534,7 +539,8 @@ class Workspace(WorkspaceAPI):
                     replace=False))
                 rows = vecs[sample]
                 info["coverage_radius_sampled_rows"] = int(sample.size)
-            radius_sq = min_sq_dist_to_set(rows, vecs[centers])
+            radius_sq = min_sq_dist_to_set(np.asarray(rows, dtype=np.float32),
+                                           np.asarray(vecs[centers], dtype=np.float32))
             info["coverage_radius"] = float(np.sqrt(radius_sq.max())) if centers.size else None
         return RunRecord(
             run_id="",

@@ -61,3 +61,16 @@ def test_sharded_worker_processes_do_not_copy_the_pool_in_the_parent() -> None:
         x, 40, labeled=labeled, seed=0)
     assert np.array_equal(res.indices, ref.indices)
     assert np.array_equal(res.gains, ref.gains)
+
+
+def test_sharded_keeps_a_float16_pool_float16_in_the_parent() -> None:
+    x16 = np.random.default_rng(3).standard_normal((200_000, 64)).astype(np.float16)
+    inp = validate_inputs(x16, 10, keep_float16=True)
+    assert inp.vectors is x16  # no upcast copy
+    assert validate_inputs(x16[:100], 10).vectors.dtype == np.float32  # the default upcasts
+    sel = Sharded(KCenterGreedy(), shards=16, workers=2, measure_loss=False)
+    res, extra = _peak_extra(lambda: sel.select(x16, 40, seed=0))
+    # a float32 copy of the pool alone would be 2 * x16.nbytes; the partition upcasts its
+    # training sample and one block of rows at a time, the shards are written block by block
+    assert extra < x16.nbytes, (extra, x16.nbytes)
+    assert len(res.indices) == 40

@@ -16,7 +16,8 @@ import curate
 from curate.cli import cli
 from curate.errors import BudgetError, InvalidInputError
 from curate.selectors import KCenterGreedy, ProbCover, Sharded, create_selector
-from curate.selectors.sharded import ball_coverage, coverage_radius, split_budget
+from curate.selectors.sharded import (ball_coverage, coverage_radius, gain_ordered_merge,
+                                     split_budget)
 
 
 def _pool(n: int = 600, d: int = 12, clusters: int = 8, seed: int = 0) -> np.ndarray:
@@ -180,3 +181,93 @@ def test_http_select_takes_shards(tmp_path: Path, embedded_template: Path) -> No
         assert local.reproduce(result.run_id) == result.ids
         with pytest.raises(InvalidInputError):
             remote.select("kcenter", 6, embedding="bev-hist", shards=0)
+
+
+def _merge_reference(picks: list[list[int]], gains: list[list[float]]) -> list[int]:
+    """k-way merge by repeated scan: the head with the largest running-min gain goes next."""
+    heads = [0] * len(picks)
+    floor = [float("inf")] * len(picks)
+    out = []
+    while len(out) < sum(len(p) for p in picks):
+        best, best_key = None, None
+        for s, p in enumerate(picks):
+            if heads[s] < len(p):
+                key = min(floor[s], gains[s][heads[s]])
+                if best_key is None or key > best_key:  # strict: ties go to the lower shard
+                    best, best_key = s, key
+        out.append(picks[best][heads[best]])
+        floor[best] = best_key
+        heads[best] += 1
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_gain_ordered_merge_matches_a_k_way_merge_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    picks, gains, start = [], [], 0
+    for _ in range(rng.integers(1, 5)):
+        m = int(rng.integers(0, 7))
+        picks.append(np.arange(start, start + m))
+        start += m
+        # integer gains force ties; some shards not monotone (TypiClust-like)
+        gains.append(rng.integers(0, 4, size=m).astype(np.float64))
+    rows, got_gains = gain_ordered_merge(picks, gains)
+    assert rows.tolist() == _merge_reference([p.tolist() for p in picks],
+                                             [g.tolist() for g in gains])
+    lookup = {int(r): float(g) for p, gg in zip(picks, gains) for r, g in zip(p, gg)}
+    assert got_gains.tolist() == [lookup[int(r)] for r in rows]
+    for p in picks:  # each shard keeps its own pick order
+        pos = {int(r): i for i, r in enumerate(rows)}
+        assert [pos[int(r)] for r in p] == sorted(pos[int(r)] for r in p)
+
+
+def test_merge_orders_the_union_with_oversample_1_and_reruns_above() -> None:
+    x = _pool(900)
+    labeled = np.arange(4)
+    one = Sharded("kcenter", shards=3, workers=1, measure_loss=False).select(
+        x, 30, labeled=labeled, seed=1)
+    assert one.info["merge"]["order"].startswith("shard gains")
+    assert one.info["union"] == 30 and len(set(one.indices.tolist())) == 30
+    # k-center gains (distance to the nearest centre at pick time) never increase per shard,
+    # so the merged order is by gain
+    assert np.all(np.diff(one.gains) <= 1e-6)
+    over = Sharded("kcenter", shards=3, workers=1, oversample=2.0, measure_loss=False).select(
+        x, 30, labeled=labeled, seed=1)
+    assert over.info["union"] > 30 and "order" not in over.info["merge"]
+    assert len(over.indices) == 30 and not set(over.indices.tolist()) & set(labeled.tolist())
+
+
+@pytest.mark.parametrize("inner", ["kcenter", "probcover"])
+def test_float16_pool_gives_the_picks_of_its_float32_upcast(inner: str) -> None:
+    x16 = _pool(700).astype(np.float16)
+    x32 = x16.astype(np.float32)
+    labeled = np.arange(0, 700, 101)
+    params = {"delta": 0.4} if inner == "probcover" else {}
+    sel = Sharded(inner, params, shards=3, workers=2, measure_loss=False)
+    assert sel.accepts_float16
+    a = sel.select(x16, 21, labeled=labeled, seed=3)
+    b = sel.select(x32, 21, labeled=labeled, seed=3)
+    assert a.indices.tolist() == b.indices.tolist()
+    np.testing.assert_array_equal(a.gains, b.gains)
+    assert a.info["shard_rows"] == b.info["shard_rows"]
+
+
+def test_workspace_reads_a_float16_table_as_float16_for_sharded(ws: curate.Workspace,
+                                                                monkeypatch) -> None:
+    ws.embed("bev-hist", name="h16", dtype="float16", num_workers=0, progress=False)
+    seen: list[tuple[bool, np.dtype]] = []
+    gather = ws.store.gather_vectors
+
+    def spy(*a, **kw):
+        out = gather(*a, **kw)
+        seen.append((kw.get("upcast", True), out[0].dtype))
+        return out
+
+    monkeypatch.setattr(ws.store, "gather_vectors", spy)
+    sharded = ws.select("kcenter", 6, embedding="h16", shards=2)
+    plain = ws.select("kcenter", 6, embedding="h16")
+    assert seen == [(False, np.float16), (True, np.float32)]
+    ids, v32 = ws.vectors("h16")
+    direct = Sharded("kcenter", shards=2, measure_loss=False).select(v32, 6, seed=0)
+    assert sharded.ids == [ids[i] for i in direct.indices]
+    assert len(plain.ids) == 6 and ws.reproduce(sharded.run_id) == sharded.ids

@@ -25,6 +25,8 @@ FULL_KMEANS_MAX_CLUSTERS = 50
 SAMPLE_PER_CLUSTER = 256
 #: Lloyd iterations.
 N_ITER = 25
+#: Rows per block when a non-float32 ``x`` (float16) is upcast for the final assignment.
+ASSIGN_BLOCK_ROWS = 65_536
 
 
 def kmeans(
@@ -41,7 +43,8 @@ def kmeans(
     Parameters
     ----------
     x : numpy.ndarray
-        ``(N, d)`` C-contiguous float32.
+        ``(N, d)`` C-contiguous float32, or float16 (then only the training sample and one
+        block of rows at a time are upcast).
     k : int
         Number of clusters, ``1 <= k <= N``.
     seed : int
@@ -94,9 +97,23 @@ def kmeans(
         nredo=int(n_init),
         verbose=False,
     )
-    km.train(np.ascontiguousarray(x, dtype=np.float32))
+    if x.dtype == np.float32:
+        km.train(np.ascontiguousarray(x))
+    else:
+        # Another dtype (a float16 pool): upcast only the training sample, never all of x.
+        # FAISS would subsample to ``per_centroid * k`` rows itself; do it here, seeded.
+        take = min(n, per_centroid * int(k))
+        sample = x if take == n else x[np.sort(
+            np.random.default_rng(int(seed)).choice(n, size=take, replace=False))]
+        km.train(np.ascontiguousarray(sample, dtype=np.float32))
     centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
     flat = faiss.IndexFlatL2(d)
     flat.add(centroids)
-    _, assign = flat.search(np.ascontiguousarray(x, dtype=np.float32), 1)
-    return assign[:, 0].astype(np.int64), centroids
+    if x.dtype == np.float32:
+        _, assign = flat.search(np.ascontiguousarray(x), 1)
+        return assign[:, 0].astype(np.int64), centroids
+    labels = np.empty(n, dtype=np.int64)
+    for s in range(0, n, ASSIGN_BLOCK_ROWS):  # upcast block by block: memory one block
+        _, a = flat.search(np.ascontiguousarray(x[s : s + ASSIGN_BLOCK_ROWS], dtype=np.float32), 1)
+        labels[s : s + ASSIGN_BLOCK_ROWS] = a[:, 0]
+    return labels, centroids

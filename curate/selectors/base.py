@@ -17,6 +17,11 @@ accept the optional keyword-only arguments ``groups=`` (one group key per row, e
 for "at most M frames per drive") and ``costs=`` (annotation cost per row, e.g. predicted boxes,
 for a budget in boxes). Callers pass them only when the flag is true, so every other selector
 keeps the plain signature above.
+
+Half-precision pools: a selector that sets :attr:`Selector.accepts_float16` takes ``vectors`` as
+float16 too (a float16 embedding table read without a float32 copy: half the memory) and upcasts
+block by block; the workspace then reads such tables as float16. Every other selector gets
+float32.
 """
 
 from __future__ import annotations
@@ -184,6 +189,7 @@ def validate_inputs(
     labeled: Any = None,
     *,
     allow_partial_budget: bool = False,
+    keep_float16: bool = False,
 ) -> ValidatedInputs:
     """Check the arguments of ``select`` and normalise them.
 
@@ -197,6 +203,9 @@ def validate_inputs(
         Boolean mask or row positions of labeled rows.
     allow_partial_budget : bool
         If true, a budget larger than the pool is clipped instead of rejected.
+    keep_float16 : bool
+        Keep float16 ``vectors`` as float16 (no float32 copy); for selectors that set
+        :attr:`Selector.accepts_float16`.
 
     Returns
     -------
@@ -221,7 +230,8 @@ def validate_inputs(
         )
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise InvalidInputError(f"vectors must be numeric; got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    keep = keep_float16 and arr.dtype == np.float16
+    arr = np.ascontiguousarray(arr, dtype=np.float16 if keep else np.float32)
     n = arr.shape[0]
     if n == 0:
         raise BudgetError(
@@ -260,6 +270,9 @@ class Selector:
     needs_groups: bool = False
     #: whether ``select`` takes ``costs=`` (annotation cost per row, e.g. predicted boxes).
     needs_costs: bool = False
+    #: whether ``select`` takes float16 ``vectors`` as they are (upcasting block by block), so
+    #: the workspace reads a float16 table without a float32 copy of the pool.
+    accepts_float16: bool = False
 
     def params(self) -> dict[str, Any]:
         """Return the JSON-serialisable constructor parameters of this selector."""

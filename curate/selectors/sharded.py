@@ -11,10 +11,14 @@
    each shard's rows (its labeled rows are context) in parallel: worker processes
    (``engine="local"``) or Ray tasks (``engine="ray"``) that read their own rows of the vectors
    put once in Ray's object store.
-3. **Merge** (the second round of GreeDi, Mirzasoleiman et al., NeurIPS 2013): the inner
-   selector runs once more on the union of the shard picks plus every labeled row and picks the
-   final ``budget`` rows, in a global pick order. With ``oversample=1`` the union holds exactly
-   ``budget`` rows, so the merge only orders them; with ``oversample > 1`` it chooses among them.
+3. **Merge** (the second round of GreeDi, Mirzasoleiman et al., NeurIPS 2013). With
+   ``oversample > 1`` the inner selector runs once more on the union of the shard picks plus
+   every labeled row and picks the final ``budget`` rows, in a global pick order. With
+   ``oversample=1`` (default) the union holds exactly ``budget`` rows, so there is nothing to
+   choose: the picks are put in one global order by their shard gains (a k-way merge on each
+   shard's running-minimum gain, which keeps every shard's own order), O(budget log budget)
+   instead of a second run of the inner selector over ``budget`` rows (k-center over 100k
+   picks would cost more than all the shards together).
 
 Loss against the unsharded selector
     With ``measure_loss`` (default: when the pool has at most :data:`MEASURE_LOSS_MAX_ROWS`
@@ -30,8 +34,11 @@ Loss against the unsharded selector
 Costs
     Partition O(T * shards * d * iters + N * shards * d) with ``T = min(N, 1024 * shards)``;
     shards cost what the inner selector costs on ``N / shards`` rows each, ``shards / workers``
-    rounds; the merge what it costs on ``budget * oversample + labeled`` rows. Memory: the
-    vectors once, plus one shard's rows per worker process (written to a temporary ``.npy`` file
+    rounds; the merge O(budget log budget) with ``oversample=1``, else what the inner selector
+    costs on ``budget * oversample + labeled`` rows. Memory: the vectors once (float16 pools
+    stay float16: :attr:`Sharded.accepts_float16`; the partition upcasts its training sample and
+    one block at a time, shards are written as float32), plus one shard's rows per worker
+    process (written to a temporary ``.npy`` file
     block by block and loaded by the worker; at most ``workers`` shards in flight, so the parent
     holds no shard copy and the disk at most ``workers`` shard files) or, on Ray, one
     more copy of the vectors in the object store (tasks read that shared object). Measuring the loss adds an unsharded run and two
@@ -54,7 +61,8 @@ from curate.resources import peak_rss_mib
 from curate.selectors._distances import min_sq_dist_to_set
 from curate.selectors.base import ScoresLike, Selection, Selector, check_budget, validate_inputs
 
-__all__ = ["Sharded", "split_budget", "ball_coverage", "coverage_radius", "MEASURE_LOSS_MAX_ROWS"]
+__all__ = ["Sharded", "split_budget", "gain_ordered_merge", "ball_coverage", "coverage_radius",
+           "MEASURE_LOSS_MAX_ROWS"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +142,36 @@ def ball_coverage(x: np.ndarray, centers: np.ndarray, delta: float) -> float:
     return float(np.mean(np.sqrt(d2) < delta))
 
 
+def gain_ordered_merge(
+    picks: list[np.ndarray], gains: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """One global pick order for the shards' picks: a k-way merge by gain.
+
+    Each shard's picks keep their own order; across shards the pick with the larger running
+    minimum of its shard's gains comes first (ties: lower shard, then earlier pick). For
+    greedy selectors whose gains do not increase (k-center's distance, ProbCover's newly
+    covered count) this is the order of the gains themselves. O(B log B) for B picks.
+
+    Returns
+    -------
+    picks, gains : numpy.ndarray
+        int64 rows and float64 gains, in the merged order.
+    """
+    if not picks:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    rows = np.concatenate([np.asarray(p, np.int64) for p in picks])
+    gain = np.concatenate([np.asarray(g, np.float64) for g in gains])
+    keys = []
+    for g in gains:
+        g = np.nan_to_num(np.asarray(g, np.float64), nan=-np.inf)
+        keys.append(np.minimum.accumulate(g) if g.size else g)
+    key = np.concatenate(keys)
+    shard = np.concatenate([np.full(len(p), i, np.int64) for i, p in enumerate(picks)])
+    pos = np.concatenate([np.arange(len(p), dtype=np.int64) for p in picks])
+    order = np.lexsort((pos, shard, -key))
+    return rows[order], gain[order]
+
+
 def _subset_scores(scores: ScoresLike, rows: np.ndarray) -> ScoresLike:
     if scores is None:
         return None
@@ -160,9 +198,10 @@ def _select_rows(
 
 
 def _write_rows(path: str, x: np.ndarray, rows: np.ndarray) -> None:
-    """Write ``x[rows]`` to a ``.npy`` file in blocks of :data:`WRITE_BLOCK_ROWS` (memory: one
-    block, never a copy of all the rows)."""
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=x.dtype, shape=(rows.size, x.shape[1]))
+    """Write ``x[rows]`` as float32 to a ``.npy`` file in blocks of :data:`WRITE_BLOCK_ROWS`
+    (memory: one block, never a copy of all the rows; float16 rows are upcast per block)."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
+                                    shape=(rows.size, x.shape[1]))
     for s in range(0, rows.size, WRITE_BLOCK_ROWS):
         out[s : s + WRITE_BLOCK_ROWS] = x[rows[s : s + WRITE_BLOCK_ROWS]]
     out.flush()
@@ -221,6 +260,8 @@ class Sharded(Selector):
     """
 
     name = "sharded"
+    #: float16 pools are partitioned and written to the shards block by block (see Costs).
+    accepts_float16 = True
 
     def __init__(
         self,
@@ -386,7 +427,7 @@ class Sharded(Selector):
             ``shards`` larger than the candidates or than a positive budget (each shard must
             get at least one pick), besides the checks of every selector.
         """
-        inp = validate_inputs(vectors, budget, labeled)
+        inp = validate_inputs(vectors, budget, labeled, keep_float16=True)
         x, lab, b = inp.vectors, inp.labeled, inp.budget
         n = x.shape[0]
         if b == 0:
@@ -416,9 +457,14 @@ class Sharded(Selector):
         results = self._run_shards(x, tasks, lab, scores, seed)
         t_shards = time.perf_counter() - t1
         union = np.sort(np.concatenate([r[0] for r in results]).astype(np.int64))
-        merge_rows = np.union1d(union, np.flatnonzero(lab)).astype(np.int64)
         t2 = time.perf_counter()
-        picks, gains, merge_info, _ = _select_rows(self._inner, x, merge_rows, lab, b, scores, seed)
+        if union.size == b:  # oversample=1: the union is the selection; only order it
+            picks, gains = gain_ordered_merge([r[0] for r in results], [r[1] for r in results])
+            merge_info: dict[str, Any] = {"order": "shard gains (k-way merge)", "rows": int(b)}
+        else:
+            merge_rows = np.union1d(union, np.flatnonzero(lab)).astype(np.int64)
+            picks, gains, merge_info, _ = _select_rows(self._inner, x, merge_rows, lab, b, scores,
+                                                       seed)
         t_merge = time.perf_counter() - t2
         info: dict[str, Any] = {
             "shards": len(tasks),
@@ -457,6 +503,7 @@ class Sharded(Selector):
     def _loss(self, x: np.ndarray, lab: np.ndarray, budget: int, scores: ScoresLike, seed: int,
               picks: np.ndarray, merge_info: dict[str, Any]) -> dict[str, Any]:
         """Objectives of the sharded and the unsharded run on the whole pool."""
+        x = np.asarray(x, dtype=np.float32)  # a float16 pool: one float32 copy, only here
         start = time.perf_counter()
         full = self._inner.select(x, budget, labeled=lab, scores=scores, seed=seed)
         seconds = time.perf_counter() - start
