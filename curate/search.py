@@ -44,8 +44,6 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from curate import _tables as T
 from curate.api import Neighbors, SearchResult
@@ -162,16 +160,16 @@ def _streamed_index(store: Store, table: str, version: int, metric: str, rows: i
 
     if rows == 0:
         return None
-    allowed_set = None if allowed is None else pa.array(allowed, type=pa.string())
+    # One hash set, built once (O(M)); each chunk is then an O(chunk) lookup. (Arrow's is_in
+    # would hash the whole value set again for every chunk.)
+    allowed_set = None if allowed is None else set(allowed.tolist())
     seen = [0]
 
     def chunks() -> Any:
         seen[0] = 0
         for ids, vecs in store.iter_vectors(table, version=version, batch_rows=STREAM_ROWS):
             if allowed_set is not None:
-                # Hashed membership (Arrow), O(chunk) per chunk.
-                keep = pc.is_in(pa.array(ids, type=pa.string()), value_set=allowed_set)
-                keep = keep.to_numpy(zero_copy_only=False)
+                keep = np.fromiter((i in allowed_set for i in ids.tolist()), dtype=bool, count=len(ids))
                 if not keep.all():
                     ids, vecs = ids[keep], vecs[keep]
             seen[0] += len(ids)
@@ -182,7 +180,8 @@ def _streamed_index(store: Store, table: str, version: int, metric: str, rows: i
         return VectorIndex.build_streamed(
             chunks, metric=metric, kind="ivf" if approximate else "flat",
             storage="fp16" if approximate else "float32",
-            nlist=search_nlist(rows) if approximate else None, device="cpu", seed=0)
+            nlist=search_nlist(rows) if approximate else None,
+            expected_rows=rows if allowed is None else None, device="cpu", seed=0)
     except SchemaError:
         if seen[0] == 0:  # no allowed frame has a vector
             return None

@@ -328,6 +328,7 @@ class VectorIndex:
         nlist: int | Callable[[int], int] | None = None,
         nprobe: int | None = None,
         train_max: int = STREAM_TRAIN_MAX,
+        expected_rows: int | None = None,
         device: Literal["auto", "cpu", "cuda"] = "auto",
         seed: int = 0,
     ) -> VectorIndex:
@@ -357,6 +358,11 @@ class VectorIndex:
             Largest k-means training sample: ``min(N, 64 * nlist, train_max)`` rows. The
             sampling pass keeps up to 1.25x that many rows; give ``nlist`` as an int (not a
             function of N) to bound it by ``64 * nlist`` instead of ``train_max``.
+        expected_rows : int, optional
+            Flat only: the number of rows the stream yields, when known: the index then allocates its
+            storage once and encodes each chunk into it (FAISS's own ``add`` grows a vector by
+            doubling, up to 1.5x the final bytes while it copies). A stream of another length
+            raises :class:`~index.errors.SchemaError`.
         device : {"auto", "cpu", "cuda"}, default "auto"
         seed : int, default 0
             Seeds the training sample (the same rows for the same stream and seed, whatever the
@@ -398,13 +404,15 @@ class VectorIndex:
             if nlist is not None or nprobe is not None:
                 logger.warning("nlist/nprobe are ignored for a flat index")
             cpu_index: Any = None
+            filled = _PreallocatedFill(expected_rows)
             for matrix in stream.chunks(chunks()):
                 if cpu_index is None:
                     cpu_index = (faiss.IndexFlat(stream.dim, faiss_metric) if storage == "float32"
                                  else faiss.IndexScalarQuantizer(stream.dim, faiss.ScalarQuantizer.QT_fp16,
                                                                  faiss_metric))
-                cpu_index.add(matrix)
-            n = stream.finish_pass()
+                filled.add(cpu_index, matrix)
+            n = stream.finish_pass(expected=expected_rows)
+            filled.finish(cpu_index)
             index = cls(cpu_index=cpu_index, metric=metric, kind="flat", dim=stream.dim,
                         ids=stream.ids(), use_gpu=use_gpu, storage=storage)
             logger.info("built flat %s index (%s) over %d x %d streamed vectors in %d chunks",
@@ -863,8 +871,9 @@ class _ChunkStream:
             raise SchemaError("cannot build an index over an empty stream of vectors.")
         if expected is not None and self._rows != expected:
             raise SchemaError(
-                f"the second pass of a streamed build yielded {self._rows} rows, the first "
-                f"{expected}; the source changed while the index was built."
+                f"a streamed build pass yielded {self._rows} rows where {expected} were expected "
+                "(announced, or yielded by the first pass); the source changed while the index "
+                "was built."
             )
         return self._rows
 
@@ -917,3 +926,40 @@ class _PrioritySample:
         """The ``n`` rows of smallest key (n <= rows offered), in key order, C-contiguous."""
         self._shrink(n)
         return np.ascontiguousarray(self._rows[0])
+
+
+class _PreallocatedFill:
+    """Fills a flat FAISS index (``IndexFlat`` / ``IndexScalarQuantizer``) of a known row count:
+    its code storage is sized once and each chunk is encoded (``sa_encode``) into its slice, so
+    the build holds the final bytes plus one chunk. Without a row count, plain ``add``."""
+
+    def __init__(self, rows: int | None) -> None:
+        if rows is not None and (isinstance(rows, bool) or not isinstance(rows, (int, np.integer))
+                                 or rows < 1):
+            raise ValueError(f"expected_rows must be a positive integer, got {rows!r}.")
+        self.rows = None if rows is None else int(rows)
+        self.offset = 0
+        self._view: np.ndarray | None = None
+
+    def add(self, index: Any, matrix: np.ndarray) -> None:
+        if self.rows is None:
+            index.add(matrix)
+            return
+        size = int(index.code_size)
+        if self._view is None:
+            index.codes.resize(self.rows * size)
+            self._view = faiss.rev_swig_ptr(index.codes.data(), self.rows * size)
+        m = matrix.shape[0]
+        if self.offset + m > self.rows:
+            raise SchemaError(
+                f"the stream yielded more than the {self.rows} rows announced (expected_rows); "
+                "the source changed while the index was built."
+            )
+        self._view[self.offset * size:(self.offset + m) * size] = index.sa_encode(matrix).reshape(-1)
+        self.offset += m
+
+    def finish(self, index: Any) -> None:
+        if self.rows is not None:
+            # finish_pass(expected=rows) already checked the count.
+            self._view = None
+            index.ntotal = self.rows

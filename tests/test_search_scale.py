@@ -264,6 +264,17 @@ def test_build_streamed_checks_and_memory() -> None:
     assert ivf.index_bytes == 3000 * (16 * 2 + 16) + 40 * 16 * 4 < flat32.index_bytes == 3000 * 16 * 4
     faiss = V.import_faiss()
     assert abs(len(faiss.serialize_index(ivf._cpu)) - ivf.index_bytes) < 0.05 * ivf.index_bytes
+    # a known row count: storage allocated once, chunks encoded into it; same index
+    for storage in ("float32", "fp16"):
+        pre = VectorIndex.build_streamed(_stream(x, ids, 700), kind="flat", storage=storage,
+                                         expected_rows=3000, device="cpu")
+        grown = VectorIndex.build_streamed(_stream(x, ids, 700), kind="flat", storage=storage, device="cpu")
+        np.testing.assert_array_equal(pre._reconstruct(np.arange(3000)), grown._reconstruct(np.arange(3000)))
+        assert pre.ntotal == 3000 and pre.index_bytes == grown.index_bytes
+        np.testing.assert_array_equal(pre.search_ids(["r5", "r2999"], 4)[1], grown.search_ids(["r5", "r2999"], 4)[1])
+    for wrong in (2999, 3001):
+        with pytest.raises(SchemaError, match="source changed"):
+            VectorIndex.build_streamed(_stream(x, ids, 700), kind="flat", expected_rows=wrong, device="cpu")
     # the second pass must yield the rows of the first
     calls = [0]
 
