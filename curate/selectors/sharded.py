@@ -215,6 +215,23 @@ def _write_rows(path: str, x: np.ndarray, rows: np.ndarray) -> None:
     del out
 
 
+def _exit_with_parent(parent: int, period: float = 1.0) -> None:
+    """Worker-process initializer: a daemon thread ends this worker once ``parent`` is gone.
+
+    A parent killed with SIGKILL cannot stop its pool; without this its workers would finish
+    their shards (minutes, gigabytes) as orphans. Checked every ``period`` seconds.
+    """
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(period)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="curate-parent-watch", daemon=True).start()
+
+
 def _shard_task(inner: Selector, x: Union[np.ndarray, str], rows: Optional[np.ndarray], labeled: np.ndarray,
                 budget: int, scores: ScoresLike, seed: int) -> tuple[Any, ...]:
     """One shard (module level, so worker processes and Ray tasks can import it); ``rows=None``
@@ -396,7 +413,8 @@ class Sharded(Selector):
         # shards at once would copy the whole pool). The worker loads its file: one copy there.
         out: list[Any] = [None] * len(tasks)
         with tempfile.TemporaryDirectory(prefix="curate-shards-") as tmp, ProcessPoolExecutor(
-            max_workers=workers, mp_context=mp.get_context("spawn")
+            max_workers=workers, mp_context=mp.get_context("spawn"),
+            initializer=_exit_with_parent, initargs=(os.getpid(),),
         ) as pool:
             running: dict[Any, int] = {}
             for i, (rows, b) in enumerate(tasks):
