@@ -309,7 +309,7 @@ def select(method: str, ws_path: Path, budget: int, shards: int = 16, engine: st
                                  "coverage_radius_bound", "coverage_bound", "loss", "shards",
                                  "engine", "union", "seconds_partition", "seconds_shards",
                                  "seconds_shard_max", "seconds_merge", "worker_peak_mib",
-                                 "shard_rows", "shard_budgets")
+                                 "shard_rows", "shard_budgets", "merge")
             if k in info}
     # the workers' own VmHWM (ru_maxrss of children would count this process's pages at fork)
     workers = info.get("worker_peak_mib")

@@ -122,6 +122,18 @@ def test_budget_respected_no_duplicates_no_labeled(selector: Selector) -> None:
     assert sel.gains.shape == idx.shape
 
 
+def test_float16_vectors_give_the_picks_of_their_float32_upcast(selector: Selector) -> None:
+    """Selectors that take float16 as it is (accepts_float16) pick as on the exact upcast;
+    every selector accepts float16 input (the others upcast it on entry)."""
+    x, *_ = make_pool()
+    x16 = x.astype(np.float16)
+    labeled = np.array([0, 7, 19])
+    a = run(selector, x16, BUDGET, labeled=labeled, seed=5)
+    b = run(selector, x16.astype(np.float32), BUDGET, labeled=labeled, seed=5)
+    assert a.indices.tolist() == b.indices.tolist()
+    np.testing.assert_array_equal(a.gains, b.gains)
+
+
 def test_labeled_as_index_array_equals_mask(selector: Selector) -> None:
     x, *_ = make_pool()
     rows = np.array([4, 8, 15, 16, 23, 42])

@@ -266,8 +266,72 @@ def test_workspace_reads_a_float16_table_as_float16_for_sharded(ws: curate.Works
     monkeypatch.setattr(ws.store, "gather_vectors", spy)
     sharded = ws.select("kcenter", 6, embedding="h16", shards=2)
     plain = ws.select("kcenter", 6, embedding="h16")
-    assert seen == [(False, np.float16), (True, np.float32)]
+    rand = ws.select("random", 3, embedding="h16")  # reads no vector values: float16 too
+    assert seen == [(False, np.float16), (True, np.float32), (False, np.float16)]
+    assert isinstance(rand.run.info["coverage_radius"], float)
     ids, v32 = ws.vectors("h16")
     direct = Sharded("kcenter", shards=2, measure_loss=False).select(v32, 6, seed=0)
     assert sharded.ids == [ids[i] for i in direct.indices]
     assert len(plain.ids) == 6 and ws.reproduce(sharded.run_id) == sharded.ids
+
+
+def _children(pid: int) -> list[int]:
+    """Live (non-zombie) processes whose parent is ``pid`` (read from /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_worker_processes_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from curate.selectors import Sharded\n"
+        "if __name__ == '__main__':\n"
+        "    x = np.random.default_rng(0).standard_normal((120_000, 64)).astype(np.float32)\n"
+        "    Sharded('kcenter', shards=4, workers=2, measure_loss=False).select(x, 8000)\n"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    parent = subprocess.Popen([sys.executable, str(script)], env=env)
+    try:
+        workers: list[int] = []
+        for _ in range(600):  # until both shard workers run (spawned ones import curate)
+            workers = [p for p in _children(parent.pid)
+                       if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")]
+            if len(workers) == 2 or parent.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert parent.poll() is None and len(workers) == 2, "the shard workers never started"
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        for _ in range(300):
+            if not any(_alive(p) for p in workers):
+                break
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in workers), "orphaned shard workers kept running"
+    finally:
+        if parent.poll() is None:
+            parent.kill()

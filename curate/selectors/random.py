@@ -22,6 +22,8 @@ class Random(Selector):
     """
 
     name = "random"
+    #: the vectors are not read (only counted): a float16 pool is taken as it is.
+    accepts_float16 = True
 
     def select(
         self,
@@ -33,7 +35,7 @@ class Random(Selector):
         seed: int = 0,
     ) -> Selection:
         """Pick ``budget`` unlabeled rows uniformly at random; see :class:`Selector`."""
-        inp = validate_inputs(vectors, budget, labeled)
+        inp = validate_inputs(vectors, budget, labeled, keep_float16=True)
         rng = np.random.default_rng(seed)
         picks = rng.choice(inp.candidates, size=inp.budget, replace=False)
         return Selection(

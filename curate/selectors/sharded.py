@@ -197,6 +197,13 @@ def _select_rows(
     return picks, np.asarray(sub.gains, np.float64), dict(sub.info), time.perf_counter() - start
 
 
+def _log_shard(i: int, total: int, rows: int, budget: int, seconds: float,
+               done: Optional[int] = None) -> None:
+    """Progress: one line per finished shard (``done`` of ``total``)."""
+    logger.info("shard %d/%d done (%d of %d finished): %d picks from %d rows in %.1f s",
+                i + 1, total, i + 1 if done is None else done, total, budget, rows, seconds)
+
+
 def _write_rows(path: str, x: np.ndarray, rows: np.ndarray) -> None:
     """Write ``x[rows]`` as float32 to a ``.npy`` file in blocks of :data:`WRITE_BLOCK_ROWS`
     (memory: one block, never a copy of all the rows; float16 rows are upcast per block)."""
@@ -206,6 +213,23 @@ def _write_rows(path: str, x: np.ndarray, rows: np.ndarray) -> None:
         out[s : s + WRITE_BLOCK_ROWS] = x[rows[s : s + WRITE_BLOCK_ROWS]]
     out.flush()
     del out
+
+
+def _exit_with_parent(parent: int, period: float = 1.0) -> None:
+    """Worker-process initializer: a daemon thread ends this worker once ``parent`` is gone.
+
+    A parent killed with SIGKILL cannot stop its pool; without this its workers would finish
+    their shards (minutes, gigabytes) as orphans. Checked every ``period`` seconds.
+    """
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(period)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="curate-parent-watch", daemon=True).start()
 
 
 def _shard_task(inner: Selector, x: Union[np.ndarray, str], rows: Optional[np.ndarray], labeled: np.ndarray,
@@ -376,7 +400,11 @@ class Sharded(Selector):
                         for rows, b in tasks]
                 return list(ray.get(refs))
         if workers <= 1 or len(tasks) <= 1:
-            return [_select_rows(self._inner, x, rows, labeled, b, scores, seed) for rows, b in tasks]
+            out_seq = []
+            for i, (rows, b) in enumerate(tasks):
+                out_seq.append(_select_rows(self._inner, x, rows, labeled, b, scores, seed))
+                _log_shard(i, len(tasks), rows.size, b, out_seq[-1][3])
+            return out_seq
         import multiprocessing as mp
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 
@@ -385,7 +413,8 @@ class Sharded(Selector):
         # shards at once would copy the whole pool). The worker loads its file: one copy there.
         out: list[Any] = [None] * len(tasks)
         with tempfile.TemporaryDirectory(prefix="curate-shards-") as tmp, ProcessPoolExecutor(
-            max_workers=workers, mp_context=mp.get_context("spawn")
+            max_workers=workers, mp_context=mp.get_context("spawn"),
+            initializer=_exit_with_parent, initargs=(os.getpid(),),
         ) as pool:
             running: dict[Any, int] = {}
             for i, (rows, b) in enumerate(tasks):
@@ -407,6 +436,8 @@ class Sharded(Selector):
         """Store the result of shard ``i`` (local rows mapped back to pool rows)."""
         local, gains, info, secs = fut.result()
         out[i] = (tasks[i][0][local], gains, info, secs)
+        _log_shard(i, len(tasks), tasks[i][0].size, tasks[i][1], secs,
+                   done=sum(r is not None for r in out))
 
     # ------------------------------------------------------------------ select
     def select(

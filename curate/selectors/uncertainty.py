@@ -51,6 +51,8 @@ class TopK(Selector):
     """
 
     name = "topk"
+    #: only the scores are read: a float16 pool is taken as it is.
+    accepts_float16 = True
     needs_scores = True
 
     def __init__(self, score: str = "entropy_mean", largest: bool = True) -> None:
@@ -67,7 +69,7 @@ class TopK(Selector):
         seed: int = 0,
     ) -> Selection:
         """Pick the ``budget`` best-scored unlabeled rows; see :class:`Selector`."""
-        inp = validate_inputs(vectors, budget, labeled)
+        inp = validate_inputs(vectors, budget, labeled, keep_float16=True)
         u = get_score(scores, self.score, inp.vectors.shape[0], who=self.name)
         picks = rank_candidates(u, inp.candidates, largest=self.largest)[: inp.budget]
         return Selection(
@@ -99,6 +101,8 @@ class ClassQuota(Selector):
     """
 
     name = "class_quota"
+    #: only the scores are read: a float16 pool is taken as it is.
+    accepts_float16 = True
     needs_scores = True
 
     def __init__(
@@ -127,7 +131,7 @@ class ClassQuota(Selector):
         seed: int = 0,
     ) -> Selection:
         """Pick ``budget`` rows class by class; see :class:`Selector`."""
-        inp = validate_inputs(vectors, budget, labeled)
+        inp = validate_inputs(vectors, budget, labeled, keep_float16=True)
         n = inp.vectors.shape[0]
         classes = self.classes
         if classes is None and self.quotas is not None:
