@@ -161,8 +161,8 @@ def flatness(batches: list[dict[str, float]]) -> dict[str, float]:
 def build(n: int, dim: int, ws_path: Path, ingest_batch: int, commit_rows: int,
           labeled: int, dtype: str = "float32", search: bool = True) -> dict[str, Any]:
     """Fill a workspace of ``n`` frames and ``n`` vectors; time ingest, commits, count, search
-    (``search=False`` leaves the search out: its in-process flat index holds the vectors twice,
-    20 GB at 10M x 256)."""
+    (``search=False`` leaves the search out; above ``curate.search.SEARCH_FLAT_MAX`` rows its
+    first call builds a streamed float16 IVF index, see ``benchmarks/search_scale.py``)."""
     import curate
     from curate import _tables as T
 
@@ -359,9 +359,9 @@ def main(argv: Optional[list[str]] = None) -> None:
                     help="engine of the -sharded methods")
     ap.add_argument("--measure-loss", action="store_true",
                     help="-sharded methods also run the unsharded selector and report the loss")
-    ap.add_argument("--search-max-rows", type=int, default=3_000_000,
-                    help="time search only up to this many rows (its flat index copies the "
-                         "vectors: 20 GB at 10M x 256)")
+    ap.add_argument("--search-max-rows", type=int, default=10_000_000,
+                    help="time search only up to this many rows (above 1M rows the first "
+                         "search builds a float16 IVF index: minutes at 10M)")
     ap.add_argument("--child", choices=("build", "select"))
     ap.add_argument("--n", type=int)
     ap.add_argument("--ws")
@@ -420,8 +420,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             row(n, "search", "with where filter", b["search_filtered_s"])
         else:
             row(n, "search", "not run", None, None,
-                f"N > --search-max-rows {args.search_max_rows}: the in-process flat index "
-                "holds a second float32 copy of the vectors")
+                f"N > --search-max-rows {args.search_max_rows}")
         row(n, "label", f"label {b['labeled']} frames", b["label_s"], b["peak_mib"],
             "peak RSS of the whole build process")
 
