@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from curate.resources import peak_rss_mib  # noqa: E402
+from curate.resources import TreePeakSampler, peak_rss_mib  # noqa: E402
 
 FRAMES_PER_DRIVE = 200
 TIMES = ("day", "night", "dusk")
@@ -300,7 +300,8 @@ def select(method: str, ws_path: Path, budget: int, shards: int = 16, engine: st
 
     ws.store.gather_vectors = timed_gather  # instance attribute: times the vector read only
     t = time.perf_counter()
-    res = ws.select(Timed(), budget, embedding=EMBEDDING, seed=0)
+    with TreePeakSampler() as tree:  # this process plus its shard workers, sampled
+        res = ws.select(Timed(), budget, embedding=EMBEDDING, seed=0)
     total = time.perf_counter() - t
     info = dict(res.run.info or {})
     keep = {k: info[k] for k in ("algorithm", "pruning", "delta", "coverage", "approximation",
@@ -316,7 +317,8 @@ def select(method: str, ws_path: Path, budget: int, shards: int = 16, engine: st
     return {"total_s": total, "select_s": Timed.seconds, "rest_s": total - Timed.seconds,
             "read_vectors_s": read["s"],
             "ids": list(res.ids), "info": keep, "peak_mib": peak_rss_mib(),
-            "worker_peak_mib": workers}
+            "worker_peak_mib": workers, "tree_peak_mib": tree.peak_mib,
+            "tree_hwm_sum_mib": tree.hwm_sum_mib}
 
 
 def run_child(argv: list[str], timeout: Optional[float]) -> dict[str, Any]:
@@ -486,6 +488,10 @@ def main(argv: Optional[list[str]] = None) -> None:
                     same = picks["kcenter"] == picks["kcenter-naive"]
                     note += f"; identical ids to pruned kcenter: {same}"
                 row(n, "select", f"{method}: total", s["total_s"], s["peak_mib"], note)
+                if s.get("tree_peak_mib"):
+                    row(n, "select", f"{method}: process tree peak MiB (sampled)", None,
+                        s["tree_peak_mib"], "this process and its shard workers, summed every "
+                        f"0.5 s; sum of their own peaks {s['tree_hwm_sum_mib']:.0f} MiB (bound)")
                 row(n, "select", f"{method}: select s (inside the selector)", s["select_s"])
                 row(n, "select", f"{method}: read+bookkeeping s", s["rest_s"], None,
                     f"{100 * s['rest_s'] / max(s['total_s'], 1e-9):.0f}% of total")
