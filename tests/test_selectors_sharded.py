@@ -335,3 +335,28 @@ def test_worker_processes_exit_when_the_parent_is_killed(tmp_path: Path) -> None
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_kmeans_partition_is_balanced_by_packing_cells() -> None:
+    from curate.selectors._kmeans import kmeans
+    from curate.selectors.sharded import CELLS_PER_SHARD, _pack_largest_first
+
+    # uneven blobs: raw k-means cells with one per shard are far from balanced
+    rng = np.random.default_rng(5)
+    sizes = [3000, 300, 300, 200, 100, 100]
+    centers = rng.normal(scale=8.0, size=(len(sizes), 8))
+    x = np.concatenate([c + rng.normal(size=(m, 8)) for c, m in zip(centers, sizes)]).astype(
+        np.float32)
+    sel = Sharded("kcenter", shards=4, workers=1, measure_loss=False)
+    shard_of = sel._partition(x, 0, None)
+    rows = np.bincount(shard_of, minlength=4)
+    cells, _ = kmeans(x, 4 * CELLS_PER_SHARD, seed=0,
+                      sample_per_cluster=max(1, 1024 // CELLS_PER_SHARD))
+    largest_cell = np.bincount(cells).max()
+    assert rows.sum() == len(x) and (rows > 0).all()
+    assert rows.max() <= len(x) / 4 + largest_cell  # the LPT bound
+    raw, _ = kmeans(x, 4, seed=0, sample_per_cluster=1024)
+    assert rows.max() < np.bincount(raw, minlength=4).max()
+    # packing: brute-force check of the largest-first rule on small counts
+    # 5 -> s0; 4 -> s1; 3 -> s1 (4 < 5); 2 -> s0 (5 < 7); 1 -> s0 (7 = 7: the lower shard)
+    assert _pack_largest_first(np.array([5, 1, 4, 2, 3]), 2).tolist() == [0, 0, 1, 0, 1]

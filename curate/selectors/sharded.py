@@ -3,9 +3,10 @@
 :class:`Sharded` (``"sharded"``) runs in three steps:
 
 1. **Partition** every row (candidates and labeled) into ``shards`` parts: k-means over the
-   vectors (``partition="kmeans"``, seeded, trained on at most ``1024 * shards`` rows, then
-   every row assigned to its nearest centroid) or whole groups (``partition="groups"``, e.g.
-   drives, packed largest-first into the least-full shard).
+   vectors (``partition="kmeans"``, seeded, ``4 * shards`` cells trained on at most
+   ``1024 * shards`` rows, every row assigned to its nearest centroid, then the cells packed
+   largest-first into the least-full shard, so shards are balanced: raw k-means cells are not)
+   or whole groups (``partition="groups"``, e.g. drives, packed the same way).
 2. **Per shard**: the budget is split in proportion to each shard's candidate count (largest
    remainder, never more than a shard holds), times ``oversample``; the inner selector runs on
    each shard's rows (its labeled rows are context) in parallel: worker processes
@@ -32,7 +33,7 @@ Loss against the unsharded selector
     mass-weighted mean of the shard coverages, a lower bound of the global coverage).
 
 Costs
-    Partition O(T * shards * d * iters + N * shards * d) with ``T = min(N, 1024 * shards)``;
+    Partition O(T * 4 shards * d * iters + N * 4 shards * d) with ``T = min(N, 1024 * shards)``;
     shards cost what the inner selector costs on ``N / shards`` rows each, ``shards / workers``
     rounds; the merge O(budget log budget) with ``oversample=1``, else what the inner selector
     costs on ``budget * oversample + labeled`` rows. Memory: the vectors once (float16 pools
@@ -71,6 +72,8 @@ _PARTITIONS = ("kmeans", "groups")
 MEASURE_LOSS_MAX_ROWS = 200_000
 #: k-means of the partition trains on at most this many rows per shard.
 PARTITION_SAMPLE_PER_SHARD = 1024
+#: k-means cells per shard; cells are packed into shards largest first (balanced shards).
+CELLS_PER_SHARD = 4
 #: Rows per block when a shard's rows are written for a worker process.
 WRITE_BLOCK_ROWS = 65536
 
@@ -195,6 +198,22 @@ def _select_rows(
                            scores=_subset_scores(scores, rows), seed=seed)
         picks = rows[sub.indices]
     return picks, np.asarray(sub.gains, np.float64), dict(sub.info), time.perf_counter() - start
+
+
+def _pack_largest_first(counts: np.ndarray, shards: int) -> np.ndarray:
+    """Shard of each group of ``counts`` rows: largest group first into the least-full shard.
+
+    Deterministic (ties: lower group, lower shard). The largest shard holds at most the mean
+    plus the largest group. O(G log G + G * shards) for G groups.
+    """
+    order = np.argsort(-np.asarray(counts), kind="stable")
+    load = np.zeros(shards, dtype=np.int64)
+    shard_of = np.empty(len(counts), dtype=np.int64)
+    for g in order:
+        s = int(np.argmin(load))
+        shard_of[g] = s
+        load[s] += counts[g]
+    return shard_of
 
 
 def _log_shard(i: int, total: int, rows: int, budget: int, seconds: float,
@@ -369,21 +388,19 @@ class Sharded(Selector):
                     f"shards={self.shards} is larger than the {keys.size} groups; use at most "
                     f"{keys.size} shards or partition='kmeans'"
                 )
-            order = np.argsort(-counts, kind="stable")
-            load = np.zeros(self.shards, dtype=np.int64)
-            shard_of_group = np.empty(keys.size, dtype=np.int64)
-            for gi in order:  # largest group first into the least-full shard: O(G * shards)
-                s = int(np.argmin(load))
-                shard_of_group[gi] = s
-                load[s] += counts[gi]
-            return shard_of_group[inverse.ravel()]
+            return _pack_largest_first(counts, self.shards)[inverse.ravel()]
         if self.shards == 1:
             return np.zeros(n, dtype=np.int64)
         from curate.selectors._kmeans import kmeans
 
-        labels, _ = kmeans(x, self.shards, seed=seed,
-                           sample_per_cluster=PARTITION_SAMPLE_PER_SHARD)
-        return labels
+        # k-means cells are uneven (at 10M rows and 64 cells they held 495 to 646 200 rows, and
+        # the largest shard sets the wall time and a worker's memory): cut CELLS_PER_SHARD times
+        # more cells than shards and pack them largest first into the least-full shard.
+        cells = min(n, self.shards * CELLS_PER_SHARD)
+        labels, _ = kmeans(x, cells, seed=seed,
+                           sample_per_cluster=max(1, PARTITION_SAMPLE_PER_SHARD // CELLS_PER_SHARD))
+        counts = np.bincount(labels, minlength=cells)
+        return _pack_largest_first(counts, self.shards)[labels]
 
     def _run_shards(self, x: np.ndarray, tasks: list[tuple[np.ndarray, int]], labeled: np.ndarray,
                     scores: ScoresLike, seed: int) -> list[tuple[Any, ...]]:
