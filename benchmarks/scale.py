@@ -245,7 +245,7 @@ def make_selector(method: str, shards: int = 16, engine: str = "local",
     """The strategy object of ``method`` (``kcenter-naive`` is the reference loop; a
     ``-sharded`` suffix wraps the strategy in :class:`curate.selectors.Sharded` with ``shards``
     partitions on ``engine``)."""
-    from curate.selectors import KCenterGreedy, ProbCover, Sharded, TypiClust
+    from curate.selectors import KCenterGreedy, ProbCover, Random, Sharded, TypiClust
 
     if method.endswith("-sharded"):
         return Sharded(make_selector(method[: -len("-sharded")]), shards=shards, engine=engine,
@@ -258,6 +258,8 @@ def make_selector(method: str, shards: int = 16, engine: str = "local",
         return ProbCover()
     if method == "typiclust":
         return TypiClust()
+    if method == "random":
+        return Random()
     raise SystemExit(f"unknown method {method!r}")
 
 
