@@ -241,7 +241,7 @@ def build(n: int, dim: int, ws_path: Path, ingest_batch: int, commit_rows: int,
 
 
 def make_selector(method: str, shards: int = 16, engine: str = "local",
-                  measure_loss: bool = False):
+                  measure_loss: bool = False, oversample: float = 1.0):
     """The strategy object of ``method`` (``kcenter-naive`` is the reference loop; a
     ``-sharded`` suffix wraps the strategy in :class:`curate.selectors.Sharded` with ``shards``
     partitions on ``engine``)."""
@@ -249,7 +249,7 @@ def make_selector(method: str, shards: int = 16, engine: str = "local",
 
     if method.endswith("-sharded"):
         return Sharded(make_selector(method[: -len("-sharded")]), shards=shards, engine=engine,
-                       measure_loss=measure_loss)
+                       measure_loss=measure_loss, oversample=oversample)
     if method == "kcenter":
         return KCenterGreedy()
     if method == "kcenter-naive":
@@ -264,13 +264,13 @@ def make_selector(method: str, shards: int = 16, engine: str = "local",
 
 
 def select(method: str, ws_path: Path, budget: int, shards: int = 16, engine: str = "local",
-           measure_loss: bool = False) -> dict[str, Any]:
+           measure_loss: bool = False, oversample: float = 1.0) -> dict[str, Any]:
     """One ``Workspace.select``; time inside the selector vs the rest; peak RSS (this process,
     and the largest of its worker processes for sharded runs)."""
     import curate
     from curate.selectors.base import Selector
 
-    inner = make_selector(method, shards, engine, measure_loss)
+    inner = make_selector(method, shards, engine, measure_loss, oversample)
 
     class Timed(Selector):
         """Delegates to ``inner`` and records the seconds spent inside its ``select``."""
@@ -361,6 +361,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--shards", type=int, default=16, help="partitions of the -sharded methods")
     ap.add_argument("--engine", default="local", choices=("local", "ray"),
                     help="engine of the -sharded methods")
+    ap.add_argument("--oversample", type=float, default=1.0,
+                    help="-sharded methods: each shard picks this many times its share; the "
+                         "gain-ordered merge keeps the budget")
     ap.add_argument("--measure-loss", action="store_true",
                     help="-sharded methods also run the unsharded selector and report the loss")
     ap.add_argument("--search-max-rows", type=int, default=10_000_000,
@@ -379,7 +382,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         return
     if args.child == "select":
         print(json.dumps(select(args.method, Path(args.ws), args.budget, args.shards,
-                                args.engine, args.measure_loss)))
+                                args.engine, args.measure_loss, args.oversample)))
         return
 
     from benchmarks.results_io import write_result
@@ -394,7 +397,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     common = ["--dim", str(args.dim), "--ingest-batch", str(args.ingest_batch),
               "--commit-rows", str(args.commit_rows), "--labeled", str(args.labeled),
               "--dtype", args.dtype, "--shards", str(args.shards), "--engine", args.engine,
-              "--search-max-rows", str(args.search_max_rows),
+              "--search-max-rows", str(args.search_max_rows), "--oversample", str(args.oversample),
               *(["--measure-loss"] if args.measure_loss else [])]
 
     def row(n: int, phase: str, what: str, seconds: Any, peak: Any = None, notes: str = "") -> None:

@@ -233,8 +233,27 @@ def test_merge_orders_the_union_with_oversample_1_and_reruns_above() -> None:
     assert np.all(np.diff(one.gains) <= 1e-6)
     over = Sharded("kcenter", shards=3, workers=1, oversample=2.0, measure_loss=False).select(
         x, 30, labeled=labeled, seed=1)
-    assert over.info["union"] > 30 and "order" not in over.info["merge"]
-    assert len(over.indices) == 30 and not set(over.indices.tolist()) & set(labeled.tolist())
+    assert over.info["union"] > 30 and over.info["merge"]["union"] == over.info["union"]
+    assert len(over.indices) == 30 and np.all(np.diff(over.gains) <= 1e-6)  # the top 30 by gain
+    rerun = Sharded("kcenter", shards=3, workers=1, oversample=2.0, merge="rerun",
+                    measure_loss=False).select(x, 30, labeled=labeled, seed=1)
+    assert "order" not in rerun.info["merge"] and len(rerun.indices) == 30
+    for sel in (over, rerun):
+        assert not set(sel.indices.tolist()) & set(labeled.tolist())
+    with pytest.raises(InvalidInputError, match="merge"):
+        Sharded("kcenter", merge="best")
+
+
+@pytest.mark.parametrize("oversample", [1.0, 2.0, 3.5])
+def test_one_shard_with_gain_merge_is_the_unsharded_greedy(oversample: float) -> None:
+    # a greedy run's first b picks are the b-pick run: the truncated merge reproduces it exactly
+    x = _pool(500)
+    labeled = np.arange(0, 500, 61)
+    full = KCenterGreedy().select(x, 40, labeled=labeled, seed=3)
+    one = Sharded("kcenter", shards=1, workers=1, oversample=oversample,
+                  measure_loss=False).select(x, 40, labeled=labeled, seed=3)
+    assert one.indices.tolist() == full.indices.tolist()
+    np.testing.assert_array_equal(one.gains, full.gains)
 
 
 @pytest.mark.parametrize("inner", ["kcenter", "probcover"])

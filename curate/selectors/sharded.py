@@ -12,14 +12,16 @@
    each shard's rows (its labeled rows are context) in parallel: worker processes
    (``engine="local"``) or Ray tasks (``engine="ray"``) that read their own rows of the vectors
    put once in Ray's object store.
-3. **Merge** (the second round of GreeDi, Mirzasoleiman et al., NeurIPS 2013). With
-   ``oversample > 1`` the inner selector runs once more on the union of the shard picks plus
-   every labeled row and picks the final ``budget`` rows, in a global pick order. With
-   ``oversample=1`` (default) the union holds exactly ``budget`` rows, so there is nothing to
-   choose: the picks are put in one global order by their shard gains (a k-way merge on each
-   shard's running-minimum gain, which keeps every shard's own order), O(budget log budget)
-   instead of a second run of the inner selector over ``budget`` rows (k-center over 100k
-   picks would cost more than all the shards together).
+3. **Merge** (the second round of GreeDi, Mirzasoleiman et al., NeurIPS 2013), over the union
+   of the shard picks. ``merge="gain"`` (default): the picks are put in one global order by a
+   k-way merge on each shard's running-minimum gain (each shard keeps its own order) and the
+   first ``budget`` are kept, O(U log U) for U picks in the union. For greedy selectors whose
+   gains do not increase (k-center's distance to the nearest centre, ProbCover's newly covered
+   count) this keeps every pick whose gain is above a global threshold: with ``oversample > 1``
+   a shard that needs more than its proportional share (an outlying region, for k-center) gets
+   it. ``merge="rerun"``: the inner selector runs once more on the union plus every labeled row
+   and picks the final ``budget`` rows (GreeDi's own second round; k-center over a union of
+   100k picks costs more than all the shards together).
 
 Loss against the unsharded selector
     With ``measure_loss`` (default: when the pool has at most :data:`MEASURE_LOSS_MAX_ROWS`
@@ -35,8 +37,9 @@ Loss against the unsharded selector
 Costs
     Partition O(T * 4 shards * d * iters + N * 4 shards * d) with ``T = min(N, 1024 * shards)``;
     shards cost what the inner selector costs on ``N / shards`` rows each, ``shards / workers``
-    rounds; the merge O(budget log budget) with ``oversample=1``, else what the inner selector
-    costs on ``budget * oversample + labeled`` rows. Memory: the vectors once (float16 pools
+    rounds; the merge O(U log U) for the U = ``budget * oversample`` picks of the union
+    (``merge="gain"``), or what the inner selector costs on ``U + labeled`` rows
+    (``merge="rerun"``). Memory: the vectors once (float16 pools
     stay float16: :attr:`Sharded.accepts_float16`; the partition upcasts its training sample and
     one block at a time, shards are written as float32), plus one shard's rows per worker
     process (written to a temporary ``.npy`` file
@@ -68,6 +71,7 @@ __all__ = ["Sharded", "split_budget", "gain_ordered_merge", "ball_coverage", "co
 logger = logging.getLogger(__name__)
 
 _PARTITIONS = ("kmeans", "groups")
+_MERGES = ("gain", "rerun")
 #: ``measure_loss=None`` measures the loss against the unsharded selector up to this many rows.
 MEASURE_LOSS_MAX_ROWS = 200_000
 #: k-means of the partition trains on at most this many rows per shard.
@@ -286,6 +290,8 @@ class Sharded(Selector):
         each frame's drive).
     oversample : float
         Each shard picks ``oversample`` times its share (>= 1); the merge round keeps ``budget``.
+    merge : {"gain", "rerun"}
+        How the union of the shard picks becomes the selection (module docstring).
     measure_loss : bool, optional
         Also run the unsharded selector and report the loss in ``info["loss"]``; default: when
         the pool has at most :data:`MEASURE_LOSS_MAX_ROWS` rows.
@@ -314,6 +320,7 @@ class Sharded(Selector):
         engine: str = "local",
         partition: str = "kmeans",
         oversample: float = 1.0,
+        merge: str = "gain",
         measure_loss: Optional[bool] = None,
         workers: Optional[int] = None,
         address: Optional[str] = None,
@@ -343,6 +350,8 @@ class Sharded(Selector):
             raise InvalidInputError(f"shards must be a positive integer; got {shards!r}")
         if partition not in _PARTITIONS:
             raise InvalidInputError(f"partition must be one of {_PARTITIONS}; got {partition!r}")
+        if merge not in _MERGES:
+            raise InvalidInputError(f"merge must be one of {_MERGES}; got {merge!r}")
         if not float(oversample) >= 1.0:
             raise InvalidInputError(f"oversample must be >= 1; got {oversample!r}")
         if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
@@ -353,6 +362,7 @@ class Sharded(Selector):
         self.engine = check_engine(engine)
         self.partition = partition
         self.oversample = float(oversample)
+        self.merge = merge
         self.measure_loss = None if measure_loss is None else bool(measure_loss)
         self._inner = inner_obj
         self._workers = None if workers is None else int(workers)
@@ -506,9 +516,11 @@ class Sharded(Selector):
         t_shards = time.perf_counter() - t1
         union = np.sort(np.concatenate([r[0] for r in results]).astype(np.int64))
         t2 = time.perf_counter()
-        if union.size == b:  # oversample=1: the union is the selection; only order it
+        if self.merge == "gain":
             picks, gains = gain_ordered_merge([r[0] for r in results], [r[1] for r in results])
-            merge_info: dict[str, Any] = {"order": "shard gains (k-way merge)", "rows": int(b)}
+            picks, gains = picks[:b], gains[:b]
+            merge_info: dict[str, Any] = {"order": "shard gains (k-way merge)", "rows": int(b),
+                                          "union": int(union.size)}
         else:
             merge_rows = np.union1d(union, np.flatnonzero(lab)).astype(np.int64)
             picks, gains, merge_info, _ = _select_rows(self._inner, x, merge_rows, lab, b, scores,
