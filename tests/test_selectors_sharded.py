@@ -107,8 +107,12 @@ def test_measured_loss_is_the_objective_of_both_runs() -> None:
     assert bc["relative"] < 0.1
     kc = Sharded("kcenter", shards=4, workers=1).select(x, 40, labeled=labeled, seed=0)
     assert kc.info["loss"]["coverage_radius"]["relative"] < 0.25
-    assert kc.info["coverage_radius_bound"] >= kc.info["coverage_radius"] - 1e-5
-    big = Sharded("kcenter", shards=4, workers=1, measure_loss=False).select(x, 40, seed=0)
+    assert "coverage_radius_bound" not in kc.info  # oversample 2: shard radii bound nothing
+    kc1 = Sharded("kcenter", shards=4, workers=1, oversample=1.0).select(
+        x, 40, labeled=labeled, seed=0)
+    assert kc1.info["coverage_radius_bound"] >= kc1.info["coverage_radius"] - 1e-5
+    big = Sharded("kcenter", shards=4, workers=1, oversample=1.0, measure_loss=False).select(
+        x, 40, seed=0)
     assert "not measured" in big.info["loss"] and "coverage_radius_bound" in big.info
 
 
@@ -224,7 +228,8 @@ def test_gain_ordered_merge_matches_a_k_way_merge_reference(seed: int) -> None:
 def test_merge_orders_the_union_with_oversample_1_and_reruns_above() -> None:
     x = _pool(900)
     labeled = np.arange(4)
-    one = Sharded("kcenter", shards=3, workers=1, measure_loss=False).select(
+    assert Sharded("kcenter").oversample == 2.0 and Sharded("probcover").oversample == 1.0
+    one = Sharded("kcenter", shards=3, workers=1, oversample=1.0, measure_loss=False).select(
         x, 30, labeled=labeled, seed=1)
     assert one.info["merge"]["order"].startswith("shard gains")
     assert one.info["union"] == 30 and len(set(one.indices.tolist())) == 30

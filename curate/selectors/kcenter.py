@@ -289,6 +289,9 @@ class KCenterGreedy(Selector):
     """
 
     name = "kcenter"
+    #: default ``oversample`` of :class:`~curate.selectors.sharded.Sharded` around k-center:
+    #: the radius is set by the worst-covered region, which a proportional share starves.
+    shard_oversample = 2.0
 
     def __init__(
         self,

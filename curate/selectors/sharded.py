@@ -288,8 +288,11 @@ class Sharded(Selector):
     partition : {"kmeans", "groups"}
         How rows are split; ``"groups"`` needs ``groups=`` in ``select`` (the workspace passes
         each frame's drive).
-    oversample : float
+    oversample : float, optional
         Each shard picks ``oversample`` times its share (>= 1); the merge round keeps ``budget``.
+        Default: the inner selector's ``shard_oversample`` (2 for k-center: at 1M rows and 32
+        shards its coverage radius lost 15.9% with 1 and 0.8% with 2, see
+        ``benchmarks/results/scale-1000000-kcenter-sharded-32*.json``), else 1.
     merge : {"gain", "rerun"}
         How the union of the shard picks becomes the selection (module docstring).
     measure_loss : bool, optional
@@ -319,7 +322,7 @@ class Sharded(Selector):
         shards: int = 4,
         engine: str = "local",
         partition: str = "kmeans",
-        oversample: float = 1.0,
+        oversample: Optional[float] = None,
         merge: str = "gain",
         measure_loss: Optional[bool] = None,
         workers: Optional[int] = None,
@@ -352,6 +355,8 @@ class Sharded(Selector):
             raise InvalidInputError(f"partition must be one of {_PARTITIONS}; got {partition!r}")
         if merge not in _MERGES:
             raise InvalidInputError(f"merge must be one of {_MERGES}; got {merge!r}")
+        if oversample is None:
+            oversample = float(getattr(inner_obj, "shard_oversample", 1.0))
         if not float(oversample) >= 1.0:
             raise InvalidInputError(f"oversample must be >= 1; got {oversample!r}")
         if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
@@ -545,10 +550,12 @@ class Sharded(Selector):
         if peaks:
             info["worker_peak_mib"] = max(peaks)
         radii = [r[2].get("coverage_radius") for r in results]
-        if all(isinstance(v, (int, float)) for v in radii):
+        # the shard objectives bound the global one only when every shard pick was kept
+        kept_all = union.size == b
+        if kept_all and all(isinstance(v, (int, float)) for v in radii):
             info["coverage_radius_bound"] = float(max(radii))
         covs = [r[2].get("coverage") for r in results]
-        if all(isinstance(v, (int, float)) for v in covs):
+        if kept_all and all(isinstance(v, (int, float)) for v in covs):
             sizes = np.array([rows.size for rows, _ in tasks], dtype=np.float64)
             info["coverage_bound"] = float(np.dot(sizes, covs) / sizes.sum())
         measure = self.measure_loss if self.measure_loss is not None else n <= MEASURE_LOSS_MAX_ROWS
