@@ -314,19 +314,22 @@ def _scale_rows(results_dir: Path, total: int) -> list[dict[str, Any]]:
         elif method == "kcenter-sharded":
             inf = sel["info"]
             shards = int(inf["shards"])
-            shard_unit = inf["seconds_shard_max"] / ((n / shards) * (b_n / shards))
+            # shards pick ``union`` rows in all (budget x oversample): price those picks
+            over = max(1.0, float(inf.get("union", b_n)) / b_n)
+            shard_unit = inf["seconds_shard_max"] / ((n / shards) * (over * b_n / shards))
             # the gain-ordered merge (oversample 1) only sorts the picks: per pick, not pick^2
             ordered = isinstance(inf.get("merge"), dict) and "order" in inf["merge"]
             merge_unit = inf["seconds_merge"] / (b_n if ordered else b_n * b_n)
             merge_what = "per pick (k-way merge by gain)" if ordered else "per pick^2 (k-center rerun)"
             for cores in (64, 256, 1024):
-                shard_h = shard_unit * (total / cores) * (budget / cores) / 3600
+                shard_h = shard_unit * (total / cores) * (over * budget / cores) / 3600
                 merge_h = merge_unit * (budget if ordered else budget * budget) / 3600
                 rows.append({
                     "stage": "kcenter-select (sharded)", "node": f"{cores} cores",
                     "nodes": cores, "hours": shard_h + merge_h, "driver_write_hours": None,
                     "hours_bound": shard_h + merge_h,
-                    "basis": (f"measured at {n} x {b_n} picks, {shards} shards ({res['name']}):"
+                    "basis": (f"measured at {n} x {b_n} picks, {shards} shards, oversample "
+                              f"{over:g} ({res['name']}):"
                               f" {shard_unit:.3g} s per row x pick in a shard, merge "
                               f"{merge_unit:.3g} s {merge_what} (merge {merge_h:.2f} h of "
                               "it, one core)"),
