@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -325,15 +324,9 @@ def select(method: str, ws_path: Path, budget: int, shards: int = 16, engine: st
 
 def run_child(argv: list[str], timeout: Optional[float]) -> dict[str, Any]:
     """Run this script as a child with ``argv``; its last stdout line is a JSON result."""
-    cmd = [sys.executable, "-m", "benchmarks.scale", *argv]
-    try:
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["failed"])[-1]
-        return {"error": tail[:200]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from benchmarks._child import run_json_child
+
+    return run_json_child("benchmarks.scale", argv, timeout)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

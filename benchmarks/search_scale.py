@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -155,15 +154,9 @@ def child(path: str, ws_path: Path, n: int, q: int, probes: list[int]) -> dict[s
 
 def run_child(argv: list[str], timeout: Optional[float]) -> dict[str, Any]:
     """Run this script as a child with ``argv``; its last stdout line is a JSON result."""
-    cmd = [sys.executable, "-m", "benchmarks.search_scale", *argv]
-    try:
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["failed"])[-1]
-        return {"error": tail[:300]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from benchmarks._child import run_json_child
+
+    return run_json_child("benchmarks.search_scale", argv, timeout)
 
 
 def recall(got: list[list[str]], ref: list[list[str]], k: int = 10) -> float:

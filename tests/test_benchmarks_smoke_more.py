@@ -17,7 +17,7 @@ from benchmarks.results_io import read_result
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Modules of benchmarks/ that are tools, not benchmarks.
-NOT_BENCHMARKS = {"__init__", "report", "results_io"}
+NOT_BENCHMARKS = {"__init__", "_child", "report", "results_io"}
 
 
 def _run(module: str, args: list[str], results: Path, timeout: int = 900) -> subprocess.CompletedProcess:
