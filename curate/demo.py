@@ -194,13 +194,14 @@ def run_demo(
         echo(f"{stage:<28}{secs:>10.1f}")
     echo("")
     cls_cols = classes[:5]
-    head = f"{'strategy':<13}{'run':<12}{'picked':>7}{'coverage radius':>17}{'drives':>8}{'night':>7}"
+    width = max([13, *(len(name) + 1 for name in results)])
+    head = f"{'strategy':<{width}}{'run':<12}{'picked':>7}{'coverage radius':>17}{'drives':>8}{'night':>7}"
     head += "".join(f"{c[:10]:>11}" for c in cls_cols)
     echo(head)
     for strategy, r in results.items():
         run = r["run"]
         line = (
-            f"{strategy:<13}{run.run_id:<12}{len(run.ids):>7}{run.info['coverage_radius']:>17.3f}"
+            f"{strategy:<{width}}{run.run_id:<12}{len(run.ids):>7}{run.info['coverage_radius']:>17.3f}"
             f"{r['drives']:>8}{r['night']:>7}"
         )
         line += "".join(f"{r['boxes'].get(c, 0):>11}" for c in cls_cols)
