@@ -299,21 +299,6 @@ def test_workspace_reads_a_float16_table_as_float16_for_sharded(ws: curate.Works
     assert len(plain.ids) == 6 and ws.reproduce(sharded.run_id) == sharded.ids
 
 
-def _children(pid: int) -> list[int]:
-    """Live (non-zombie) processes whose parent is ``pid`` (read from /proc)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid and fields[0] != "Z":
-                out.append(int(entry.name))
-    return out
-
-
 def _alive(pid: int) -> bool:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -330,6 +315,8 @@ def test_worker_processes_exit_when_the_parent_is_killed(tmp_path: Path) -> None
     import sys
     import time
 
+    from curate.resources import descendants
+
     script = tmp_path / "run.py"
     script.write_text(
         "import numpy as np\n"
@@ -343,7 +330,7 @@ def test_worker_processes_exit_when_the_parent_is_killed(tmp_path: Path) -> None
     try:
         workers: list[int] = []
         for _ in range(600):  # until both shard workers run (spawned ones import curate)
-            workers = [p for p in _children(parent.pid)
+            workers = [p for p in descendants(parent.pid)
                        if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")]
             if len(workers) == 2 or parent.poll() is not None:
                 break

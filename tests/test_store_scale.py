@@ -123,23 +123,36 @@ def test_float16_storage(tmp_path: Path) -> None:
     assert sum(len(c[0]) for c in chunks) == N and all(c[1].dtype == np.float32 for c in chunks)
 
 
-def test_gather_holds_one_copy_of_the_vectors(tmp_path: Path) -> None:
-    """numpy-side peak while reading 40k x 64 vectors: the result plus batches, not 2 copies."""
+def _big_store(path: Path, n: int, d: int, batch: int, seed: int, dtype: str | None = None
+               ) -> tuple[Store, list[str]]:
+    store = Store(path)
+    ids = [f"f{i:06d}" for i in range(n)]
+    rng = np.random.default_rng(seed)
+    for begin in range(0, n, batch):
+        store.write_vectors("emb", ids[begin : begin + batch],
+                            rng.standard_normal((batch, d)).astype(np.float32), dtype=dtype)
+    return store, ids
+
+
+def _gather_peak(store: Store, wanted: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    """``gather_vectors`` result and its numpy-side peak (tracemalloc sees numpy's buffers)."""
     import tracemalloc
 
-    store = Store(tmp_path / "big")
+    tracemalloc.start()
+    try:
+        vectors, found = store.gather_vectors("emb", wanted)
+        return vectors, found, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_gather_holds_one_copy_of_the_vectors(tmp_path: Path) -> None:
+    """numpy-side peak while reading 40k x 64 vectors: the result plus batches, not 2 copies."""
     n, d = 40_000, 64
-    ids = [f"f{i:06d}" for i in range(n)]
-    rng = np.random.default_rng(0)
-    for begin in range(0, n, 10_000):
-        store.write_vectors("emb", ids[begin : begin + 10_000],
-                            rng.standard_normal((10_000, d)).astype(np.float32))
+    store, ids = _big_store(tmp_path / "big", n, d, 10_000, seed=0)
     result_bytes = n * d * 4
     for wanted in (ids, ids[::10]):
-        tracemalloc.start()
-        vectors, found = store.gather_vectors("emb", wanted)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
+        vectors, found, peak = _gather_peak(store, wanted)
         assert found.all() and vectors.shape == (len(wanted), d)
         assert peak < 1.5 * len(wanted) * d * 4 + 8 * 2**20, (peak, result_bytes)
 
@@ -148,19 +161,9 @@ def test_gather_of_a_float16_table_holds_one_float32_copy(tmp_path: Path) -> Non
     """float16 storage: the read upcasts batch by batch into one float32 result (numpy-side peak
     below 1.5 result sizes, where a float16 copy plus a float32 copy would be 1.5 exactly and an
     upcast of the whole would be 2)."""
-    import tracemalloc
-
-    store = Store(tmp_path / "big16")
-    n, d = 200_000, 64
-    ids = [f"f{i:06d}" for i in range(n)]
-    rng = np.random.default_rng(1)
-    for begin in range(0, n, 50_000):
-        store.write_vectors("emb", ids[begin : begin + 50_000],
-                            rng.standard_normal((50_000, d)).astype(np.float32), dtype="float16")
+    d = 64
+    store, ids = _big_store(tmp_path / "big16", 200_000, d, 50_000, seed=1, dtype="float16")
     for wanted in (ids, ids[::10]):
-        tracemalloc.start()
-        vectors, found = store.gather_vectors("emb", wanted)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
+        vectors, found, peak = _gather_peak(store, wanted)
         assert found.all() and vectors.dtype == np.float32 and vectors.shape == (len(wanted), d)
         assert peak < 1.25 * len(wanted) * d * 4 + 4 * 2**20, peak
