@@ -613,6 +613,12 @@ def build_strategies(names: list[str], n_pool: int, c: float, purity_clusters: i
             out[name] = curate_picker(MaxHerding(bandwidth="auto"))
         elif name == "uherding":
             out[name] = uherding_picker(c)
+        elif name.startswith("uherding-s"):  # UHerding with bandwidth_scale (official: 1.0)
+            try:
+                scale = float(name[len("uherding-s"):])
+            except ValueError:
+                raise SystemExit(f"unknown strategy {name!r} (uherding-s<scale>, e.g. uherding-s2)")
+            out[name] = uherding_picker(c, bandwidth_scale=scale)
         elif name == "uherding-t1":  # no temperature scaling (tuning check of the ECE rule)
             out[name] = uherding_picker(c, temperature=False)
         elif name == "margin":
@@ -944,6 +950,27 @@ def combine(args, names: list[str]) -> None:
         print_table({k: results[k]}, curve_budgets[k])
 
 
+def choose_uherding_scale(results: dict, budgets: list[int]) -> dict:
+    """The tuning rule for UHerding's ``bandwidth_scale``, fixed before any run: for every
+    ``uherding-s<scale>`` curve, its worst budget's margin ``uherding - max(maxherding, margin)``
+    (mean accuracy points over seeds); keep the scale with the largest worst margin, ties (within
+    0.05 points) to the scale nearest the official 1.0. Reads only the tuning split's curves."""
+    mean = {k: np.asarray(v, dtype=np.float64).mean(0) * 100 for k, v in results.items()}
+    if "maxherding" not in mean or "margin" not in mean:
+        return {}
+    ref = np.maximum(mean["maxherding"], mean["margin"])
+    worst = {}
+    for k, m in mean.items():
+        if k.startswith("uherding-s"):
+            worst[float(k[len("uherding-s"):])] = float((m - ref).min())
+    if not worst:
+        return {}
+    top = max(worst.values())
+    best = min((s for s, w in worst.items() if w >= top - 0.05), key=lambda s: (abs(np.log(s)), s))
+    return {"worst_margin_by_scale": {f"{s:g}": round(w, 3) for s, w in sorted(worst.items())},
+            "budgets": budgets, "chosen": best}
+
+
 def tuning_split(n_train: int, pool_rows: np.ndarray, size: int, eval_size: int
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Training rows outside the pool: a tuning pool and a tuning evaluation set (seed 7)."""
@@ -981,7 +1008,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--tune-pool", type=int, default=2000)
     ap.add_argument("--tune-eval", type=int, default=1000)
     ap.add_argument("--tune-bandwidths", default="1.0,auto,0.5,0.75,1.5")
-    ap.add_argument("--tune-what", choices=("bandwidth", "uherding", "classifier"),
+    ap.add_argument("--tune-scales", default="0.5,1,1.5,2,3,4",
+                    help="UHerding bandwidth_scale values of --tune-what uherding-scale")
+    ap.add_argument("--tune-what", choices=("bandwidth", "uherding", "uherding-scale", "classifier"),
                     default="bandwidth", help="what --tune checks on the tuning split")
     ap.add_argument("--tune-C", default="1,10,100,1000",
                     help="logistic regression C values of --tune-what classifier")
@@ -1123,6 +1152,14 @@ def main(argv: Optional[list[str]] = None) -> None:
             strategies = build_strategies(names, len(xt), args.C, args.purity_clusters)
             tname, what_t = args.name + "-tune-uherding", (
                 "UHerding's temperature rule (official ECE scaling vs T = 1) " + split)
+        elif args.tune_what == "uherding-scale":
+            names = ["random", "margin", "maxherding"] + [
+                f"uherding-s{float(v):g}" for v in args.tune_scales.split(",")]
+            strategies = build_strategies(names, len(xt), args.C, args.purity_clusters)
+            tname, what_t = args.name + "-tune-uherding-scale", (
+                "UHerding's bandwidth_scale (the official delta_scale, 1.0) " + split
+                + "; rule fixed before the run: keep the scale with the largest worst-budget "
+                "margin min_b [uherding - max(maxherding, margin)], ties to the scale nearest 1")
         else:
             strategies = {"random": random_picker}
             for bw in args.tune_bandwidths.split(","):
@@ -1132,10 +1169,13 @@ def main(argv: Optional[list[str]] = None) -> None:
                 "bandwidth check of MaxHerding " + split + "; deterministic selections")
 
         def done_t(results, seconds):
+            extra = {"accuracy": results, "selection_seconds": seconds,
+                     "seed_free_calls_reused": REUSED}
+            if args.tune_what == "uherding-scale":
+                extra["scale_choice"] = choose_uherding_scale(results, tb)
             write_result("al_quality", curve_rows(results, tb), name=tname, args=args,
                          notes=("PARTIAL: " if len(results) < len(strategies) else "") + what_t,
-                         extra={"accuracy": results, "selection_seconds": seconds,
-                                "seed_free_calls_reused": REUSED})
+                         extra=extra)
 
         res = run_curves(strategies, xt, yt, xe, ye, tb, args.seeds, args.C, done_t)
         print_table(res, tb)

@@ -285,7 +285,21 @@ def _state(root: Path, args: argparse.Namespace) -> dict:
         else next(iter(state["vectors_by"].values()))
     if args.val_size and args.val_size < len(state["val"]):
         state["val"] = state["val"][: args.val_size]
+    state["fingerprint"] = _fingerprint(state)
     return state
+
+
+def _fingerprint(state: dict) -> str:
+    """What a cell's row numbers mean: sha256 of the pool ids (in order), the validation ids and
+    every embedding's pool vectors. A carried cell (``--carry``) is only reused where this
+    matches, so rows from another preparation can never be mixed in. O(pool x d)."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps([state["pool"], state["val"]]).encode())
+    for name in sorted(state["vectors_by"]):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(state["vectors_by"][name], dtype=np.float32).tobytes())
+    return h.hexdigest()[:16]
 
 
 def _subset_pkl(root: Path, ids: list[str], out: Path) -> Path:
@@ -475,7 +489,8 @@ def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional
                 "map_bev_loose": None, "ap": {}, "val_boxes": None, "val_gt": None, "checkpoint": None,
                 "scores_file": None, "loss_first": None, "loss_last": None, "iters": 0, "select_s": select_s,
                 "train_s": 0.0, "val_s": 0.0, "predict_s": 0.0, "seconds": time.perf_counter() - started,
-                "load": _load(), "epochs": 0, "batch_size": det.batch_size, "worker": os.getpid()}
+                "load": _load(), "epochs": 0, "batch_size": det.batch_size, "worker": os.getpid(),
+                "state": state["fingerprint"]}
     ids = [pool[i] for i in rows]
     train_pkl = _subset_pkl(root, ids, cell_dir / "train.pkl")
     res = det.train(train_pkl, cell_dir / "train", load_from=load_from, seed=seed * 100 + rnd)
@@ -525,7 +540,7 @@ def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional
         "probe_s": mgral_info.get("probe_seconds"), "policy_s": mgral_info.get("policy_seconds"),
         "table_spearman": mgral_info.get("table_spearman"), "table_mae": mgral_info.get("table_mae"),
         "table_heldout": [mgral_info.get("heldout_estimated"), mgral_info.get("heldout_real")] if mgral_info else None,
-        "policy": mgral_info.get("policy"),
+        "policy": mgral_info.get("policy"), "state": state["fingerprint"],
     }
 
 
@@ -835,12 +850,75 @@ def _plot(curves: dict, out: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _complete_seeds(res: dict, args: argparse.Namespace) -> list[int]:
+    """Seeds whose every (strategy, round) cell of this run's arguments is finished."""
+    tasks = _tasks(args)
+    return [s for s in args.seeds if all(k in res for k in tasks if k[1] == s)]
+
+
+def _carry_in(root: Path, state: dict, args: argparse.Namespace) -> None:
+    """Reuse the finished seeds of ``--carry`` (a JSON-lines cell log committed by an earlier
+    machine): their cells are appended to ``<root>/results.jsonl`` and skipped by the workers.
+    Only whole seeds are carried (no cell of them needs a checkpoint or score file of another
+    machine), and only cells prepared from the same data (``state`` fingerprint); a carried
+    cell from other data is an error, not a silent mix. O(cells)."""
+    path = Path(args.carry)
+    if not path.is_file():
+        print(f"--carry {path}: no such file yet; nothing carried", flush=True)
+        return
+    carried: dict[tuple[str, int, int], dict] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        if rec.get("state") != state["fingerprint"]:
+            raise SystemExit(
+                f"--carry {path}:{n}: cell {rec.get('strategy')} seed {rec.get('seed')} round {rec.get('round')} "
+                f"was run on data with fingerprint {rec.get('state')!r}, this --root's data is "
+                f"{state['fingerprint']!r} (other --frames/--data-seed/--preset/--drives/--embeddings?); use the "
+                "arguments the carried run used, or another --carry file")
+        carried[(rec["strategy"], int(rec["seed"]), int(rec["round"]))] = rec
+    done = _read_results(root)
+    seeds = _complete_seeds(carried, args)
+    added = 0
+    for key, rec in carried.items():
+        if key[1] in seeds and key not in done:
+            _append_result(root, rec)
+            added += 1
+    print(f"--carry {path}: {added} cells of seeds {seeds} reused (whole seeds only)", flush=True)
+
+
+def _carry_out(root: Path, args: argparse.Namespace) -> None:
+    """Write the finished seeds' cells back to ``--carry`` (union with what it held), machine
+    paths removed, sorted by (seed, round, strategy): the file a later machine resumes from."""
+    path = Path(args.carry)
+    res = _read_results(root)
+    keep = {k: r for k, r in res.items() if k[1] in set(_complete_seeds(res, args))}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                keep.setdefault((rec["strategy"], int(rec["seed"]), int(rec["round"])), rec)
+    lines = []
+    for key in sorted(keep, key=lambda k: (k[1], k[2], k[0])):
+        rec = dict(keep[key])
+        rec["checkpoint"] = rec["scores_file"] = None  # paths of the machine that ran it
+        lines.append(json.dumps(rec, sort_keys=True))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    print(f"--carry {path}: {len(lines)} cells of finished seeds written", flush=True)
+
+
 def _run_al(args: argparse.Namespace) -> None:
     root = Path(args.root)
     _al_prepare(root, args)
     state = _state(root, args)
     print(f"data ready: {len(state['pool'])} pool frames, {len(state['val'])} validation frames "
-          f"({state['seconds']:.0f} s to prepare)", flush=True)
+          f"({state['seconds']:.0f} s to prepare; data {state['fingerprint']})", flush=True)
+    if args.carry:
+        _carry_in(root, state, args)
     if args.workers <= 1:
         _worker(root, args)
     else:
@@ -852,6 +930,8 @@ def _run_al(args: argparse.Namespace) -> None:
             print(f"worker exit codes {codes}; run the command again to resume", flush=True)
     print(_report(root, args))
     _write_results(root, args)
+    if args.carry:
+        _carry_out(root, args)
 
 
 # ====================================================================== prediction timing
@@ -1011,6 +1091,10 @@ def main() -> None:
     parser.add_argument("--mgral-options", default="{}",
                         help="JSON of the mgral options (curate.loop.mgral.options.MGRALOptions)")
     parser.add_argument("--name", default="loop-al", help="result name: benchmarks/results/<name>.json")
+    parser.add_argument("--carry", default=None,
+                        help="JSON-lines cell log of finished seeds, read at the start and rewritten at the end "
+                             "(e.g. benchmarks/results/<name>.cells.jsonl, committed): a study longer than one "
+                             "machine's session continues on the next machine, whole seeds at a time")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--from-al", default=None, help="predict: use checkpoints of this A/B root")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -1051,6 +1135,8 @@ def main() -> None:
     if args.mode == "report":
         print(_report(Path(args.root), args))
         _write_results(Path(args.root), args)
+        if args.carry:
+            _carry_out(Path(args.root), args)
     elif args.worker:
         _worker(Path(args.root), args)
     else:

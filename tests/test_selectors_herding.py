@@ -209,7 +209,7 @@ def test_uherding_adaptive_bandwidth_and_first_round() -> None:
     assert nxt.info["bandwidth_rule"] == "labeled_min_distance"
 
 
-def official_uherding_round(x, labeled, budget, u, delta=1.0, adaptive=True):
+def official_uherding_round(x, labeled, budget, u, delta=1.0, adaptive=True, delta_scale=1.0):
     """One round of the official ``UHerding.select_samples`` (BorealisAI/uherding,
     ``deep-al/pycls/al/uherding.py``, rbf, ``-p true``), ported line by line to float64 numpy:
     rows ordered labeled first; ``delta`` = smallest positive entry of the strictly lower
@@ -225,7 +225,7 @@ def official_uherding_round(x, labeled, budget, u, delta=1.0, adaptive=True):
     np.fill_diagonal(dist, 0.0)  # compute_norm zeroes the diagonal
     if adaptive and lab.size > 0:
         tril = np.tril(dist[: lab.size, : lab.size], -1)
-        delta = tril[tril > 0].min()
+        delta = tril[tril > 0].min() * delta_scale
     kernel_all = np.exp(-1.0 * (dist / delta) ** 2)
     if lab.size:
         max_embedding = kernel_all[: lab.size].max(axis=0)
@@ -272,6 +272,31 @@ def test_uherding_rounds_equal_the_official_select_samples(method: str) -> None:
         assert got.indices.tolist() == ref
         assert got.info["bandwidth"] == pytest.approx(delta, rel=1e-6)
         rows += ref
+
+
+@pytest.mark.parametrize("method", ["exact", "dense"])
+@pytest.mark.parametrize("scale", [0.5, 2.5])
+def test_uherding_bandwidth_scale_is_the_official_delta_scale(method: str, scale: float) -> None:
+    """``bandwidth_scale`` multiplies the adaptive bandwidth as the official ``delta_scale`` does
+    (``self.delta = min_dist * delta_scale``): same picks and bandwidth as the ported round; a
+    different scale changes the picks on this pool (the parameter is not ignored)."""
+    x = blobs(200, d=6, seed=5)
+    logits = x @ np.random.default_rng(8).normal(size=(6, 4))
+    u = _softmax_margin(logits, 1.3)
+    lab = [3, 50, 77, 120, 199, 15]
+    got = UHerding(method=method, bandwidth_scale=scale).select(x, 12, labeled=lab, scores=u)
+    ref, delta = official_uherding_round(x, lab, 12, u, delta_scale=scale)
+    assert got.indices.tolist() == ref
+    assert got.info["bandwidth"] == pytest.approx(delta, rel=1e-6)
+    assert got.info["bandwidth_scale"] == scale
+    plain, _ = official_uherding_round(x, lab, 12, u)
+    assert plain != ref
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "2", True])
+def test_uherding_bad_bandwidth_scale_is_a_clear_error(bad) -> None:
+    with pytest.raises(InvalidInputError, match="bandwidth_scale must be a positive finite"):
+        create_selector("uherding", bandwidth_scale=bad)
 
 
 def test_uherding_ignores_duplicate_labeled_rows_for_the_bandwidth() -> None:

@@ -32,8 +32,8 @@ the weights are the margin ``1 - (p1 - p2)`` of ``softmax(logits / T)`` of the c
 on all labeled rows, 0 on labeled rows, fixed during the round (picks keep their weight; their
 gain vanishes as ``m = 1``); ``T`` comes from the caller (the official ``-s true``: lowest ECE over
 ``1.0, 1.1, ..., 19.9`` on the last 30% of the labeled rows for a model fit on the first 70%,
-:func:`benchmarks.al_quality.fit_temperature`); the official ``delta_scale`` and temperature
-``additional_scale`` are fixed at 1.0 there and here. Differences: no random candidate subset
+:func:`benchmarks.al_quality.fit_temperature`); the official ``delta_scale`` (hard-coded 1.0 there)
+is the ``bandwidth_scale`` parameter here, default 1.0. Differences: no random candidate subset
 (the official code keeps at most ~35k candidates; here every row is one), the lowest row wins
 exact ties (the official code takes the first row of a random permutation), and
 :func:`labeled_min_distance` finds the pair by a float32 FAISS 2-NN before recomputing it in
@@ -845,7 +845,14 @@ class UHerding(MaxHerding):
         ``1 - value``.
     adaptive_bandwidth : bool
         Official ``adaptive_delta``: ``h`` = smallest positive distance between two labeled rows
-        (with fewer than two distinct labeled rows, ``bandwidth`` is used).
+        times ``bandwidth_scale`` (with fewer than two distinct labeled rows, ``bandwidth`` is
+        used).
+    bandwidth_scale : float
+        The official ``delta_scale`` (hard-coded to 1.0 in the official code, the default here):
+        multiplies the adaptive bandwidth. Larger values keep UHerding closer to MaxHerding for
+        more rounds; smaller values move it towards margin sampling sooner. Ignored without
+        ``adaptive_bandwidth``. ``benchmarks/al_quality.py --tune --tune-what uherding-scale``
+        measures it on a tuning split.
     **kwargs
         The parameters of :class:`MaxHerding` (``bandwidth`` is the fallback of the adaptive
         rule).
@@ -866,9 +873,18 @@ class UHerding(MaxHerding):
         score: Optional[str] = None,
         score_transform: str = "identity",
         adaptive_bandwidth: bool = True,
+        bandwidth_scale: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        ok = isinstance(bandwidth_scale, (int, float, np.floating, np.integer)) and not isinstance(
+            bandwidth_scale, bool
+        )
+        if not ok or not math.isfinite(float(bandwidth_scale)) or float(bandwidth_scale) <= 0:
+            raise InvalidInputError(
+                "bandwidth_scale must be a positive finite number (the official delta_scale, "
+                f"default 1.0); got {bandwidth_scale!r}"
+            )
         if score_transform not in _TRANSFORMS:
             raise InvalidInputError(
                 f"score_transform must be one of {_TRANSFORMS}; got {score_transform!r}"
@@ -876,6 +892,7 @@ class UHerding(MaxHerding):
         self.score = score
         self.score_transform = score_transform
         self.adaptive_bandwidth = bool(adaptive_bandwidth)
+        self.bandwidth_scale = float(bandwidth_scale)
 
     def _weights(
         self, scores: ScoresLike, n: int, labeled: np.ndarray
@@ -897,5 +914,8 @@ class UHerding(MaxHerding):
         if self.adaptive_bandwidth:
             h = labeled_min_distance(xn, np.flatnonzero(labeled))
             if h is not None:
-                return h, {"bandwidth_rule": "labeled_min_distance"}
+                return h * self.bandwidth_scale, {
+                    "bandwidth_rule": "labeled_min_distance",
+                    "bandwidth_scale": self.bandwidth_scale,
+                }
         return super()._bandwidth(xn, labeled, budget, seed)

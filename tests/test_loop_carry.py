@@ -1,0 +1,97 @@
+"""``benchmarks/loop.py --carry``: a study longer than one machine's session continues on the next
+machine from a committed cell log, whole seeds at a time, and never mixes cells of other data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import loop
+
+
+def _args(carry: Path, seeds=(0, 1)) -> argparse.Namespace:
+    return argparse.Namespace(seeds=list(seeds), rounds=2, strategies=["random", "kcenter"], carry=str(carry))
+
+
+def _state(scale: float = 1.0) -> dict:
+    rng = np.random.default_rng(0)
+    st = {"pool": [f"f{i}" for i in range(6)], "val": ["v0", "v1"],
+          "vectors_by": {"bev-hist": rng.normal(size=(6, 3)).astype(np.float32) * scale}}
+    st["fingerprint"] = loop._fingerprint(st)
+    return st
+
+
+def _rec(label: str, seed: int, rnd: int, fp: str) -> dict:
+    return {"strategy": label, "seed": seed, "round": rnd, "rows": [seed, rnd], "map_bev_loose": 1.0 + rnd,
+            "checkpoint": f"/tmp/elsewhere/{label}-{seed}-{rnd}.pth", "scores_file": "/tmp/elsewhere/s.npz",
+            "state": fp}
+
+
+def _write(path: Path, recs: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+
+def test_fingerprint_changes_with_ids_order_and_vectors() -> None:
+    a = _state()
+    assert a["fingerprint"] == _state()["fingerprint"]
+    assert a["fingerprint"] != _state(scale=1.0001)["fingerprint"]
+    b = dict(a, pool=list(reversed(a["pool"])))
+    assert loop._fingerprint(b) != a["fingerprint"]
+
+
+def test_only_whole_seeds_are_carried_in_and_out(tmp_path) -> None:
+    st = _state()
+    fp = st["fingerprint"]
+    carry = tmp_path / "cells.jsonl"
+    whole = [_rec(loop.INITIAL, 0, 0, fp), _rec("random", 0, 1, fp), _rec("kcenter", 0, 1, fp)]
+    partial = [_rec(loop.INITIAL, 1, 0, fp), _rec("random", 1, 1, fp)]  # seed 1 lacks kcenter round 1
+    _write(carry, whole + partial)
+    root = tmp_path / "root"
+    root.mkdir()
+    loop._carry_in(root, st, _args(carry))
+    got = loop._read_results(root)
+    assert sorted(got) == sorted((r["strategy"], r["seed"], r["round"]) for r in whole)
+    # a second start does not duplicate them
+    loop._carry_in(root, st, _args(carry))
+    assert len((root / "results.jsonl").read_text().splitlines()) == 3
+
+    # this machine finishes seed 1; the carry file then holds both seeds, without machine paths
+    for rec in partial + [_rec("kcenter", 1, 1, fp)]:
+        loop._append_result(root, rec)
+    loop._carry_out(root, _args(carry))
+    out = [json.loads(line) for line in carry.read_text().splitlines()]
+    assert [(r["seed"], r["round"], r["strategy"]) for r in out] == [
+        (0, 0, loop.INITIAL), (0, 1, "kcenter"), (0, 1, "random"),
+        (1, 0, loop.INITIAL), (1, 1, "kcenter"), (1, 1, "random")]
+    assert all(r["checkpoint"] is None and r["scores_file"] is None for r in out)
+
+
+def test_an_unfinished_seed_is_not_written_out(tmp_path) -> None:
+    st = _state()
+    root = tmp_path / "root"
+    root.mkdir()
+    loop._append_result(root, _rec(loop.INITIAL, 3, 0, st["fingerprint"]))
+    carry = tmp_path / "cells.jsonl"
+    loop._carry_out(root, _args(carry, seeds=(3,)))
+    assert carry.read_text().strip() == ""
+
+
+def test_cells_of_other_data_are_refused(tmp_path) -> None:
+    carry = tmp_path / "cells.jsonl"
+    _write(carry, [_rec(loop.INITIAL, 0, 0, "0123456789abcdef")])
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(SystemExit, match="fingerprint '0123456789abcdef'.*--frames"):
+        loop._carry_in(root, _state(), _args(carry))
+    assert not (root / "results.jsonl").exists()
+
+
+def test_a_missing_carry_file_is_a_fresh_start(tmp_path, capsys) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    loop._carry_in(root, _state(), _args(tmp_path / "none.jsonl"))
+    assert "nothing carried" in capsys.readouterr().out
