@@ -77,7 +77,10 @@ bandwidth agree. scikit-activeml's MaxHerding peers reuse seed-free calls across
 ``--combine a,b,...``: merge curve results of separate invocations (same pool, budgets, seeds
 and classifier) into ``--name`` and write ``<name>-targets``, the issue-14 target check per
 budget. ``--tune --tune-what uherding`` checks UHerding's temperature rule (ECE scaling vs
-T = 1) and ``--tune-what classifier`` the logistic regression's C, both on the tuning split.
+T = 1), ``--tune-what uherding-scale`` sweeps UHerding's ``bandwidth_scale`` (the official
+``delta_scale``; ``--tune-scales``) and picks one by the rule of :func:`choose_uherding_scale`,
+fixed before the run, and ``--tune-what classifier`` the logistic regression's C, all on the
+tuning split.
 """
 
 from __future__ import annotations

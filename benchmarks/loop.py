@@ -36,6 +36,18 @@ test per strategy against random (over (seed, round >= 1) cells, on mAP and on m
 box) and the table's error pooled over the mgral cells (Spearman, MAE). The full study is
 ``--seeds 0,1,2,3,4 --rounds 5 --strategies random,entropy,kcenter,kcenter_weighted,mgral``.
 
+**Studies longer than one machine's session** (``--carry FILE.jsonl``): the cell log under
+``--root`` lives on one machine; ``--carry`` names a committed JSON-lines file that carries the
+*finished seeds* (every strategy x round of a seed) from one session to the next. At start the
+run imports the carried seeds' cells into its log (they are skipped, not re-run), refusing them
+with a clear error when their data fingerprint (sha256 of the pool and validation ids and of the
+pool vectors, :func:`_fingerprint`) differs from this run's: other arguments made other data.
+At the end, and in ``report`` mode, the finished seeds are written back (sorted; checkpoint and
+score paths, which name files on the old machine, are nulled); a seed half done is not carried
+and runs again next time. So the 5-seed study runs one or two seeds per session with the same
+arguments and ``--seeds`` growing, and ``report --seeds 0,1,2,3,4 --carry FILE`` writes the
+table once all are in.
+
 **High-signal setting and the embeddings study (issue 15).** The defaults above reproduce the
 old setting, whose detector barely learns (16-beam scans leave the median labelled car 2 points;
 a 3-class mean over a validation split with a handful of moderate pedestrians and cyclists is
