@@ -41,7 +41,9 @@ box) and the table's error pooled over the mgral cells (Spearman, MAE). The full
 *finished seeds* (every strategy x round of a seed) from one session to the next. At start the
 run imports the carried seeds' cells into its log (they are skipped, not re-run), refusing them
 with a clear error when their data fingerprint (sha256 of the pool and validation ids and of the
-pool vectors, :func:`_fingerprint`) differs from this run's: other arguments made other data.
+pool vectors, :func:`_fingerprint`) differs from this run's (other arguments made other data), or
+when their training / evaluation arguments (:data:`CELL_CONFIG_ARGS`, stored in each cell as
+``"config"``) differ.
 At the end, and in ``report`` mode, the finished seeds are written back (sorted; checkpoint and
 score paths, which name files on the old machine, are nulled); a seed half done is not carried
 and runs again next time. So the 5-seed study runs one or two seeds per session with the same
@@ -623,6 +625,7 @@ def _worker(root: Path, args: argparse.Namespace) -> None:
             if key in _read_results(root):  # finished by the other worker meanwhile
                 continue
             rec = _run_cell(root, state, key, done.get(dep) if dep else None, args)
+            rec["config"] = _cell_config(args)
             _append_result(root, rec)
             if rec["map_bev"] is None:
                 print(f"[{time.strftime('%H:%M:%S')}] {key[0]:>16} seed {key[1]} round {key[2]}: "
@@ -862,6 +865,19 @@ def _plot(curves: dict, out: Path, title: str) -> None:
     plt.close(fig)
 
 
+#: Arguments that change what a cell computes beyond its data (which :func:`_fingerprint`
+#: covers): a carried cell is reused only where every one of them matches this run's.
+CELL_CONFIG_ARGS = ("initial", "budget", "epochs", "initial_epochs", "batch_size", "lr", "score_thr",
+                    "classes", "count_classes", "schedule", "round_iters", "skip_initial_model",
+                    "eval_in_range", "eval_min_points", "pretrain_steps", "mgral_options")
+
+
+def _cell_config(args: argparse.Namespace) -> dict:
+    """The training / evaluation arguments a cell was computed with (JSON-ready), stored in every
+    cell record as ``"config"`` and compared by ``--carry``."""
+    return json.loads(json.dumps({k: getattr(args, k, None) for k in CELL_CONFIG_ARGS}, sort_keys=True))
+
+
 def _complete_seeds(res: dict, args: argparse.Namespace) -> list[int]:
     """Seeds whose every (strategy, round) cell of this run's arguments is finished."""
     tasks = _tasks(args)
@@ -872,23 +888,31 @@ def _carry_in(root: Path, state: dict, args: argparse.Namespace) -> None:
     """Reuse the finished seeds of ``--carry`` (a JSON-lines cell log committed by an earlier
     machine): their cells are appended to ``<root>/results.jsonl`` and skipped by the workers.
     Only whole seeds are carried (no cell of them needs a checkpoint or score file of another
-    machine), and only cells prepared from the same data (``state`` fingerprint); a carried
-    cell from other data is an error, not a silent mix. O(cells)."""
+    machine), and only cells prepared from the same data (``state`` fingerprint) with the same
+    training / evaluation arguments (``config``, :func:`_cell_config`); a carried cell of other
+    data or arguments is an error, not a silent mix. O(cells)."""
     path = Path(args.carry)
     if not path.is_file():
         print(f"--carry {path}: no such file yet; nothing carried", flush=True)
         return
     carried: dict[tuple[str, int, int], dict] = {}
+    config = _cell_config(args)
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
         rec = json.loads(line)
+        cell = f"--carry {path}:{n}: cell {rec.get('strategy')} seed {rec.get('seed')} round {rec.get('round')}"
         if rec.get("state") != state["fingerprint"]:
             raise SystemExit(
-                f"--carry {path}:{n}: cell {rec.get('strategy')} seed {rec.get('seed')} round {rec.get('round')} "
-                f"was run on data with fingerprint {rec.get('state')!r}, this --root's data is "
+                f"{cell} was run on data with fingerprint {rec.get('state')!r}, this --root's data is "
                 f"{state['fingerprint']!r} (other --frames/--data-seed/--preset/--drives/--embeddings?); use the "
                 "arguments the carried run used, or another --carry file")
+        if rec.get("config") != config:
+            theirs = rec.get("config") or {}
+            diff = {k: (theirs.get(k), config.get(k)) for k in CELL_CONFIG_ARGS if theirs.get(k) != config.get(k)}
+            raise SystemExit(
+                f"{cell} was computed with other training/evaluation arguments (carried, this run): {diff}; "
+                "use the arguments the carried run used, or another --carry file")
         carried[(rec["strategy"], int(rec["seed"]), int(rec["round"]))] = rec
     done = _read_results(root)
     seeds = _complete_seeds(carried, args)
@@ -905,7 +929,11 @@ def _carry_out(root: Path, args: argparse.Namespace) -> None:
     paths removed, sorted by (seed, round, strategy): the file a later machine resumes from."""
     path = Path(args.carry)
     res = _read_results(root)
-    keep = {k: r for k, r in res.items() if k[1] in set(_complete_seeds(res, args))}
+    config = _cell_config(args)
+    # cells of this root were computed with this run's arguments (records written before the
+    # config stamp existed get it here; a carried cell keeps its own)
+    keep = {k: dict(r, config=r.get("config") or config) for k, r in res.items()
+            if k[1] in set(_complete_seeds(res, args))}
     if path.is_file():
         for line in path.read_text().splitlines():
             if line.strip():

@@ -13,8 +13,10 @@ import pytest
 from benchmarks import loop
 
 
-def _args(carry: Path, seeds=(0, 1)) -> argparse.Namespace:
-    return argparse.Namespace(seeds=list(seeds), rounds=2, strategies=["random", "kcenter"], carry=str(carry))
+def _args(carry: Path, seeds=(0, 1), round_iters=200) -> argparse.Namespace:
+    return argparse.Namespace(seeds=list(seeds), rounds=2, strategies=["random", "kcenter"], carry=str(carry),
+                              schedule="retrain", round_iters=round_iters, classes=["Car"],
+                              mgral_options={"probes": 6})
 
 
 def _state(scale: float = 1.0) -> dict:
@@ -28,7 +30,7 @@ def _state(scale: float = 1.0) -> dict:
 def _rec(label: str, seed: int, rnd: int, fp: str) -> dict:
     return {"strategy": label, "seed": seed, "round": rnd, "rows": [seed, rnd], "map_bev_loose": 1.0 + rnd,
             "checkpoint": f"/tmp/elsewhere/{label}-{seed}-{rnd}.pth", "scores_file": "/tmp/elsewhere/s.npz",
-            "state": fp}
+            "state": fp, "config": loop._cell_config(_args(Path("x")))}
 
 
 def _write(path: Path, recs: list[dict]) -> None:
@@ -95,3 +97,34 @@ def test_a_missing_carry_file_is_a_fresh_start(tmp_path, capsys) -> None:
     root.mkdir()
     loop._carry_in(root, _state(), _args(tmp_path / "none.jsonl"))
     assert "nothing carried" in capsys.readouterr().out
+
+
+def test_cells_of_other_training_arguments_are_refused(tmp_path) -> None:
+    st = _state()
+    carry = tmp_path / "cells.jsonl"
+    _write(carry, [_rec(*key, st["fingerprint"]) for key in [(loop.INITIAL, 0, 0), ("random", 0, 1),
+                                                             ("kcenter", 0, 1)]])
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(SystemExit, match=r"round_iters': \(200, 300\)"):
+        loop._carry_in(root, st, _args(carry, round_iters=300))
+    assert not (root / "results.jsonl").exists()
+    loop._carry_in(root, st, _args(carry, seeds=(0,)))  # the same arguments: accepted
+    assert len((root / "results.jsonl").read_text().splitlines()) == 3
+
+
+def test_cells_written_before_the_config_stamp_get_this_runs_config(tmp_path) -> None:
+    st = _state()
+    fp = st["fingerprint"]
+    root = tmp_path / "root"
+    root.mkdir()
+    for key in [(loop.INITIAL, 0, 0), ("random", 0, 1), ("kcenter", 0, 1)]:
+        rec = _rec(*key, fp)
+        del rec["config"]
+        loop._append_result(root, rec)
+    carry = tmp_path / "cells.jsonl"
+    loop._carry_out(root, _args(carry, seeds=(0,), round_iters=250))
+    out = [json.loads(line) for line in carry.read_text().splitlines()]
+    assert [r["config"]["round_iters"] for r in out] == [250, 250, 250]
+    with pytest.raises(SystemExit, match="round_iters"):
+        loop._carry_in(tmp_path, st, _args(carry, seeds=(0,)))
