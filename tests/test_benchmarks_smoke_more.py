@@ -12,6 +12,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
+
 from bench_run import run_benchmark  # tests/bench_run.py
 from benchmarks.results_io import read_result
 
@@ -125,6 +127,34 @@ def test_loop_signal_embeddings_smoke(tmp_path: Path) -> None:
     assert all(isinstance(r["map_per_box"], float) for r in data["rows"] if r["round"] == 1)
     [pair] = data["extra"]["embedding_tests"]
     assert (pair["strategy"], pair["a"], pair["b"], pair["cells"]) == ("kcenter", "bev-hist", "recon-tiny", 1)
+
+
+def test_loop_camera_and_fused_embeddings_smoke(tmp_path: Path) -> None:
+    """The study's camera (EfficientNet-Lite0 on the frame image) and fused (pretrained recon +
+    camera through ws.fuse) embeddings: each gets its kcenter row, and the fused vectors are the
+    concatenation of the two normalised sources."""
+    import curate
+
+    root = tmp_path / "loop"
+    _run("benchmarks.loop", ["al", "--root", str(root), "--frames", "80", "--preset", "loop",
+                             "--classes", "Car", "--schedule", "retrain", "--round-iters", "2",
+                             "--eval-in-range", "--eval-min-points", "5", "--drives", "report",
+                             "--embeddings", "bev-hist,recon-tiny-ssl,camera,fused", "--pretrain-steps", "2",
+                             "--pool-size", "24", "--val-size", "8", "--initial", "4", "--budget", "4",
+                             "--skip-initial-model", "--rounds", "2", "--seeds", "0",
+                             "--strategies", "random,kcenter", "--name", "loop-camera-smoke"],
+         tmp_path / "results")
+    data = _only_result(tmp_path / "results")
+    assert {r["strategy"] for r in data["rows"] if r["round"] == 1} == {
+        "random", "kcenter@bev-hist", "kcenter@recon-tiny-ssl", "kcenter@camera", "kcenter@fused"}
+    ws = curate.connect(root / "ws")
+    ids = [str(i) for i in ws.frames(columns=["id"]).column("id").to_pylist()][:5]
+    _, cam = ws.vectors("camera", ids)
+    _, rec = ws.vectors("recon-tiny-ssl", ids)
+    _, fus = ws.vectors("fused", ids)
+    assert fus.shape[1] == cam.shape[1] + rec.shape[1]
+    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
+    np.testing.assert_allclose(fus, np.concatenate([unit(rec), unit(cam)], axis=1), atol=1e-5)
 
 
 def test_nuscenes_loop_smoke(tmp_path: Path) -> None:
