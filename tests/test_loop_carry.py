@@ -128,3 +128,14 @@ def test_cells_written_before_the_config_stamp_get_this_runs_config(tmp_path) ->
     assert [r["config"]["round_iters"] for r in out] == [250, 250, 250]
     with pytest.raises(SystemExit, match="round_iters"):
         loop._carry_in(tmp_path, st, _args(carry, seeds=(0,)))
+
+
+def test_a_root_pretrained_with_other_settings_is_refused(tmp_path) -> None:
+    """``recon-tiny-ssl``'s table holds the vectors of the encoder the root was pretrained with: a
+    run asking for other steps or image weight must not reuse them (runs from before the image
+    option had the image term off)."""
+    (tmp_path / "pretrain.json").write_text(json.dumps({"checkpoint": "x.pt", "embed_options": {},
+                                                        "steps": 60, "configured_steps": 60}))
+    args = argparse.Namespace(pretrain_steps=2000, pretrain_image=1.0)
+    with pytest.raises(SystemExit, match="pretrained with --pretrain-steps 60 --pretrain-image 0.*2000 and 1"):
+        loop._embed_pool(None, tmp_path, "recon-tiny-ssl", args)
