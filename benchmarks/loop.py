@@ -793,6 +793,79 @@ def _sign_tests(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _summary_rows(rows: list[dict]) -> list[dict]:
+    """Per (strategy, round) with a trained model: the mean and standard deviation over seeds of
+    mAP (loose and strict BEV), mAP per labeled frame and per labeled box, plus the mean labeled
+    boxes and seconds. O(rows)."""
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in rows:
+        if r.get("map_bev_loose") is not None:
+            groups.setdefault((r["strategy"], r["round"]), []).append(r)
+    out = []
+    for (label, rnd), cells in groups.items():
+        rec: dict[str, Any] = {"strategy": label, "round": rnd, "seeds": len(cells),
+                               "labeled_frames": float(np.mean([c["labeled_frames"] for c in cells])),
+                               "labeled_boxes": float(np.mean([c["labeled_boxes"] for c in cells]))}
+        for key in ("map_bev_loose", "map_bev", "map_per_frame", "map_per_box", "seconds"):
+            vals = np.array([c[key] for c in cells], dtype=np.float64)
+            rec[f"{key}_mean"] = float(vals.mean())
+            rec[f"{key}_std"] = float(vals.std(ddof=1)) if vals.size > 1 else None
+        out.append(rec)
+    return out
+
+
+#: Strategies MGRAL is compared with as "hand-made" (issue 16's targets).
+HAND_MADE = ("entropy", "kcenter", "kcenter_weighted", "kcenter@bev-hist", "probcover", "maxherding")
+
+
+def _mgral_target_rows(rows: list[dict], summary: list[dict], pooled: Optional[dict] = None) -> list[dict]:
+    """Issue 16's targets, each a row (target, measured, threshold, met, detail), from the cell
+    records: mgral's share of (seed, round >= 1) cells beating random in mAP per labeled box
+    (>= 0.8); per round, mgral's mean against the best hand-made strategy's mean minus its
+    standard deviation over seeds (in mAP per labeled box and in mAP); the look-up table's rank
+    correlation with real fine-tunes of held-out probe batches (pooled and the median per round,
+    >= 0.6); policy training against the round's detector training (<= 1x, every round), with the
+    probes' real fine-tunes reported beside it. Empty without mgral and random rows."""
+    mg = [r for r in rows if r["strategy"] == "mgral" and r["round"] > 0 and r.get("map_bev_loose") is not None]
+    if not mg or not any(r["strategy"] == "random" for r in rows):
+        return []
+    out: list[dict] = []
+    paired = [r for r in mg if r["random_map_per_box"] is not None]
+    wins = sum(r["map_per_box"] > r["random_map_per_box"] for r in paired)
+    share = wins / len(paired) if paired else None
+    out.append({"target": "mgral beats random in mAP per labeled box (share of paired cells)",
+                "measured": share, "threshold": 0.8, "met": None if share is None else share >= 0.8,
+                "detail": f"{wins} of {len(paired)} (seed, round >= 1) cells"})
+    by = {(s["strategy"], s["round"]): s for s in summary}
+    for key, name in (("map_per_box", "mAP per labeled box"), ("map_bev_loose", "mAP")):
+        for rnd in sorted({r["round"] for r in mg}):
+            hand = [by[(h, rnd)] for h in HAND_MADE if (h, rnd) in by]
+            own = by.get(("mgral", rnd))
+            if not hand or own is None:
+                continue
+            best = max(hand, key=lambda h: h[f"{key}_mean"])
+            floor = best[f"{key}_mean"] - (best[f"{key}_std"] or 0.0)
+            out.append({"target": f"round {rnd}: mgral >= best hand-made - 1 std ({name})",
+                        "measured": own[f"{key}_mean"], "threshold": floor, "met": own[f"{key}_mean"] >= floor,
+                        "detail": f"best {best['strategy']} {best[f'{key}_mean']:.4g} +- "
+                                  f"{best[f'{key}_std'] or 0.0:.3g} over {best['seeds']} seeds"})
+    rho = [r["table_spearman"] for r in mg if r.get("table_spearman") is not None]
+    out.append({"target": "look-up table: Spearman with real fine-tunes on held-out batches (median per round)",
+                "measured": float(np.median(rho)) if rho else None, "threshold": 0.6,
+                "met": None if not rho else float(np.median(rho)) >= 0.6,
+                "detail": (f"{len(rho)} rounds; min {min(rho):.2f}, max {max(rho):.2f}; pooled over every round's "
+                           f"held-out pairs (mixes the rounds' levels): {(pooled or {}).get('spearman')}"
+                           if rho else "no table")})
+    ratio = [r["policy_s"] / r["train_s"] for r in mg if r.get("policy_s") is not None and r.get("train_s")]
+    probes = [r["probe_s"] / r["train_s"] for r in mg if r.get("probe_s") is not None and r.get("train_s")]
+    out.append({"target": "policy training / the round's detector training (worst round)",
+                "measured": max(ratio) if ratio else None, "threshold": 1.0,
+                "met": None if not ratio else max(ratio) <= 1.0,
+                "detail": (f"mean {np.mean(ratio):.2f}; the table's probe fine-tunes add "
+                           f"{np.mean(probes):.1f}x (mean) the detector training" if ratio else "")})
+    return out
+
+
 def _embedding_tests(rows: list[dict]) -> list[dict]:
     """Per base strategy run on several embeddings, every pair of embeddings (a, b) paired by
     (seed, round >= 1): wins of a / losses / ties and the two-sided sign-test p-value, on mAP and
@@ -852,6 +925,16 @@ def _write_results(root: Path, args: argparse.Namespace) -> None:
         extra={"sign_tests": tests, "embedding_tests": _embedding_tests(rows), "mgral_table_error": table,
                "mgral_options": args.mgral_options},
     )
+    summary = _summary_rows(rows)
+    write_result("loop", summary, name=args.name + "-summary", args=args,
+                 notes=f"mean and standard deviation over seeds per (strategy, round) of {args.name}'s cells "
+                       "(std over seeds, ddof 1); round 0 is the seed's shared random set")
+    targets = _mgral_target_rows(rows, summary, table)
+    if targets:
+        write_result("loop", targets, name=args.name + "-targets", args=args,
+                     notes=f"issue 16's targets measured on {args.name}'s cells (hand-made: "
+                           f"{', '.join(h for h in HAND_MADE if h in args.strategies)}); the table's "
+                           f"held-out error pooled over every mgral round: {table}")
 
 
 def _plot(curves: dict, out: Path, title: str) -> None:
