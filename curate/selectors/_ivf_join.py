@@ -21,6 +21,12 @@ FAISS's own flat search).
 Memory: the ``(N, d)`` rows are read in place (gathered per block), plus O(N) for the list
 assignment and norms, O(:data:`BLOCK_PAIRS`) per block, and the outputs (``O(Q k)`` for kNN,
 ``O(E)`` int32 for a range graph).
+
+Half-precision pools: ``x`` may be float16 or a :class:`curate.selectors._distances.Float32Rows`
+view (e.g. ProbCover's lazily normalised float16 rows). Every read gathers rows and converts
+them to float32 (exactly) before any arithmetic, in the same blocks as for float32 rows, so the
+results equal those of the float32 rows bit for bit and no float32 copy of the pool is made
+(the training sample of :meth:`IVFJoin.build` is ``min(N, train_per_list * nlist)`` rows).
 """
 
 from __future__ import annotations
@@ -40,16 +46,22 @@ logger = logging.getLogger(__name__)
 
 #: Query x candidate pairs per distance block (float32: 32 MiB per block).
 BLOCK_PAIRS = 1 << 23
-#: Rows per block of the exact (brute-force) references and of the list assignment.
+#: Rows per block of the exact (brute-force) references.
 _REF_BLOCK = 4096
+#: Rows per block of the list assignment in :meth:`IVFJoin.build` (one FAISS search each; a
+#: float16 pool is upcast one block at a time: 64 MiB of float32 at d = 256).
+ASSIGN_ROWS = 65536
 
 
 def _sq_norms(x: np.ndarray) -> np.ndarray:
-    """float32 squared row norms, in row blocks (``x`` may be a memory map). O(N d)."""
+    """float32 squared row norms, in row blocks (``x`` may be a memory map, float16 or a row
+    view; a row's norm does not depend on its block). O(N d) time, O(N) memory plus one block of
+    16k rows."""
     out = np.empty(x.shape[0], dtype=np.float32)
-    for s in range(0, x.shape[0], 65536):
-        b = np.asarray(x[s : s + 65536], dtype=np.float32)
+    for s in range(0, x.shape[0], 16384):
+        b = np.asarray(x[s : s + 16384], dtype=np.float32)
         out[s : s + b.shape[0]] = np.einsum("ij,ij->i", b, b)
+        del b  # one block alive at a time
     return out
 
 
@@ -61,8 +73,8 @@ class IVFJoin:
 
     Attributes
     ----------
-    x : numpy.ndarray
-        The ``(N, d)`` float32 rows (not copied).
+    x : numpy.ndarray or Float32Rows
+        The ``(N, d)`` rows (not copied): float32, float16 or a row view; read as float32.
     centroids : numpy.ndarray
         ``(nlist, d)`` float32 list centroids.
     assign : numpy.ndarray
@@ -115,10 +127,10 @@ class IVFJoin:
 
         Training: FAISS k-means, ``niter`` iterations on ``min(N, train_per_list * nlist)``
         seeded rows, O(niter * train_per_list * nlist^2 * d). Assignment: one flat (BLAS) search
-        of the centroids, O(N * nlist * d), in row blocks. ``max_candidates`` caps the rows a
-        list is joined with: its nearest probe lists are kept while their rows fit (the list
-        itself always), so a few oversized lists (k-means on runs of near-duplicates) do not
-        dominate the cost; ``None`` keeps all ``nprobe`` lists.
+        of the centroids, O(N * nlist * d), in row blocks of :data:`ASSIGN_ROWS`.
+        ``max_candidates`` caps the rows a list is joined with: its nearest probe lists are kept
+        while their rows fit (the list itself always), so a few oversized lists (k-means on runs
+        of near-duplicates) do not dominate the cost; ``None`` keeps all ``nprobe`` lists.
         """
         import faiss
 
@@ -129,7 +141,7 @@ class IVFJoin:
         n_train = min(n, int(train_per_list) * nlist)
         rng = np.random.default_rng([int(seed), 0x1F])
         train = np.sort(rng.choice(n, size=n_train, replace=False)) if n_train < n else None
-        sample = np.ascontiguousarray(x if train is None else x[train], dtype=np.float32)
+        sample = np.ascontiguousarray(x[0:n] if train is None else x[train], dtype=np.float32)
         if nlist == 1:
             centroids = sample.mean(axis=0, keepdims=True)
         else:
@@ -142,7 +154,7 @@ class IVFJoin:
         quant = faiss.IndexFlatL2(d)
         quant.add(np.ascontiguousarray(centroids, dtype=np.float32))
         assign = np.empty(n, dtype=np.int32)
-        step = 65536
+        step = ASSIGN_ROWS
         for s in range(0, n, step):
             _, a = quant.search(np.ascontiguousarray(x[s : s + step], dtype=np.float32), 1)
             assign[s : s + a.shape[0]] = a[:, 0]
@@ -223,7 +235,7 @@ class IVFJoin:
             for s in range(0, q_rows.size, step):
                 qr = q_rows[s : s + step]
                 q = np.empty((qr.size, d + 1), dtype=np.float32)
-                np.multiply(x[qr], np.float32(-2.0), out=q[:, :d])
+                np.multiply(np.asarray(x[qr], dtype=np.float32), np.float32(-2.0), out=q[:, :d])
                 q[:, d] = 1.0
                 yield qr, cand, q @ xc.T, self.norms[qr]
 

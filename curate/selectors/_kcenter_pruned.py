@@ -27,7 +27,11 @@ The pick is the largest ``cmax_k`` (ties: the lowest ``cfirst_k``), i.e. the nai
 Time: partition O(iter * 64 K * K * d + N K d) once; per pick O(K d) for the bounds plus
 O(T d) for the ``T`` rows of touched clusters (``T = N`` in the worst case, e.g. for the first
 pick without labeled rows or on data with no cluster structure). Memory O(N + K d) beyond ``x``
-plus one gathered block (at most :data:`GATHER_ROWS` rows); no copy of ``x``.
+plus one gathered block (at most :data:`GATHER_ROWS` rows); no copy of ``x``. A float16 ``x`` (a
+half-precision pool) is read as it is: the partition's k-means upcasts its training sample and
+one block of rows at a time, the distances upcast each gathered block (or each
+:data:`curate.selectors._distances.UPCAST_ROWS` rows of a full pass) with the same kernels, so
+its picks equal those of its float32 upcast bit for bit.
 """
 
 from __future__ import annotations
@@ -38,7 +42,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from curate.selectors._distances import min_sq_dist_to_set, sq_dist_to_point, squared_norms
+from curate.selectors._distances import (
+    UPCAST_ROWS,
+    min_sq_dist_to_set,
+    sq_dist_to_point,
+    squared_norms,
+)
 
 __all__ = ["pruned_greedy_kcenter", "default_n_clusters", "PrunedStats"]
 
@@ -66,7 +75,8 @@ def _partition(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray
     """Seeded k-means labels (int64) and float64 centroids; only affects speed, never picks."""
     from curate.selectors._kmeans import kmeans
 
-    x32 = x if x.dtype == np.float32 else np.ascontiguousarray(x, dtype=np.float32)
+    # float16 goes to kmeans as it is (it upcasts its training sample and one block at a time)
+    x32 = x if x.dtype in (np.float32, np.float16) else np.ascontiguousarray(x, dtype=np.float32)
     labels, centroids = kmeans(
         x32, k, seed=seed, n_iter=PARTITION_ITER, sample_per_cluster=PARTITION_SAMPLE
     )
@@ -108,7 +118,9 @@ def pruned_greedy_kcenter(
     Parameters
     ----------
     x : numpy.ndarray
-        ``(N, d)`` C-contiguous float32 or float64 (the distances' precision).
+        ``(N, d)`` C-contiguous float32 or float64 (the distances' precision), or float16 (a
+        half-precision pool: float32 distances, every read upcast per block; the picks of
+        ``x.astype(np.float32)`` bit for bit).
     labeled : numpy.ndarray
         Boolean mask of the initial centers.
     budget : int
@@ -134,7 +146,7 @@ def pruned_greedy_kcenter(
     n, d = x.shape
     t0 = time.perf_counter()
     norms = squared_norms(x)
-    dist = min_sq_dist_to_set(x, x[labeled], x_norms=norms)
+    dist = min_sq_dist_to_set(x, x[labeled], x_norms=norms, max_rows=UPCAST_ROWS)  # as the naive
     dist[labeled] = -1.0
     ft = dist.dtype.type
     u = float(np.finfo(dist.dtype).eps) / 2.0

@@ -17,7 +17,12 @@ from typing import Any, Optional
 import numpy as np
 
 from curate.errors import InvalidInputError
-from curate.selectors._distances import min_sq_dist_to_set, sq_dist_to_point, squared_norms
+from curate.selectors._distances import (
+    UPCAST_ROWS,
+    min_sq_dist_to_set,
+    sq_dist_to_point,
+    squared_norms,
+)
 from curate.selectors._kcenter_pruned import pruned_greedy_kcenter
 from curate.selectors.base import ScoresLike, Selection, Selector, validate_inputs
 
@@ -95,7 +100,8 @@ def greedy_kcenter(
     Parameters
     ----------
     x : numpy.ndarray
-        ``(N, d)`` C-contiguous float32.
+        ``(N, d)`` C-contiguous float32, float64, or float16 (a half-precision pool: upcast
+        block by block, never as a whole; same picks, gains and radius as its float32 upcast).
     labeled : numpy.ndarray
         Boolean mask of the initial centers.
     budget : int
@@ -123,14 +129,19 @@ def greedy_kcenter(
 
     Notes
     -----
-    Time O(N*L*d) for the distances to ``L`` labeled rows (chunked BLAS) plus O(budget*N*d): one
+    Time O(N*L*d) for the distances to ``L`` labeled rows (chunked BLAS, at most
+    :data:`~curate.selectors._distances.UPCAST_ROWS` rows per block) plus O(budget*N*d): one
     matrix-vector product per pick, a single pass over ``x``, so the loop is bound by memory
-    bandwidth. Memory O(N) beyond ``x`` (on CUDA, ``x`` is copied to the GPU once).
+    bandwidth. Memory O(N) beyond ``x`` plus one upcast block of a float16 ``x``
+    (:data:`curate.selectors._distances.UPCAST_ROWS` rows). On CUDA ``x`` is copied to the GPU
+    once (a float16 ``x`` as float16, upcast there to float32 in GPU memory); the torch backend
+    on CPU (a test path, never chosen by ``"auto"``) upcasts a float16 ``x`` to one float32 copy.
     """
     if budget > 0 and not labeled.any() and first_pick is None:
         raise InvalidInputError("greedy_kcenter needs first_pick when there are no labeled rows")
     norms = squared_norms(x)
-    dist = min_sq_dist_to_set(x, x[labeled], x_norms=norms)
+    # row blocks capped for every dtype: a float16 pool then runs the very GEMMs of its upcast
+    dist = min_sq_dist_to_set(x, x[labeled], x_norms=norms, max_rows=UPCAST_ROWS)
     if backend == "torch":
         return _greedy_torch(x, norms, dist, labeled, budget, first_pick, weights, stop_sq, device)
     return _greedy_numpy(x, norms, dist, labeled, budget, first_pick, weights, stop_sq)
@@ -198,6 +209,8 @@ def _greedy_torch(
 
     dev = torch.device(device)
     xt = torch.from_numpy(x).to(dev)
+    if xt.dtype == torch.float16:  # exact upcast, on the device (host memory holds float16 only)
+        xt = xt.float()
     nt = torch.from_numpy(norms).to(dev)
     dt = torch.from_numpy(dist).to(dev)
     lab = torch.from_numpy(labeled).to(dev)
@@ -283,7 +296,15 @@ class KCenterGreedy(Selector):
     -----
     Time O(N*L*d) for the initial distances to ``L`` labeled rows (chunked BLAS) plus
     O(budget*N*d) for the picks (one matrix-vector product per pick, memory-bandwidth bound).
-    Memory O(N*d) for the input plus O(N) working arrays; no N x N matrix. The pruned path does
+    Memory O(N*d) for the input plus O(N) working arrays; no N x N matrix.
+
+    Half-precision pools (:attr:`accepts_float16`): float16 ``vectors`` are read as they are and
+    upcast block by block (at most 32k rows, or the BLAS block of the initial distances; the
+    labeled rows are gathered as float16 and upcast 4096 at a time), so the pool is held once in
+    float16 and never as a float32 copy. Picks, gains, ties and radius equal those of
+    ``vectors.astype(np.float32)`` bit for bit, on both algorithms (same kernels, same block
+    shapes). ``dtype="float64"`` still makes its float64 copy; the torch backend on CPU makes a
+    float32 copy (on CUDA the upcast copy lives on the GPU). The pruned path does
     O(K d) per pick plus the rows of the clusters the new center can improve (``info["pruning"]``
     reports the mean touched fraction), after an O(N sqrt(N) d) partition.
     """
@@ -292,6 +313,8 @@ class KCenterGreedy(Selector):
     #: default ``oversample`` of :class:`~curate.selectors.sharded.Sharded` around k-center:
     #: the radius is set by the worst-covered region, which a proportional share starves.
     shard_oversample = 2.0
+    #: float16 pools are upcast block by block (see Notes): no float32 copy of the pool.
+    accepts_float16 = True
 
     def __init__(
         self,
@@ -335,7 +358,7 @@ class KCenterGreedy(Selector):
         seed: int = 0,
     ) -> Selection:
         """Pick up to ``budget`` rows by greedy k-center; see :class:`Selector`."""
-        inp = validate_inputs(vectors, budget, labeled)
+        inp = validate_inputs(vectors, budget, labeled, keep_float16=True)
         backend, device = resolve_backend(
             "numpy" if self.dtype == "float64" else self.backend,
             "cpu" if self.dtype == "float64" else self.device,

@@ -63,9 +63,10 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from curate.errors import InvalidInputError
-from curate.selectors._distances import block_rows, squared_norms
+from curate.selectors._distances import Float32Rows, block_rows, squared_norms
 from curate.selectors._kmeans import kmeans
 from curate.selectors._neighbors import (
+    FLAT_MAX,
     CSRGraph,
     build_neighbors,
     gather_rows,
@@ -84,6 +85,7 @@ __all__ = [
     "ProbCover",
     "UncertaintyProbCover",
     "normalize_rows",
+    "normalized_rows_view",
     "purity_radii",
     "delta_from_purity",
     "purity_sample_rows",
@@ -109,10 +111,21 @@ MAX_BALL = 64
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
-    """L2-normalise the rows of ``x`` (float32 copy; all-zero rows stay zero). O(N*d)."""
+    """L2-normalise the rows of ``x`` (float32 copy; all-zero rows stay zero; a float16 ``x`` is
+    upcast exactly). O(N*d)."""
     norms = np.sqrt(squared_norms(x))
     norms[norms == 0] = 1.0
     return np.ascontiguousarray(x / norms[:, None], dtype=np.float32)
+
+
+def normalized_rows_view(x: np.ndarray) -> Float32Rows:
+    """The rows of :func:`normalize_rows` without the float32 copy: a
+    :class:`curate.selectors._distances.Float32Rows` view that upcasts and divides the rows it
+    is indexed with (bit for bit the rows of ``normalize_rows(x)``). For float16 pools.
+    O(N*d) time for the norms, O(N) memory."""
+    norms = np.sqrt(squared_norms(x))
+    norms[norms == 0] = 1.0
+    return Float32Rows(x, norms)
 
 
 def _nearest_other_label(x: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -453,6 +466,11 @@ def approximation_loss(
     }
 
 
+def _flat_neighbors(index_kind: str, n: int) -> bool:
+    """Whether :func:`curate.selectors._neighbors.build_neighbors` builds an exact flat index."""
+    return index_kind == "flat" or (index_kind == "auto" and n <= FLAT_MAX)
+
+
 class _StageClock:
     """Wall seconds (``seconds``) and process CPU seconds (``cpu_seconds``) per named stage, each
     stage measured from the previous one (CPU next to wall: on a shared machine the wall clock
@@ -666,10 +684,22 @@ class ProbCover(Selector):
     Time: one FAISS kNN (auto delta) or range search, O(N^2 d) exact or sub-quadratic with IVF;
     k-means O(iter*min(N, 64 k)*k*d + N*k*d); greedy O(E + budget*N). Memory
     O(N*d + E + N*knn_k); no N x N matrix.
+
+    Half-precision pools (:attr:`accepts_float16`): float16 ``vectors`` are taken as they are.
+    With the IVF join (``index_kind="ivf"``, or ``"auto"`` above ``FLAT_MAX`` rows) the
+    normalised rows are never materialised: :func:`normalized_rows_view` upcasts and divides the
+    rows each block gathers (the purity k-means its training sample and one block at a time, the
+    join its lists and candidates, the loss check its sample and row blocks), so the pool is held
+    once, in float16. The exact flat index (``"flat"``, or ``"auto"`` up to ``FLAT_MAX`` rows)
+    needs the float32 normalised rows, as FAISS keeps its own float32 copy anyway: there the
+    float16 pool is normalised into one float32 copy. Either way picks, gains and ``info``
+    equal those of ``vectors.astype(np.float32)`` bit for bit.
     """
 
     name = "probcover"
     _weighted = False
+    #: float16 pools are normalised per gathered block on the IVF path (see Notes).
+    accepts_float16 = True
 
     def __init__(
         self,
@@ -739,10 +769,14 @@ class ProbCover(Selector):
         seed: int = 0,
     ) -> Selection:
         """Pick ``budget`` rows by greedy delta-ball coverage; see :class:`Selector`."""
-        inp = validate_inputs(vectors, budget, labeled)
+        inp = validate_inputs(vectors, budget, labeled, keep_float16=True)
         weights = self._weights(scores, inp.vectors.shape[0])
-        xn = normalize_rows(inp.vectors)
-        n = xn.shape[0]
+        n = inp.vectors.shape[0]
+        if inp.vectors.dtype == np.float16 and not _flat_neighbors(self.index_kind, n):
+            # the IVF join gathers rows per block: normalise them on the fly, no float32 copy
+            xn = normalized_rows_view(inp.vectors)
+        else:
+            xn = normalize_rows(inp.vectors)
         info: dict[str, Any] = {}
         clock = _StageClock()
         index = None

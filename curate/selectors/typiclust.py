@@ -63,6 +63,11 @@ def typicality(x: np.ndarray, k: int) -> np.ndarray:
     return 1.0 / (rest.mean(axis=1) + _EPS)
 
 
+def _float32_rows(x, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` of ``x`` (array or row view) as C-contiguous float32 (exact upcast)."""
+    return np.ascontiguousarray(np.asarray(x[rows], dtype=np.float32))
+
+
 def cluster_visit_order(
     clusters: np.ndarray, labeled: np.ndarray, n_clusters: int, min_cluster_size: int
 ) -> np.ndarray:
@@ -77,6 +82,8 @@ def cluster_visit_order(
     return ids[order]
 
 
+#: Rows per chunk of the neighbour selection inside one distance block of :class:`_ClusterKNN`.
+_PART_ROWS = 256
 #: Neighbours kept per row beyond ``knn_k`` by the incremental typicality (slack before a row's
 #: list must be recomputed because picks removed its neighbours).
 LIST_SLACK = 4
@@ -91,24 +98,39 @@ class _ClusterKNN:
     against the remaining rows. The first valid entries of a list are always the true nearest
     remaining rows, so typicality equals a from-scratch computation.
 
-    Memory O(s * kk); time O(s^2 d) once (in row blocks), then O(s * kk + r * s * d) per removal
-    with ``r`` the lists recomputed (a handful).
+    The rows are not kept: ``x`` is the pool (float32, float16, or a
+    :class:`curate.selectors._distances.Float32Rows` view) and ``rows`` the cluster's rows in it
+    (default: all rows of ``x``); every recomputation gathers the rows it needs and upcasts them
+    to float64 (exact), the same numbers in the same block shapes as a float64 copy of the
+    cluster would give.
+
+    Memory O(s * kk) (float64 distances, int32 positions) kept, plus O(s d) float64 and one
+    distance block (at most 32 MiB of float64) while the lists are (re)computed; time O(s^2 d) once (in row blocks), then O(s * kk + r * s * d) per
+    removal with ``r`` the lists recomputed (a handful).
     """
 
-    def __init__(self, x: np.ndarray, knn_k: int) -> None:
-        self.x = x.astype(np.float64)
-        self.sq = np.einsum("ij,ij->i", self.x, self.x)
-        s = x.shape[0]
+    def __init__(self, x, knn_k: int, rows: Optional[np.ndarray] = None) -> None:
+        self.pool = x
+        s = x.shape[0] if rows is None else int(rows.shape[0])
+        self.rows = np.arange(s, dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
         self.alive = np.ones(s, dtype=bool)
         self.remaining = s
         self.kk = min(knn_k + LIST_SLACK, s - 1)
         self.dist = np.full((s, max(self.kk, 0)), np.inf)
-        self.ind = np.full((s, max(self.kk, 0)), -1, dtype=np.int64)
+        self.ind = np.full((s, max(self.kk, 0)), -1, dtype=np.int32)
+        x64 = self._gather(np.arange(s))
+        self.sq = np.einsum("ij,ij->i", x64, x64)
         if self.kk > 0:
-            self._refresh(np.arange(s))
+            self._refresh(np.arange(s), x64)
 
-    def _refresh(self, rows: np.ndarray) -> None:
-        """Recompute the lists of ``rows`` against every remaining row (exact, blocks)."""
+    def _gather(self, pos: np.ndarray) -> np.ndarray:
+        """float64 rows of the cluster at positions ``pos`` (exact upcast)."""
+        return np.asarray(self.pool[self.rows[pos]], dtype=np.float64)
+
+    def _refresh(self, rows: np.ndarray, x64: Optional[np.ndarray] = None) -> None:
+        """Recompute the lists of ``rows`` against every remaining row (exact, blocks).
+
+        ``x64`` is the whole cluster in float64 when the caller has it (construction)."""
         cand = np.flatnonzero(self.alive)
         kk = min(self.kk, cand.size - 1)
         step = max(1, (4 << 20) // max(1, cand.size))  # 32 MiB of float64 per block
@@ -116,13 +138,23 @@ class _ClusterKNN:
         self.ind[rows] = -1
         if kk <= 0:
             return
-        xc = self.x[cand]
+        xc = x64[cand] if x64 is not None else self._gather(cand)
         for s0 in range(0, rows.size, step):
             r = rows[s0 : s0 + step]
-            d2 = self.sq[r][:, None] + self.sq[cand][None, :] - 2.0 * (self.x[r] @ xc.T)
-            d2[r[:, None] == cand[None, :]] = np.inf  # not its own neighbour
-            part = np.argpartition(d2, kk - 1, axis=1)[:, :kk]
+            xr = x64[r] if x64 is not None else self._gather(r)
+            d2 = self.sq[r][:, None] + self.sq[cand][None, :] - 2.0 * (xr @ xc.T)
+            del xr
+            # not its own neighbour (cand is sorted; a refreshed row is alive, so in cand)
+            at = np.minimum(np.searchsorted(cand, r), cand.size - 1)
+            own = cand[at] == r
+            d2[np.flatnonzero(own), at[own]] = np.inf
+            # per-row selection in row chunks: no int64 index array of the whole block
+            part = np.empty((r.size, kk), dtype=np.int64)
+            for c0 in range(0, r.size, _PART_ROWS):
+                part[c0 : c0 + _PART_ROWS] = np.argpartition(
+                    d2[c0 : c0 + _PART_ROWS], kk - 1, axis=1)[:, :kk]
             dd = np.take_along_axis(d2, part, axis=1)
+            del d2
             order = np.argsort(dd, axis=1, kind="stable")
             self.dist[r, :kk] = np.sqrt(np.maximum(np.take_along_axis(dd, order, axis=1), 0.0))
             self.ind[r, :kk] = cand[np.take_along_axis(part, order, axis=1)]
@@ -171,8 +203,10 @@ def typiclust_order(
 
     Parameters
     ----------
-    x : numpy.ndarray
-        ``(N, d)`` float32.
+    x : numpy.ndarray or Float32Rows
+        ``(N, d)`` float32, or float16 / a :class:`curate.selectors._distances.Float32Rows` view
+        (half-precision pools: a cluster's rows are gathered and upcast when it is measured,
+        exactly, so the picks are those of the float32 rows).
     clusters : numpy.ndarray
         int ``(N,)`` cluster ids in ``[0, K)``.
     labeled : numpy.ndarray
@@ -200,7 +234,9 @@ def typiclust_order(
     Notes
     -----
     Incremental: O(sum_c s_c^2 d) once over the visited clusters plus O(s_c * (knn_k + d)) per
-    pick, memory O(N * knn_k) for the lists of visited clusters. Per visit
+    pick, memory O(N * knn_k) for the lists of visited clusters (12 bytes per entry) plus
+    O(s_c d) float64 for the cluster being (re)measured; no copy of the visited clusters' rows
+    is kept. Per visit
     (``incremental=False``): O(sum over visits of s^2 d), memory O(N + s*knn_k). ``s_c = N / K``
     with ``K <= max_clusters`` clusters, so the per-row cost grows with ``N / K``.
     """
@@ -228,7 +264,7 @@ def typiclust_order(
                 if rows.size == 0:
                     active.remove(c)
                     continue
-                lists[c] = _ClusterKNN(x[rows], knn_k)
+                lists[c] = _ClusterKNN(x, knn_k, rows)
             lst = lists[c]
             if lst.remaining == 0:
                 active.remove(c)
@@ -248,7 +284,7 @@ def typiclust_order(
             continue  # same position now points at the next cluster
         if c not in cache:
             k = min(knn_k, rows.size // 2)
-            cache[c] = typicality(x[rows], k) if k >= 1 else np.zeros(rows.size)
+            cache[c] = typicality(_float32_rows(x, rows), k) if k >= 1 else np.zeros(rows.size)
         t = cache[c]
         j = int(np.argmax(t))
         pick = int(rows[j])
@@ -294,9 +330,20 @@ class TypiClust(Selector):
     -----
     Time: k-means O(iter * T * K * d) plus O(N*K*d) for the assignment, and the in-cluster kNN
     O(sum s_c^2 d) over the visited clusters. Memory O(N*d + N*knn_k); no N x N matrix.
+
+    Half-precision pools (:attr:`accepts_float16`): float16 ``vectors`` are read as they are,
+    never as a float32 copy: the k-means upcasts its training sample (or decodes the float16
+    rows block by block when it trains on every row, see :func:`curate.selectors._kmeans.kmeans`)
+    and assigns one block at a time; each visited cluster's rows are gathered and upcast when
+    its typicality is (re)computed; ``normalize=True`` divides gathered rows by their norms on
+    the fly (:class:`curate.selectors._distances.Float32Rows`), except that a k-means over every
+    row (at most 50 clusters) of normalised rows upcasts them whole. The picks and gains equal
+    those of ``vectors.astype(np.float32)`` bit for bit.
     """
 
     name = "typiclust"
+    #: float16 pools are upcast per block / per cluster (see Notes): no float32 copy of the pool.
+    accepts_float16 = True
 
     def __init__(
         self,
@@ -323,7 +370,8 @@ class TypiClust(Selector):
         return max(1, min(n_labeled + budget, self.max_clusters, n_rows))
 
     def cluster(self, x: np.ndarray, k: int, seed: int) -> np.ndarray:
-        """Seeded k-means labels of the rows of ``x`` (after the optional normalisation)."""
+        """Seeded k-means labels of the rows of ``x`` (after the optional normalisation; float32,
+        float16 or a row view, see :func:`curate.selectors._kmeans.kmeans`)."""
         return kmeans(x, k, seed=seed)[0]
 
     def select(
@@ -341,12 +389,13 @@ class TypiClust(Selector):
         ``clusters`` (optional, keyword-only) gives precomputed cluster ids per row instead of
         running k-means.
         """
-        inp = validate_inputs(vectors, budget, labeled)
+        inp = validate_inputs(vectors, budget, labeled, keep_float16=True)
         x = inp.vectors
         if self.normalize:
-            from curate.selectors.probcover import normalize_rows
+            from curate.selectors.probcover import normalize_rows, normalized_rows_view
 
-            x = normalize_rows(x)
+            # a float16 pool is normalised lazily, per gathered block (same float32 numbers)
+            x = normalized_rows_view(x) if x.dtype == np.float16 else normalize_rows(x)
         k = self.n_clusters(x.shape[0], int(inp.labeled.sum()), inp.budget)
         if clusters is None:
             clusters = self.cluster(x, k, seed)
