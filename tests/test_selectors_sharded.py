@@ -289,14 +289,16 @@ def test_workspace_reads_a_float16_table_as_float16_for_sharded(ws: curate.Works
 
     monkeypatch.setattr(ws.store, "gather_vectors", spy)
     sharded = ws.select("kcenter", 6, embedding="h16", shards=2)
-    plain = ws.select("kcenter", 6, embedding="h16")
+    plain = ws.select("kcenter", 6, embedding="h16")  # k-center upcasts block by block: float16 too
+    herd = ws.select("maxherding", 4, embedding="h16")  # herding still reads float32
     rand = ws.select("random", 3, embedding="h16")  # reads no vector values: float16 too
-    assert seen == [(False, np.float16), (True, np.float32), (False, np.float16)]
+    assert seen == [(False, np.float16), (False, np.float16), (True, np.float32), (False, np.float16)]
     assert isinstance(rand.run.info["coverage_radius"], float)
     ids, v32 = ws.vectors("h16")
     direct = Sharded("kcenter", shards=2, measure_loss=False).select(v32, 6, seed=0)
     assert sharded.ids == [ids[i] for i in direct.indices]
-    assert len(plain.ids) == 6 and ws.reproduce(sharded.run_id) == sharded.ids
+    assert plain.ids == [ids[i] for i in create_selector("kcenter").select(v32, 6, seed=0).indices]
+    assert len(herd.ids) == 4 and ws.reproduce(sharded.run_id) == sharded.ids
 
 
 def _alive(pid: int) -> bool:
