@@ -2,7 +2,7 @@
 
 Synthesise -> ingest -> self-supervised pretraining on the pool (ReCon-style, a few steps) ->
 embed (pretrained point encoder, ImageNet camera encoder, fused) -> select (random, k-center,
-ProbCover, TypiClust, per-drive cap) -> export -> a short active-learning loop around a CPU
+ProbCover, TypiClust, MaxHerding, per-drive cap, sharded; k-center on a float16 table) -> export -> a short active-learning loop around a CPU
 PointPillars (mmdet3d) whose predictions drive an uncertainty-weighted selection. Every stage that
 lands in the product shows up here; it must stay a few minutes on 2 CPU cores.
 """
@@ -160,6 +160,15 @@ def run_demo(
         timings[f"select {label}"] = time.perf_counter() - t
         results[label] = {"run": sel.run, **_selection_stats(ws, sel.ids)}
 
+    # float16 storage: a bev-hist table kept as float16 (half the bytes), which k-center reads as
+    # float16 and upcasts block by block (its picks are those of the float32 upcast)
+    t = time.perf_counter()
+    ws.embed("bev-hist", name="bev-hist-f16", dtype="float16")
+    sel = ws.select("kcenter", budget, embedding="bev-hist-f16", seed=seed)
+    ws.export(sel.run_id, "json", export_dir / f"{sel.run_id}-kcenter-f16.json")
+    timings["embed + select kcenter-f16"] = time.perf_counter() - t
+    results["kcenter-f16"] = {"run": sel.run, **_selection_stats(ws, sel.ids)}
+
     loop_report = None
     loop_note = ""
     if loop_rounds > 0 and mm3d_available():
@@ -209,6 +218,7 @@ def run_demo(
     echo("")
     echo("coverage radius: largest distance from any frame to its nearest selected frame (lower is better)")
     echo("constrained*: k-center with at most 2 frames per drive")
+    echo("kcenter-f16: k-center on a float16 bev-hist table (not the fused embedding), read without a float32 copy")
     echo(f"exports: {export_dir}")
     if loop_report is not None:
         echo("")

@@ -123,7 +123,7 @@ def test_demo_smoke(tmp_path: Path) -> None:
     assert "pretrain 2 steps" in res.stdout and "embed recon-tiny-ssl" in res.stdout
     assert "embedding fused" in res.stdout  # pretrained point vectors + camera vectors
     exports = sorted(p.name for p in (tmp_path / "ws" / "demo-exports").iterdir())
-    for strategy in ("random", "kcenter", "probcover", "typiclust", "constrained"):
+    for strategy in ("random", "kcenter", "probcover", "typiclust", "constrained", "kcenter-f16"):
         assert strategy in res.stdout
         assert sum(e.endswith(f"-{strategy}.json") for e in exports) == 1
     kcenter = [e for e in exports if "-kcenter." in e]
