@@ -74,6 +74,11 @@ previous round can lose what round 0 learnt). The options that make the signal s
   ``extra.embedding_tests`` of the result file pairs the embeddings of one strategy by
   (seed, round >= 1) with a sign test, on mAP and on mAP per labeled box.
 
+``noise``: the detector's own training noise, the yardstick for the strategies' differences:
+finished cells (``--noise-cells random:0:1,...``) are retrained on exactly their labeled frames
+``--repeats`` times with other training seeds; the result gives per cell the mean and standard
+deviation over those trainings beside the study's value.
+
 ``predict``: prediction over a pool with ``ProbAnchor3DHead`` (per-class scores of every NMS
 survivor kept) against the named peer, mmdet3d's stock ``Anchor3DHead`` (``model.test_step``)
 with the same weights, plus a 2-model ensemble and 3 MC-dropout passes. Each measurement runs in
@@ -1181,10 +1186,71 @@ def _run_predict(args: argparse.Namespace) -> None:
               f"{1000 * r['seconds'] / max(1, r['frames']):>10.1f}{r['peak_mib']:>10.0f}{r['seconds'] / base:>9.2f}")
 
 
+def _run_noise(args: argparse.Namespace) -> None:
+    """``noise``: the detector's own training noise at fixed labeled sets. Each cell of
+    ``--noise-cells`` (``STRATEGY:SEED:ROUND``, finished in ``--root``) is retrained on exactly its
+    labeled frames ``--repeats`` times with other training seeds (``--schedule retrain`` as the
+    study, validation the same), one record per training; ``extra.cells`` gives per cell the mean
+    and standard deviation over the repeats next to the study's own value. Cost: cells x repeats
+    trainings of about ``--round-iters`` iterations."""
+    import torch
+
+    import curate
+    from benchmarks.results_io import write_result
+    from curate.loop.evaluate import evaluate_predictions
+    from curate.loop.mm3d import MMDet3DDetector
+
+    root = Path(args.root)
+    state = _state(root, args)
+    res = _read_results(root)
+    torch.set_num_threads(1)
+    classes = tuple(args.classes)
+    eval_classes = [c for c in EVAL_CLASSES if c in classes]
+    out, cells = [], []
+    for spec in [c for c in args.noise_cells.split(",") if c.strip()]:
+        label, seed, rnd = spec.split(":")
+        key = (INITIAL if int(rnd) == 0 else label, int(seed), int(rnd))
+        if key not in res or res[key].get("map_bev_loose") is None:
+            raise SystemExit(f"--noise-cells {spec}: no finished, trained cell {key} in {root}/results.jsonl")
+        rec = res[key]
+        rows = list(rec["rows"])
+        ids = [state["pool"][i] for i in rows]
+        cell_dir = root / "noise" / f"{label}-s{seed}-r{rnd}"
+        train_pkl = _subset_pkl(root, ids, cell_dir / "train.pkl")
+        val_pkl = root / f"val-{len(state['val'])}.pkl"
+        if not val_pkl.is_file():
+            _subset_pkl(root, state["val"], val_pkl)
+        maps = []
+        for k in range(args.repeats):
+            det = MMDet3DDetector("pointpillars-tiny", classes=classes, epochs=args.epochs, batch_size=args.batch_size,
+                                  lr=args.lr, predict_batch_size=8, score_thr=args.score_thr)
+            det.epochs = max(1, int(round(args.round_iters * args.batch_size / len(rows))))
+            t0 = time.perf_counter()
+            train_seed = 1_000_000 + 1000 * k + int(seed) * 10 + int(rnd)  # never a study seed (seed * 100 + rnd)
+            trained = det.train(train_pkl, cell_dir / f"train-{k}", load_from=None, seed=train_seed)
+            preds = det.predict(val_pkl, [trained.checkpoint])
+            result = evaluate_predictions(curate.connect(root / "ws"), preds, classes=eval_classes,
+                                          **_eval_filter(det, args))
+            m = result.mean_ap("bev", strict=False)
+            maps.append(m)
+            out.append({"strategy": label, "seed": int(seed), "round": int(rnd), "repeat": k, "train_seed": train_seed,
+                        "labeled_frames": len(rows), "labeled_boxes": rec["labeled_boxes"], "map_bev_loose": m,
+                        "map_bev": result.mean_ap("bev"), "map_per_box": m / max(1, rec["labeled_boxes"]),
+                        "seconds": time.perf_counter() - t0})
+            print(f"[{time.strftime('%H:%M:%S')}] {spec} repeat {k}: loose mAP {m:.2f}", flush=True)
+        cells.append({"cell": spec, "study_map_bev_loose": rec["map_bev_loose"], "repeats": len(maps),
+                      "mean": float(np.mean(maps)), "std": float(np.std(maps, ddof=1)) if len(maps) > 1 else None,
+                      "min": float(np.min(maps)), "max": float(np.max(maps))})
+    write_result("loop", out, name=args.name, args=args,
+                 notes="training noise: each cell's labeled frames retrained with other training seeds "
+                       "(loose BEV AP40 moderate, the study's metric and validation frames)",
+                 extra={"cells": cells})
+
+
 # ====================================================================== CLI
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="al", choices=["al", "report", "predict", "child"])
+    parser.add_argument("mode", nargs="?", default="al", choices=["al", "report", "predict", "noise", "child"])
     parser.add_argument("--root", default="/tmp/curate-bench-loop", help="A/B working directory (resumable)")
     parser.add_argument("--frames", type=int, default=None,
                         help="A/B: frames generated (default 900); predict: pool frames (default 48)")
@@ -1239,6 +1305,9 @@ def main() -> None:
                         help="JSON-lines cell log of finished seeds, read at the start and rewritten at the end "
                              "(e.g. benchmarks/results/<name>.cells.jsonl, committed): a study longer than one "
                              "machine's session continues on the next machine, whole seeds at a time")
+    parser.add_argument("--noise-cells", default="random:0:1",
+                        help="noise: finished cells STRATEGY:SEED:ROUND (comma-separated) to retrain")
+    parser.add_argument("--repeats", type=int, default=5, help="noise: trainings per cell")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--from-al", default=None, help="predict: use checkpoints of this A/B root")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -1277,7 +1346,9 @@ def main() -> None:
     args.mgral_options = json.loads(args.mgral_options) if isinstance(args.mgral_options, str) else {}
     if "mgral" in args.strategies:
         mgral_options(args.mgral_options, budget=args.budget)  # bad options fail before any training
-    if args.mode == "report":
+    if args.mode == "noise":
+        _run_noise(args)
+    elif args.mode == "report":
         print(_report(Path(args.root), args))
         _write_results(Path(args.root), args)
         if args.carry:

@@ -26,8 +26,12 @@ def _run(module: str, args: list[str], results: Path, timeout: int = 900) -> sub
     return run_benchmark(module, args, results, timeout)
 
 
-def _only_result(results: Path) -> dict:
+def _only_result(results: Path, name: str = "") -> dict:
+    """The one result under ``results`` (or, with ``name``, the result ``name`` among several)."""
     files = sorted(results.glob("*.json"))
+    if name:
+        assert results / f"{name}.json" in files, [f.name for f in files]
+        files = [results / f"{name}.json"]
     assert len(files) == 1, [f.name for f in files]
     data = read_result(files[0])
     assert data["rows"] and set(data["columns"]) == set(data["rows"][0])
@@ -102,8 +106,12 @@ def test_loop_smoke(tmp_path: Path) -> None:
                              "--rounds", "2", "--seeds", "0", "--strategies", "random,kcenter",
                              "--epochs", "1", "--initial-epochs", "1", "--name", "loop-smoke"],
          tmp_path / "results")
-    data = _only_result(tmp_path / "results")
+    data = _only_result(tmp_path / "results", "loop-smoke")
     assert {r["strategy"] for r in data["rows"]} == {"random", "kcenter"}
+    # its companion: mean / std over seeds per (strategy, round); no mgral, so no targets file
+    summary = _only_result(tmp_path / "results", "loop-smoke-summary")
+    assert {(r["strategy"], r["round"]) for r in summary["rows"]} >= {("random", 1), ("kcenter", 1)}
+    assert not (tmp_path / "results" / "loop-smoke-targets.json").exists()
 
 
 def test_loop_signal_embeddings_smoke(tmp_path: Path) -> None:
@@ -118,7 +126,7 @@ def test_loop_signal_embeddings_smoke(tmp_path: Path) -> None:
                              "--rounds", "2", "--seeds", "0", "--strategies", "random,kcenter",
                              "--name", "loop-signal-smoke"],
          tmp_path / "results")
-    data = _only_result(tmp_path / "results")
+    data = _only_result(tmp_path / "results", "loop-signal-smoke")
     assert {r["strategy"] for r in data["rows"]} == {"random", "kcenter@bev-hist", "kcenter@recon-tiny"}
     assert {r["embedding"] for r in data["rows"] if r["base"] == "kcenter" and r["round"] == 1} == {"bev-hist",
                                                                                                   "recon-tiny"}
@@ -127,6 +135,23 @@ def test_loop_signal_embeddings_smoke(tmp_path: Path) -> None:
     assert all(isinstance(r["map_per_box"], float) for r in data["rows"] if r["round"] == 1)
     [pair] = data["extra"]["embedding_tests"]
     assert (pair["strategy"], pair["a"], pair["b"], pair["cells"]) == ("kcenter", "bev-hist", "recon-tiny", 1)
+
+    # the training-noise yardstick: the random cell of round 1 retrained twice with other seeds
+    noise_dir = tmp_path / "noise-results"
+    _run("benchmarks.loop", ["noise", "--root", str(tmp_path / "loop"), "--frames", "80", "--preset", "loop",
+                             "--classes", "Car", "--schedule", "retrain", "--round-iters", "4",
+                             "--eval-in-range", "--eval-min-points", "5", "--drives", "report",
+                             "--embeddings", "bev-hist,recon-tiny", "--pool-size", "24", "--val-size", "8",
+                             "--initial", "4", "--budget", "4", "--skip-initial-model", "--rounds", "2",
+                             "--seeds", "0", "--strategies", "random,kcenter", "--noise-cells", "random:0:1",
+                             "--repeats", "2", "--name", "loop-noise-smoke"],
+         noise_dir)
+    noise = _only_result(noise_dir)
+    assert [(r["strategy"], r["repeat"]) for r in noise["rows"]] == [("random", 0), ("random", 1)]
+    assert len({r["train_seed"] for r in noise["rows"]}) == 2
+    [cell] = noise["extra"]["cells"]
+    assert cell["cell"] == "random:0:1" and cell["repeats"] == 2
+    assert cell["min"] <= cell["mean"] <= cell["max"]
 
 
 def test_loop_camera_and_fused_embeddings_smoke(tmp_path: Path) -> None:
@@ -144,7 +169,7 @@ def test_loop_camera_and_fused_embeddings_smoke(tmp_path: Path) -> None:
                              "--skip-initial-model", "--rounds", "2", "--seeds", "0",
                              "--strategies", "random,kcenter", "--name", "loop-camera-smoke"],
          tmp_path / "results")
-    data = _only_result(tmp_path / "results")
+    data = _only_result(tmp_path / "results", "loop-camera-smoke")
     assert {r["strategy"] for r in data["rows"] if r["round"] == 1} == {
         "random", "kcenter@bev-hist", "kcenter@recon-tiny-ssl", "kcenter@camera", "kcenter@fused"}
     ws = curate.connect(root / "ws")
