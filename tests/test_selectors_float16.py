@@ -14,10 +14,10 @@ so that the bound measures what grows with ``N * d``.
 
 from __future__ import annotations
 
-import tracemalloc
 
 import numpy as np
 import pytest
+from memtrace import peak_extra  # tests/memtrace.py
 
 from curate.selectors import KCenterGreedy, ProbCover, TypiClust, UncertaintyProbCover
 from curate.selectors import _distances, _ivf_join, _kcenter_pruned, _kmeans, kcenter
@@ -227,23 +227,13 @@ def test_typiclust_float16_codes_path_equals_float32(monkeypatch) -> None:
 
 
 # ----------------------------------------------------------------------------- memory
-def _peak_extra(fn) -> tuple[object, int]:
-    """Result of ``fn()`` and the peak of traced memory above what was held before it."""
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        out = fn()
-        return out, tracemalloc.get_traced_memory()[1] - before
-    finally:
-        tracemalloc.stop()
 
 
 @pytest.mark.parametrize("algorithm, budget", [("naive", 20), ("pruned", 100)])
 def test_kcenter_float16_pool_makes_no_float32_copy(algorithm: str, budget: int) -> None:
     x16 = _pool(400_000, 64, clusters=40)
     labeled = np.arange(5)
-    res, extra = _peak_extra(
+    res, extra = peak_extra(
         lambda: KCenterGreedy(algorithm=algorithm).select(x16, budget, labeled=labeled, seed=0))
     assert res.info["algorithm"] == algorithm and len(res.indices) == budget
     assert extra < 0.6 * x16.size * 4, (extra, x16.size * 4)
@@ -257,7 +247,7 @@ def test_probcover_ivf_float16_pool_makes_no_float32_copy(monkeypatch) -> None:
     labeled = np.arange(5)
     sel = ProbCover(index_kind="ivf", nlist=200, nprobe=3, purity_sample=2000, knn_k=16,
                     delta_grid=[0.2, 0.25], loss_sample=None)
-    res, extra = _peak_extra(lambda: sel.select(x16, 20, labeled=labeled, seed=0))
+    res, extra = peak_extra(lambda: sel.select(x16, 20, labeled=labeled, seed=0))
     assert len(res.indices) == 20 and res.info["delta"] > 0
     # the float32 path alone adds a normalised float32 copy (x16.size * 4 bytes)
     assert extra < 0.6 * x16.size * 4, (extra, x16.size * 4)
@@ -267,7 +257,7 @@ def test_typiclust_float16_pool_makes_no_float32_copy() -> None:
     x16 = _pool(200_000, 256, clusters=300)
     labeled = np.random.default_rng(0).choice(x16.shape[0], 195, replace=False)
     sel = TypiClust(max_clusters=200)  # k = 200: sampled k-means, 1000-row clusters
-    res, extra = _peak_extra(lambda: sel.select(x16, 5, labeled=labeled, seed=0))
+    res, extra = peak_extra(lambda: sel.select(x16, 5, labeled=labeled, seed=0))
     assert len(res.indices) == 5
     assert extra < 0.6 * x16.size * 4, (extra, x16.size * 4)
 
@@ -276,6 +266,6 @@ def test_kmeans_on_every_float16_row_makes_no_float32_copy() -> None:
     """TypiClust's k-means with at most 50 clusters trains on every row: float16 codes decoded
     one block at a time (FAISS's decode buffer is not traced; the rest is)."""
     x16 = _pool(200_000, 64, clusters=20)
-    (labels, _), extra = _peak_extra(lambda: kmeans(x16, 10, seed=0, n_iter=5))
+    (labels, _), extra = peak_extra(lambda: kmeans(x16, 10, seed=0, n_iter=5))
     assert labels.shape == (200_000,)
     assert extra < 0.6 * x16.size * 4, (extra, x16.size * 4)

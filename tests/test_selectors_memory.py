@@ -3,26 +3,14 @@ in sharded selection's parent process (measured with tracemalloc, which sees num
 
 from __future__ import annotations
 
-import tracemalloc
 
 import numpy as np
 import pytest
+from memtrace import peak_extra  # tests/memtrace.py
 
 from curate.errors import InvalidInputError
 from curate.selectors import KCenterGreedy, Sharded
 from curate.selectors.base import FINITE_CHECK_ROWS, validate_inputs
-
-
-def _peak_extra(fn) -> tuple[object, int]:
-    """Result of ``fn()`` and the peak of traced memory above what was held before it."""
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        out = fn()
-        return out, tracemalloc.get_traced_memory()[1] - before
-    finally:
-        tracemalloc.stop()
 
 
 def test_finiteness_check_finds_every_bad_row_in_blocks() -> None:
@@ -42,7 +30,7 @@ def test_finiteness_check_finds_every_bad_row_in_blocks() -> None:
 
 def test_finiteness_check_makes_no_pool_sized_temporary() -> None:
     x = np.random.default_rng(1).standard_normal((200_000, 64)).astype(np.float32)
-    inp, extra = _peak_extra(lambda: validate_inputs(x, 10))
+    inp, extra = peak_extra(lambda: validate_inputs(x, 10))
     assert inp.vectors is x  # C-contiguous float32: no copy
     # an (N, d) boolean mask alone would be x.nbytes / 4; what remains is O(N) (mask, candidates)
     assert extra < x.nbytes / 8, extra
@@ -53,7 +41,7 @@ def test_sharded_worker_processes_do_not_copy_the_pool_in_the_parent() -> None:
     labeled = np.zeros(x.shape[0], dtype=bool)
     labeled[:5] = True
     sel = Sharded(KCenterGreedy(), shards=16, workers=2, measure_loss=False)
-    res, extra = _peak_extra(lambda: sel.select(x, 40, labeled=labeled, seed=0))
+    res, extra = peak_extra(lambda: sel.select(x, 40, labeled=labeled, seed=0))
     # all 16 shards submitted at once would hold a full copy of x (plus pickles) in the
     # parent; shards go to the workers as files written block by block, so no copy is held
     assert extra < 0.5 * x.nbytes, (extra, x.nbytes)
@@ -69,7 +57,7 @@ def test_sharded_keeps_a_float16_pool_float16_in_the_parent() -> None:
     assert inp.vectors is x16  # no upcast copy
     assert validate_inputs(x16[:100], 10).vectors.dtype == np.float32  # the default upcasts
     sel = Sharded(KCenterGreedy(), shards=16, workers=2, measure_loss=False)
-    res, extra = _peak_extra(lambda: sel.select(x16, 40, seed=0))
+    res, extra = peak_extra(lambda: sel.select(x16, 40, seed=0))
     # a float32 copy of the pool alone would be 2 * x16.nbytes; the partition upcasts its
     # training sample and one block of rows at a time, the shards are written block by block
     assert extra < x16.nbytes, (extra, x16.nbytes)
