@@ -301,8 +301,15 @@ def select(method: str, ws_path: Path, budget: int, shards: int = 16, engine: st
 
     ws.store.gather_vectors = timed_gather  # instance attribute: times the vector read only
     t = time.perf_counter()
-    with TreePeakSampler() as tree:  # this process plus its shard workers, sampled
-        res = ws.select(Timed(), budget, embedding=EMBEDDING, seed=0)
+    from curate.errors import ResourceLimitError
+
+    try:
+        with TreePeakSampler() as tree:  # this process plus its shard workers, sampled
+            res = ws.select(Timed(), budget, embedding=EMBEDDING, seed=0)
+    except ResourceLimitError as exc:  # refused before the work that would not fit
+        total = time.perf_counter() - t
+        return {"refused": str(exc), "total_s": total, "select_s": Timed.seconds,
+                "read_vectors_s": read["s"], "peak_mib": peak_rss_mib()}
     total = time.perf_counter() - t
     info = dict(res.run.info or {})
     keep = {k: info[k] for k in ("algorithm", "pruning", "delta", "coverage", "approximation",
@@ -449,6 +456,11 @@ def main(argv: Optional[list[str]] = None) -> None:
                                "--budget", str(budget), *common], args.timeout)
                 if "error" in s:
                     row(n, "select", f"{method}: FAILED", None, None, s["error"])
+                    continue
+                if "refused" in s:  # ResourceLimitError: the message is the result
+                    extra[f"select-{n}-{method}"] = s
+                    row(n, "select", f"{method}: refused", s["total_s"], s["peak_mib"],
+                        s["refused"])
                     continue
                 picks[method] = s.pop("ids")
                 extra[f"select-{n}-{method}"] = s

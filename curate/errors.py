@@ -13,6 +13,7 @@ __all__ = [
     "NotFoundError",
     "CorruptDataError",
     "BudgetError",
+    "ResourceLimitError",
 ]
 
 
@@ -37,3 +38,12 @@ class CorruptDataError(CurateError, ValueError):
 
 class BudgetError(InvalidInputError):
     """A selection budget cannot be met (larger than the pool, negative, empty pool)."""
+
+
+class ResourceLimitError(InvalidInputError):
+    """A job would need more memory than the machine has; the message says how to split it.
+
+    Raised before the work that would not fit (for example ProbCover's ball graph on a pool too
+    large for one process), so the caller gets advice instead of the kernel's out-of-memory
+    killer. Nothing was written when it is raised.
+    """

@@ -6,7 +6,7 @@ import os
 import threading
 from typing import Optional, Union
 
-__all__ = ["peak_rss_mib", "rss_mib", "descendants", "TreePeakSampler"]
+__all__ = ["available_memory_bytes", "peak_rss_mib", "rss_mib", "descendants", "TreePeakSampler"]
 
 
 def _status_kib(pid: Union[int, str], field: str) -> Optional[float]:
@@ -18,6 +18,32 @@ def _status_kib(pid: Union[int, str], field: str) -> Optional[float]:
     except OSError:
         pass
     return None
+
+
+def available_memory_bytes() -> Optional[int]:
+    """Memory the kernel could give this process now (``MemAvailable`` of ``/proc/meminfo``,
+    capped by a cgroup v2 ``memory.max`` when one is set), in bytes; ``None`` where neither can
+    be read (not Linux)."""
+    avail: Optional[int] = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        return None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as fh:
+            raw = fh.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as fh:
+            used = int(fh.read().strip())
+        if raw != "max":
+            room = max(int(raw) - used, 0)
+            avail = room if avail is None else min(avail, room)
+    except (OSError, ValueError):
+        pass
+    return avail
 
 
 def peak_rss_mib(pid: Union[int, str] = "self") -> float:

@@ -12,8 +12,11 @@ from typing import Optional
 
 import numpy as np
 
+from curate.errors import ResourceLimitError
+
 __all__ = [
-    "CSRGraph", "EDGE_CHUNK", "gather_rows", "row_chunks", "segment_positions", "transpose_csr",
+    "CSRGraph", "EDGE_CHUNK", "EdgeBudget", "gather_rows", "row_chunks", "segment_positions",
+    "transpose_csr",
 ]
 
 #: Edges per chunk when transposing or scanning a CSR graph (bounds temporaries to ~16M edges).
@@ -50,6 +53,39 @@ class CSRGraph:
     def degrees(self) -> np.ndarray:
         """int64 out-degree of every row."""
         return np.diff(self.ptr)
+
+
+class EdgeBudget:
+    """A running count of the edges a graph builder has found, with a hard ceiling.
+
+    The builders (:func:`curate.selectors._neighbors.range_graph`,
+    :meth:`curate.selectors._ivf_join.IVFJoin.range_graph`) call :meth:`add` after every block,
+    so a graph that would outgrow memory stops within one block of the ceiling, with
+    ``advice`` in the error, instead of being killed by the kernel.
+
+    Parameters
+    ----------
+    max_edges : int
+        Edges allowed in all.
+    advice : str
+        What the user can do (appended to the error message).
+    """
+
+    __slots__ = ("max_edges", "advice", "count")
+
+    def __init__(self, max_edges: int, advice: str = "") -> None:
+        self.max_edges = int(max_edges)
+        self.advice = advice
+        self.count = 0
+
+    def add(self, edges: int) -> None:
+        """Count ``edges`` more; raise :class:`curate.errors.ResourceLimitError` past the ceiling."""
+        self.count += int(edges)
+        if self.count > self.max_edges:
+            raise ResourceLimitError(
+                f"the delta-ball graph passed {self.max_edges:,} edges, the most this process "
+                f"can hold, while it was being built. {self.advice}".rstrip()
+            )
 
 
 def row_chunks(g: CSRGraph, max_edges: Optional[int] = None):

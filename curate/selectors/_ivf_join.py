@@ -323,7 +323,7 @@ class IVFJoin:
         return dist, ind, other
 
     def range_graph(self, radius: float, rows: Optional[np.ndarray] = None, *,
-                    symmetric: bool = True):
+                    symmetric: bool = True, budget=None):
         """Every candidate ``j`` with ``d(x_i, x_j) < radius`` for every row (or ``rows``).
 
         Returns a :class:`curate.selectors._csr.CSRGraph` with one row per query (in the
@@ -333,12 +333,15 @@ class IVFJoin:
         probe lists is joined once (:meth:`symmetric_probes`) and every edge found is kept in both
         directions: the exact graph is symmetric, so this finds a superset of the directed
         join's edges (never a false one) with about half its GEMM work.
+
+        ``budget`` (a :class:`curate.selectors._csr.EdgeBudget`) counts the edges block by
+        block and raises past its ceiling, before the CSR is assembled.
         """
         if not np.isfinite(radius) or radius <= 0:
             raise InvalidInputError(f"range radius must be a positive finite number; got {radius!r}")
         r2 = np.float32(radius) * np.float32(radius)
         if rows is None and symmetric and self.nprobe < self.nlist:
-            return self._symmetric_range_graph(r2)
+            return self._symmetric_range_graph(r2, budget)
         mask, pos, q = self._query_positions(self.n, rows)
         counts = np.zeros(q, dtype=np.int64)
         parts: list[tuple[np.ndarray, np.ndarray]] = []
@@ -347,10 +350,12 @@ class IVFJoin:
             at = qr if pos is None else pos[qr]
             counts[at] = hit.sum(axis=1)
             _, col = _hits(hit)  # row-major: columns ascend within a query
+            if budget is not None:
+                budget.add(col.size)
             parts.append((at, cand[col].astype(np.int32)))
         return _assemble(q, counts, parts)
 
-    def _symmetric_range_graph(self, r2: np.float32):
+    def _symmetric_range_graph(self, r2: np.float32, budget=None):
         """All-rows range graph from each unordered probe-list pair once; see :meth:`range_graph`.
 
         Block ``a`` joins list ``a``'s rows with the lists ``b >= a`` of :meth:`symmetric_probes`:
@@ -372,6 +377,8 @@ class IVFJoin:
             off = self.assign[cols] != self.assign[qr[0]]
             off_counts[qr] = np.bincount(r[off], minlength=qr.size)
             off_parts.append((qr, cols[off]))
+            if budget is not None:  # both directions of the cross-list hits are kept
+                budget.add(cols.size + int(off.sum()))
         fwd = _assemble(n, counts, parts)
         back = transpose_csr(_assemble(n, off_counts, off_parts), n)
         return _merge_rows(fwd, back, n)

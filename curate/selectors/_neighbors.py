@@ -15,7 +15,14 @@ from typing import Optional
 import numpy as np
 
 from curate.errors import InvalidInputError
-from curate.selectors._csr import EDGE_CHUNK, CSRGraph, gather_rows, row_chunks, transpose_csr
+from curate.selectors._csr import (
+    EDGE_CHUNK,
+    CSRGraph,
+    EdgeBudget,
+    gather_rows,
+    row_chunks,
+    transpose_csr,
+)
 from curate.selectors._ivf_join import IVFJoin
 
 __all__ = [
@@ -177,11 +184,13 @@ def knn_other_label_rows(index, x: np.ndarray, k: int, labels: np.ndarray,
 
 
 def range_graph_rows(index, x: np.ndarray, radius: float,
-                     rows: Optional[np.ndarray] = None) -> "CSRGraph":
-    """Delta-ball graph of the rows ``rows`` of ``x`` (all by default); see :func:`range_graph`."""
+                     rows: Optional[np.ndarray] = None, *,
+                     budget: Optional[EdgeBudget] = None) -> "CSRGraph":
+    """Delta-ball graph of the rows ``rows`` of ``x`` (all by default); see :func:`range_graph`.
+    ``budget`` counts the edges found and stops the build past its ceiling."""
     if isinstance(index, IVFJoin):
-        return index.range_graph(radius, rows)
-    return range_graph(index, x if rows is None else x[rows], radius)
+        return index.range_graph(radius, rows, budget=budget)
+    return range_graph(index, x if rows is None else x[rows], radius, budget=budget)
 
 
 def nearest_other_label_rows(index, x: np.ndarray, rows: np.ndarray,
@@ -241,7 +250,8 @@ def knn(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return dist, ind
 
 
-def range_graph(index, queries: np.ndarray, radius: float) -> CSRGraph:
+def range_graph(index, queries: np.ndarray, radius: float, *,
+                budget: Optional[EdgeBudget] = None) -> CSRGraph:
     """Delta-ball graph: row ``i`` lists every indexed row ``j`` with ``d(q_i, x_j) < radius``.
 
     Parameters
@@ -252,6 +262,9 @@ def range_graph(index, queries: np.ndarray, radius: float) -> CSRGraph:
         ``(q, d)`` float32.
     radius : float
         Euclidean (not squared) radius, strict inequality.
+    budget : EdgeBudget, optional
+        Counts the edges block by block and raises past its ceiling (before the CSR is
+        assembled).
 
     Returns
     -------
@@ -273,6 +286,8 @@ def range_graph(index, queries: np.ndarray, radius: float) -> CSRGraph:
         ind = np.asarray(ind)
         nq = lims.shape[0] - 1
         counts[s : s + nq] = np.diff(lims)
+        if budget is not None:
+            budget.add(int(lims[-1]))
         # VectorIndex.range_search returns indices ascending within each query
         parts.append(ind.astype(np.int32))
     ptr = np.zeros(q + 1, dtype=np.int64)

@@ -63,7 +63,9 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from curate.errors import InvalidInputError
+from curate.selectors._csr import EdgeBudget
 from curate.selectors._distances import Float32Rows, block_rows, squared_norms
+from curate.selectors._graph_memory import ball_graph_budget, resolve_graph_limit
 from curate.selectors._kmeans import kmeans
 from curate.selectors._neighbors import (
     FLAT_MAX,
@@ -373,6 +375,7 @@ def build_ball_graph(
     index_kind: str = "auto",
     nprobe: Optional[int] = None,
     seed: int = 0,
+    budget: Optional[EdgeBudget] = None,
 ) -> CSRGraph:
     """The delta-ball graph of ``xn`` in CSR form: row ``x`` lists every ``y`` with ``d(x,y) < delta``.
 
@@ -389,6 +392,10 @@ def build_ball_graph(
         others are range-searched.
     index_kind, nprobe, seed
         Passed to :meth:`VectorIndex.build`.
+    budget : EdgeBudget, optional
+        Counts the edges as they are found and raises
+        :class:`curate.errors.ResourceLimitError` past its ceiling
+        (:func:`curate.selectors._graph_memory.ball_graph_budget`).
 
     Notes
     -----
@@ -397,15 +404,17 @@ def build_ball_graph(
     """
     if knn_result is not None:
         g, incomplete = _graph_from_knn(knn_result[0], knn_result[1], delta)
+        if budget is not None:  # the incomplete rows' kNN edges are replaced, not kept
+            budget.add(g.n_edges - int(np.diff(g.ptr)[incomplete].sum()))
         if incomplete.size:
             if index is None:
                 index = build_neighbors(xn, kind=index_kind, nprobe=nprobe, seed=seed)
-            sub = range_graph_rows(index, xn, delta, incomplete)
+            sub = range_graph_rows(index, xn, delta, incomplete, budget=budget)
             g = _replace_rows(g, incomplete, sub)
     else:
         if index is None:
             index = build_neighbors(xn, kind=index_kind, nprobe=nprobe, seed=seed)
-        g = range_graph_rows(index, xn, delta)
+        g = range_graph_rows(index, xn, delta, budget=budget)
     return _ensure_self_edges(g)
 
 
@@ -671,6 +680,15 @@ class ProbCover(Selector):
         of this many query rows (:func:`purity_sample_rows`; each radius still exact against all
         rows) instead of a kNN of every row, and the graph comes from one range search. ``None``
         always uses every row.
+    max_graph_bytes : int, "auto" or None
+        Memory the delta-ball graph may take while it is built. Before the build the edge count
+        is estimated from the balls of 1000 seeded rows and priced by
+        :func:`curate.selectors._graph_memory.graph_bytes` (about 28 bytes per edge); a graph
+        over the limit raises :class:`curate.errors.ResourceLimitError` naming ``shards=`` (the
+        default ``max_ball`` keeps the median ball near 64 rows: about ``64 N`` edges), and the
+        build itself
+        stops past the limit should the estimate be low. ``"auto"`` (default): 90% of the
+        memory available when the selection starts. ``None``: no check.
 
     Notes
     -----
@@ -717,6 +735,7 @@ class ProbCover(Selector):
         purity_sample: Optional[int] = 100_000,
         loss_sample: Optional[int] = 500,
         max_ball: Optional[int] = MAX_BALL,
+        max_graph_bytes: Union[int, str, None] = "auto",
     ) -> None:
         if isinstance(delta, str):
             if delta != "auto":
@@ -755,6 +774,9 @@ class ProbCover(Selector):
         if max_ball is not None and int(max_ball) < 2:
             raise InvalidInputError(f"max_ball must be >= 2 or None; got {max_ball!r}")
         self.max_ball = None if max_ball is None else int(max_ball)
+        if max_graph_bytes != "auto":
+            resolve_graph_limit(max_graph_bytes)  # validates; "auto" is read at select time
+        self.max_graph_bytes = max_graph_bytes
 
     def _weights(self, scores: ScoresLike, n: int) -> Optional[np.ndarray]:
         return None
@@ -858,6 +880,13 @@ class ProbCover(Selector):
                 xn, kind=self.index_kind, nprobe=self.nprobe, nlist=self.nlist, seed=seed
             )
             clock.stage("index")
+        knobs = (f", or a smaller delta (now {delta:.4g})" if self.delta != "auto"
+                 else f", or a smaller max_ball (now {self.max_ball})" if self.max_ball else "")
+        budget = ball_graph_budget(
+            lambda rows, b: range_graph_rows(index, xn, delta, rows, budget=b),
+            n, delta, resolve_graph_limit(self.max_graph_bytes), who=self.name, seed=seed,
+            knobs=knobs,
+        )
         graph = build_ball_graph(
             xn,
             delta,
@@ -866,6 +895,7 @@ class ProbCover(Selector):
             index_kind=self.index_kind,
             nprobe=self.nprobe,
             seed=seed,
+            budget=budget,
         )
         reverse = transpose_csr(graph, n)
         clock.stage("graph")
