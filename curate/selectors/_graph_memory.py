@@ -89,7 +89,13 @@ def _max_edges(limit: int) -> int:
 
 
 def _gib(b: float) -> str:
-    return f"{b / 2**30:.1f} GiB"
+    return f"{b / 2**30:.1f} GiB" if b >= 2**30 else f"{b / 2**20:.0f} MiB"
+
+
+def _shards_for(need: float, limit: int) -> int:
+    """Shards to advise: each shard's graph within a quarter of ``limit`` (shard workers run
+    side by side, next to the parent's copy of the vectors), rounded up to a power of two."""
+    return 1 << max(1, math.ceil(math.log2(max(4 * need / limit, 2))))
 
 
 def ball_graph_budget(
@@ -145,7 +151,7 @@ def ball_graph_budget(
 
     def advice(edges: Optional[float]) -> str:
         need = graph_bytes(edges) if edges is not None else None
-        shards = max(2, math.ceil(2 * need / limit)) if need is not None else 4
+        shards = _shards_for(need, limit) if need is not None else 8
         size = (f"about {edges:,.0f} edges, about {_gib(need)} while it is built"
                 if edges is not None else f"more than {max_edges:,} edges")
         return (
