@@ -4,6 +4,12 @@ The greedy loop lives in :func:`greedy_kcenter`, shared with the uncertainty-wei
 :mod:`curate.selectors.hybrid`. It runs on numpy (BLAS matrix-vector products) or on torch
 (``device="cuda"`` when a GPU is present; ``backend="torch", device="cpu"`` exists so that the
 torch path is tested against the numpy path on machines without a GPU).
+
+Across devices the picks agree up to near-ties: on an H200 (``benchmarks/results/gpu_paths-h200.json``)
+torch on CUDA and the numpy loop shared 1998 of 2000 picks of a 200k x 256 pool and first parted
+where the two candidates' exact distances differed by 2.1e-6 relative (cuBLAS and OpenBLAS sum in
+different orders). On CPU, torch and numpy pick identically. ``info["device"]`` records where a run
+went; pass ``device="cpu"`` where picks must match between GPU and CPU machines.
 """
 
 from __future__ import annotations
