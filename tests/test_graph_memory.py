@@ -159,3 +159,15 @@ def test_workspace_refusal_stores_nothing(ws) -> None:
     assert len(ws.runs()) == runs
     ok = ws.select("probcover", 5, embedding="bev-hist")
     assert len(ok.ids) == 5 and len(ws.runs()) == runs + 1
+
+
+def test_cli_refusal_is_one_clear_line(ws) -> None:
+    from test_cli import run_cli
+
+    res = run_cli("select", "--strategy", "probcover", "--budget", "5", "--embedding", "bev-hist",
+                  "--param", "max_graph_bytes=1000", "--workspace", str(ws.path))
+    assert res.returncode != 0
+    assert "shards=" in res.stderr and "Traceback" not in res.stderr
+    ok = run_cli("select", "--strategy", "probcover", "--budget", "5", "--embedding", "bev-hist",
+                 "--param", "max_graph_bytes=null", "--workspace", str(ws.path))
+    assert ok.returncode == 0, ok.stderr

@@ -157,9 +157,10 @@ def ball_graph_budget(
         return (
             f"{who} on {n:,} rows at delta {delta:.4g} needs a delta-ball graph of {size}; "
             f"{_gib(limit)} may be used (max_graph_bytes). Select in shards instead: "
-            f"ws.select({who!r}, budget, ..., shards={shards}) (CLI: curate select {who} "
-            f"--shards {shards}; Python: Sharded({_type_name(who)}(), shards={shards})){knobs}; "
-            f"max_graph_bytes=None skips this check."
+            f"ws.select({who!r}, budget, ..., shards={shards}) (CLI: curate select --strategy "
+            f"{who} ... --shards {shards}; Python: Sharded({_type_name(who)}(), "
+            f"shards={shards})){knobs}; max_graph_bytes=None (CLI: --param "
+            f"max_graph_bytes=null) skips this check."
         )
 
     budget_advice = advice(None)
