@@ -64,6 +64,13 @@ def _id_in(ids: Sequence[str]) -> str:
     return "id IN (" + ", ".join(_sql_str(i) for i in ids) + ")"
 
 
+def _string_array(column: Union[pa.ChunkedArray, pa.Array]) -> pa.Array:
+    """One contiguous ``string`` array of an id column (chunks combined; O(N))."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], type=column.type)
+    return column if column.type == pa.string() else column.cast(pa.string())
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -464,7 +471,9 @@ class Workspace(WorkspaceAPI):
         # of the embedding's id column is the only one), so no extra pass over the ids.
         scope = f" matching {where!r}" if where else ""
         budget = check_budget(budget, len(candidates), pool=f"unlabeled frames{scope}")
-        pool = np.concatenate([candidates, labeled])  # object array of str, no per-id copies
+        # ids stay Arrow string arrays: the id bytes plus 4-byte offsets, no Python str object
+        # (about 60 bytes) and pointer per id
+        pool = pa.concat_arrays([candidates, labeled])
         run_selector, pool = self._resolve_query_ids(selector, pool, samples_version)
         # A float16 table stays float16 for selectors that upcast block by block (half the
         # memory: the pool is never held as float32); every other selector gets float32.
@@ -483,18 +492,18 @@ class Workspace(WorkspaceAPI):
                 skipped["candidates"], skipped["labeled"], embedding,
             )
         if not found.all():
-            candidates, labeled = candidates[keep_c], labeled[keep_l]
+            candidates, labeled = candidates.filter(keep_c), labeled.filter(keep_l)
             if getattr(selector, "needs_query_ids", False):
                 # Rare: query positions move with the dropped rows; resolve and gather again.
                 run_selector, pool = self._resolve_query_ids(
-                    selector, np.concatenate([candidates, labeled]), samples_version)
+                    selector, pa.concat_arrays([candidates, labeled]), samples_version)
                 vecs, found = self.store.gather_vectors(table, pool, version=embedding_version,
                                                         upcast=upcast)
             else:
                 # Drop the rows without a vector (one copy of the vectors, only in this case).
-                pool, vecs, found = pool[found], vecs[found], found[found]
+                pool, vecs, found = pool.filter(found), vecs[found], found[found]
         if not found.all():  # only query frames added by _resolve_query_ids can miss here
-            missing = [pool[i] for i in np.flatnonzero(~found)]
+            missing = pool.take(np.flatnonzero(~found)).to_pylist()
             raise NotFoundError(
                 f"{len(missing)} query frame(s) have no {embedding!r} vector "
                 f"(first: {', '.join(missing[:5])}); run `curate embed` for them first"
@@ -506,7 +515,8 @@ class Workspace(WorkspaceAPI):
         if score_run is not None:
             if scores_version is None and self.store.has_table(SCORES):
                 scores_version = self.store.version(SCORES)
-            _, cand_scores = read_scores(self.store, score_run, ids=candidates, version=scores_version)
+            _, cand_scores = read_scores(self.store, score_run, ids=candidates.to_pylist(),
+                                         version=scores_version)
             scores = {
                 k: np.concatenate([v, np.zeros(len(pool) - len(candidates))])
                 for k, v in cand_scores.items()
@@ -555,15 +565,16 @@ class Workspace(WorkspaceAPI):
             where=where,
             num_candidates=len(candidates),
             num_labeled=len(labeled),
-            ids=[pool[i] for i in result.indices],
+            ids=pool.take(np.asarray(result.indices, dtype=np.int64)).to_pylist(),
             gains=[finite_or_none(g) for g in result.gains],
             info=info,
             package_version=__version__,
             seconds=time.perf_counter() - start,
         )
 
-    def _pool_ids(self, where: Optional[str], samples_version: int) -> tuple[np.ndarray, np.ndarray]:
-        """Sorted ids of the unlabeled frames (matching ``where``) and of the labeled frames.
+    def _pool_ids(self, where: Optional[str], samples_version: int) -> tuple[pa.Array, pa.Array]:
+        """Sorted ids of the unlabeled frames (matching ``where``) and of the labeled frames, as
+        Arrow string arrays (no Python object per id).
 
         Without a filter: one scan of ``samples``' ``id`` and ``labeled`` columns, split by the
         flag (O(N log N) for the sort). With one: the filtered candidates and the labeled frames
@@ -572,17 +583,17 @@ class Workspace(WorkspaceAPI):
         if where is None:
             rows = self.store.read(T.SAMPLES, columns=["id", "labeled"], version=samples_version)
             flag = rows.column("labeled").to_numpy(zero_copy_only=False).astype(bool)
-            ids = rows.column("id")
-            return (ids.filter(pa.array(~flag)).to_numpy(zero_copy_only=False).astype(object),
-                    ids.filter(pa.array(flag)).to_numpy(zero_copy_only=False).astype(object))
-        candidates = self.store.ids(T.SAMPLES, where=f"({where}) AND labeled = false",
-                                    version=samples_version)
-        labeled = self.store.ids(T.SAMPLES, where="labeled = true", version=samples_version)
-        return candidates, labeled
+            ids = _string_array(rows.column("id"))
+            return ids.filter(~flag), ids.filter(flag)
+        candidates = self.store.read(T.SAMPLES, columns=["id"], version=samples_version,
+                                     where=f"({where}) AND labeled = false").column("id")
+        labeled = self.store.read(T.SAMPLES, columns=["id"], where="labeled = true",
+                                  version=samples_version).column("id")
+        return _string_array(candidates), _string_array(labeled)
 
     def _resolve_query_ids(
-        self, selector: Selector, pool: list[str], samples_version: int
-    ) -> tuple[Selector, list[str]]:
+        self, selector: Selector, pool: pa.Array, samples_version: int
+    ) -> tuple[Selector, pa.Array]:
         """Map a selector's ``query_ids`` / ``query_run`` (``query_similarity``) to pool rows.
 
         Query frames outside ``pool`` (filtered out by ``where``) are appended to it as context
@@ -605,9 +616,9 @@ class Workspace(WorkspaceAPI):
                 f"{', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}; "
                 "`curate search` / `curate runs` show valid frame ids"
             )
-        position = {fid: r for r, fid in enumerate(pool)}
+        position = {fid: r for r, fid in enumerate(pool.to_pylist())}
         extra = [i for i in wanted if i not in position]
-        pool = list(pool) + extra
+        pool = pa.concat_arrays([pool, pa.array(extra, type=pool.type)])
         position.update({fid: len(pool) - len(extra) + r for r, fid in enumerate(extra)})
         return selector.with_query_rows([position[i] for i in wanted]), pool
 
