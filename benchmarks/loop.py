@@ -1335,6 +1335,128 @@ def _run_noise(args: argparse.Namespace) -> None:
                  extra={"cells": cells})
 
 
+# ====================================================================== schedule tuning
+def _schedule_of(data: dict) -> str:
+    """A candidate run's schedule in words from its result file's arguments."""
+    a = data.get("args") or {}
+    if a.get("schedule") != "retrain":
+        return f"finetune {a.get('epochs')} epochs"
+    return f"round-epochs {a['round_epochs']}" if a.get("round_epochs") else f"round-iters {a.get('round_iters')}"
+
+
+def _tune_candidates(runs: list[dict], rise_min: float, noise_max: float) -> tuple[list[dict], list[dict]]:
+    """Judge schedule candidates by the README's rule (``tune`` mode).
+
+    Each run in ``runs`` (a result file of ``al`` with strategy random and ``--train-repeats``
+    R >= 2) gives R candidates, ``train_repeats`` K = 1..R: the cell value is the mean of its
+    first K trainings (K = 1: repeat 0, the study's own training seed). A candidate is *fit*
+    when the Spearman correlation of the round's mean mAP (over seeds) with the labeled frames is
+    at least ``rise_min`` and its noise, the across-repeat standard deviation (ddof 1, all R
+    trainings) averaged over the (seed, round >= 1) cells divided by sqrt(K), is at most
+    ``noise_max``; the chosen one is the fit candidate with the fewest training iterations per seed
+    (summed over rounds, times K). Without a fit candidate none is chosen, and the one with the
+    highest rise (ties: lower noise) is marked ``best_available``.
+
+    Parameters
+    ----------
+    runs : list of dict
+        Result files (:func:`benchmarks.results_io.read_result`) of the candidate schedules.
+    rise_min, noise_max : float
+        The rule's thresholds (Spearman; mAP points).
+
+    Returns
+    -------
+    (list of dict, list of dict)
+        Per (candidate, round) rows with the mean over seeds and every seed's value, and per
+        candidate rows with the rule's measures, ``fit`` and ``chosen``.
+
+    Raises
+    ------
+    SystemExit
+        When a run has no random rows, or fewer than 2 trainings per cell.
+    """
+    from scipy.stats import spearmanr
+
+    per_round: list[dict] = []
+    cands: list[dict] = []
+    for data in runs:
+        schedule = _schedule_of(data)
+        cells = [r for r in data["rows"] if r["strategy"] == "random" and r.get("map_bev_loose") is not None]
+        if not cells:
+            raise SystemExit(f"tune: {data.get('name')} has no trained random cells")
+        reps = min(len(r.get("map_bev_loose_repeats") or []) for r in cells)
+        if reps < 2:
+            raise SystemExit(f"tune: {data.get('name')} ({schedule}) has cells with {reps} training(s); the noise "
+                             "measure needs --train-repeats 2 or more")
+        noise_cells = [float(np.std(r["map_bev_loose_repeats"], ddof=1)) for r in cells if r["round"] > 0]
+        repeat_std = float(np.mean(noise_cells)) if noise_cells else float("nan")
+        seeds = sorted({r["seed"] for r in cells})
+        rounds = sorted({r["round"] for r in cells})
+        for k in range(1, reps + 1):
+            label = f"{schedule}, {k} training{'s' if k > 1 else ''}"
+            frames, means = [], []
+            for rnd in rounds:
+                rr = sorted((r for r in cells if r["round"] == rnd), key=lambda r: r["seed"])
+                vals = [float(np.mean(r["map_bev_loose_repeats"][:k])) for r in rr]
+                frames.append(float(np.mean([r["labeled_frames"] for r in rr])))
+                means.append(float(np.mean(vals)))
+                per_round.append({
+                    "candidate": label, "schedule": schedule, "train_repeats": k, "round": rnd,
+                    "labeled_frames": frames[-1], "seeds": len(rr), "map_bev_loose_mean": means[-1],
+                    "map_bev_loose_seeds": " / ".join(f"{v:.1f}" for v in vals),
+                    "repeat_std_mean": float(np.mean([np.std(r["map_bev_loose_repeats"], ddof=1) for r in rr])),
+                    "iters_per_training": float(np.mean([r["iters"] for r in rr])),
+                    "train_s_per_training": float(np.mean([r["train_s"] / r["train_repeats"] for r in rr])),
+                })
+            rise = float(spearmanr(frames, means).statistic) if len(set(means)) > 1 else float("nan")
+            noise = repeat_std / np.sqrt(k)
+            iters = k * float(np.mean([sum(r["iters"] for r in cells if r["seed"] == s) for s in seeds]))
+            train_s = k * float(np.mean([sum(r["train_s"] / r["train_repeats"] for r in cells if r["seed"] == s)
+                                         for s in seeds]))
+            cands.append({"candidate": label, "schedule": schedule, "train_repeats": k, "seeds": len(seeds),
+                          "rounds": len(rounds), "rise_spearman": rise, "rise_min": rise_min,
+                          "noise": float(noise), "noise_max": noise_max,
+                          "fit": bool(rise >= rise_min and noise <= noise_max),
+                          "iters_per_seed": iters, "train_s_per_seed": train_s,
+                          "train_s_per_cell": train_s / len(rounds), "chosen": False, "best_available": False,
+                          "source": data.get("name")})
+    fit = [c for c in cands if c["fit"]]
+    if fit:
+        min(fit, key=lambda c: (c["iters_per_seed"], c["train_repeats"]))["chosen"] = True
+    elif cands:
+        max(cands, key=lambda c: (np.nan_to_num(c["rise_spearman"], nan=-2.0), -c["noise"]))["best_available"] = True
+    return per_round, cands
+
+
+def _run_tune(args: argparse.Namespace) -> None:
+    """``tune``: judge the candidate schedules of ``--tune-results`` by the README's rule and write
+    ``<--name>.json`` (per candidate and round) and ``<--name>-rule.json`` (per candidate: rise,
+    noise, cost, fit, chosen)."""
+    from benchmarks.results_io import read_result, write_result
+
+    paths = [Path(p.strip()) for p in str(args.tune_results or "").split(",") if p.strip()]
+    if not paths:
+        raise SystemExit("tune needs --tune-results: comma-separated result files of the candidate runs")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise SystemExit(f"--tune-results: no such file(s): {', '.join(missing)}")
+    runs = [read_result(p) for p in paths]
+    per_round, cands = _tune_candidates(runs, args.tune_rise, args.tune_noise)
+    rule = (f"fit = Spearman(labeled frames, round mean mAP) >= {args.tune_rise:g} and across-repeat std "
+            f"(mean over (seed, round >= 1) cells) / sqrt(K) <= {args.tune_noise:g} mAP points; chosen = the "
+            "fit candidate with the fewest training iterations per seed (times K)")
+    write_result("loop", per_round, name=args.name, args=args,
+                 notes="schedule candidates on the tuning drives, strategy random: per round the mean over seeds of "
+                       "the cell mAP (loose car BEV AP40 moderate; K trainings averaged), every seed's value, the "
+                       "mean across-repeat std and the cost of one training. " + rule,
+                 extra={"sources": [str(p) for p in paths]})
+    write_result("loop", cands, name=args.name + "-rule", args=args, notes=rule,
+                 extra={"sources": [str(p) for p in paths]})
+    for c in cands:
+        print(f"{c['candidate']:<34} rise {c['rise_spearman']:+.2f} noise {c['noise']:5.2f} "
+              f"iters/seed {c['iters_per_seed']:7.0f} fit {c['fit']} chosen {c['chosen']}")
+
+
 # ====================================================================== CLI
 def _check_schedule(args: argparse.Namespace) -> None:
     """Validate and resolve the training-schedule options in place (before any training).
@@ -1367,7 +1489,7 @@ def _check_schedule(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="al", choices=["al", "report", "predict", "noise", "child"])
+    parser.add_argument("mode", nargs="?", default="al", choices=["al", "report", "predict", "noise", "tune", "child"])
     parser.add_argument("--root", default="/tmp/curate-bench-loop", help="A/B working directory (resumable)")
     parser.add_argument("--frames", type=int, default=None,
                         help="A/B: frames generated (default 900); predict: pool frames (default 48)")
@@ -1434,6 +1556,12 @@ def main() -> None:
     parser.add_argument("--noise-cells", default="random:0:1",
                         help="noise: finished cells STRATEGY:SEED:ROUND (comma-separated) to retrain")
     parser.add_argument("--repeats", type=int, default=5, help="noise: trainings per cell")
+    parser.add_argument("--tune-results", default=None,
+                        help="tune: comma-separated result files of candidate schedule runs (random, --train-repeats >= 2)")
+    parser.add_argument("--tune-rise", type=float, default=0.8,
+                        help="tune: minimum Spearman of the round mean mAP against labeled frames")
+    parser.add_argument("--tune-noise", type=float, default=5.0,
+                        help="tune: maximum training noise of the cell value (across-repeat std / sqrt(K), mAP points)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--from-al", default=None, help="predict: use checkpoints of this A/B root")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -1442,6 +1570,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     if args.mode == "child":
         print("RESULT" + json.dumps(_child(args.child, json.loads(Path(args.state).read_text()))))
+        return
+    if args.mode == "tune":
+        _run_tune(args)
         return
     if args.mode == "predict":
         args.frames = args.frames if args.frames is not None else (0 if args.from_al else 48)
