@@ -62,6 +62,11 @@ previous round can lose what round 0 learnt). The options that make the signal s
 * ``--schedule retrain --round-iters N``: every round trains from random init on all labeled
   frames for about N iterations (standard active-learning practice; rounds are independent, and
   every strategy of a (seed, round) gets the same training seed: paired comparisons);
+  ``--round-epochs E`` instead trains E epochs over the labeled frames every round, so the
+  iterations grow with the labels (giving both is an error);
+* ``--train-repeats K``: K trainings per cell (seeds from the cell's (seed, round), the same for
+  every strategy; repeat 0 is the one-training cell), the cell's mAP their mean, every value and
+  their std kept in the cell record; the first model scores the pool for the next round;
 * ``--eval-in-range --eval-min-points 5``: ground truth outside the detector's BEV range or with
   fewer than 5 points is ignored (neither missed nor matched);
 * ``--drives tuning|report``: pool and validation from the embedder protocol's tuning drives
@@ -78,6 +83,10 @@ previous round can lose what round 0 learnt). The options that make the signal s
 finished cells (``--noise-cells random:0:1,...``) are retrained on exactly their labeled frames
 ``--repeats`` times with other training seeds; the result gives per cell the mean and standard
 deviation over those trainings beside the study's value.
+
+``tune``: judges schedule candidates (``--tune-results``: result files of ``al`` runs of strategy
+random with ``--train-repeats`` >= 2) by the rule of the README ("A training schedule whose mAP
+rises with labels"): rise of mAP with labeled frames, training noise of the cell value, cost.
 
 ``predict``: prediction over a pool with ``ProbAnchor3DHead`` (per-class scores of every NMS
 survivor kept) against the named peer, mmdet3d's stock ``Anchor3DHead`` (``model.test_step``)
