@@ -62,6 +62,11 @@ previous round can lose what round 0 learnt). The options that make the signal s
 * ``--schedule retrain --round-iters N``: every round trains from random init on all labeled
   frames for about N iterations (standard active-learning practice; rounds are independent, and
   every strategy of a (seed, round) gets the same training seed: paired comparisons);
+  ``--round-epochs E`` instead trains E epochs over the labeled frames every round, so the
+  iterations grow with the labels (giving both is an error);
+* ``--train-repeats K``: K trainings per cell (seeds from the cell's (seed, round), the same for
+  every strategy; repeat 0 is the one-training cell), the cell's mAP their mean, every value and
+  their std kept in the cell record; the first model scores the pool for the next round;
 * ``--eval-in-range --eval-min-points 5``: ground truth outside the detector's BEV range or with
   fewer than 5 points is ignored (neither missed nor matched);
 * ``--drives tuning|report``: pool and validation from the embedder protocol's tuning drives
@@ -78,6 +83,10 @@ previous round can lose what round 0 learnt). The options that make the signal s
 finished cells (``--noise-cells random:0:1,...``) are retrained on exactly their labeled frames
 ``--repeats`` times with other training seeds; the result gives per cell the mean and standard
 deviation over those trainings beside the study's value.
+
+``tune``: judges schedule candidates (``--tune-results``: result files of ``al`` runs of strategy
+random with ``--train-repeats`` >= 2) by the rule of the README ("A training schedule whose mAP
+rises with labels"): rise of mAP with labeled frames, training noise of the cell value, cost.
 
 ``predict``: prediction over a pool with ``ProbAnchor3DHead`` (per-class scores of every NMS
 survivor kept) against the named peer, mmdet3d's stock ``Anchor3DHead`` (``model.test_step``)
@@ -472,9 +481,44 @@ def _detector(args: argparse.Namespace, epochs: int) -> Any:
 
 
 def _retrain_epochs(args: argparse.Namespace, n_rows: int) -> int:
-    """``--schedule retrain``: epochs over ``n_rows`` labeled frames for about ``--round-iters``
-    iterations."""
+    """``--schedule retrain``: epochs over ``n_rows`` labeled frames.
+
+    With ``--round-epochs E``, ``E`` epochs whatever the labeled-set size (iterations grow with
+    the labels: ``E * n_rows / batch``); otherwise about ``--round-iters`` iterations
+    (``round(round_iters * batch / n_rows)`` epochs, at least 1: fewer epochs as labels grow).
+    """
+    if getattr(args, "round_epochs", None):
+        return int(args.round_epochs)
     return max(1, int(round(args.round_iters * args.batch_size / n_rows)))
+
+
+#: Offset of the training seeds of repeats ``k >= 1`` (``--train-repeats``): never a study seed
+#: (``seed * 100 + round``) nor a ``noise`` seed (``1_000_000 + 1000 * k + seed * 10 + round``).
+REPEAT_SEED_BASE = 2_000_000
+
+
+def _repeat_seeds(seed: int, rnd: int, repeats: int) -> list[int]:
+    """Training seeds of a (seed, round) cell's ``repeats`` trainings (``--train-repeats``).
+
+    Repeat 0 is the study's own ``seed * 100 + rnd`` (so ``--train-repeats 1`` is the old cell and
+    repeat 0 of a longer run equals it); repeat ``k >= 1`` is
+    ``REPEAT_SEED_BASE + 10_000 * k + seed * 100 + rnd``. They depend on (seed, round, k) only:
+    every strategy of a (seed, round) trains with the same seeds (paired cells).
+
+    Parameters
+    ----------
+    seed, rnd : int
+        The cell's study seed and round.
+    repeats : int
+        Trainings per cell (at least 1).
+
+    Returns
+    -------
+    list of int
+        ``repeats`` distinct training seeds.
+    """
+    base = seed * 100 + rnd
+    return [base] + [REPEAT_SEED_BASE + 10_000 * k + base for k in range(1, repeats)]
 
 
 def _train_and_validate(root: Path, state: dict, det: Any, train_pkl: Path, out_dir: Path,
@@ -560,8 +604,21 @@ def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional
                 "state": state["fingerprint"]}
     ids = [pool[i] for i in rows]
     train_pkl = _subset_pkl(root, ids, cell_dir / "train.pkl")
-    res, preds, result, val_s = _train_and_validate(root, state, det, train_pkl, cell_dir / "train", load_from,
-                                                    seed * 100 + rnd, args)
+    # --train-repeats K: K trainings with paired seeds; the cell's mAP is their mean, the first
+    # model (the study's own seed) is the one whose predictions feed the next round
+    repeats: list[dict] = []
+    val_s = train_s = 0.0
+    for k, train_seed in enumerate(_repeat_seeds(seed, rnd, int(getattr(args, "train_repeats", 1) or 1))):
+        res_k, preds_k, result_k, val_k = _train_and_validate(
+            root, state, det, train_pkl, cell_dir / ("train" if k == 0 else f"train-{k}"), load_from, train_seed, args)
+        val_s += val_k
+        train_s += res_k.seconds
+        repeats.append({"repeat": k, "train_seed": train_seed, "map_bev_loose": result_k.mean_ap("bev", strict=False),
+                        "map_bev": result_k.mean_ap("bev"), "map_3d": result_k.mean_ap("3d"),
+                        "ap": {f"{m}_{c}": result_k.ap(m, c, "moderate") for m in ("bev", "3d") for c in eval_classes},
+                        "iters": len(res_k.losses), "train_s": res_k.seconds, "val_s": val_k})
+        if k == 0:
+            res, preds, result = res_k, preds_k, result_k
     scores_file = None
     predict_s = 0.0
     needs = [lab for lab in args.strategies if _needs_scores(lab)]
@@ -581,19 +638,24 @@ def _run_cell(root: Path, state: dict, key: tuple[str, int, int], prev: Optional
         predict_s = time.perf_counter() - t2
         pool_pkl.unlink()
     boxes = int(sum(state["boxes"][i] for i in rows))
-    ap = {f"{m}_{c}": result.ap(m, c, "moderate") for m in ("bev", "3d") for c in eval_classes}
+    loose = [r["map_bev_loose"] for r in repeats]
+    ap = {k: float(np.mean([r["ap"][k] for r in repeats])) for k in repeats[0]["ap"]}
     return {
         "strategy": label, "base": base, "embedding": emb, "seed": seed, "round": rnd, "rows": rows, "new_rows": new,
         "labeled_frames": len(rows), "labeled_boxes": boxes,
         "new_boxes": int(sum(state["boxes"][i] for i in new)),
-        "map_bev": result.mean_ap("bev"), "map_3d": result.mean_ap("3d"),
-        "map_bev_loose": result.mean_ap("bev", strict=False), "ap": ap,
+        # the mean over the --train-repeats trainings (the one training's value when 1)
+        "map_bev": float(np.mean([r["map_bev"] for r in repeats])),
+        "map_3d": float(np.mean([r["map_3d"] for r in repeats])),
+        "map_bev_loose": float(np.mean(loose)), "ap": ap,
+        "train_repeats": len(repeats), "repeats": repeats, "map_bev_loose_repeats": loose,
+        "map_bev_loose_repeat_std": float(np.std(loose, ddof=1)) if len(loose) > 1 else None,
         "val_boxes": int(sum(len(p.labels) for p in preds)),
         # valid moderate ground truth per class: AP40 caps at (n - 1) / 40 below 41 boxes
         "val_gt": {c: int(result.num_gt.get((c, "moderate"), 0)) for c in eval_classes},
         "checkpoint": res.checkpoint, "scores_file": scores_file,
         "loss_first": float(np.mean(res.losses[:5])), "loss_last": float(np.mean(res.losses[-5:])),
-        "iters": len(res.losses), "select_s": select_s, "train_s": res.seconds, "val_s": val_s,
+        "iters": len(res.losses), "select_s": select_s, "train_s": train_s, "val_s": val_s,
         "predict_s": predict_s, "seconds": time.perf_counter() - started, "load": _load(),
         "epochs": det.epochs, "batch_size": det.batch_size, "worker": os.getpid(),
         # mgral only: its probes (short fine-tunes), policy training and table error
@@ -692,7 +754,11 @@ def _report(root: Path, args: argparse.Namespace) -> str:
     res = _read_results(root)
     state = _state(root, args)
     scan = f"'{args.preset}' preset" if args.preset else "16-beam"
-    schedule = (f"every round from scratch, about {args.round_iters} iterations on all labeled frames"
+    per = (f"{args.round_epochs} epochs" if getattr(args, "round_epochs", None)
+           else f"about {args.round_iters} iterations")
+    reps = int(getattr(args, "train_repeats", 1) or 1)
+    schedule = (f"every round from scratch, {per} on all labeled frames"
+                f"{f', {reps} trainings per cell (mAP = their mean)' if reps > 1 else ''}"
                 if args.schedule == "retrain" else
                 f"round 0 {args.initial_epochs} epochs from scratch, then {args.epochs} epochs per round "
                 "fine-tuned from the previous round on all labeled frames")
@@ -796,6 +862,11 @@ def _result_rows(res: dict, args: argparse.Namespace) -> list[dict]:
                     "map_per_box": m / max(1, r["labeled_boxes"]),
                     "random_map_bev_loose": None if ref is None else ref["map_bev_loose"],
                     "random_map_per_box": None if ref is None else ref["map_bev_loose"] / max(1, ref["labeled_boxes"]),
+                    # --train-repeats: trainings behind the mAP, each one's value and their std (ddof 1)
+                    "train_repeats": r.get("train_repeats", 1),
+                    "map_bev_loose_repeats": r.get("map_bev_loose_repeats", [m]),
+                    "map_bev_loose_repeat_std": r.get("map_bev_loose_repeat_std"),
+                    "epochs": r.get("epochs"), "iters": r.get("iters"),
                     "seconds": r["seconds"], "select_s": r["select_s"], "train_s": r["train_s"],
                     "predict_s": r["predict_s"], "probe_s": r.get("probe_s"), "policy_s": r.get("policy_s"),
                     "table_spearman": r.get("table_spearman"), "table_mae": r.get("table_mae"),
@@ -839,6 +910,9 @@ def _summary_rows(rows: list[dict]) -> list[dict]:
             vals = np.array([c[key] for c in cells], dtype=np.float64)
             rec[f"{key}_mean"] = float(vals.mean())
             rec[f"{key}_std"] = float(vals.std(ddof=1)) if vals.size > 1 else None
+        # --train-repeats > 1: the training noise of one cell, mean over seeds of the across-repeat std
+        rstd = [c["map_bev_loose_repeat_std"] for c in cells if c.get("map_bev_loose_repeat_std") is not None]
+        rec["map_bev_loose_repeat_std_mean"] = float(np.mean(rstd)) if rstd else None
         out.append(rec)
     return out
 
@@ -997,14 +1071,25 @@ def _plot(curves: dict, out: Path, title: str) -> None:
 #: Arguments that change what a cell computes beyond its data (which :func:`_fingerprint`
 #: covers): a carried cell is reused only where every one of them matches this run's.
 CELL_CONFIG_ARGS = ("initial", "budget", "epochs", "initial_epochs", "batch_size", "lr", "score_thr",
-                    "classes", "count_classes", "schedule", "round_iters", "skip_initial_model",
-                    "eval_in_range", "eval_min_points", "mgral_options")
+                    "classes", "count_classes", "schedule", "round_iters", "round_epochs", "train_repeats",
+                    "skip_initial_model", "eval_in_range", "eval_min_points", "mgral_options")
+#: What a cell recorded before an argument existed computed: a carried cell without the key is
+#: read with this value (cells from before --round-epochs / --train-repeats: iterations, 1 training).
+CELL_CONFIG_DEFAULTS = {"round_epochs": None, "train_repeats": 1}
 
 
 def _cell_config(args: argparse.Namespace) -> dict:
     """The training / evaluation arguments a cell was computed with (JSON-ready), stored in every
     cell record as ``"config"`` and compared by ``--carry``."""
-    return json.loads(json.dumps({k: getattr(args, k, None) for k in CELL_CONFIG_ARGS}, sort_keys=True))
+    return json.loads(json.dumps({k: getattr(args, k, CELL_CONFIG_DEFAULTS.get(k)) for k in CELL_CONFIG_ARGS},
+                                 sort_keys=True))
+
+
+def _carried_config(rec: dict) -> Optional[dict]:
+    """A carried cell's ``config`` with :data:`CELL_CONFIG_DEFAULTS` filled in for keys it predates
+    (``None`` for a cell without a config stamp)."""
+    theirs = rec.get("config")
+    return None if theirs is None else {**CELL_CONFIG_DEFAULTS, **theirs}
 
 
 def _complete_seeds(res: dict, args: argparse.Namespace) -> list[int]:
@@ -1036,7 +1121,7 @@ def _carry_in(root: Path, state: dict, args: argparse.Namespace) -> None:
                 f"{cell} was run on data with fingerprint {rec.get('state')!r}, this --root's data is "
                 f"{state['fingerprint']!r} (other --frames/--data-seed/--preset/--drives/--embeddings?); use the "
                 "arguments the carried run used, or another --carry file")
-        theirs = rec.get("config")
+        theirs = _carried_config(rec)
         if theirs is None or any(theirs.get(k) != config.get(k) for k in CELL_CONFIG_ARGS):
             theirs = theirs or {}
             diff = {k: (theirs.get(k), config.get(k)) for k in CELL_CONFIG_ARGS if theirs.get(k) != config.get(k)}
@@ -1259,10 +1344,161 @@ def _run_noise(args: argparse.Namespace) -> None:
                  extra={"cells": cells})
 
 
+# ====================================================================== schedule tuning
+def _schedule_of(data: dict) -> str:
+    """A candidate run's schedule in words from its result file's arguments."""
+    a = data.get("args") or {}
+    if a.get("schedule") != "retrain":
+        return f"finetune {a.get('epochs')} epochs"
+    return f"round-epochs {a['round_epochs']}" if a.get("round_epochs") else f"round-iters {a.get('round_iters')}"
+
+
+def _tune_candidates(runs: list[dict], rise_min: float, noise_max: float) -> tuple[list[dict], list[dict]]:
+    """Judge schedule candidates by the README's rule (``tune`` mode).
+
+    Each run in ``runs`` (a result file of ``al`` with strategy random and ``--train-repeats``
+    R >= 2) gives R candidates, ``train_repeats`` K = 1..R: the cell value is the mean of its
+    first K trainings (K = 1: repeat 0, the study's own training seed). A candidate is *fit*
+    when the Spearman correlation of the round's mean mAP (over seeds) with the labeled frames is
+    at least ``rise_min`` and its noise, the across-repeat standard deviation (ddof 1, all R
+    trainings) averaged over the (seed, round >= 1) cells divided by sqrt(K), is at most
+    ``noise_max``; the chosen one is the fit candidate with the fewest training iterations per seed
+    (summed over rounds, times K). Without a fit candidate none is chosen, and the one with the
+    highest rise (ties: lower noise) is marked ``best_available``.
+
+    Parameters
+    ----------
+    runs : list of dict
+        Result files (:func:`benchmarks.results_io.read_result`) of the candidate schedules.
+    rise_min, noise_max : float
+        The rule's thresholds (Spearman; mAP points).
+
+    Returns
+    -------
+    (list of dict, list of dict)
+        Per (candidate, round) rows with the mean over seeds and every seed's value, and per
+        candidate rows with the rule's measures, ``fit`` and ``chosen``.
+
+    Raises
+    ------
+    SystemExit
+        When a run has no random rows, or fewer than 2 trainings per cell.
+    """
+    from scipy.stats import spearmanr
+
+    per_round: list[dict] = []
+    cands: list[dict] = []
+    for data in runs:
+        schedule = _schedule_of(data)
+        cells = [r for r in data["rows"] if r["strategy"] == "random" and r.get("map_bev_loose") is not None]
+        if not cells:
+            raise SystemExit(f"tune: {data.get('name')} has no trained random cells")
+        reps = min(len(r.get("map_bev_loose_repeats") or []) for r in cells)
+        if reps < 2:
+            raise SystemExit(f"tune: {data.get('name')} ({schedule}) has cells with {reps} training(s); the noise "
+                             "measure needs --train-repeats 2 or more")
+        noise_cells = [float(np.std(r["map_bev_loose_repeats"], ddof=1)) for r in cells if r["round"] > 0]
+        repeat_std = float(np.mean(noise_cells)) if noise_cells else float("nan")
+        seeds = sorted({r["seed"] for r in cells})
+        rounds = sorted({r["round"] for r in cells})
+        for k in range(1, reps + 1):
+            label = f"{schedule}, {k} training{'s' if k > 1 else ''}"
+            frames, means = [], []
+            for rnd in rounds:
+                rr = sorted((r for r in cells if r["round"] == rnd), key=lambda r: r["seed"])
+                vals = [float(np.mean(r["map_bev_loose_repeats"][:k])) for r in rr]
+                frames.append(float(np.mean([r["labeled_frames"] for r in rr])))
+                means.append(float(np.mean(vals)))
+                per_round.append({
+                    "candidate": label, "schedule": schedule, "train_repeats": k, "round": rnd,
+                    "labeled_frames": frames[-1], "seeds": len(rr), "map_bev_loose_mean": means[-1],
+                    "map_bev_loose_seeds": " / ".join(f"{v:.1f}" for v in vals),
+                    "repeat_std_mean": float(np.mean([np.std(r["map_bev_loose_repeats"], ddof=1) for r in rr])),
+                    "iters_per_training": float(np.mean([r["iters"] for r in rr])),
+                    "train_s_per_training": float(np.mean([r["train_s"] / r["train_repeats"] for r in rr])),
+                })
+            rise = float(spearmanr(frames, means).statistic) if len(set(means)) > 1 else float("nan")
+            noise = repeat_std / np.sqrt(k)
+            iters = k * float(np.mean([sum(r["iters"] for r in cells if r["seed"] == s) for s in seeds]))
+            train_s = k * float(np.mean([sum(r["train_s"] / r["train_repeats"] for r in cells if r["seed"] == s)
+                                         for s in seeds]))
+            cands.append({"candidate": label, "schedule": schedule, "train_repeats": k, "seeds": len(seeds),
+                          "rounds": len(rounds), "rise_spearman": rise, "rise_min": rise_min,
+                          "noise": float(noise), "noise_max": noise_max,
+                          "fit": bool(rise >= rise_min and noise <= noise_max),
+                          "iters_per_seed": iters, "train_s_per_seed": train_s,
+                          "train_s_per_cell": train_s / len(rounds), "chosen": False, "best_available": False,
+                          "source": data.get("name")})
+    fit = [c for c in cands if c["fit"]]
+    if fit:
+        min(fit, key=lambda c: (c["iters_per_seed"], c["train_repeats"]))["chosen"] = True
+    elif cands:
+        max(cands, key=lambda c: (np.nan_to_num(c["rise_spearman"], nan=-2.0), -c["noise"]))["best_available"] = True
+    return per_round, cands
+
+
+def _run_tune(args: argparse.Namespace) -> None:
+    """``tune``: judge the candidate schedules of ``--tune-results`` by the README's rule and write
+    ``<--name>.json`` (per candidate and round) and ``<--name>-rule.json`` (per candidate: rise,
+    noise, cost, fit, chosen)."""
+    from benchmarks.results_io import read_result, write_result
+
+    paths = [Path(p.strip()) for p in str(args.tune_results or "").split(",") if p.strip()]
+    if not paths:
+        raise SystemExit("tune needs --tune-results: comma-separated result files of the candidate runs")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise SystemExit(f"--tune-results: no such file(s): {', '.join(missing)}")
+    runs = [read_result(p) for p in paths]
+    per_round, cands = _tune_candidates(runs, args.tune_rise, args.tune_noise)
+    rule = (f"fit = Spearman(labeled frames, round mean mAP) >= {args.tune_rise:g} and across-repeat std "
+            f"(mean over (seed, round >= 1) cells) / sqrt(K) <= {args.tune_noise:g} mAP points; chosen = the "
+            "fit candidate with the fewest training iterations per seed (times K)")
+    write_result("loop", per_round, name=args.name, args=args,
+                 notes="schedule candidates on the tuning drives, strategy random: per round the mean over seeds of "
+                       "the cell mAP (loose car BEV AP40 moderate; K trainings averaged), every seed's value, the "
+                       "mean across-repeat std and the cost of one training. " + rule,
+                 extra={"sources": [str(p) for p in paths]})
+    write_result("loop", cands, name=args.name + "-rule", args=args, notes=rule,
+                 extra={"sources": [str(p) for p in paths]})
+    for c in cands:
+        print(f"{c['candidate']:<34} rise {c['rise_spearman']:+.2f} noise {c['noise']:5.2f} "
+              f"iters/seed {c['iters_per_seed']:7.0f} fit {c['fit']} chosen {c['chosen']}")
+
+
 # ====================================================================== CLI
+def _check_schedule(args: argparse.Namespace) -> None:
+    """Validate and resolve the training-schedule options in place (before any training).
+
+    ``--round-epochs`` needs ``--schedule retrain`` and excludes an explicit ``--round-iters``;
+    with it ``args.round_iters`` becomes ``None`` (it is not used), without it ``--round-iters``
+    defaults to 300. ``--train-repeats`` must be at least 1.
+
+    Raises
+    ------
+    SystemExit
+        With a message naming the offending option and value.
+    """
+    if args.round_epochs is not None:
+        if args.round_epochs < 1:
+            raise SystemExit(f"--round-epochs {args.round_epochs}: must be at least 1 epoch per round")
+        if args.schedule != "retrain":
+            raise SystemExit(f"--round-epochs {args.round_epochs} needs --schedule retrain (schedule "
+                             f"{args.schedule!r} trains --epochs per round)")
+        if args.round_iters is not None:
+            raise SystemExit(f"--round-iters {args.round_iters} and --round-epochs {args.round_epochs} both given: "
+                             "choose one (iterations per round fixed, or epochs per round growing with the labels)")
+    elif args.round_iters is None:
+        args.round_iters = 300
+    elif args.round_iters < 1:
+        raise SystemExit(f"--round-iters {args.round_iters}: must be at least 1 iteration per round")
+    if args.train_repeats is None or args.train_repeats < 1:
+        raise SystemExit(f"--train-repeats {args.train_repeats}: must be at least 1 training per cell")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="al", choices=["al", "report", "predict", "noise", "child"])
+    parser.add_argument("mode", nargs="?", default="al", choices=["al", "report", "predict", "noise", "tune", "child"])
     parser.add_argument("--root", default="/tmp/curate-bench-loop", help="A/B working directory (resumable)")
     parser.add_argument("--frames", type=int, default=None,
                         help="A/B: frames generated (default 900); predict: pool frames (default 48)")
@@ -1299,8 +1535,17 @@ def main() -> None:
                         help="pool and validation from all drives, or the embedder protocol's tuning / report drives")
     parser.add_argument("--schedule", choices=["finetune", "retrain"], default="finetune",
                         help="finetune: later rounds fine-tune --epochs from the previous round; retrain: every round "
-                             "trains from random init for about --round-iters iterations")
-    parser.add_argument("--round-iters", type=int, default=300, help="retrain: iterations per round")
+                             "trains from random init for about --round-iters iterations (or --round-epochs epochs)")
+    parser.add_argument("--round-iters", type=int, default=None,
+                        help="retrain: about this many iterations per round whatever the labeled-set size (default "
+                             "300; not with --round-epochs)")
+    parser.add_argument("--round-epochs", type=int, default=None,
+                        help="retrain: this many epochs over the labeled frames every round, so iterations grow with "
+                             "the labels (E x frames / batch); replaces --round-iters (giving both is an error)")
+    parser.add_argument("--train-repeats", type=int, default=1,
+                        help="trainings per cell with seeds derived from the cell's (seed, round), the same for every "
+                             "strategy; the cell's mAP is their mean (all values and their std are kept), the first "
+                             "model feeds the next round's uncertainty scores")
     parser.add_argument("--skip-initial-model", action="store_true",
                         help="retrain without uncertainty strategies: round 0 only draws its random set (no model "
                              "reads it), saving one training per seed; round 0 then has no mAP")
@@ -1320,6 +1565,12 @@ def main() -> None:
     parser.add_argument("--noise-cells", default="random:0:1",
                         help="noise: finished cells STRATEGY:SEED:ROUND (comma-separated) to retrain")
     parser.add_argument("--repeats", type=int, default=5, help="noise: trainings per cell")
+    parser.add_argument("--tune-results", default=None,
+                        help="tune: comma-separated result files of candidate schedule runs (random, --train-repeats >= 2)")
+    parser.add_argument("--tune-rise", type=float, default=0.8,
+                        help="tune: minimum Spearman of the round mean mAP against labeled frames")
+    parser.add_argument("--tune-noise", type=float, default=5.0,
+                        help="tune: maximum training noise of the cell value (across-repeat std / sqrt(K), mAP points)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--from-al", default=None, help="predict: use checkpoints of this A/B root")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -1329,6 +1580,9 @@ def main() -> None:
     if args.mode == "child":
         print("RESULT" + json.dumps(_child(args.child, json.loads(Path(args.state).read_text()))))
         return
+    if args.mode == "tune":
+        _run_tune(args)
+        return
     if args.mode == "predict":
         args.frames = args.frames if args.frames is not None else (0 if args.from_al else 48)
         args.epochs = args.epochs or 2
@@ -1336,6 +1590,7 @@ def main() -> None:
         return
     args.frames = args.frames or 900
     args.epochs = args.epochs or 2
+    _check_schedule(args)
     args.initial_epochs = args.initial_epochs or args.epochs
     args.seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
     args.classes = [c.strip() for c in str(args.classes).split(",") if c.strip()]

@@ -8,11 +8,15 @@ the benchmark has one. ``test_every_benchmark_has_a_smoke_run`` keeps it that wa
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bench_run import run_benchmark  # tests/bench_run.py
 from benchmarks.results_io import read_result
@@ -152,6 +156,77 @@ def test_loop_signal_embeddings_smoke(tmp_path: Path) -> None:
     [cell] = noise["extra"]["cells"]
     assert cell["cell"] == "random:0:1" and cell["repeats"] == 2
     assert cell["min"] <= cell["mean"] <= cell["max"]
+
+
+def test_loop_round_epochs_and_train_repeats_smoke(tmp_path: Path) -> None:
+    """``--round-epochs`` (epochs fixed, iterations growing with the labels) with
+    ``--train-repeats 2`` (two paired trainings per cell, mAP = their mean), then ``tune`` judging
+    the run as a schedule candidate; repeat 0 is the training a one-training run does."""
+    flags = ["--frames", "80", "--preset", "loop", "--classes", "Car", "--schedule", "retrain",
+             "--round-epochs", "2", "--eval-in-range", "--eval-min-points", "5", "--drives", "report",
+             "--pool-size", "24", "--val-size", "8", "--initial", "4", "--budget", "4", "--rounds", "2",
+             "--seeds", "0", "--strategies", "random,entropy"]
+    root = tmp_path / "loop"
+    _run("benchmarks.loop", ["al", "--root", str(root), *flags, "--train-repeats", "2", "--name", "loop-rep"],
+         tmp_path / "results")
+    data = _only_result(tmp_path / "results", "loop-rep")
+    cells = [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
+    assert {(c["strategy"], c["round"]) for c in cells} == {("initial", 0), ("random", 1), ("entropy", 1)}
+    for c in cells:
+        assert c["config"]["round_epochs"] == 2 and c["config"]["train_repeats"] == 2
+        assert c["config"]["round_iters"] is None
+        assert c["epochs"] == 2 and c["iters"] == 2 * c["labeled_frames"] // 2  # 2 epochs, batch 2
+        assert c["train_repeats"] == 2 and len(c["repeats"]) == 2
+        assert c["map_bev_loose"] == pytest.approx(np.mean(c["map_bev_loose_repeats"]))
+        assert c["map_bev_loose_repeat_std"] == pytest.approx(np.std(c["map_bev_loose_repeats"], ddof=1))
+        assert [r["train_seed"] for r in c["repeats"]] == [c["seed"] * 100 + c["round"],
+                                                           2_000_000 + 10_000 + c["seed"] * 100 + c["round"]]
+        assert (root / "cells" / f"{c['strategy']}-s0-r{c['round']}" / "train-1").is_dir()
+    # paired: both strategies of round 1 trained with the same seeds; the first model scored the pool
+    rnd1 = [c for c in cells if c["round"] == 1]
+    assert rnd1[0]["repeats"][1]["train_seed"] == rnd1[1]["repeats"][1]["train_seed"]
+    initial = next(c for c in cells if c["round"] == 0)
+    assert initial["scores_file"].endswith("initial-s0-r0/scores.npz")
+    assert initial["checkpoint"].startswith(str(root / "cells" / "initial-s0-r0" / "train" / ""))
+    row = next(r for r in data["rows"] if r["strategy"] == "random" and r["round"] == 1)
+    assert row["train_repeats"] == 2 and len(row["map_bev_loose_repeats"]) == 2
+    summary = _only_result(tmp_path / "results", "loop-rep-summary")
+    assert all("map_bev_loose_repeat_std_mean" in r for r in summary["rows"])
+
+    # the same cells with one training: the K = 1 cell is repeat 0 of the K = 2 run
+    # (same seed, same data: the same loss curve on CPU)
+    one = tmp_path / "one"
+    _run("benchmarks.loop", ["al", "--root", str(one), *flags, "--train-repeats", "1", "--name", "loop-one"],
+         tmp_path / "results-one")
+    ones = {(c["strategy"], c["round"]): c for c in
+            (json.loads(line) for line in (one / "results.jsonl").read_text().splitlines())}
+    for c in cells:
+        o = ones[(c["strategy"], c["round"])]
+        assert o["rows"] == c["rows"] and o["train_repeats"] == 1 and o["map_bev_loose_repeat_std"] is None
+        assert (o["loss_first"], o["loss_last"]) == pytest.approx((c["loss_first"], c["loss_last"]))
+        assert o["map_bev_loose"] == pytest.approx(c["map_bev_loose_repeats"][0])
+
+    # the rule over that run: candidates K = 1 and 2 of its schedule
+    _run("benchmarks.loop", ["tune", "--tune-results", str(tmp_path / "results" / "loop-rep.json"),
+                             "--name", "loop-tune-smoke"], tmp_path / "tune")
+    rule = _only_result(tmp_path / "tune", "loop-tune-smoke-rule")
+    assert [(r["candidate"], r["train_repeats"]) for r in rule["rows"]] == [
+        ("round-epochs 2, 1 training", 1), ("round-epochs 2, 2 trainings", 2)]
+    assert rule["rows"][1]["iters_per_seed"] == pytest.approx(2 * rule["rows"][0]["iters_per_seed"])
+    rounds = _only_result(tmp_path / "tune", "loop-tune-smoke")
+    assert {(r["train_repeats"], r["round"]) for r in rounds["rows"]} == {(1, 0), (1, 1), (2, 0), (2, 1)}
+
+
+def test_loop_bad_schedule_options_fail_before_any_work(tmp_path: Path) -> None:
+    for flags, message in ((["--round-epochs", "0"], "--round-epochs 0: must be at least 1"),
+                           (["--round-epochs", "10", "--round-iters", "200"], "both given"),
+                           (["--round-epochs", "10", "--schedule", "finetune"], "needs --schedule retrain"),
+                           (["--train-repeats", "0"], "--train-repeats 0: must be at least 1")):
+        done = subprocess.run([sys.executable, "-m", "benchmarks.loop", "al", "--root", str(tmp_path / "r"),
+                               "--schedule", "retrain", *flags], cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT), "CURATE_RESULTS_DIR": str(tmp_path)})
+        assert done.returncode != 0 and message in done.stderr, (flags, done.stderr[-2000:])
+    assert not (tmp_path / "r").exists()  # nothing generated
 
 
 def test_loop_camera_and_fused_embeddings_smoke(tmp_path: Path) -> None:
