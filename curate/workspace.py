@@ -45,7 +45,7 @@ from curate.store_queries import (
     require_embedding,
     require_samples,
 )
-from index.store import Store
+from index.store import Store, string_array
 
 __all__ = ["Workspace", "PlannedSelection"]
 
@@ -62,13 +62,6 @@ def _sql_str(value: str) -> str:
 
 def _id_in(ids: Sequence[str]) -> str:
     return "id IN (" + ", ".join(_sql_str(i) for i in ids) + ")"
-
-
-def _string_array(column: Union[pa.ChunkedArray, pa.Array]) -> pa.Array:
-    """One contiguous ``string`` array of an id column (chunks combined; O(N))."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks else pa.array([], type=column.type)
-    return column if column.type == pa.string() else column.cast(pa.string())
 
 
 def _now() -> str:
@@ -583,13 +576,12 @@ class Workspace(WorkspaceAPI):
         if where is None:
             rows = self.store.read(T.SAMPLES, columns=["id", "labeled"], version=samples_version)
             flag = rows.column("labeled").to_numpy(zero_copy_only=False).astype(bool)
-            ids = _string_array(rows.column("id"))
+            ids = string_array(rows.column("id"))
             return ids.filter(~flag), ids.filter(flag)
-        candidates = self.store.read(T.SAMPLES, columns=["id"], version=samples_version,
-                                     where=f"({where}) AND labeled = false").column("id")
-        labeled = self.store.read(T.SAMPLES, columns=["id"], where="labeled = true",
-                                  version=samples_version).column("id")
-        return _string_array(candidates), _string_array(labeled)
+        candidates = self.store.id_array(T.SAMPLES, where=f"({where}) AND labeled = false",
+                                         version=samples_version)
+        labeled = self.store.id_array(T.SAMPLES, where="labeled = true", version=samples_version)
+        return candidates, labeled
 
     def _resolve_query_ids(
         self, selector: Selector, pool: pa.Array, samples_version: int

@@ -396,8 +396,14 @@ class Store:
 
     def ids(self, table: str, *, where: str | None = None, version: int | None = None) -> np.ndarray:
         """Return the ``id`` column (sorted) as a numpy array of ``str`` objects."""
-        column = self.read(table, columns=["id"], where=where, version=version).column("id")
-        return _strings_to_numpy(column)
+        return _strings_to_numpy(self.id_array(table, where=where, version=version))
+
+    def id_array(self, table: str, *, where: str | None = None, version: int | None = None) -> pa.Array:
+        """Return the ``id`` column (sorted) as one Arrow ``string`` array: no Python object per id.
+
+        O(N) beyond the read; use it where ids are joined or filtered through Arrow compute.
+        """
+        return string_array(self.read(table, columns=["id"], where=where, version=version).column("id"))
 
     # ------------------------------------------------------------------ writes
     def upsert(self, table: str, rows: pa.Table | pa.RecordBatch, *, key: str = "id") -> int:
@@ -1338,10 +1344,16 @@ def _column_equal(left: pa.ChunkedArray | pa.Array, right: pa.ChunkedArray | pa.
     )
 
 
-def _strings_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+def string_array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """One contiguous Arrow ``string`` array of a string column (chunks combined, large_string
+    cast; O(N))."""
     if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks else pa.array([], column.type)
-    out = column.to_numpy(zero_copy_only=False)
+        column = column.combine_chunks() if column.num_chunks else pa.array([], type=column.type)
+    return column if column.type == pa.string() else column.cast(pa.string())
+
+
+def _strings_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    out = string_array(column).to_numpy(zero_copy_only=False)
     return out.astype(object, copy=False)
 
 

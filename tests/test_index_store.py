@@ -202,6 +202,18 @@ def test_read_columns_and_ids_order(store: Store, samples: pa.Table) -> None:
         store.read("samples", columns=["nope"])
     assert list(store.ids("samples")) == ["a", "b", "c", "d"]
     assert list(store.ids("samples", where="weather = 'rain'")) == ["c", "d"]
+    arrow_ids = store.id_array("samples", where="weather = 'rain'")
+    assert isinstance(arrow_ids, pa.Array) and arrow_ids.type == pa.string()
+    assert arrow_ids.to_pylist() == ["c", "d"]
+    assert store.id_array("samples", where="weather = 'snow'").to_pylist() == []
+
+
+def test_string_array_combines_chunks_and_casts() -> None:
+    chunked = pa.chunked_array([pa.array(["a", "b"], pa.large_string()), pa.array(["c"], pa.large_string())])
+    out = store_module.string_array(chunked)
+    assert isinstance(out, pa.Array) and out.type == pa.string() and out.to_pylist() == ["a", "b", "c"]
+    empty = store_module.string_array(pa.chunked_array([], pa.string()))
+    assert empty.type == pa.string() and len(empty) == 0
 
 
 def test_read_many_ids_in_given_order(store: Store) -> None:
