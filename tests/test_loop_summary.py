@@ -60,3 +60,20 @@ def test_mgral_targets_from_the_cells() -> None:
 def test_no_target_rows_without_mgral() -> None:
     rows = [r for r in _study() if r["strategy"] != "mgral"]
     assert loop._mgral_target_rows(rows, loop._summary_rows(rows)) == []
+
+
+def test_table_error_pooled_within_rounds_drops_the_rounds_levels() -> None:
+    # each round ranks its batches perfectly, but the round with the higher estimates has the
+    # lower real gains: pooled raw ranks disagree, centred by round they agree exactly
+    heldout = [[[1.0, 2.0, 3.0], [101.0, 102.0, 103.0]], [[11.0, 12.0, 13.0], [1.0, 2.0, 3.0]]]
+    out = loop._table_error_pooled(heldout)
+    assert out["heldout_pairs"] == 6
+    assert out["spearman_within_round"] == pytest.approx(1.0)
+    assert out["spearman"] < 0
+    assert out["mae"] == pytest.approx(np.mean([100, 100, 100, 10, 10, 10]))
+    # a round ranked backwards pulls the within-round value down
+    flipped = loop._table_error_pooled([heldout[0], [[11.0, 12.0, 13.0], [3.0, 2.0, 1.0]]])
+    assert flipped["spearman_within_round"] == pytest.approx(0.0)
+    # nothing to rank: None, not an error
+    assert loop._table_error_pooled([])["spearman"] is None
+    assert loop._table_error_pooled([[[1.0], [2.0]]])["spearman_within_round"] is None
