@@ -1005,8 +1005,8 @@ def _table_error_pooled(heldout: list) -> dict:
     batches). Returns ``heldout_pairs``, ``mae``, ``spearman`` (every pair pooled: the rounds'
     different gain levels enter the ranking, so it is inflated whenever the table tracks a round's
     level) and ``spearman_within_round``: the same on values centred by their round's mean
-    (estimate and real each), which keeps only how the table ranks batches *within* a round, with
-    the pooled sample's power (a round of 4 held-out batches alone can only give 0, +-0.2, ...,
+    (estimate and real each; rounds of one pair left out), which keeps only how the table ranks
+    batches *within* a round, with the pooled sample's power (a round of 4 held-out batches alone can only give 0, +-0.2, ...,
     +-1). ``None`` where fewer than 2 pairs or no spread. O(pairs log pairs).
     """
     rounds = [(np.asarray(e or [], float), np.asarray(v or [], float)) for e, v in heldout]
@@ -1022,8 +1022,11 @@ def _table_error_pooled(heldout: list) -> dict:
 
     if np.ptp(est) > 0 and np.ptp(real) > 0:
         out["spearman"] = float(spearmanr(est, real).statistic)
-    c_est = np.concatenate([e - e.mean() for e, _ in rounds])
-    c_real = np.concatenate([v - v.mean() for _, v in rounds])
+    ranked = [(e, v) for e, v in rounds if len(e) >= 2]  # a lone pair ranks nothing within its round
+    if not ranked:
+        return out
+    c_est = np.concatenate([e - e.mean() for e, _ in ranked])
+    c_real = np.concatenate([v - v.mean() for _, v in ranked])
     if np.ptp(c_est) > 0 and np.ptp(c_real) > 0:
         out["spearman_within_round"] = float(spearmanr(c_est, c_real).statistic)
     return out

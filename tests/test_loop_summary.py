@@ -77,3 +77,8 @@ def test_table_error_pooled_within_rounds_drops_the_rounds_levels() -> None:
     # nothing to rank: None, not an error
     assert loop._table_error_pooled([])["spearman"] is None
     assert loop._table_error_pooled([[[1.0], [2.0]]])["spearman_within_round"] is None
+    # a one-pair round adds no (0, 0) tie to the within-round sample
+    # (centred, the lone pair's (0, 0) would sit mid-rank in estimates but not in real gains)
+    skewed = [[1.0, 2.0, 3.0], [1.0, 1.5, 4.0]]
+    lone = loop._table_error_pooled([skewed, [[5.0], [7.0]]])
+    assert lone["heldout_pairs"] == 4 and lone["spearman_within_round"] == pytest.approx(1.0)
