@@ -1006,8 +1006,8 @@ def _table_error_pooled(heldout: list) -> dict:
     different gain levels enter the ranking, so it is inflated whenever the table tracks a round's
     level) and ``spearman_within_round``: the same on values centred by their round's mean
     (estimate and real each; rounds of one pair left out), which keeps only how the table ranks
-    batches *within* a round, with the pooled sample's power (a round of 4 held-out batches alone can only give 0, +-0.2, ...,
-    +-1). ``None`` where fewer than 2 pairs or no spread. O(pairs log pairs).
+    batches *within* a round, with the pooled sample's power (a round of 4 held-out batches alone
+    can only give 0, +-0.2, ..., +-1). ``None`` where fewer than 2 pairs or no spread. O(pairs log pairs).
     """
     rounds = [(np.asarray(e or [], float), np.asarray(v or [], float)) for e, v in heldout]
     rounds = [(e, v) for e, v in rounds if len(e) and len(e) == len(v)]
