@@ -84,6 +84,12 @@ finished cells (``--noise-cells random:0:1,...``) are retrained on exactly their
 ``--repeats`` times with other training seeds; the result gives per cell the mean and standard
 deviation over those trainings beside the study's value.
 
+``probe-noise``: the training noise of mgral's reward: every fine-tune of the mgral plan that
+would follow each ``--noise-cells`` cell (base, probes, held-out batches, ``--mgral-options``) is
+repeated ``--repeats`` times with other fine-tune seeds; it reports the test-retest rank
+correlation of the batches' gains, which bounds the table's measurable error
+(:mod:`benchmarks.loop_probe_noise`).
+
 ``tune``: judges schedule candidates (``--tune-results``: result files of ``al`` runs of strategy
 random with ``--train-repeats`` >= 2) by the rule of the README ("A training schedule whose mAP
 rises with labels"): rise of mAP with labeled frames, training noise of the cell value, cost.
@@ -1525,7 +1531,7 @@ def _check_schedule(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="al", choices=["al", "report", "predict", "noise", "tune", "child"])
+    parser.add_argument("mode", nargs="?", default="al", choices=["al", "report", "predict", "noise", "probe-noise", "tune", "child"])
     parser.add_argument("--root", default="/tmp/curate-bench-loop", help="A/B working directory (resumable)")
     parser.add_argument("--frames", type=int, default=None,
                         help="A/B: frames generated (default 900); predict: pool frames (default 48)")
@@ -1590,8 +1596,9 @@ def main() -> None:
                              "(e.g. benchmarks/results/<name>.cells.jsonl, committed): a study longer than one "
                              "machine's session continues on the next machine, whole seeds at a time")
     parser.add_argument("--noise-cells", default="random:0:1",
-                        help="noise: finished cells STRATEGY:SEED:ROUND (comma-separated) to retrain")
-    parser.add_argument("--repeats", type=int, default=5, help="noise: trainings per cell")
+                        help="noise / probe-noise: finished cells STRATEGY:SEED:ROUND (comma-separated) to retrain / "
+                             "to start mgral's probes from")
+    parser.add_argument("--repeats", type=int, default=5, help="noise: trainings per cell; probe-noise: repeats of every fine-tune")
     parser.add_argument("--tune-results", default=None,
                         help="tune: comma-separated result files of candidate schedule runs (random, --train-repeats >= 2)")
     parser.add_argument("--tune-rise", type=float, default=0.8,
@@ -1642,6 +1649,10 @@ def main() -> None:
         mgral_options(args.mgral_options, budget=args.budget)  # bad options fail before any training
     if args.mode == "noise":
         _run_noise(args)
+    elif args.mode == "probe-noise":
+        from benchmarks.loop_probe_noise import run_probe_noise
+
+        run_probe_noise(args)
     elif args.mode == "report":
         print(_report(Path(args.root), args))
         _write_results(Path(args.root), args)

@@ -1,0 +1,221 @@
+"""``probe-noise`` mode of :mod:`benchmarks.loop`: how reproducible is MGRAL's reward?
+
+MGRAL's look-up table (:mod:`curate.loop.mgral.lut`) is fitted on the gains of short real
+fine-tunes (probe batches) and judged against the gains of other short fine-tunes (held-out
+batches). Both sides carry the fine-tune's own training noise (data order, augmentation,
+initialisation of nothing but the order of updates). This mode measures that noise, which bounds
+what any table can reach: for each finished cell of an ``al`` run (``--noise-cells
+STRATEGY:SEED:ROUND``: the labeled set and the model an mgral round ``ROUND + 1`` starts from) it
+builds the mgral plan of round ``ROUND + 1`` with ``--mgral-options`` (:func:`make_plan`: the same
+table frames, tuning split, probe and held-out batches the study's mgral cell of that seed would
+draw) and runs *every* fine-tune of the plan (base, probes, held-out) ``--repeats`` times with
+distinct fine-tune seeds. Repeat 0 uses the study's probe seed (``seed * 100 + round + 7``).
+
+Per cell it reports (``extra.cells``):
+
+* ``retest_spearman``: the mean over pairs of repeats of the Spearman rank correlation, across the
+  plan's batches (probes and held-out), between the two repeats' gains. It is the test-retest
+  reliability of one fine-tune's gain; a table correlates with a single noisy real gain at most
+  about ``sqrt(retest)`` (the attenuation bound), and the mean of ``m`` repeats has reliability
+  ``m r / (1 + (m - 1) r)`` (Spearman-Brown), given as ``repeats_for_0.6``: the repeats whose
+  mean would let a perfect table reach a rank correlation of 0.6;
+* ``between_std`` / ``within_std``: the spread of the batches' mean gains against the mean
+  across-repeat standard deviation of one batch's gain (signal against noise, mAP points);
+* ``table_same_repeat``: the study's own measurement, per repeat: the table fitted on that
+  repeat's probes against that repeat's held-out gains (Spearman), and its mean;
+* ``table_split_half``: the table fitted on the mean probe gains of the even repeats against the
+  mean held-out gains of the odd repeats, and the other way round (independent noise on both
+  sides; what averaging ``R / 2`` repeats per probe would give).
+
+Every fine-tune's tuning metric is written as soon as it is known (``<root>/probe-noise/...``),
+so a killed run resumes without running one twice. Cost: cells x repeats x (1 + probes +
+heldout) short fine-tunes and tuning evaluations (seconds each on the benchmark's tiny
+PointPillars). A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import time
+from itertools import combinations
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: Fine-tune seeds of repeats ``k >= 1``: never a study, ``noise`` or ``--train-repeats`` seed.
+PROBE_REPEAT_SEED_BASE = 3_000_000
+
+
+def probe_seeds(seed: int, rnd: int, repeats: int) -> list[int]:
+    """Fine-tune seeds of the ``repeats`` repeats of a plan of mgral round ``rnd``: repeat 0 is
+    the study's probe seed ``seed * 100 + rnd + 7``, repeat ``k`` adds
+    ``PROBE_REPEAT_SEED_BASE + 10_000 * k``."""
+    base = seed * 100 + rnd + 7
+    return [base] + [PROBE_REPEAT_SEED_BASE + 10_000 * k + base for k in range(1, repeats)]
+
+
+def spearman_brown_repeats(r: Optional[float], target: float = 0.6) -> Optional[float]:
+    """Repeats ``m`` whose mean gain has reliability ``target ** 2`` (so that a perfect table
+    could reach a rank correlation ``target`` with it), from the one-repeat reliability ``r``
+    (Spearman-Brown: ``rel_m = m r / (1 + (m - 1) r)``). None when ``r`` is None or ``<= 0``
+    (no number of repeats helps a signal that does not reproduce)."""
+    if r is None or r <= 0:
+        return None
+    want = target ** 2
+    if r >= want:
+        return 1.0
+    return float(want * (1 - r) / (r * (1 - want)))
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> Optional[float]:
+    from curate.loop.mgral.lut import _spearman as sp
+
+    return sp(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+
+
+def cell_summary(plan: dict, values: list[dict[str, float]], ridge: float) -> dict:
+    """Reliability and table error of one plan from its repeats' tuning metrics.
+
+    Parameters
+    ----------
+    plan : dict
+        :func:`curate.loop.mgral.stage.make_plan`'s output (``probes``, ``heldout``, ``lut_frames``).
+    values : list of dict
+        Per repeat, run name (``base``, ``probe-k``, ``heldout-k``) -> tuning metric.
+    ridge : float
+        The table's ridge penalty.
+
+    Returns
+    -------
+    dict
+        See the module docstring. O(R^2 * B log B + R * F^3) for R repeats, B batches, F table frames.
+    """
+    from curate.loop.mgral.lut import fit_table, table_error
+
+    probes = [list(b) for b in plan["probes"]]
+    held = [list(b) for b in plan["heldout"]]
+    names = [f"probe-{k}" for k in range(len(probes))] + [f"heldout-{k}" for k in range(len(held))]
+    gains = np.array([[v[n] - v["base"] for n in names] for v in values], dtype=np.float64)  # (R, B)
+    n_probe = len(probes)
+    pairs = [_spearman(gains[a], gains[b]) for a, b in combinations(range(len(values)), 2)]
+    pairs_ok = [p for p in pairs if p is not None]
+    retest = float(np.mean(pairs_ok)) if pairs_ok else None
+    lut = plan["lut_frames"]
+
+    def table_rho(probe_gains: np.ndarray, held_gains: np.ndarray) -> Optional[float]:
+        table = fit_table(lut, [[]] + probes, [0.0] + probe_gains.tolist(), ridge=ridge)
+        return table_error(table, held, held_gains.tolist())["spearman"]
+
+    same = [table_rho(g[:n_probe], g[n_probe:]) for g in gains] if held else []
+    same_ok = [s for s in same if s is not None]
+    split: list[Optional[float]] = []
+    if len(values) >= 2 and held:
+        even, odd = gains[0::2].mean(axis=0), gains[1::2].mean(axis=0)
+        split = [table_rho(even[:n_probe], odd[n_probe:]), table_rho(odd[:n_probe], even[n_probe:])]
+    split_ok = [s for s in split if s is not None]
+    return {
+        "batches": len(names), "repeats": len(values),
+        "base": [v["base"] for v in values],
+        "gains": gains.tolist(),
+        "retest_spearman": retest, "retest_pairs": pairs,
+        "attenuation_bound": float(np.sqrt(retest)) if retest is not None and retest > 0 else None,
+        "repeats_for_0.6": spearman_brown_repeats(retest),
+        "between_std": float(np.std(gains.mean(axis=0), ddof=1)) if len(names) > 1 else None,
+        "within_std": float(np.mean(np.std(gains, axis=0, ddof=1))) if len(values) > 1 else None,
+        "table_same_repeat": same, "table_same_repeat_mean": float(np.mean(same_ok)) if same_ok else None,
+        "table_split_half": split, "table_split_half_mean": float(np.mean(split_ok)) if split_ok else None,
+    }
+
+
+def _options_tag(opts: dict) -> str:
+    """A short stable name of an option set (its runs live in their own folder)."""
+    return hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def run_probe_noise(args: argparse.Namespace) -> None:
+    """The ``probe-noise`` mode (see the module docstring); writes ``<--name>.json``."""
+    import torch
+
+    import curate
+    from benchmarks.loop import (EVAL_CLASSES, INITIAL, _detector, _eval_filter, _read_results, _state,
+                                 _subset_pkl)
+    from benchmarks.results_io import write_result
+    from curate.loop.evaluate import evaluate_predictions
+    from curate.loop.mgral.lut import run_probes
+    from curate.loop.mgral.options import mgral_options
+    from curate.loop.mgral.stage import make_plan, metric_of, probe_runs
+
+    if args.repeats < 2:
+        raise SystemExit(f"probe-noise: --repeats {args.repeats}: needs at least 2 repeats to measure noise")
+    root = Path(args.root)
+    state = _state(root, args)
+    res = _read_results(root)
+    opts = mgral_options(args.mgral_options, budget=args.budget)
+    torch.set_num_threads(1)
+    ws = curate.connect(root / "ws")
+    pool = state["pool"]
+    tag = _options_tag(opts.model_dump())
+    rows, cells = [], []
+    for spec in [c for c in args.noise_cells.split(",") if c.strip()]:
+        label, seed_s, rnd_s = spec.split(":")
+        seed, rnd = int(seed_s), int(rnd_s)
+        key = (INITIAL if rnd == 0 else label, seed, rnd)
+        prev = res.get(key)
+        if prev is None or not prev.get("checkpoint") or not Path(prev["checkpoint"]).is_file():
+            raise SystemExit(f"--noise-cells {spec}: no finished, trained cell {key} with its checkpoint in "
+                             f"{root}/results.jsonl (probe-noise needs the model an mgral round starts from)")
+        mask = np.zeros(len(pool), dtype=bool)
+        mask[list(prev["rows"])] = True
+        plan = make_plan([pool[i] for i in np.flatnonzero(~mask)], [pool[i] for i in np.flatnonzero(mask)],
+                         opts, seed, rnd + 1)
+        cdir = root / "probe-noise" / tag / f"{label}-s{seed}-r{rnd}"
+        cdir.mkdir(parents=True, exist_ok=True)
+        (cdir / "options.json").write_text(json.dumps(opts.model_dump(), indent=1, sort_keys=True))
+        det = _detector(args, opts.probe_epochs)
+        tune_pkl = _subset_pkl(root, plan["tuning"], cdir / "tuning.pkl")
+        eval_classes = [c for c in EVAL_CLASSES if c in args.classes]
+        runs = probe_runs(plan)
+        lut = plan["lut_frames"]
+        values = []
+        t_cell = time.perf_counter()
+        for k, fseed in enumerate(probe_seeds(seed, rnd + 1, args.repeats)):
+            def measure(j: int, k: int = k, fseed: int = fseed) -> float:
+                name, batch = runs[j]
+                rdir = cdir / f"repeat-{k}" / name
+                pkl = _subset_pkl(root, sorted(plan["train_part"] + [lut[i] for i in batch]), rdir / "train.pkl")
+                out = det.train(pkl, rdir / "train", load_from=prev["checkpoint"], seed=fseed)
+                preds = det.predict(tune_pkl, [out.checkpoint])
+                return metric_of(evaluate_predictions(ws, preds, classes=eval_classes, **_eval_filter(det, args)),
+                                 opts.metric)
+
+            t0 = time.perf_counter()
+            done = run_probes([name for name, _ in runs], measure, cdir / f"repeat-{k}.json")
+            values.append(done)
+            for name, batch in runs:
+                rows.append({"cell": spec, "repeat": k, "finetune_seed": fseed, "run": name,
+                             "batch": [lut[i] for i in batch], "metric": done[name], "gain": done[name] - done["base"]})
+            print(f"[{time.strftime('%H:%M:%S')}] {spec} repeat {k}: {len(runs)} fine-tunes, base {done['base']:.2f} "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        summary = cell_summary(plan, values, opts.ridge)
+        summary.update({"cell": spec, "mgral_round": rnd + 1, "labeled_frames": int(mask.sum()),
+                        "tuning_frames": len(plan["tuning"]), "train_part": len(plan["train_part"]),
+                        "seconds": time.perf_counter() - t_cell})
+        cells.append(summary)
+        print(f"{spec}: retest Spearman {summary['retest_spearman']}, between std {summary['between_std']}, "
+              f"within std {summary['within_std']}, table same-repeat {summary['table_same_repeat_mean']}, "
+              f"split-half {summary['table_split_half_mean']}", flush=True)
+    pooled = {k: (float(np.mean([c[k] for c in cells if c[k] is not None]))
+                  if any(c[k] is not None for c in cells) else None)
+              for k in ("retest_spearman", "between_std", "within_std", "table_same_repeat_mean",
+                        "table_split_half_mean")}
+    write_result("loop", rows, name=args.name, args=args,
+                 notes=("MGRAL reward noise: every fine-tune of the mgral plan (base, probes, held-out) of the round "
+                        "after each --noise-cells cell, repeated with distinct fine-tune seeds; gain = tuning "
+                        f"{opts.metric} minus the same repeat's base"),
+                 extra={"cells": cells, "mean_over_cells": pooled, "mgral_options": opts.model_dump()})

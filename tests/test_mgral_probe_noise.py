@@ -1,0 +1,74 @@
+"""The reward-noise arithmetic of ``benchmarks.loop probe-noise`` (the run itself is in
+``test_benchmarks_smoke_more``): test-retest reliability, Spearman-Brown and split-half table error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.loop_probe_noise import cell_summary, probe_seeds, spearman_brown_repeats
+from curate.loop.mgral.lut import heldout_batches, probe_design
+
+
+def _plan(n_frames: int = 12, n_probes: int = 24, n_held: int = 12, size: int = 3) -> dict:
+    probes = probe_design(n_frames, n_probes, size, seed=1)
+    return {"lut_frames": [f"f{i}" for i in range(n_frames)], "probes": probes,
+            "heldout": heldout_batches(n_frames, n_held, size, seed=1, avoid=probes)}
+
+
+def _values(plan: dict, weights: np.ndarray, noise: float, repeats: int, seed: int = 0) -> list[dict]:
+    """Per repeat: base 50 plus, per run, the sum of its frames' weights plus seeded noise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(repeats):
+        v = {"base": 50.0}
+        for kind in ("probe", "heldout"):
+            batches = plan["probes"] if kind == "probe" else plan["heldout"]
+            for k, b in enumerate(batches):
+                v[f"{kind}-{k}"] = 50.0 + float(weights[b].sum()) + noise * float(rng.normal())
+        out.append(v)
+    return out
+
+
+def test_noise_free_additive_gains_reproduce_and_the_table_ranks_them() -> None:
+    plan = _plan()
+    w = np.random.default_rng(7).normal(0, 2, 12)  # no two batches tie
+    s = cell_summary(plan, _values(plan, w, noise=0.0, repeats=3), ridge=1e-6)
+    assert s["retest_spearman"] == pytest.approx(1.0)
+    assert s["within_std"] == pytest.approx(0.0)
+    assert s["between_std"] > 1.0
+    assert s["repeats_for_0.6"] == 1.0
+    assert s["table_same_repeat_mean"] == pytest.approx(1.0)
+    assert s["table_split_half_mean"] == pytest.approx(1.0)
+    assert np.asarray(s["gains"]).shape == (3, 24 + 12)
+
+
+def test_pure_noise_does_not_reproduce() -> None:
+    plan = _plan()
+    s = cell_summary(plan, _values(plan, np.zeros(12), noise=2.0, repeats=6, seed=3), ridge=1.0)
+    assert abs(s["retest_spearman"]) < 0.2
+    assert s["within_std"] == pytest.approx(2.0 * np.sqrt(2), rel=0.35)  # a gain is the difference of two noisy runs
+    assert len(s["retest_pairs"]) == 15  # 6 repeats: every pair once
+
+
+def test_noisy_signal_is_in_between_and_averaging_repeats_helps_the_table() -> None:
+    plan = _plan(n_held=30)
+    w = np.linspace(-2, 2, 12)
+    s = cell_summary(plan, _values(plan, w, noise=1.5, repeats=8, seed=5), ridge=1.0)
+    assert 0.2 < s["retest_spearman"] < 0.95
+    # the split-half table averages 4 repeats per side: less noise than one repeat's table
+    assert s["table_split_half_mean"] > s["table_same_repeat_mean"]
+
+
+def test_spearman_brown_repeats_inverts_the_reliability_of_a_mean() -> None:
+    m = spearman_brown_repeats(0.2)
+    assert m * 0.2 / (1 + (m - 1) * 0.2) == pytest.approx(0.36)
+    assert spearman_brown_repeats(0.5) == 1.0
+    assert spearman_brown_repeats(0.0) is None and spearman_brown_repeats(-0.1) is None
+    assert spearman_brown_repeats(None) is None
+
+
+def test_probe_seeds_start_with_the_study_seed_and_are_distinct() -> None:
+    seeds = probe_seeds(2, 3, 4)
+    assert seeds[0] == 2 * 100 + 3 + 7
+    assert len(set(seeds)) == 4
