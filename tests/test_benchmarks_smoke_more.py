@@ -157,6 +157,31 @@ def test_loop_signal_embeddings_smoke(tmp_path: Path) -> None:
     assert cell["cell"] == "random:0:1" and cell["repeats"] == 2
     assert cell["min"] <= cell["mean"] <= cell["max"]
 
+    # mgral's reward noise: the plan after that cell (base, 2 probes, 1 held-out) fine-tuned twice
+    pn_dir = tmp_path / "probe-noise-results"
+    pn_flags = ["probe-noise", "--root", str(tmp_path / "loop"), "--frames", "80", "--preset", "loop",
+                "--classes", "Car", "--schedule", "retrain", "--round-iters", "4",
+                "--eval-in-range", "--eval-min-points", "5", "--drives", "report",
+                "--embeddings", "bev-hist,recon-tiny", "--pool-size", "24", "--val-size", "8",
+                "--initial", "4", "--budget", "4", "--seeds", "0", "--noise-cells", "random:0:1",
+                "--mgral-options", '{"lut_frames": 3, "probes": 2, "probe_size": 1, "heldout": 1}',
+                "--repeats", "2", "--name", "loop-probe-noise-smoke"]
+    _run("benchmarks.loop", pn_flags, pn_dir)
+    pn = _only_result(pn_dir)
+    assert sorted((r["repeat"], r["run"]) for r in pn["rows"]) == [
+        (k, n) for k in (0, 1) for n in ("base", "heldout-0", "probe-0", "probe-1")]
+    assert len({r["finetune_seed"] for r in pn["rows"]}) == 2
+    assert all(r["gain"] == 0.0 for r in pn["rows"] if r["run"] == "base")
+    [pcell] = pn["extra"]["cells"]
+    assert pcell["cell"] == "random:0:1" and pcell["mgral_round"] == 2 and pcell["repeats"] == 2
+    assert np.asarray(pcell["gains"]).shape == (2, 3)
+    # a second run resumes from the stored fine-tunes: none runs again
+    stored = sorted((tmp_path / "loop" / "probe-noise").rglob("repeat-*.json"))
+    before = [p.stat().st_mtime_ns for p in stored]
+    _run("benchmarks.loop", pn_flags, pn_dir)
+    assert [p.stat().st_mtime_ns for p in stored] == before
+    assert _only_result(pn_dir)["rows"] == pn["rows"]
+
 
 def test_loop_round_epochs_and_train_repeats_smoke(tmp_path: Path) -> None:
     """``--round-epochs`` (epochs fixed, iterations growing with the labels) with
