@@ -678,12 +678,10 @@ def _mgral_select(root: Path, state: dict, key: tuple[str, int, int], prev: dict
     (:func:`curate.loop.mgral.stage.table_and_policy`: probes, table, policy) with fine-tunes of
     this cell's detector, then the policy picks ``budget - lut_frames`` frames. Resumable: the
     probes and policy checkpoints live in the cell's ``mgral`` folder."""
-    import copy
-
     import curate
     from curate.loop.evaluate import evaluate_predictions
     from curate.loop.mgral.options import mgral_options
-    from curate.loop.mgral.stage import make_plan, metric_of, table_and_policy, train_budget
+    from curate.loop.mgral.stage import make_plan, metric_of, probe_detector, table_and_policy, train_budget
     from curate.selectors.mgral import MGRAL, candidate_features
 
     label, seed, rnd = key
@@ -697,8 +695,7 @@ def _mgral_select(root: Path, state: dict, key: tuple[str, int, int], prev: dict
     else:
         plan = make_plan([pool[i] for i in np.flatnonzero(~mask)], [pool[i] for i in np.flatnonzero(mask)], opts, seed, rnd)
         plan_file.write_text(json.dumps(plan))
-    probe_det = copy.copy(det)
-    probe_det.epochs = opts.probe_epochs
+    probe_det = probe_detector(det, opts)
     ws = curate.connect(root / "ws")
     tune_pkl = _subset_pkl(root, plan["tuning"], mdir / "tuning.pkl")
 

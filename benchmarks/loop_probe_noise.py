@@ -134,8 +134,10 @@ def cell_summary(plan: dict, values: list[dict[str, float]], ridge: float) -> di
 
 
 def _options_tag(opts: dict) -> str:
-    """A short stable name of an option set (its runs live in their own folder)."""
-    return hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:10]
+    """A short stable name of an option set (its runs live in their own folder); options left at
+    None are left out, so an option added later with a None default keeps earlier folders."""
+    kept = {k: v for k, v in opts.items() if v is not None}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def run_probe_noise(args: argparse.Namespace) -> None:
@@ -149,7 +151,7 @@ def run_probe_noise(args: argparse.Namespace) -> None:
     from curate.loop.evaluate import evaluate_predictions
     from curate.loop.mgral.lut import run_probes
     from curate.loop.mgral.options import mgral_options
-    from curate.loop.mgral.stage import make_plan, metric_of, probe_runs
+    from curate.loop.mgral.stage import make_plan, metric_of, probe_detector, probe_runs
 
     if args.repeats < 2:
         raise SystemExit(f"probe-noise: --repeats {args.repeats}: needs at least 2 repeats to measure noise")
@@ -177,7 +179,7 @@ def run_probe_noise(args: argparse.Namespace) -> None:
         cdir = root / "probe-noise" / tag / f"{label}-s{seed}-r{rnd}"
         cdir.mkdir(parents=True, exist_ok=True)
         (cdir / "options.json").write_text(json.dumps(opts.model_dump(), indent=1, sort_keys=True))
-        det = _detector(args, opts.probe_epochs)
+        det = probe_detector(_detector(args, opts.probe_epochs), opts)
         tune_pkl = _subset_pkl(root, plan["tuning"], cdir / "tuning.pkl")
         eval_classes = [c for c in EVAL_CLASSES if c in args.classes]
         runs = probe_runs(plan)

@@ -4,6 +4,7 @@ workspace (scores written directly, no detector needed)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -110,7 +111,29 @@ def test_loop_config_rejects_bad_mgral_options_clearly():
         load_loop_config(dict(base, strategy_params={"lut_frames": 8}))
     with pytest.raises(InvalidInputError, match="metric"):
         load_loop_config(dict(base, strategy_params={"metric": "accuracy"}))
+    with pytest.raises(InvalidInputError, match="probe_lr"):
+        load_loop_config(dict(base, strategy_params={"lut_frames": 4, "probe_lr": 0}))
     assert load_loop_config(dict(base, strategy_params={"lut_frames": 4})).strategy == "mgral"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mmdet3d") is None, reason="the mmdet3d stack is not installed (make mm3d)")
+def test_probe_detector_trains_with_probe_epochs_and_probe_lr_and_leaves_the_round_detector_alone(tmp_path):
+    from curate.loop.mgral.options import mgral_options
+    from curate.loop.mgral.stage import probe_detector
+    from curate.loop.mm3d import MMDet3DDetector
+
+    import pickle
+
+    (tmp_path / "t.pkl").write_bytes(pickle.dumps({"metainfo": {"classes": ["Car"]}, "data_list": []}))
+    det = MMDet3DDetector("pointpillars-tiny", classes=("Car",), epochs=10)
+    default_lr = det.train_config(tmp_path / "t.pkl", tmp_path / "w", load_from=None, seed=0).optim_wrapper["optimizer"]["lr"]
+    same = probe_detector(det, mgral_options({"lut_frames": 4, "probe_epochs": 2}, budget=8))
+    cfg = same.train_config(tmp_path / "t.pkl", tmp_path / "w", load_from=None, seed=0)
+    assert (same.epochs, cfg.train_cfg["max_epochs"], cfg.optim_wrapper["optimizer"]["lr"]) == (2, 2, default_lr)
+    slow = probe_detector(det, mgral_options({"lut_frames": 4, "probe_lr": 3e-4}, budget=8))
+    cfg = slow.train_config(tmp_path / "t.pkl", tmp_path / "w", load_from=None, seed=0)
+    assert cfg.optim_wrapper["optimizer"]["lr"] == pytest.approx(3e-4) != default_lr
+    assert (det.epochs, det.lr) == (10, None)
 
 
 def test_workspace_and_cli_select_with_a_stored_policy(ws, tmp_path):

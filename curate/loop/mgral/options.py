@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -30,6 +30,11 @@ class MGRALOptions(BaseModel):
         Held-out batches fine-tuned for real to measure the table's error.
     probe_epochs : int
         Epochs of each probe fine-tune (from the round's starting weights).
+    probe_lr : float, optional
+        Learning rate of the probe fine-tunes (default: the detector's). A fine-tune from the
+        round's converged weights at the full training rate is chaotic (its gain varies with the
+        fine-tune seed as much as with the batch; ``benchmarks.loop probe-noise`` measures it);
+        a smaller rate perturbs the weights less.
     tuning_fraction : float
         Part of the labeled frames held out of the probe fine-tunes to evaluate them (the
         reported validation split is never used for the reward).
@@ -54,6 +59,7 @@ class MGRALOptions(BaseModel):
     probe_size: int = Field(3, ge=1)
     heldout: int = Field(4, ge=0)
     probe_epochs: int = Field(1, ge=1)
+    probe_lr: Optional[float] = Field(None, gt=0)
     tuning_fraction: float = Field(0.25, gt=0, lt=1)
     metric: Literal["map_bev_loose", "map_bev", "map_3d", "map_3d_loose"] = "map_bev_loose"
     ridge: float = Field(1.0, ge=0)

@@ -39,7 +39,7 @@ from curate.loop.mgral.lut import LookupTable, fit_table, heldout_batches, probe
 from curate.loop.mgral.options import MGRALOptions, mgral_options
 from curate.loop.oracle import Oracle
 
-__all__ = ["mgral_round", "make_plan", "probe_runs", "table_and_policy", "train_budget", "metric_of", "MGRAL_DIR", "policy_path"]
+__all__ = ["mgral_round", "make_plan", "probe_runs", "probe_detector", "table_and_policy", "train_budget", "metric_of", "MGRAL_DIR", "policy_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,13 +101,20 @@ def probe_runs(plan: dict) -> list[tuple[str, list[int]]]:
     return runs
 
 
-def _probe_detector(det: Any, opts: MGRALOptions) -> Any:
-    if hasattr(det, "epochs"):
-        probe = copy.copy(det)
+def probe_detector(det: Any, opts: MGRALOptions) -> Any:
+    """A shallow copy of ``det`` that trains as the probes do: ``probe_epochs`` epochs and, when
+    set, ``probe_lr`` (detectors without an ``epochs`` / ``lr`` attribute keep their own)."""
+    probe = copy.copy(det)
+    if hasattr(probe, "epochs"):
         probe.epochs = opts.probe_epochs
-        return probe
-    logger.info("mgral: detector %r has no epochs attribute; probes train as long as rounds", det)
-    return det
+    else:
+        logger.info("mgral: detector %r has no epochs attribute; probes train as long as rounds", det)
+    if opts.probe_lr is not None:
+        if hasattr(probe, "lr"):
+            probe.lr = opts.probe_lr
+        else:
+            logger.warning("mgral: detector %r has no lr attribute; probe_lr %s is not applied", det, opts.probe_lr)
+    return probe
 
 
 def _features(workspace: LocalWorkspace, cfg: Any, plan: dict, score_run: str, n_pca: int) -> np.ndarray:
@@ -267,7 +274,7 @@ def mgral_round(
     plan = _plan(workspace, cfg, opts, rnd, pool_where, mdir / "plan.json")
     lut_ids = list(plan["lut_frames"])
     oracle.label(workspace, lut_ids)
-    probe_det = _probe_detector(det, opts)
+    probe_det = probe_detector(det, opts)
     load_from = previous[-1].info["checkpoints"][0]
     eval_classes = [c for c in EVAL_CLASSES if c in cfg.classes]
     tune_pkl = write_info_pkl(workspace, plan["tuning"], mdir / "tuning_infos.pkl", with_labels=False)
@@ -303,4 +310,4 @@ def describe(opts: Optional[MGRALOptions] = None) -> str:
     """One line stating the probe design of ``opts`` (for reports)."""
     o = opts or MGRALOptions()
     return (f"{o.lut_frames} table frames, {o.probes} probes of {o.probe_size} (balanced), {o.heldout} held-out batches, "
-            f"{o.probe_epochs}-epoch fine-tunes, ridge {o.ridge}, reward {o.metric} on {o.tuning_fraction:.0%} of the labeled frames")
+            f"{o.probe_epochs}-epoch fine-tunes{'' if o.probe_lr is None else f' at lr {o.probe_lr:g}'}, ridge {o.ridge}, reward {o.metric} on {o.tuning_fraction:.0%} of the labeled frames")
