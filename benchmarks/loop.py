@@ -1062,6 +1062,16 @@ def _write_results(root: Path, args: argparse.Namespace) -> None:
     write_result("loop", summary, name=args.name + "-summary", args=args,
                  notes=f"mean and standard deviation over seeds per (strategy, round) of {args.name}'s cells "
                        "(std over seeds, ddof 1); round 0 is the seed's shared random set")
+    if tests:
+        write_result("loop", tests, name=args.name + "-sign-tests", args=args,
+                     notes=f"{args.name}: each strategy against random, paired by (seed, round >= 1): wins, losses, "
+                           "ties and the two-sided sign-test p-value, on mAP (map_bev_loose) and mAP per labeled box")
+    emb_tests = _embedding_tests(rows)
+    if emb_tests:
+        write_result("loop", emb_tests, name=args.name + "-embedding-tests", args=args,
+                     notes=f"{args.name}: per strategy, every pair of embeddings (a, b) paired by (seed, round >= 1): "
+                           "a's wins, b's wins, ties, two-sided sign-test p-value and mean difference a - b, on mAP "
+                           "(map_bev_loose) and mAP per labeled box")
     targets = _mgral_target_rows(rows, summary, table)
     if targets:
         write_result("loop", targets, name=args.name + "-targets", args=args,

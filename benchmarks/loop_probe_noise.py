@@ -21,6 +21,9 @@ Per cell it reports (``extra.cells``):
   mean would let a perfect table reach a rank correlation of 0.6;
 * ``between_std`` / ``within_std``: the spread of the batches' mean gains against the mean
   across-repeat standard deviation of one batch's gain (signal against noise, mAP points);
+* ``signal_std`` / ``icc``: the same split done as a one-way random-effects analysis: the
+  spread of the batches' true gains once the noise's share of the means' spread is taken out,
+  and ICC(1), the reliability of one fine-tune's gain (what a table could explain at best);
 * ``table_same_repeat``: the study's own measurement, per repeat: the table fitted on that
   repeat's probes against that repeat's held-out gains (Spearman), and its mean;
 * ``table_split_half``: the table fitted on the mean probe gains of the even repeats against the
@@ -128,9 +131,53 @@ def cell_summary(plan: dict, values: list[dict[str, float]], ridge: float) -> di
         "repeats_for_0.6": spearman_brown_repeats(retest),
         "between_std": float(np.std(gains.mean(axis=0), ddof=1)) if len(names) > 1 else None,
         "within_std": float(np.mean(np.std(gains, axis=0, ddof=1))) if len(values) > 1 else None,
+        **_variance_components(gains),
         "table_same_repeat": same, "table_same_repeat_mean": float(np.mean(same_ok)) if same_ok else None,
         "table_split_half": split, "table_split_half_mean": float(np.mean(split_ok)) if split_ok else None,
     }
+
+
+def _variance_components(gains: np.ndarray) -> dict:
+    """One-way random-effects split of ``gains`` (repeats x batches) into the batches' own effect
+    and the fine-tune noise.
+
+    ``signal_std``: the standard deviation of the batches' *true* gains, ``sqrt(max(0, var(means)
+    - MSW / R))`` with ``MSW`` the mean within-batch variance (ddof 1) and ``R`` repeats: the
+    spread of the batch means minus what the noise alone puts there. ``icc``: ICC(1), the
+    reliability of one fine-tune's gain, ``(var(means) - MSW / R) / (var(means) - MSW / R + MSW)``
+    (the share of a single gain's variance that is the batch's; negative when the means spread
+    less than noise alone would make them). Both None with fewer than 2 repeats or batches.
+    O(R * B).
+    """
+    n_rep, n_b = gains.shape
+    if n_rep < 2 or n_b < 2:
+        return {"signal_std": None, "icc": None}
+    msw = float(np.mean(np.var(gains, axis=0, ddof=1)))
+    signal_var = float(np.var(gains.mean(axis=0), ddof=1)) - msw / n_rep
+    total = signal_var + msw
+    return {"signal_std": float(np.sqrt(max(0.0, signal_var))),
+            "icc": float(signal_var / total) if total > 0 else None}
+
+
+def _design(opts: dict) -> str:
+    """The options of a probe design that differ from :class:`MGRALOptions`'s defaults, as
+    ``key=value`` (``defaults`` when none does)."""
+    from curate.loop.mgral.options import MGRALOptions
+
+    default = MGRALOptions().model_dump()
+    diff = [f"{k}={v}" for k, v in sorted(opts.items()) if default.get(k) != v]
+    return " ".join(diff) or "defaults"
+
+
+def _cell_row(cell: dict, design: str) -> dict:
+    """One row of the ``-cells`` table from a :func:`cell_summary` (plus the run's cell keys)."""
+    base = np.asarray(cell["base"], dtype=np.float64)
+    keep = ("cell", "mgral_round", "labeled_frames", "train_part", "tuning_frames", "batches", "repeats")
+    stats = ("between_std", "within_std", "signal_std", "icc", "retest_spearman", "repeats_for_0.6",
+             "table_same_repeat_mean", "table_split_half_mean")
+    return {"design": design, **{k: cell.get(k) for k in keep},
+            "base_mean": float(base.mean()), "base_std": float(base.std(ddof=1)) if len(base) > 1 else None,
+            **{k: cell.get(k) for k in stats}}
 
 
 def _options_tag(opts: dict) -> str:
@@ -221,3 +268,11 @@ def run_probe_noise(args: argparse.Namespace) -> None:
                         "after each --noise-cells cell, repeated with distinct fine-tune seeds; gain = tuning "
                         f"{opts.metric} minus the same repeat's base"),
                  extra={"cells": cells, "mean_over_cells": pooled, "mgral_options": opts.model_dump()})
+    design = _design(opts.model_dump())
+    write_result("loop", [_cell_row(c, design) for c in cells], name=args.name + "-cells", args=args,
+                 notes=(f"MGRAL reward noise per cell of {args.name} (design: {design}): base = tuning "
+                        f"{opts.metric} of the plan's base fine-tune over the repeats; between_std / within_std = "
+                        "spread of the batches' mean gains / mean across-repeat std of one gain; signal_std / icc = "
+                        "one-way random-effects split (true batch spread, reliability of one fine-tune's gain); "
+                        "retest_spearman = mean Spearman between two repeats' gains; table_* = the table's Spearman "
+                        "on held-out batches (same repeat / split halves of the repeats)"))

@@ -139,6 +139,11 @@ def test_loop_signal_embeddings_smoke(tmp_path: Path) -> None:
     assert all(isinstance(r["map_per_box"], float) for r in data["rows"] if r["round"] == 1)
     [pair] = data["extra"]["embedding_tests"]
     assert (pair["strategy"], pair["a"], pair["b"], pair["cells"]) == ("kcenter", "bev-hist", "recon-tiny", 1)
+    # the same tests as tables of their own (the READMEs render them from these files)
+    assert _only_result(tmp_path / "results", "loop-signal-smoke-embedding-tests")["rows"] == [pair]
+    signs = _only_result(tmp_path / "results", "loop-signal-smoke-sign-tests")["rows"]
+    assert {r["strategy"] for r in signs} == {"kcenter@bev-hist", "kcenter@recon-tiny"}
+    assert signs == data["extra"]["sign_tests"]
 
     # the training-noise yardstick: the random cell of round 1 retrained twice with other seeds
     noise_dir = tmp_path / "noise-results"
@@ -167,7 +172,10 @@ def test_loop_signal_embeddings_smoke(tmp_path: Path) -> None:
                 "--mgral-options", '{"lut_frames": 3, "probes": 2, "probe_size": 1, "heldout": 1}',
                 "--repeats", "2", "--name", "loop-probe-noise-smoke"]
     _run("benchmarks.loop", pn_flags, pn_dir)
-    pn = _only_result(pn_dir)
+    pn = _only_result(pn_dir, "loop-probe-noise-smoke")
+    [prow] = _only_result(pn_dir, "loop-probe-noise-smoke-cells")["rows"]
+    assert (prow["cell"], prow["repeats"], prow["batches"]) == ("random:0:1", 2, 3)
+    assert prow["design"] == "heldout=1 lut_frames=3 probe_size=1 probes=2"
     assert sorted((r["repeat"], r["run"]) for r in pn["rows"]) == [
         (k, n) for k in (0, 1) for n in ("base", "heldout-0", "probe-0", "probe-1")]
     assert len({r["finetune_seed"] for r in pn["rows"]}) == 2
@@ -180,7 +188,7 @@ def test_loop_signal_embeddings_smoke(tmp_path: Path) -> None:
     before = [p.stat().st_mtime_ns for p in stored]
     _run("benchmarks.loop", pn_flags, pn_dir)
     assert [p.stat().st_mtime_ns for p in stored] == before
-    assert _only_result(pn_dir)["rows"] == pn["rows"]
+    assert _only_result(pn_dir, "loop-probe-noise-smoke")["rows"] == pn["rows"]
 
 
 def test_loop_round_epochs_and_train_repeats_smoke(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ def test_noise_free_additive_gains_reproduce_and_the_table_ranks_them() -> None:
     assert s["retest_spearman"] == pytest.approx(1.0)
     assert s["within_std"] == pytest.approx(0.0)
     assert s["between_std"] > 1.0
+    assert s["icc"] == pytest.approx(1.0) and s["signal_std"] == pytest.approx(s["between_std"])
     assert s["repeats_for_0.6"] == 1.0
     assert s["table_same_repeat_mean"] == pytest.approx(1.0)
     assert s["table_split_half_mean"] == pytest.approx(1.0)
@@ -49,6 +50,7 @@ def test_pure_noise_does_not_reproduce() -> None:
     assert abs(s["retest_spearman"]) < 0.2
     assert s["within_std"] == pytest.approx(2.0 * np.sqrt(2), rel=0.35)  # a gain is the difference of two noisy runs
     assert len(s["retest_pairs"]) == 15  # 6 repeats: every pair once
+    assert abs(s["icc"]) < 0.15 and s["signal_std"] < 0.5 * s["within_std"]
 
 
 def test_noisy_signal_is_in_between_and_averaging_repeats_helps_the_table() -> None:
@@ -56,6 +58,10 @@ def test_noisy_signal_is_in_between_and_averaging_repeats_helps_the_table() -> N
     w = np.linspace(-2, 2, 12)
     s = cell_summary(plan, _values(plan, w, noise=1.5, repeats=8, seed=5), ridge=1.0)
     assert 0.2 < s["retest_spearman"] < 0.95
+    # ICC(1) recovers the share of one gain's variance that is the batch's (noise variance 1.5^2)
+    true = np.array([w[b].sum() for b in [*plan["probes"], *plan["heldout"]]])
+    assert s["icc"] == pytest.approx(true.var(ddof=1) / (true.var(ddof=1) + 1.5 ** 2), abs=0.12)
+    assert s["signal_std"] == pytest.approx(true.std(ddof=1), rel=0.2)
     # the split-half table averages 4 repeats per side: less noise than one repeat's table
     assert s["table_split_half_mean"] > s["table_same_repeat_mean"]
 
