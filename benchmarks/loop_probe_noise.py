@@ -21,9 +21,10 @@ Per cell it reports (``extra.cells``):
   mean would let a perfect table reach a rank correlation of 0.6;
 * ``between_std`` / ``within_std``: the spread of the batches' mean gains against the mean
   across-repeat standard deviation of one batch's gain (signal against noise, mAP points);
-* ``signal_std`` / ``icc``: the same split done as a one-way random-effects analysis: the
-  spread of the batches' true gains once the noise's share of the means' spread is taken out,
-  and ICC(1), the reliability of one fine-tune's gain (what a table could explain at best);
+* ``signal_std`` / ``icc``: the same split done as a two-way analysis of variance (batches x
+  repeats, a repeat's common offset taken out: it does not change a ranking): the spread of the
+  batches' true gains once the noise's share of the means' spread is taken out, and ICC(3,1),
+  the reliability of one fine-tune's gains as a ranking (what a table could explain at best);
 * ``table_same_repeat``: the study's own measurement, per repeat: the table fitted on that
   repeat's probes against that repeat's held-out gains (Spearman), and its mean;
 * ``table_split_half``: the table fitted on the mean probe gains of the even repeats against the
@@ -138,25 +139,27 @@ def cell_summary(plan: dict, values: list[dict[str, float]], ridge: float) -> di
 
 
 def _variance_components(gains: np.ndarray) -> dict:
-    """One-way random-effects split of ``gains`` (repeats x batches) into the batches' own effect
-    and the fine-tune noise.
+    """Two-way split of ``gains`` (repeats x batches) into the batches' own effect, a repeat's
+    common offset and the fine-tune noise.
 
-    ``signal_std``: the standard deviation of the batches' *true* gains, ``sqrt(max(0, var(means)
-    - MSW / R))`` with ``MSW`` the mean within-batch variance (ddof 1) and ``R`` repeats: the
-    spread of the batch means minus what the noise alone puts there. ``icc``: ICC(1), the
-    reliability of one fine-tune's gain, ``(var(means) - MSW / R) / (var(means) - MSW / R + MSW)``
-    (the share of a single gain's variance that is the batch's; negative when the means spread
-    less than noise alone would make them). Both None with fewer than 2 repeats or batches.
-    O(R * B).
+    A repeat's offset (its base fine-tune's noise is subtracted from every gain of that repeat,
+    and its seed may help or hurt all its batches alike) does not change how the batches rank
+    within the repeat, which is all a table is judged on; so it is taken out (two-way ANOVA
+    without interaction, ``MSE = SS_residual / ((R - 1)(B - 1))``, ``MSB = R * var(batch means)``).
+    ``signal_std``: the standard deviation of the batches' true gains, ``sqrt(max(0, (MSB - MSE)
+    / R))``. ``icc``: ICC(3,1), the consistency reliability of one fine-tune's gains, ``(MSB - MSE)
+    / (MSB + (R - 1) MSE)`` (negative when the batch means spread less than the noise alone
+    would make them). Both None with fewer than 2 repeats or batches. O(R * B).
     """
     n_rep, n_b = gains.shape
     if n_rep < 2 or n_b < 2:
         return {"signal_std": None, "icc": None}
-    msw = float(np.mean(np.var(gains, axis=0, ddof=1)))
-    signal_var = float(np.var(gains.mean(axis=0), ddof=1)) - msw / n_rep
-    total = signal_var + msw
-    return {"signal_std": float(np.sqrt(max(0.0, signal_var))),
-            "icc": float(signal_var / total) if total > 0 else None}
+    resid = gains - gains.mean(axis=1, keepdims=True) - gains.mean(axis=0, keepdims=True) + gains.mean()
+    mse = float((resid ** 2).sum() / ((n_rep - 1) * (n_b - 1)))
+    msb = float(n_rep * np.var(gains.mean(axis=0), ddof=1))
+    denom = msb + (n_rep - 1) * mse
+    return {"signal_std": float(np.sqrt(max(0.0, (msb - mse) / n_rep))),
+            "icc": float((msb - mse) / denom) if denom > 0 else None}
 
 
 def _design(opts: dict) -> str:

@@ -58,10 +58,17 @@ def test_noisy_signal_is_in_between_and_averaging_repeats_helps_the_table() -> N
     w = np.linspace(-2, 2, 12)
     s = cell_summary(plan, _values(plan, w, noise=1.5, repeats=8, seed=5), ridge=1.0)
     assert 0.2 < s["retest_spearman"] < 0.95
-    # ICC(1) recovers the share of one gain's variance that is the batch's (noise variance 1.5^2)
+    # ICC(3,1) recovers the share of one gain's variance that is the batch's (noise variance 1.5^2)
     true = np.array([w[b].sum() for b in [*plan["probes"], *plan["heldout"]]])
     assert s["icc"] == pytest.approx(true.var(ddof=1) / (true.var(ddof=1) + 1.5 ** 2), abs=0.12)
     assert s["signal_std"] == pytest.approx(true.std(ddof=1), rel=0.2)
+    # a repeat's common offset (a noisy base, a lucky seed) changes no ranking, nor the split
+    shifted = _values(plan, w, noise=1.5, repeats=8, seed=5)
+    for k, v in enumerate(shifted):
+        v["base"] -= 3.0 * k
+    t = cell_summary(plan, shifted, ridge=1.0)
+    assert (t["icc"], t["signal_std"]) == pytest.approx((s["icc"], s["signal_std"]))
+    assert t["within_std"] > s["within_std"]  # the plain across-repeat std does see the offsets
     # the split-half table averages 4 repeats per side: less noise than one repeat's table
     assert s["table_split_half_mean"] > s["table_same_repeat_mean"]
 
