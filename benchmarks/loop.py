@@ -48,7 +48,10 @@ At the end, and in ``report`` mode, the finished seeds are written back (sorted;
 score paths, which name files on the old machine, are nulled); a seed half done is not carried
 and runs again next time. So the 5-seed study runs one or two seeds per session with the same
 arguments and ``--seeds`` growing, and ``report --seeds 0,1,2,3,4 --carry FILE`` writes the
-table once all are in.
+table once all are in: ``report`` trains nothing, so it imports the carried seeds even where this
+machine's preparation gives another fingerprint (a pretraining that does not reproduce bit for
+bit elsewhere), as long as all its cells share one; the result's ``extra.data_fingerprints``
+names it.
 
 **High-signal setting and the embeddings study (issue 15).** The defaults above reproduce the
 old setting, whose detector barely learns (16-beam scans leave the median labelled car 2 points;
@@ -1056,7 +1059,8 @@ def _write_results(root: Path, args: argparse.Namespace) -> None:
                "policy training, training, validation, pool prediction). Sign tests pair each strategy with random "
                "by (seed, round >= 1); embedding_tests pair one strategy's embeddings the same way."),
         extra={"sign_tests": tests, "embedding_tests": _embedding_tests(rows), "mgral_table_error": table,
-               "mgral_options": args.mgral_options},
+               "mgral_options": args.mgral_options,
+               "data_fingerprints": sorted({str(r.get("state")) for r in res.values()})},
     )
     summary = _summary_rows(rows)
     write_result("loop", summary, name=args.name + "-summary", args=args,
@@ -1138,19 +1142,30 @@ def _complete_seeds(res: dict, args: argparse.Namespace) -> list[int]:
     return [s for s in args.seeds if all(k in res for k in tasks if k[1] == s)]
 
 
-def _carry_in(root: Path, state: dict, args: argparse.Namespace) -> None:
+def _carry_in(root: Path, state: Optional[dict], args: argparse.Namespace) -> None:
     """Reuse the finished seeds of ``--carry`` (a JSON-lines cell log committed by an earlier
     machine): their cells are appended to ``<root>/results.jsonl`` and skipped by the workers.
     Only whole seeds are carried (no cell of them needs a checkpoint or score file of another
     machine), and only cells prepared from the same data (``state`` fingerprint) with the same
     training / evaluation arguments (``config``, :func:`_cell_config`); a carried cell of other
-    data or arguments is an error, not a silent mix. O(cells)."""
+    data or arguments is an error, not a silent mix.
+
+    ``state`` None (``report`` mode, which trains nothing): the cells need not match this
+    machine's preparation, but every carried cell and every cell already in the root must share
+    one data fingerprint (one study, never two preparations mixed in a table). O(cells)."""
     path = Path(args.carry)
     if not path.is_file():
         print(f"--carry {path}: no such file yet; nothing carried", flush=True)
         return
     carried: dict[tuple[str, int, int], dict] = {}
     config = _cell_config(args)
+    if state is None:
+        prints = {r.get("state") for r in _read_results(root).values()}
+        prints |= {json.loads(line).get("state") for line in path.read_text().splitlines() if line.strip()}
+        if len(prints) > 1:
+            raise SystemExit(f"--carry {path}: its cells and those of {root} come from {len(prints)} data "
+                             f"preparations ({sorted(map(str, prints))}); a table mixes none, use one study's cells")
+        state = {"fingerprint": next(iter(prints), None)}
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -1661,6 +1676,9 @@ def main() -> None:
 
         run_probe_noise(args)
     elif args.mode == "report":
+        if args.carry:
+            Path(args.root).mkdir(parents=True, exist_ok=True)
+            _carry_in(Path(args.root), None, args)
         print(_report(Path(args.root), args))
         _write_results(Path(args.root), args)
         if args.carry:
