@@ -267,3 +267,28 @@ def test_the_tuning_rule_needs_two_trainings_per_cell() -> None:
                     {(0, r): (10.0 * r,) for r in range(3)}, lambda r: 80)
     with pytest.raises(SystemExit, match=r"1 training\(s\); the noise measure needs --train-repeats 2"):
         loop._tune_candidates([one], 0.8, 5.0)
+
+
+def test_report_takes_one_preparation_of_any_fingerprint_and_never_two(tmp_path) -> None:
+    """``report --carry`` trains nothing: the carried cells need not match this machine's data,
+    but one table never mixes two preparations."""
+    keys = [(loop.INITIAL, 0, 0), ("random", 0, 1), ("kcenter", 0, 1)]
+    carry = tmp_path / "cells.jsonl"
+    _write(carry, [_rec(*key, "0123456789abcdef") for key in keys])
+    root = tmp_path / "root"
+    root.mkdir()
+    loop._carry_in(root, None, _args(carry, seeds=(0,)))
+    assert {r["state"] for r in loop._read_results(root).values()} == {"0123456789abcdef"}
+    assert len(loop._read_results(root)) == 3
+
+    mixed = tmp_path / "mixed.jsonl"
+    _write(mixed, [_rec(*keys[0], "0123456789abcdef"), *[_rec(*k, "fedcba9876543210") for k in keys[1:]]])
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(SystemExit, match="2 data preparations"):
+        loop._carry_in(other, None, _args(mixed, seeds=(0,)))
+    assert not (other / "results.jsonl").exists()
+    # nor a carry file of another preparation than the root's own cells
+    _write(mixed, [_rec(*k, "fedcba9876543210") for k in keys])
+    with pytest.raises(SystemExit, match="2 data preparations"):
+        loop._carry_in(root, None, _args(mixed, seeds=(0,)))
