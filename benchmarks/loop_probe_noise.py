@@ -236,6 +236,7 @@ def run_probe_noise(args: argparse.Namespace) -> None:
         lut = plan["lut_frames"]
         values = []
         t_cell = time.perf_counter()
+        resumed = False  # any fine-tune read back from an earlier run: this run's clock is not the cell's cost
         for k, fseed in enumerate(probe_seeds(seed, rnd + 1, args.repeats)):
             def measure(j: int, k: int = k, fseed: int = fseed) -> float:
                 name, batch = runs[j]
@@ -247,6 +248,7 @@ def run_probe_noise(args: argparse.Namespace) -> None:
                                  opts.metric)
 
             t0 = time.perf_counter()
+            resumed = resumed or (cdir / f"repeat-{k}.json").is_file()
             done = run_probes([name for name, _ in runs], measure, cdir / f"repeat-{k}.json")
             values.append(done)
             for name, batch in runs:
@@ -257,7 +259,7 @@ def run_probe_noise(args: argparse.Namespace) -> None:
         summary = cell_summary(plan, values, opts.ridge)
         summary.update({"cell": spec, "mgral_round": rnd + 1, "labeled_frames": int(mask.sum()),
                         "tuning_frames": len(plan["tuning"]), "train_part": len(plan["train_part"]),
-                        "seconds": time.perf_counter() - t_cell})
+                        "seconds": None if resumed else time.perf_counter() - t_cell, "resumed": resumed})
         cells.append(summary)
         print(f"{spec}: retest Spearman {summary['retest_spearman']}, between std {summary['between_std']}, "
               f"within std {summary['within_std']}, table same-repeat {summary['table_same_repeat_mean']}, "
