@@ -278,6 +278,7 @@ def run_probe_noise(args: argparse.Namespace) -> None:
                  notes=(f"MGRAL reward noise per cell of {args.name} (design: {design}): base = tuning "
                         f"{opts.metric} of the plan's base fine-tune over the repeats; between_std / within_std = "
                         "spread of the batches' mean gains / mean across-repeat std of one gain; signal_std / icc = "
-                        "one-way random-effects split (true batch spread, reliability of one fine-tune's gain); "
+                        "two-way split, a repeat's common offset removed (true batch spread; ICC(3,1), the "
+                        "reliability of one fine-tune's gains as a ranking); "
                         "retest_spearman = mean Spearman between two repeats' gains; table_* = the table's Spearman "
                         "on held-out batches (same repeat / split halves of the repeats)"))
