@@ -1047,6 +1047,7 @@ def _write_results(root: Path, args: argparse.Namespace) -> None:
         return
     tests = _sign_tests(rows)
     table = _table_error_pooled([r["table_heldout"] for r in res.values() if r.get("table_heldout")])
+    emb_tests = _embedding_tests(rows)
     expected = len(args.strategies) * len(args.seeds) * args.rounds
     write_result(
         "loop", rows, name=args.name, args=args,
@@ -1058,7 +1059,7 @@ def _write_results(root: Path, args: argparse.Namespace) -> None:
                "divided by the labeled frames / boxes; seconds = the whole round (selection incl. mgral's probes and "
                "policy training, training, validation, pool prediction). Sign tests pair each strategy with random "
                "by (seed, round >= 1); embedding_tests pair one strategy's embeddings the same way."),
-        extra={"sign_tests": tests, "embedding_tests": _embedding_tests(rows), "mgral_table_error": table,
+        extra={"sign_tests": tests, "embedding_tests": emb_tests, "mgral_table_error": table,
                "mgral_options": args.mgral_options,
                "data_fingerprints": sorted({str(r.get("state")) for r in res.values()})},
     )
@@ -1070,7 +1071,6 @@ def _write_results(root: Path, args: argparse.Namespace) -> None:
         write_result("loop", tests, name=args.name + "-sign-tests", args=args,
                      notes=f"{args.name}: each strategy against random, paired by (seed, round >= 1): wins, losses, "
                            "ties and the two-sided sign-test p-value, on mAP (map_bev_loose) and mAP per labeled box")
-    emb_tests = _embedding_tests(rows)
     if emb_tests:
         write_result("loop", emb_tests, name=args.name + "-embedding-tests", args=args,
                      notes=f"{args.name}: per strategy, every pair of embeddings (a, b) paired by (seed, round >= 1): "
@@ -1159,17 +1159,14 @@ def _carry_in(root: Path, state: Optional[dict], args: argparse.Namespace) -> No
         return
     carried: dict[tuple[str, int, int], dict] = {}
     config = _cell_config(args)
+    records = [(n, json.loads(line)) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
     if state is None:
-        prints = {r.get("state") for r in _read_results(root).values()}
-        prints |= {json.loads(line).get("state") for line in path.read_text().splitlines() if line.strip()}
+        prints = {r.get("state") for r in _read_results(root).values()} | {rec.get("state") for _, rec in records}
         if len(prints) > 1:
             raise SystemExit(f"--carry {path}: its cells and those of {root} come from {len(prints)} data "
                              f"preparations ({sorted(map(str, prints))}); a table mixes none, use one study's cells")
         state = {"fingerprint": next(iter(prints), None)}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        rec = json.loads(line)
+    for n, rec in records:
         cell = f"--carry {path}:{n}: cell {rec.get('strategy')} seed {rec.get('seed')} round {rec.get('round')}"
         if rec.get("state") != state["fingerprint"]:
             raise SystemExit(

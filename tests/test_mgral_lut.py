@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -121,8 +122,6 @@ def test_probe_detector_trains_with_probe_epochs_and_probe_lr_and_leaves_the_rou
     from curate.loop.mgral.options import mgral_options
     from curate.loop.mgral.stage import probe_detector
     from curate.loop.mm3d import MMDet3DDetector
-
-    import pickle
 
     (tmp_path / "t.pkl").write_bytes(pickle.dumps({"metainfo": {"classes": ["Car"]}, "data_list": []}))
     det = MMDet3DDetector("pointpillars-tiny", classes=("Car",), epochs=10)
