@@ -684,7 +684,7 @@ def _mgral_select(root: Path, state: dict, key: tuple[str, int, int], prev: dict
     import curate
     from curate.loop.evaluate import evaluate_predictions
     from curate.loop.mgral.options import mgral_options
-    from curate.loop.mgral.stage import make_plan, metric_of, probe_detector, table_and_policy, train_budget
+    from curate.loop.mgral.stage import make_plan, probe_detector, reward_value, table_and_policy, train_budget
     from curate.selectors.mgral import MGRAL, candidate_features
 
     label, seed, rnd = key
@@ -705,9 +705,8 @@ def _mgral_select(root: Path, state: dict, key: tuple[str, int, int], prev: dict
     def measure(name: str, batch: list[str]) -> float:
         pkl = _subset_pkl(root, sorted(plan["train_part"] + batch), mdir / name / "train.pkl")
         res = probe_det.train(pkl, mdir / name / "train", load_from=prev["checkpoint"], seed=seed * 100 + rnd + 7)
-        preds = probe_det.predict(tune_pkl, [res.checkpoint])
-        return metric_of(evaluate_predictions(ws, preds, classes=[c for c in EVAL_CLASSES if c in args.classes],
-                                              **_eval_filter(probe_det, args)), opts.metric)
+        return reward_value(probe_det, res.checkpoint, tune_pkl, opts.metric, lambda preds: evaluate_predictions(
+            ws, preds, classes=[c for c in EVAL_CLASSES if c in args.classes], **_eval_filter(probe_det, args)))
 
     row_of = {fid: r for r, fid in enumerate(pool)}
     lut_rows = [row_of[i] for i in plan["lut_frames"]]

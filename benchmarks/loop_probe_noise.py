@@ -32,7 +32,9 @@ Per cell it reports (``extra.cells``):
   sides; what averaging ``R / 2`` repeats per probe would give).
 
 Every fine-tune's tuning metric is written as soon as it is known (``<root>/probe-noise/...``),
-so a killed run resumes without running one twice. Cost: cells x repeats x (1 + probes +
+so a killed run resumes without running one twice. The fine-tunes of a design do not depend on
+its ``metric``: a second metric of the same design (``"metric": "tuning_loss"``) scores the
+checkpoints an earlier run left (``repeat-k.<metric>.json``) and trains only what is missing. Cost: cells x repeats x (1 + probes +
 heldout) short fine-tunes and tuning evaluations (seconds each on the benchmark's tiny
 PointPillars). A benchmark, not a test.
 """
@@ -184,10 +186,40 @@ def _cell_row(cell: dict, design: str) -> dict:
 
 
 def _options_tag(opts: dict) -> str:
-    """A short stable name of an option set (its runs live in their own folder); options left at
-    None are left out, so an option added later with a None default keeps earlier folders."""
+    """A short stable name of the fine-tunes of an option set (they live in their own folder).
+    Options left at None are left out, so an option added later with a None default keeps
+    earlier folders; ``metric`` is set to its default, since it changes how a fine-tune is
+    scored, not the fine-tune (every metric of a design shares its fine-tunes)."""
+    from curate.loop.mgral.options import MGRALOptions
+
     kept = {k: v for k, v in opts.items() if v is not None}
+    if "metric" in kept:
+        kept["metric"] = MGRALOptions.model_fields["metric"].default
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _values_file(cdir: Path, repeat: int, metric: str) -> Path:
+    """Where the tuning ``metric`` of every fine-tune of one repeat is written (the default
+    metric keeps the bare ``repeat-k.json`` name of earlier runs)."""
+    from curate.loop.mgral.options import MGRALOptions
+
+    if metric == MGRALOptions.model_fields["metric"].default:
+        return cdir / f"repeat-{repeat}.json"
+    return cdir / f"repeat-{repeat}.{metric}.json"
+
+
+def _finished_checkpoint(rdir: Path, epochs: int, scored: list[Path], name: str) -> Optional[str]:
+    """The checkpoint of a fine-tune that an earlier run (of this or another metric) finished:
+    its ``finetuned.json`` marker names it, or one of the ``scored`` values files records the
+    run (written only after its fine-tune returned). None when it must be trained."""
+    marker = rdir / "finetuned.json"
+    if marker.is_file():
+        ckpt = json.loads(marker.read_text())["checkpoint"]
+        return ckpt if Path(ckpt).is_file() else None
+    ckpt = rdir / "train" / f"epoch_{epochs}.pth"
+    if ckpt.is_file() and any(f.is_file() and name in json.loads(f.read_text()) for f in scored):
+        return str(ckpt)
+    return None
 
 
 def run_probe_noise(args: argparse.Namespace) -> None:
@@ -201,7 +233,8 @@ def run_probe_noise(args: argparse.Namespace) -> None:
     from curate.loop.evaluate import evaluate_predictions
     from curate.loop.mgral.lut import run_probes
     from curate.loop.mgral.options import mgral_options
-    from curate.loop.mgral.stage import make_plan, metric_of, probe_detector, probe_runs
+    from curate.loop.mgral.stage import LOSS_METRIC, make_plan, probe_detector, probe_runs, reward_value
+    from embedders.run_files import atomic_write_bytes
 
     if args.repeats < 2:
         raise SystemExit(f"probe-noise: --repeats {args.repeats}: needs at least 2 repeats to measure noise")
@@ -238,18 +271,27 @@ def run_probe_noise(args: argparse.Namespace) -> None:
         t_cell = time.perf_counter()
         resumed = False  # any fine-tune read back from an earlier run: this run's clock is not the cell's cost
         for k, fseed in enumerate(probe_seeds(seed, rnd + 1, args.repeats)):
-            def measure(j: int, k: int = k, fseed: int = fseed) -> float:
+            values_file = _values_file(cdir, k, opts.metric)
+            scored = sorted(cdir.glob(f"repeat-{k}.*json"))
+            reused = []
+
+            def measure(j: int, k: int = k, fseed: int = fseed, scored: list = scored, reused: list = reused) -> float:
                 name, batch = runs[j]
                 rdir = cdir / f"repeat-{k}" / name
-                pkl = _subset_pkl(root, sorted(plan["train_part"] + [lut[i] for i in batch]), rdir / "train.pkl")
-                out = det.train(pkl, rdir / "train", load_from=prev["checkpoint"], seed=fseed)
-                preds = det.predict(tune_pkl, [out.checkpoint])
-                return metric_of(evaluate_predictions(ws, preds, classes=eval_classes, **_eval_filter(det, args)),
-                                 opts.metric)
+                ckpt = _finished_checkpoint(rdir, det.epochs, scored, name)
+                if ckpt is None:
+                    pkl = _subset_pkl(root, sorted(plan["train_part"] + [lut[i] for i in batch]), rdir / "train.pkl")
+                    ckpt = det.train(pkl, rdir / "train", load_from=prev["checkpoint"], seed=fseed).checkpoint
+                    atomic_write_bytes(rdir / "finetuned.json", json.dumps({"checkpoint": ckpt, "seed": fseed}).encode())
+                else:
+                    reused.append(name)
+                return reward_value(det, ckpt, tune_pkl, opts.metric, lambda preds: evaluate_predictions(
+                    ws, preds, classes=eval_classes, **_eval_filter(det, args)))
 
             t0 = time.perf_counter()
-            resumed = resumed or (cdir / f"repeat-{k}.json").is_file()
-            done = run_probes([name for name, _ in runs], measure, cdir / f"repeat-{k}.json")
+            resumed = resumed or values_file.is_file()
+            done = run_probes([name for name, _ in runs], measure, values_file)
+            resumed = resumed or bool(reused)
             values.append(done)
             for name, batch in runs:
                 rows.append({"cell": spec, "repeat": k, "finetune_seed": fseed, "run": name,
@@ -264,6 +306,8 @@ def run_probe_noise(args: argparse.Namespace) -> None:
         print(f"{spec}: retest Spearman {summary['retest_spearman']}, between std {summary['between_std']}, "
               f"within std {summary['within_std']}, table same-repeat {summary['table_same_repeat_mean']}, "
               f"split-half {summary['table_split_half_mean']}", flush=True)
+    units = ("100 * ln(base loss / loss), about the percent a batch lowers the tuning frames' training loss"
+             if opts.metric == LOSS_METRIC else "mAP points")
     pooled = {k: (float(np.mean([c[k] for c in cells if c[k] is not None]))
                   if any(c[k] is not None for c in cells) else None)
               for k in ("retest_spearman", "between_std", "within_std", "table_same_repeat_mean",
@@ -271,12 +315,13 @@ def run_probe_noise(args: argparse.Namespace) -> None:
     write_result("loop", rows, name=args.name, args=args,
                  notes=("MGRAL reward noise: every fine-tune of the mgral plan (base, probes, held-out) of the round "
                         "after each --noise-cells cell, repeated with distinct fine-tune seeds; gain = tuning "
-                        f"{opts.metric} minus the same repeat's base"),
+                        f"{opts.metric} minus the same repeat's base ({units})"),
                  extra={"cells": cells, "mean_over_cells": pooled, "mgral_options": opts.model_dump()})
     design = _design(opts.model_dump())
     write_result("loop", [_cell_row(c, design) for c in cells], name=args.name + "-cells", args=args,
                  notes=(f"MGRAL reward noise per cell of {args.name} (design: {design}): base = tuning "
-                        f"{opts.metric} of the plan's base fine-tune over the repeats; between_std / within_std = "
+                        f"{opts.metric} of the plan's base fine-tune over the repeats; gains in {units}; "
+                        "between_std / within_std = "
                         "spread of the batches' mean gains / mean across-repeat std of one gain; signal_std / icc = "
                         "two-way split, a repeat's common offset removed (true batch spread; ICC(3,1), the "
                         "reliability of one fine-tune's gains as a ranking); "

@@ -189,6 +189,21 @@ def test_loop_signal_embeddings_smoke(tmp_path: Path) -> None:
     _run("benchmarks.loop", pn_flags, pn_dir)
     assert [p.stat().st_mtime_ns for p in stored] == before
     assert _only_result(pn_dir, "loop-probe-noise-smoke")["rows"] == pn["rows"]
+    # the same design scored by the tuning frames' training loss: the fine-tunes are reused
+    weights = sorted((tmp_path / "loop" / "probe-noise").rglob("*.pth"))
+    trained_at = [p.stat().st_mtime_ns for p in weights]
+    loss_flags = list(pn_flags)
+    loss_flags[loss_flags.index("--mgral-options") + 1] = (
+        '{"lut_frames": 3, "probes": 2, "probe_size": 1, "heldout": 1, "metric": "tuning_loss"}')
+    loss_flags[loss_flags.index("--name") + 1] = "loop-probe-noise-loss-smoke"
+    _run("benchmarks.loop", loss_flags, pn_dir)
+    assert [p.stat().st_mtime_ns for p in weights] == trained_at and len(weights) == 8
+    assert len(sorted((tmp_path / "loop" / "probe-noise").rglob("repeat-*.tuning_loss.json"))) == 2
+    loss = _only_result(pn_dir, "loop-probe-noise-loss-smoke")
+    assert [(r["repeat"], r["run"], r["batch"]) for r in loss["rows"]] == [
+        (r["repeat"], r["run"], r["batch"]) for r in pn["rows"]]
+    assert all(np.isfinite(r["metric"]) and r["metric"] != m["metric"] for r, m in zip(loss["rows"], pn["rows"]))
+    assert "ln(base loss / loss)" in loss["notes"]
 
 
 def test_loop_round_epochs_and_train_repeats_smoke(tmp_path: Path) -> None:

@@ -189,3 +189,30 @@ def test_ensemble_and_mc_dropout_member_scores(ws, tmp_path, detector):
     with pytest.raises(InvalidInputError, match="no labeled box"):
         empty = write_info_pkl(ws, ids[20:22], tmp_path / "empty.pkl", with_labels=False)
         detector.train(empty, tmp_path / "c")
+
+
+@needs_mm3d
+def test_loss_is_per_frame_deterministic_and_falls_with_training(ws, tmp_path, detector):
+    """``MMDet3DDetector.loss``: one loss per labeled frame, each frame its own batch (a frame
+    scores the same alone), reproducible, lower after training on those frames; MGRAL's
+    ``tuning_loss`` reward reads it."""
+    from curate.loop.infos import write_info_pkl
+    from curate.loop.mgral.stage import reward_value
+
+    ids = [str(i) for i in ws.store.ids("samples")]
+    ws.label(ids[:6])
+    train = write_info_pkl(ws, ids[:6], tmp_path / "train.pkl")
+    assert not any(t["type"].startswith("Random") or t["type"] in ("GlobalRotScaleTrans", "PointShuffle")
+                   for t in detector.loss_pipeline())
+    init = detector.loss(train, None)
+    trained = detector.train(train, tmp_path / "t", seed=3)
+    after = detector.loss(train, trained.checkpoint)
+    assert len(init) == len(after) == 6 and np.isfinite(init).all() and np.isfinite(after).all()
+    assert np.mean(after) < np.mean(init)
+    assert detector.loss(train, trained.checkpoint) == after  # no augmentation, no dropout: reproducible
+    alone = write_info_pkl(ws, [ids[4]], tmp_path / "alone.pkl")
+    np.testing.assert_allclose(detector.loss(alone, trained.checkpoint), [after[4]], rtol=1e-5)
+    value = reward_value(detector, trained.checkpoint, train, "tuning_loss", evaluate=None)
+    assert value == pytest.approx(-100 * np.log(np.mean(after)))
+    with pytest.raises(InvalidInputError, match="with_labels=True"):
+        detector.loss(write_info_pkl(ws, ids[:2], tmp_path / "nolabels.pkl", with_labels=False), trained.checkpoint)

@@ -39,7 +39,12 @@ class MGRALOptions(BaseModel):
         Part of the labeled frames held out of the probe fine-tunes to evaluate them (the
         reported validation split is never used for the reward).
     metric : str
-        The loop metric whose gain is the reward.
+        The reward's measure on the tuning frames: a loop metric (``map_bev_loose``,
+        ``map_bev``, ``map_3d``, ``map_3d_loose``; the reward is its gain in mAP points) or
+        ``tuning_loss``, the detector's own training loss on the tuning frames (no augmentation;
+        the reward is ``100 * ln(base loss / fine-tuned loss)``, about the percent the batch
+        lowers it). mAP on a handful of tuning frames moves in jumps as single boxes cross a
+        threshold; the loss changes smoothly with the weights.
     ridge : float
         Ridge penalty of the table's least squares.
     n_pca : int
@@ -61,7 +66,7 @@ class MGRALOptions(BaseModel):
     probe_epochs: int = Field(1, ge=1)
     probe_lr: Optional[float] = Field(None, gt=0)
     tuning_fraction: float = Field(0.25, gt=0, lt=1)
-    metric: Literal["map_bev_loose", "map_bev", "map_3d", "map_3d_loose"] = "map_bev_loose"
+    metric: Literal["map_bev_loose", "map_bev", "map_3d", "map_3d_loose", "tuning_loss"] = "map_bev_loose"
     ridge: float = Field(1.0, ge=0)
     n_pca: int = Field(4, ge=0, le=64)
     hidden: int = Field(32, ge=2, le=1024)

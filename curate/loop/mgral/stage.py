@@ -39,7 +39,7 @@ from curate.loop.mgral.lut import LookupTable, fit_table, heldout_batches, probe
 from curate.loop.mgral.options import MGRALOptions, mgral_options
 from curate.loop.oracle import Oracle
 
-__all__ = ["mgral_round", "make_plan", "probe_runs", "probe_detector", "table_and_policy", "train_budget", "metric_of", "MGRAL_DIR", "policy_path"]
+__all__ = ["mgral_round", "make_plan", "reward_value", "LOSS_METRIC", "probe_runs", "probe_detector", "table_and_policy", "train_budget", "metric_of", "MGRAL_DIR", "policy_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,46 @@ def metric_of(result: Any, name: str) -> float:
     kind, strict = {"map_bev": ("bev", True), "map_bev_loose": ("bev", False),
                     "map_3d": ("3d", True), "map_3d_loose": ("3d", False)}[name]
     return float(result.mean_ap(kind, strict=strict))
+
+
+#: The ``metric`` option whose reward is the tuning frames' training loss, not a mAP.
+LOSS_METRIC = "tuning_loss"
+
+
+def reward_value(det: Any, checkpoint: str, tune_pkl: Path, metric: str,
+                 evaluate: Callable[[list], Any]) -> float:
+    """The tuning measure of one fine-tune whose difference to the base fine-tune's is the reward.
+
+    Parameters
+    ----------
+    det : Detector
+        The probe detector (``predict``; ``loss`` for ``tuning_loss``).
+    checkpoint : str
+        The fine-tune's weights.
+    tune_pkl : pathlib.Path
+        The tuning frames' info pkl (with labels for ``tuning_loss``).
+    metric : str
+        :attr:`MGRALOptions.metric`.
+    evaluate : callable
+        Predictions -> :class:`~curate.evaluation.kitti.KittiResult` (the caller's evaluation
+        filter and classes); not called for ``tuning_loss``.
+
+    Returns
+    -------
+    float
+        The mAP ``metric`` in points, or for ``tuning_loss`` ``-100 * ln(mean per-frame loss)``
+        (so a gain is ``100 * ln(base loss / loss)``, about a percent decrease, on the mAP
+        points' scale). Cost: one prediction (or loss) pass over the tuning frames.
+    """
+    if metric == LOSS_METRIC:
+        if not hasattr(det, "loss"):
+            raise InvalidInputError(f"mgral metric {LOSS_METRIC!r}: detector {det!r} has no loss method")
+        losses = np.asarray(det.loss(tune_pkl, checkpoint), dtype=np.float64)
+        mean = float(losses.mean())
+        if not np.isfinite(mean) or mean <= 0:
+            raise InvalidInputError(f"mgral metric {LOSS_METRIC!r}: the tuning loss of {checkpoint} is {mean}")
+        return -100.0 * float(np.log(mean))
+    return metric_of(evaluate(det.predict(tune_pkl, [checkpoint])), metric)
 
 
 def make_plan(candidates: list[str], labeled: list[str], opts: MGRALOptions, seed: int, rnd: int) -> dict:
@@ -277,14 +317,15 @@ def mgral_round(
     probe_det = probe_detector(det, opts)
     load_from = previous[-1].info["checkpoints"][0]
     eval_classes = [c for c in EVAL_CLASSES if c in cfg.classes]
-    tune_pkl = write_info_pkl(workspace, plan["tuning"], mdir / "tuning_infos.pkl", with_labels=False)
+    tune_pkl = write_info_pkl(workspace, plan["tuning"], mdir / "tuning_infos.pkl",
+                              with_labels=opts.metric == LOSS_METRIC)
 
     def measure(name: str, batch: list[str]) -> float:
         run_dir = mdir / name
         pkl = write_info_pkl(workspace, sorted(plan["train_part"] + batch), run_dir / "train_infos.pkl")
         res = probe_det.train(pkl, run_dir / "train", load_from=load_from, seed=cfg.seed * 1000 + rnd * 10 + 7)
-        preds = probe_det.predict(tune_pkl, [res.checkpoint])
-        return metric_of(evaluate_predictions(workspace, preds, classes=eval_classes), opts.metric)
+        return reward_value(probe_det, res.checkpoint, tune_pkl, opts.metric,
+                            lambda preds: evaluate_predictions(workspace, preds, classes=eval_classes))
 
     position = {fid: r for r, fid in enumerate(plan["candidates"])}
     feats = _features(workspace, cfg, plan, score_run, opts.n_pca)[[position[i] for i in lut_ids]]

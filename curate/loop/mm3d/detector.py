@@ -56,6 +56,13 @@ _TINY_ANCHORS = {
     "Truck": (-1.78, [10.0, 2.5, 3.2], (0.6, 0.45)),
 }
 
+#: Transforms :meth:`MMDet3DDetector.loss_pipeline` keeps from a training pipeline (the others
+#: are random augmentations).
+_DETERMINISTIC_TRANSFORMS = frozenset({
+    "LoadPointsFromFile", "LoadPointsFromMultiSweeps", "LoadAnnotations3D", "PointsRangeFilter",
+    "ObjectRangeFilter", "ObjectNameFilter", "ZeroBoxVelocity", "Pack3DDetInputs",
+})
+
 #: CenterPoint circle-NMS radius (m) per class (mmdet3d's nuScenes values: car 4, bicycle 0.85,
 #: pedestrian 0.175); ``centerpoint-tiny`` given other classes gets one task per class.
 _CENTER_RADIUS = {"Pedestrian": 0.175, "Cyclist": 0.85, "Car": 4.0, "Van": 4.0, "Truck": 12.0,
@@ -458,6 +465,84 @@ class MMDet3DDetector:
             for h in heads:
                 h.set_mc_dropout(False)
             torch.random.set_rng_state(generator_state)
+        return out
+
+    def loss_pipeline(self) -> list:
+        """The training pipeline without its random transforms (flips, rotations, scaling,
+        shuffles, sampling): the same points and boxes the model trains on, deterministic."""
+        kept, dropped = [], []
+        for t in self.base.train_pipeline:
+            (kept if t["type"] in _DETERMINISTIC_TRANSFORMS else dropped).append(t)
+        if dropped:
+            logger.debug("loss pipeline of %s leaves out %s", self.config_name, ", ".join(t["type"] for t in dropped))
+        if not kept or kept[-1]["type"] != "Pack3DDetInputs":
+            raise InvalidInputError(f"{self.config_name!r}: its train_pipeline does not end in Pack3DDetInputs")
+        return copy.deepcopy(kept)
+
+    def loss(self, infos_pkl: Path, checkpoint: Optional[str]) -> list[float]:
+        """The training loss of ``checkpoint`` on every labeled frame of ``infos_pkl``, in order.
+
+        Each frame is one batch through :meth:`loss_pipeline` (no augmentation) and the model's
+        own ``loss`` (the sum of every ``loss*`` term, as mmengine sums them for training), with
+        the model in eval mode (no dropout, no batch-norm update) and no gradient. Unlike mAP
+        on a few frames, it changes smoothly with the weights, so small differences between
+        fine-tunes stay measurable (MGRAL's ``tuning_loss`` reward).
+
+        Parameters
+        ----------
+        infos_pkl : pathlib.Path
+            An info pkl written with labels (:func:`curate.loop.infos.write_info_pkl`).
+        checkpoint : str or None
+            Weights to score (None: random initialisation).
+
+        Returns
+        -------
+        list of float
+            One total loss per frame. Cost: one forward pass and one loss per frame.
+
+        Raises
+        ------
+        InvalidInputError
+            ``infos_pkl`` has no frame, or no frame carries a box of the detector's classes
+            (written without labels?).
+        """
+        import torch
+        from mmengine.dataset import pseudo_collate
+        from mmdet3d.registry import DATASETS
+
+        infos = read_info_pkl(infos_pkl)
+        frames = infos["data_list"]
+        if not frames:
+            raise InvalidInputError(f"{infos_pkl}: no frame to compute a loss on")
+        if not any(_label_name(infos, inst.get("bbox_label_3d", -1)) in self.classes
+                   for f in frames for inst in f.get("instances", [])):
+            raise InvalidInputError(
+                f"{infos_pkl}: no labeled box of the classes {', '.join(self.classes)} in {len(frames)} frames; "
+                "write it with labels (write_info_pkl(..., with_labels=True)) to compute a loss"
+            )
+        model = self.load_model(checkpoint)
+        spec = self._dataset(Path(infos_pkl), self.loss_pipeline(), test_mode=False)
+        spec["filter_empty_gt"] = False  # every frame scores, boxes or not
+        dataset = DATASETS.build(spec)
+        if len(dataset) != len(frames):
+            raise InvalidInputError(f"{infos_pkl}: mmdet3d read {len(dataset)} of {len(frames)} frames")
+        out: list[float] = []
+        with torch.no_grad():
+            for i in range(len(dataset)):
+                # prepare_data, not dataset[i]: a training-mode dataset replaces a frame its
+                # pipeline drops by a random other one
+                sample = dataset.prepare_data(i)
+                if sample is None:
+                    raise InvalidInputError(f"{infos_pkl}: frame {i} ({frames[i].get('curate_id')}) left the pipeline empty")
+                data = model.data_preprocessor(pseudo_collate([sample]), training=False)
+                losses = model(**data, mode="loss")
+                total = 0.0
+                for name, value in losses.items():
+                    if "loss" not in name:
+                        continue
+                    parts = value if isinstance(value, (list, tuple)) else [value]
+                    total += float(sum(v.sum() for v in parts))
+                out.append(total)
         return out
 
     def _frame_prediction(self, frame_id: str, res: Any, members: int) -> FramePrediction:
