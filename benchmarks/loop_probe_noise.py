@@ -185,14 +185,19 @@ def _cell_row(cell: dict, design: str) -> dict:
             **{k: cell.get(k) for k in stats}}
 
 
+#: Options added after the first designs ran, left out of the tag at these defaults (so the
+#: earlier designs keep their folders).
+_LATER_DEFAULTS = {"probe_augment": True, "probe_head_only": False}
+
+
 def _options_tag(opts: dict) -> str:
     """A short stable name of the fine-tunes of an option set (they live in their own folder).
-    Options left at None are left out, so an option added later with a None default keeps
-    earlier folders; ``metric`` is set to its default, since it changes how a fine-tune is
+    Options left at None, and later options at their defaults, are left out, so earlier
+    folders keep their names; ``metric`` is set to its default, since it changes how a fine-tune is
     scored, not the fine-tune (every metric of a design shares its fine-tunes)."""
     from curate.loop.mgral.options import MGRALOptions
 
-    kept = {k: v for k, v in opts.items() if v is not None}
+    kept = {k: v for k, v in opts.items() if v is not None and not (k in _LATER_DEFAULTS and v == _LATER_DEFAULTS[k])}
     if "metric" in kept:
         kept["metric"] = MGRALOptions.model_fields["metric"].default
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:10]

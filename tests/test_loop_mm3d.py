@@ -216,3 +216,33 @@ def test_loss_is_per_frame_deterministic_and_falls_with_training(ws, tmp_path, d
     assert value == pytest.approx(-100 * np.log(np.mean(after)))
     with pytest.raises(InvalidInputError, match="with_labels=True"):
         detector.loss(write_info_pkl(ws, ids[:2], tmp_path / "nolabels.pkl", with_labels=False), trained.checkpoint)
+
+
+@needs_mm3d
+def test_head_only_training_leaves_everything_but_the_head_as_loaded(ws, tmp_path):
+    """``train_head_only``: from a checkpoint, only the dense head's weights move; the backbone,
+    neck and voxel encoder (batch-norm running statistics included) stay bit for bit. With
+    ``augment=False, shuffle=False`` two seeds give the same weights (a deterministic fine-tune)."""
+    import copy
+
+    import torch
+
+    from curate.loop.infos import write_info_pkl
+    from curate.loop.mm3d import MMDet3DDetector
+
+    detector = MMDet3DDetector("pointpillars-tiny", epochs=2, batch_size=2)  # no dropout: nothing random left
+    ids = [str(i) for i in ws.store.ids("samples")]
+    ws.label(ids[:6])
+    train = write_info_pkl(ws, ids[:6], tmp_path / "train.pkl")
+    start = detector.train(train, tmp_path / "start", seed=0).checkpoint
+    probe = copy.copy(detector)
+    probe.train_head_only, probe.augment, probe.shuffle = True, False, False
+    a = probe.train(train, tmp_path / "a", load_from=start, seed=1).checkpoint
+    b = probe.train(train, tmp_path / "b", load_from=start, seed=2).checkpoint
+    s0, sa, sb = (torch.load(c, map_location="cpu", weights_only=False)["state_dict"] for c in (start, a, b))
+    head = [k for k in s0 if k.startswith("bbox_head.")]
+    rest = [k for k in s0 if not k.startswith("bbox_head.")]
+    assert head and any("running_mean" in k for k in rest)
+    assert all(torch.equal(s0[k], sa[k]) for k in rest)
+    assert any(not torch.equal(s0[k], sa[k]) for k in head)
+    assert all(torch.equal(sa[k], sb[k]) for k in s0)

@@ -118,7 +118,7 @@ def test_loop_config_rejects_bad_mgral_options_clearly():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mmdet3d") is None, reason="the mmdet3d stack is not installed (make mm3d)")
-def test_probe_detector_trains_with_probe_epochs_and_probe_lr_and_leaves_the_round_detector_alone(tmp_path):
+def test_probe_detector_trains_with_probe_epochs_lr_and_augment_and_leaves_the_round_detector_alone(tmp_path):
     from curate.loop.mgral.options import mgral_options
     from curate.loop.mgral.stage import probe_detector
     from curate.loop.mm3d import MMDet3DDetector
@@ -132,7 +132,15 @@ def test_probe_detector_trains_with_probe_epochs_and_probe_lr_and_leaves_the_rou
     slow = probe_detector(det, mgral_options({"lut_frames": 4, "probe_lr": 3e-4}, budget=8))
     cfg = slow.train_config(tmp_path / "t.pkl", tmp_path / "w", load_from=None, seed=0)
     assert cfg.optim_wrapper["optimizer"]["lr"] == pytest.approx(3e-4) != default_lr
-    assert (det.epochs, det.lr) == (10, None)
+    fixed = probe_detector(det, mgral_options({"lut_frames": 4, "probe_augment": False}, budget=8))
+    cfg = fixed.train_config(tmp_path / "t.pkl", tmp_path / "w", load_from=None, seed=0)
+    kinds = [t["type"] for t in cfg.train_dataloader["dataset"]["pipeline"]]
+    assert cfg.train_dataloader["sampler"]["shuffle"] is False and "Pack3DDetInputs" in kinds
+    assert not {"RandomFlip3D", "GlobalRotScaleTrans", "PointShuffle"} & set(kinds)
+    cfg = det.train_config(tmp_path / "t.pkl", tmp_path / "w", load_from=None, seed=0)
+    assert cfg.train_dataloader["sampler"]["shuffle"] is True
+    assert "RandomFlip3D" in [t["type"] for t in cfg.train_dataloader["dataset"]["pipeline"]]
+    assert (det.epochs, det.lr, det.augment, det.shuffle) == (10, None, True, True)
 
 
 def test_workspace_and_cli_select_with_a_stored_policy(ws, tmp_path):

@@ -35,6 +35,16 @@ class MGRALOptions(BaseModel):
         round's converged weights at the full training rate is chaotic (its gain varies with the
         fine-tune seed as much as with the batch; ``benchmarks.loop probe-noise`` measures it);
         a smaller rate perturbs the weights less.
+    probe_augment : bool
+        Whether the probe fine-tunes train with the detector's random augmentations and a
+        shuffled frame order (default, as the round's training does). False makes a probe a
+        deterministic function of its frames (no augmentation, the frames in id order), so its
+        gain carries no fine-tune-seed noise; whether the gains it ranks still predict what a
+        real round gains is measured, not assumed (``benchmarks.loop probe-noise``).
+    probe_head_only : bool
+        Whether the probe fine-tunes train the detector's dense head alone (backbone, neck and
+        their batch-norm statistics frozen at the round's weights). Default False: the whole
+        detector, as a round trains it.
     tuning_fraction : float
         Part of the labeled frames held out of the probe fine-tunes to evaluate them (the
         reported validation split is never used for the reward).
@@ -65,6 +75,8 @@ class MGRALOptions(BaseModel):
     heldout: int = Field(4, ge=0)
     probe_epochs: int = Field(1, ge=1)
     probe_lr: Optional[float] = Field(None, gt=0)
+    probe_augment: bool = True
+    probe_head_only: bool = False
     tuning_fraction: float = Field(0.25, gt=0, lt=1)
     metric: Literal["map_bev_loose", "map_bev", "map_3d", "map_3d_loose", "tuning_loss"] = "map_bev_loose"
     ridge: float = Field(1.0, ge=0)

@@ -143,7 +143,9 @@ def probe_runs(plan: dict) -> list[tuple[str, list[int]]]:
 
 def probe_detector(det: Any, opts: MGRALOptions) -> Any:
     """A shallow copy of ``det`` that trains as the probes do: ``probe_epochs`` epochs and, when
-    set, ``probe_lr`` (detectors without an ``epochs`` / ``lr`` attribute keep their own)."""
+    set, ``probe_lr`` (detectors without an ``epochs`` / ``lr`` attribute keep their own); with
+    ``probe_augment=False``, no augmentation and no shuffling; with ``probe_head_only``, the
+    dense head alone."""
     probe = copy.copy(det)
     if hasattr(probe, "epochs"):
         probe.epochs = opts.probe_epochs
@@ -154,6 +156,18 @@ def probe_detector(det: Any, opts: MGRALOptions) -> Any:
             probe.lr = opts.probe_lr
         else:
             logger.warning("mgral: detector %r has no lr attribute; probe_lr %s is not applied", det, opts.probe_lr)
+    if not opts.probe_augment:
+        if hasattr(probe, "augment") and hasattr(probe, "shuffle"):
+            probe.augment, probe.shuffle = False, False
+        else:
+            raise InvalidInputError(f"mgral probe_augment=False: detector {det!r} cannot train without "
+                                    "augmentation and shuffling (no augment / shuffle attributes)")
+    if opts.probe_head_only:
+        if hasattr(probe, "train_head_only"):
+            probe.train_head_only = True
+        else:
+            raise InvalidInputError(f"mgral probe_head_only=True: detector {det!r} cannot train its head alone "
+                                    "(no train_head_only attribute)")
     return probe
 
 
@@ -351,4 +365,5 @@ def describe(opts: Optional[MGRALOptions] = None) -> str:
     """One line stating the probe design of ``opts`` (for reports)."""
     o = opts or MGRALOptions()
     return (f"{o.lut_frames} table frames, {o.probes} probes of {o.probe_size} (balanced), {o.heldout} held-out batches, "
-            f"{o.probe_epochs}-epoch fine-tunes{'' if o.probe_lr is None else f' at lr {o.probe_lr:g}'}, ridge {o.ridge}, reward {o.metric} on {o.tuning_fraction:.0%} of the labeled frames")
+            f"{o.probe_epochs}-epoch fine-tunes{'' if o.probe_lr is None else f' at lr {o.probe_lr:g}'}"
+            f"{'' if o.probe_augment else ' (no augmentation, no shuffling)'}{' of the head alone' if o.probe_head_only else ''}, ridge {o.ridge}, reward {o.metric} on {o.tuning_fraction:.0%} of the labeled frames")

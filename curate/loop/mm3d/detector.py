@@ -118,6 +118,40 @@ def _register_transforms() -> None:
     TRANSFORMS.register_module(name="ZeroBoxVelocity", module=ZeroBoxVelocity)
 
 
+def _head_only_hook() -> Any:
+    from mmengine.hooks import Hook
+
+    class HeadOnly(Hook):
+        """Trains the dense head alone: every other parameter is frozen and every other module
+        kept in eval mode (batch-norm statistics and dropout as loaded)."""
+
+        priority = "VERY_HIGH"
+
+        @staticmethod
+        def _split(runner: Any) -> tuple[Any, Any]:
+            model = getattr(runner.model, "module", runner.model)
+            head = _model_head(model)
+            if head is None:
+                raise InvalidInputError("train_head_only: the model has no bbox_head / pts_bbox_head")
+            return model, head
+
+        def before_train(self, runner: Any) -> None:
+            model, head = self._split(runner)
+            head_params = {id(p) for p in head.parameters()}
+            for p in model.parameters():
+                if id(p) not in head_params:
+                    p.requires_grad_(False)
+
+        def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
+            model, head = self._split(runner)
+            head_modules = {id(m) for m in head.modules()}
+            for m in model.modules():
+                if id(m) not in head_modules and m is not model:
+                    m.eval()
+
+    return HeadOnly()
+
+
 def _loss_recorder() -> Any:
     from mmengine.hooks import Hook
 
@@ -152,6 +186,20 @@ class MMDet3DDetector:
     batch_size : int, optional
     lr : float, optional
         AdamW learning rate (default: the config's).
+    augment : bool
+        Train with the config's random augmentations (flips, rotations, scaling, point
+        shuffles); False trains on :meth:`loss_pipeline` (the same transforms without the random
+        ones).
+    shuffle : bool
+        Shuffle the training frames each epoch; False keeps the info pkl's order. With
+        ``augment=False`` a training run is then a deterministic function of its frames and
+        starting weights (MGRAL's ``probe_augment=False`` probes).
+    train_head_only : bool
+        Train the dense head alone (``bbox_head`` / ``pts_bbox_head``); the voxel encoder,
+        backbone and neck stay as loaded, batch-norm statistics included. From trained weights
+        this is a small, nearly convex problem (the head's last layers are linear in fixed
+        features), so a fine-tune's outcome changes smoothly with its frames (MGRAL's
+        ``probe_head_only`` probes).
     num_workers : int
         Data loader workers (0: load in the main process).
     feat_dropout : float
@@ -175,6 +223,9 @@ class MMDet3DDetector:
         epochs: Optional[int] = None,
         batch_size: Optional[int] = None,
         lr: Optional[float] = None,
+        augment: bool = True,
+        shuffle: bool = True,
+        train_head_only: bool = False,
         num_workers: int = 0,
         feat_dropout: float = 0.0,
         device: str = "cpu",
@@ -196,6 +247,9 @@ class MMDet3DDetector:
         if self.epochs < 1 or self.batch_size < 1:
             raise InvalidInputError(f"epochs and batch_size must be >= 1 (got {self.epochs}, {self.batch_size})")
         self.lr = lr
+        self.augment = bool(augment)
+        self.shuffle = bool(shuffle)
+        self.train_head_only = bool(train_head_only)
         self.num_workers = int(num_workers)
         self.feat_dropout = float(feat_dropout)
         self.device = device
@@ -303,8 +357,9 @@ class MMDet3DDetector:
         cfg.work_dir = str(work_dir)
         cfg.train_dataloader = dict(
             batch_size=self.batch_size, num_workers=self.num_workers, persistent_workers=False,
-            sampler=dict(type="DefaultSampler", shuffle=True),
-            dataset=self._dataset(train_pkl, self.base.train_pipeline, test_mode=False),
+            sampler=dict(type="DefaultSampler", shuffle=self.shuffle),
+            dataset=self._dataset(train_pkl, self.base.train_pipeline if self.augment else self.loss_pipeline(),
+                                  test_mode=False),
         )
         cfg.train_cfg = dict(by_epoch=True, max_epochs=self.epochs, val_interval=self.epochs + 1)
         optim = copy.deepcopy(self.base.optim_wrapper)
@@ -360,6 +415,8 @@ class MMDet3DDetector:
         runner = Runner.from_cfg(cfg)
         recorder = _loss_recorder()
         runner.register_hook(recorder)
+        if self.train_head_only:
+            runner.register_hook(_head_only_hook())
         runner.train()
         checkpoint = work_dir / f"epoch_{self.epochs}.pth"
         if not checkpoint.is_file():
