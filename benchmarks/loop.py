@@ -1617,6 +1617,10 @@ def main() -> None:
                         help="noise / probe-noise: finished cells STRATEGY:SEED:ROUND (comma-separated) to retrain / "
                              "to start mgral's probes from")
     parser.add_argument("--repeats", type=int, default=5, help="noise: trainings per cell; probe-noise: repeats of every fine-tune")
+    parser.add_argument("--reference", default=None,
+                        help="probe-noise: result file of an earlier probe-noise run of the same cells and batches "
+                             "(e.g. the shipped design, several repeats): each cell reports the Spearman between "
+                             "this design's and that run's mean batch gains (does a cheaper probe rank like it?)")
     parser.add_argument("--tune-results", default=None,
                         help="tune: comma-separated result files of candidate schedule runs (random, --train-repeats >= 2)")
     parser.add_argument("--tune-rise", type=float, default=0.8,

@@ -30,6 +30,12 @@ Per cell it reports (``extra.cells``):
 * ``table_split_half``: the table fitted on the mean probe gains of the even repeats against the
   mean held-out gains of the odd repeats, and the other way round (independent noise on both
   sides; what averaging ``R / 2`` repeats per probe would give).
+* with ``--reference RESULT`` (an earlier probe-noise run of the same cells and batches, e.g. the
+  shipped design with several repeats): ``reference_spearman``, the rank correlation between this
+  design's and the reference's mean batch gains, and ``reference_reliability``, the reliability
+  of the reference's mean, which bounds it at about its square root. A cheap or deterministic
+  probe can be perfectly reproducible and still rank batches unlike the fine-tunes a round
+  really runs; this is the check.
 
 Every fine-tune's tuning metric is written as soon as it is known (``<root>/probe-noise/...``),
 so a killed run resumes without running one twice. The fine-tunes of a design do not depend on
@@ -140,6 +146,59 @@ def cell_summary(plan: dict, values: list[dict[str, float]], ridge: float) -> di
     }
 
 
+def reference_agreement(plan: dict, spec: str, gains: np.ndarray, reference: dict) -> dict:
+    """How this design's batch ranking agrees with another probe-noise run's on the same batches.
+
+    Parameters
+    ----------
+    plan : dict
+        This cell's plan (its probe and held-out batches).
+    spec : str
+        The cell (``STRATEGY:SEED:ROUND``).
+    gains : numpy.ndarray
+        ``(repeats, batches)`` this design's gains, batches in :func:`cell_summary`'s order.
+    reference : dict
+        A probe-noise result (``rows`` with ``cell``, ``repeat``, ``run``, ``batch``, ``gain``;
+        ``extra.cells`` with ``icc``).
+
+    Returns
+    -------
+    dict
+        ``reference_spearman``: Spearman between the two runs' mean gains per batch;
+        ``reference_repeats`` and ``reference_reliability``: the reference's repeats and the
+        reliability of its mean (Spearman-Brown from its ICC, None when that ICC is None or
+        ``<= 0``), which bounds the agreement at about ``sqrt(reliability)``.
+
+    Raises
+    ------
+    SystemExit
+        The reference lacks the cell or ran other batches (another plan).
+    """
+    names = [f"probe-{k}" for k in range(len(plan["probes"]))] + [f"heldout-{k}" for k in range(len(plan["heldout"]))]
+    lut = plan["lut_frames"]
+    want = {f"probe-{k}": [lut[i] for i in b] for k, b in enumerate(plan["probes"])}
+    want.update({f"heldout-{k}": [lut[i] for i in b] for k, b in enumerate(plan["heldout"])})
+    by_run: dict[str, list[float]] = {}
+    for r in reference["rows"]:
+        if r["cell"] != spec or r["run"] == "base":
+            continue
+        if r["run"] not in want or list(r["batch"]) != want[r["run"]]:
+            raise SystemExit(f"--reference {reference.get('name')}: cell {spec} run {r['run']} fine-tuned other frames "
+                             "than this design's plan (another lut_frames / probes / probe_size / heldout / "
+                             "tuning_fraction?); compare designs that share their batches")
+        by_run.setdefault(r["run"], []).append(float(r["gain"]))
+    if set(by_run) != set(names):
+        raise SystemExit(f"--reference {reference.get('name')}: has no complete cell {spec} "
+                         f"({len(by_run)} of {len(names)} batches)")
+    ref_mean = np.array([np.mean(by_run[n]) for n in names])
+    ref_cells = [c for c in reference.get("extra", {}).get("cells", []) if c.get("cell") == spec]
+    icc = ref_cells[0].get("icc") if ref_cells else None
+    m = len(by_run[names[0]])
+    reliability = None if icc is None or icc <= 0 else float(m * icc / (1 + (m - 1) * icc))
+    return {"reference": reference.get("name"), "reference_spearman": _spearman(gains.mean(axis=0), ref_mean),
+            "reference_repeats": m, "reference_reliability": reliability}
+
+
 def _variance_components(gains: np.ndarray) -> dict:
     """Two-way split of ``gains`` (repeats x batches) into the batches' own effect, a repeat's
     common offset and the fine-tune noise.
@@ -179,7 +238,7 @@ def _cell_row(cell: dict, design: str) -> dict:
     base = np.asarray(cell["base"], dtype=np.float64)
     keep = ("cell", "mgral_round", "labeled_frames", "train_part", "tuning_frames", "batches", "repeats")
     stats = ("between_std", "within_std", "signal_std", "icc", "retest_spearman", "repeats_for_0.6",
-             "table_same_repeat_mean", "table_split_half_mean")
+             "table_same_repeat_mean", "table_split_half_mean", "reference_spearman", "reference_reliability")
     return {"design": design, **{k: cell.get(k) for k in keep},
             "base_mean": float(base.mean()), "base_std": float(base.std(ddof=1)) if len(base) > 1 else None,
             **{k: cell.get(k) for k in stats}}
@@ -251,6 +310,11 @@ def run_probe_noise(args: argparse.Namespace) -> None:
     ws = curate.connect(root / "ws")
     pool = state["pool"]
     tag = _options_tag(opts.model_dump())
+    reference = None
+    if args.reference:
+        from benchmarks.results_io import read_result
+
+        reference = read_result(args.reference)
     rows, cells = [], []
     for spec in [c for c in args.noise_cells.split(",") if c.strip()]:
         label, seed_s, rnd_s = spec.split(":")
@@ -304,6 +368,8 @@ def run_probe_noise(args: argparse.Namespace) -> None:
             print(f"[{time.strftime('%H:%M:%S')}] {spec} repeat {k}: {len(runs)} fine-tunes, base {done['base']:.2f} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
         summary = cell_summary(plan, values, opts.ridge)
+        if reference is not None:
+            summary.update(reference_agreement(plan, spec, np.asarray(summary["gains"]), reference))
         summary.update({"cell": spec, "mgral_round": rnd + 1, "labeled_frames": int(mask.sum()),
                         "tuning_frames": len(plan["tuning"]), "train_part": len(plan["train_part"]),
                         "seconds": None if resumed else time.perf_counter() - t_cell, "resumed": resumed})

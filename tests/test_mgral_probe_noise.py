@@ -85,3 +85,39 @@ def test_probe_seeds_start_with_the_study_seed_and_are_distinct() -> None:
     seeds = probe_seeds(2, 3, 4)
     assert seeds[0] == 2 * 100 + 3 + 7
     assert len(set(seeds)) == 4
+
+
+def _reference(plan: dict, values: list[dict], icc: float, name: str = "ref") -> dict:
+    """A probe-noise result of ``values`` as ``run_probe_noise`` writes it (one cell)."""
+    lut = plan["lut_frames"]
+    batches = {f"probe-{k}": b for k, b in enumerate(plan["probes"])}
+    batches.update({f"heldout-{k}": b for k, b in enumerate(plan["heldout"])})
+    rows = [{"cell": "random:0:1", "repeat": r, "run": n, "batch": [lut[i] for i in batches.get(n, [])],
+             "gain": v[n] - v["base"]} for r, v in enumerate(values) for n in ["base", *batches]]
+    return {"name": name, "rows": rows, "extra": {"cells": [{"cell": "random:0:1", "icc": icc}]}}
+
+
+def test_reference_agreement_ranks_against_the_reference_means_and_refuses_other_batches() -> None:
+    from benchmarks.loop_probe_noise import reference_agreement
+
+    plan = _plan()
+    w = np.random.default_rng(7).normal(0, 2, 12)
+    ref = _reference(plan, _values(plan, w, noise=1.0, repeats=4, seed=2), icc=0.25)
+    same = np.asarray(cell_summary(plan, _values(plan, w, noise=0.0, repeats=2), ridge=1.0)["gains"])
+    agree = reference_agreement(plan, "random:0:1", same, ref)
+    ref_means = np.array([np.mean([r["gain"] for r in ref["rows"] if r["run"] == n])
+                          for n in [f"probe-{k}" for k in range(24)] + [f"heldout-{k}" for k in range(12)]])
+    from scipy.stats import spearmanr
+
+    assert agree["reference_spearman"] == pytest.approx(spearmanr(same.mean(axis=0), ref_means)[0])
+    assert agree["reference_spearman"] > 0.8  # the same frame effects under little noise
+    assert agree["reference_repeats"] == 4 and agree["reference_reliability"] == pytest.approx(4 * 0.25 / (1 + 3 * 0.25))
+    unrelated = np.asarray(cell_summary(plan, _values(plan, -w, noise=0.0, repeats=2), ridge=1.0)["gains"])
+    assert reference_agreement(plan, "random:0:1", unrelated, ref)["reference_spearman"] < -0.8
+    assert reference_agreement(plan, "random:0:1", same, _reference(plan, _values(plan, w, 1.0, 4), icc=-0.1))[
+        "reference_reliability"] is None
+    other = _plan(n_probes=24, size=2)
+    with pytest.raises(SystemExit, match="other frames"):
+        reference_agreement(other, "random:0:1", same, ref)
+    with pytest.raises(SystemExit, match="no complete cell random:1:1"):
+        reference_agreement(plan, "random:1:1", same, ref)
