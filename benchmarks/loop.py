@@ -51,7 +51,11 @@ arguments and ``--seeds`` growing, and ``report --seeds 0,1,2,3,4 --carry FILE``
 table once all are in: ``report`` trains nothing, so it imports the carried seeds even where this
 machine's preparation gives another fingerprint (a pretraining that does not reproduce bit for
 bit elsewhere), as long as all its cells share one; the result's ``extra.data_fingerprints``
-names it.
+names it. ``--carry-strategies random,entropy,...`` carries less: only those strategies' rounds
+>= 1 (each seed's complete chain), so a new strategy or new ``--mgral-options`` run here against
+the carried baselines, paired by (seed, round); round 0 trains again here (its checkpoint is
+not in the file), from the same seeded random set. mgral's options are compared for mgral cells
+only: no other cell depends on them.
 
 **High-signal setting and the embeddings study (issue 15).** The defaults above reproduce the
 old setting, whose detector barely learns (16-beam scans leave the median labelled car 2 points;
@@ -92,6 +96,10 @@ would follow each ``--noise-cells`` cell (base, probes, held-out batches, ``--mg
 repeated ``--repeats`` times with other fine-tune seeds; it reports the test-retest rank
 correlation of the batches' gains, which bounds the table's measurable error
 (:mod:`benchmarks.loop_probe_noise`).
+
+``probe-designs``: gathers probe-noise results (``--designs a,b,...``) into one table, a row
+per design with its means over cells (reliability, table error, agreement with ``--reference``),
+and a ``-cells`` table; trains nothing.
 
 ``tune``: judges schedule candidates (``--tune-results``: result files of ``al`` runs of strategy
 random with ``--train-repeats`` >= 2) by the rule of the README ("A training schedule whose mAP
@@ -1156,6 +1164,7 @@ def _carry_in(root: Path, state: Optional[dict], args: argparse.Namespace) -> No
     if not path.is_file():
         print(f"--carry {path}: no such file yet; nothing carried", flush=True)
         return
+    state_given = state is not None  # report mode (None) imports whole seeds, --carry-strategies or not
     carried: dict[tuple[str, int, int], dict] = {}
     config = _cell_config(args)
     records = [(n, json.loads(line)) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
@@ -1173,14 +1182,19 @@ def _carry_in(root: Path, state: Optional[dict], args: argparse.Namespace) -> No
                 f"{state['fingerprint']!r} (other --frames/--data-seed/--preset/--drives/--embeddings?); use the "
                 "arguments the carried run used, or another --carry file")
         theirs = _carried_config(rec)
-        if theirs is None or any(theirs.get(k) != config.get(k) for k in CELL_CONFIG_ARGS):
+        # mgral's options make mgral cells only: another strategy's cell does not depend on them
+        keys = [k for k in CELL_CONFIG_ARGS if k != "mgral_options" or _strategy_base(rec.get("strategy")) == "mgral"]
+        if theirs is None or any(theirs.get(k) != config.get(k) for k in keys):
             theirs = theirs or {}
-            diff = {k: (theirs.get(k), config.get(k)) for k in CELL_CONFIG_ARGS if theirs.get(k) != config.get(k)}
+            diff = {k: (theirs.get(k), config.get(k)) for k in keys if theirs.get(k) != config.get(k)}
             raise SystemExit(
                 f"{cell} was computed with other training/evaluation arguments (carried, this run): {diff}; "
                 "use the arguments the carried run used, or another --carry file")
         carried[(rec["strategy"], int(rec["seed"]), int(rec["round"]))] = rec
     done = _read_results(root)
+    if getattr(args, "carry_strategies", None) and state_given:
+        _carry_strategies(root, carried, done, args, path)
+        return
     seeds = _complete_seeds(carried, args)
     added = 0
     for key, rec in carried.items():
@@ -1188,6 +1202,34 @@ def _carry_in(root: Path, state: Optional[dict], args: argparse.Namespace) -> No
             _append_result(root, rec)
             added += 1
     print(f"--carry {path}: {added} cells of seeds {seeds} reused (whole seeds only)", flush=True)
+
+
+def _strategy_base(label: Optional[str]) -> str:
+    """``"kcenter@recon-tiny-ssl"`` -> ``"kcenter"``."""
+    return str(label or "").partition("@")[0]
+
+
+def _carry_strategies(root: Path, carried: dict, done: dict, args: argparse.Namespace, path: Path) -> None:
+    """``--carry-strategies``: import every round >= 1 of the named strategies for each seed whose
+    chain of those rounds the carry file holds complete; never the shared round-0 cell (the
+    strategies that run here start from its checkpoint, which the carry file does not hold: it is
+    trained again here, with the same seeded random set). A new strategy or new mgral options then
+    run against the carried strategies' cells, paired by (seed, round >= 1). O(cells)."""
+    labels = [s.strip() for s in str(args.carry_strategies).split(",") if s.strip()]
+    unknown = [s for s in labels if s not in args.strategies]
+    if unknown:
+        raise SystemExit(f"--carry-strategies {unknown}: not in --strategies {args.strategies}")
+    added = 0
+    for seed in args.seeds:
+        for label in labels:
+            chain = [(label, seed, r) for r in range(1, args.rounds)]
+            if not all(k in carried for k in chain):
+                continue
+            for key in chain:
+                if key not in done:
+                    _append_result(root, carried[key])
+                    added += 1
+    print(f"--carry {path}: {added} cells of {', '.join(labels)} reused (rounds >= 1; round 0 trains here)", flush=True)
 
 
 def _carry_out(root: Path, args: argparse.Namespace) -> None:
@@ -1549,7 +1591,7 @@ def _check_schedule(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="al", choices=["al", "report", "predict", "noise", "probe-noise", "tune", "child"])
+    parser.add_argument("mode", nargs="?", default="al", choices=["al", "report", "predict", "noise", "probe-noise", "probe-designs", "tune", "child"])
     parser.add_argument("--root", default="/tmp/curate-bench-loop", help="A/B working directory (resumable)")
     parser.add_argument("--frames", type=int, default=None,
                         help="A/B: frames generated (default 900); predict: pool frames (default 48)")
@@ -1613,10 +1655,16 @@ def main() -> None:
                         help="JSON-lines cell log of finished seeds, read at the start and rewritten at the end "
                              "(e.g. benchmarks/results/<name>.cells.jsonl, committed): a study longer than one "
                              "machine's session continues on the next machine, whole seeds at a time")
+    parser.add_argument("--carry-strategies", default=None,
+                        help="with --carry: import only these strategies' rounds >= 1 (complete chains per seed), "
+                             "not whole seeds; round 0 and the other strategies run here (e.g. new --mgral-options "
+                             "against carried baselines)")
     parser.add_argument("--noise-cells", default="random:0:1",
                         help="noise / probe-noise: finished cells STRATEGY:SEED:ROUND (comma-separated) to retrain / "
                              "to start mgral's probes from")
     parser.add_argument("--repeats", type=int, default=5, help="noise: trainings per cell; probe-noise: repeats of every fine-tune")
+    parser.add_argument("--designs", default=None,
+                        help="probe-designs: comma-separated probe-noise result names to gather into one table")
     parser.add_argument("--reference", default=None,
                         help="probe-noise: result file of an earlier probe-noise run of the same cells and batches "
                              "(e.g. the shipped design, several repeats): each cell reports the Spearman between "
@@ -1638,6 +1686,11 @@ def main() -> None:
         return
     if args.mode == "tune":
         _run_tune(args)
+        return
+    if args.mode == "probe-designs":
+        from benchmarks.loop_probe_noise import run_probe_designs
+
+        run_probe_designs(args)
         return
     if args.mode == "predict":
         args.frames = args.frames if args.frames is not None else (0 if args.from_al else 48)

@@ -398,3 +398,67 @@ def run_probe_noise(args: argparse.Namespace) -> None:
                         "reliability of one fine-tune's gains as a ranking); "
                         "retest_spearman = mean Spearman between two repeats' gains; table_* = the table's Spearman "
                         "on held-out batches (same repeat / split halves of the repeats)"))
+
+
+#: Columns a ``probe-designs`` table keeps from each design's ``-cells`` rows.
+DESIGN_STATS = ("icc", "table_same_repeat_mean", "table_split_half_mean", "reference_spearman")
+
+
+def design_rows(results: list[dict]) -> tuple[list[dict], list[dict]]:
+    """One row per design (means over its cells) and one per (design, cell), from probe-noise
+    ``-cells`` results.
+
+    Parameters
+    ----------
+    results : list of dict
+        ``-cells`` results of :func:`run_probe_noise` (``name``, ``rows`` with ``design``,
+        ``cell`` and the statistics of :func:`_cell_row`).
+
+    Returns
+    -------
+    designs, cells : list of dict
+        ``designs``: per result, its design, cells, and the mean over cells of each of
+        :data:`DESIGN_STATS` that is known (None when no cell has it), with ``*_cells`` the
+        number of cells behind the mean; ``cells``: every cell row, tagged with its result.
+        O(total cells).
+    """
+    designs, cells = [], []
+    for res in results:
+        name = str(res.get("name", "")).removesuffix("-cells")
+        rows = res["rows"]
+        for r in rows:
+            cells.append({"result": name, **r})
+        row = {"result": name, "design": rows[0]["design"] if rows else None, "cells": len(rows),
+               "mgral_round": sorted({r.get("mgral_round") for r in rows if r.get("mgral_round") is not None}) or None}
+        for k in DESIGN_STATS:
+            known = [float(r[k]) for r in rows if r.get(k) is not None]
+            row[k] = float(np.mean(known)) if known else None
+            row[f"{k}_cells"] = len(known)
+        designs.append(row)
+    return designs, cells
+
+
+def run_probe_designs(args: argparse.Namespace) -> None:
+    """The ``probe-designs`` mode: gathers the ``-cells`` results of ``--designs`` (comma-separated
+    probe-noise result names, read from the results directory) into ``<--name>`` (one row per
+    design) and ``<--name>-cells`` (every cell). Trains nothing."""
+    from benchmarks.results_io import default_results_dir, read_result, write_result
+
+    names = [n.strip() for n in str(args.designs or "").split(",") if n.strip()]
+    if not names:
+        raise SystemExit("probe-designs: --designs lists no probe-noise result (comma-separated names)")
+    results = []
+    for n in names:
+        path = default_results_dir() / f"{n.removesuffix('-cells')}-cells.json"
+        if not path.is_file():
+            raise SystemExit(f"probe-designs: no result {path} (run probe-noise --name {n} first)")
+        results.append(read_result(path))
+    designs, cells = design_rows(results)
+    write_result("loop", designs, name=args.name, args=args,
+                 notes=("MGRAL probe designs side by side: per probe-noise result, the mean over its cells of ICC(3,1) "
+                        "(reliability of one fine-tune's gains as a ranking), the table's held-out Spearman (within "
+                        "one repeat / across split halves of the repeats) and the Spearman of its mean batch gains "
+                        "with the --reference run's (the shipped probes' mean over repeats); *_cells: cells behind "
+                        "each mean"))
+    write_result("loop", cells, name=args.name + "-cells", args=args,
+                 notes=f"every cell of the probe designs in {args.name}")

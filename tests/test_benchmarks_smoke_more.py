@@ -204,6 +204,16 @@ def test_loop_signal_embeddings_smoke(tmp_path: Path) -> None:
         (r["repeat"], r["run"], r["batch"]) for r in pn["rows"]]
     assert all(np.isfinite(r["metric"]) and r["metric"] != m["metric"] for r, m in zip(loss["rows"], pn["rows"]))
     assert "ln(base loss / loss)" in loss["notes"]
+    # both designs side by side, with the mAP run as the loss run's reference (same batches)
+    _run("benchmarks.loop", loss_flags + ["--reference", str(pn_dir / "loop-probe-noise-smoke.json")], pn_dir)
+    [lrow] = _only_result(pn_dir, "loop-probe-noise-loss-smoke-cells")["rows"]
+    assert lrow["reference_spearman"] is None or -1.0 <= lrow["reference_spearman"] <= 1.0
+    _run("benchmarks.loop", ["probe-designs", "--designs", "loop-probe-noise-smoke,loop-probe-noise-loss-smoke",
+                             "--name", "loop-probe-designs-smoke"], pn_dir)
+    designs = _only_result(pn_dir, "loop-probe-designs-smoke")["rows"]
+    assert [(d["result"], d["cells"]) for d in designs] == [("loop-probe-noise-smoke", 1),
+                                                            ("loop-probe-noise-loss-smoke", 1)]
+    assert "metric=tuning_loss" in designs[1]["design"] and "metric" not in designs[0]["design"]
 
 
 def test_loop_round_epochs_and_train_repeats_smoke(tmp_path: Path) -> None:

@@ -292,3 +292,29 @@ def test_report_takes_one_preparation_of_any_fingerprint_and_never_two(tmp_path)
     _write(mixed, [_rec(*k, "fedcba9876543210") for k in keys])
     with pytest.raises(SystemExit, match="2 data preparations"):
         loop._carry_in(root, None, _args(mixed, seeds=(0,)))
+
+
+def test_carry_strategies_imports_complete_chains_but_never_round_0_and_ignores_mgral_options(tmp_path) -> None:
+    """``--carry-strategies random``: the baseline's rounds >= 1 come from the file (its cells do
+    not depend on mgral's options, which this run changed); round 0 and mgral run here."""
+    st = _state()
+    fp = st["fingerprint"]
+    carry = tmp_path / "cells.jsonl"
+    recs = [_rec(loop.INITIAL, 0, 0, fp), _rec("random", 0, 1, fp), _rec("random", 0, 2, fp),
+            _rec(loop.INITIAL, 1, 0, fp), _rec("random", 1, 1, fp)]  # seed 1's chain stops at round 1
+    _write(carry, recs)
+    args = _args(carry)
+    args.rounds, args.strategies, args.carry_strategies = 3, ["random", "mgral"], "random"
+    args.mgral_options = {"probes": 4, "probe_head_only": True}  # the carried cells had {"probes": 6}
+    root = tmp_path / "root"
+    root.mkdir()
+    loop._carry_in(root, st, args)
+    assert sorted(loop._read_results(root)) == [("random", 0, 1), ("random", 0, 2)]
+    # an mgral cell of other options is still refused
+    _write(carry, recs + [_rec("mgral", 0, 1, fp)])
+    with pytest.raises(SystemExit, match="mgral_options"):
+        loop._carry_in(root, st, args)
+    args.carry_strategies = "entropy"
+    _write(carry, recs)
+    with pytest.raises(SystemExit, match="not in --strategies"):
+        loop._carry_in(root, st, args)

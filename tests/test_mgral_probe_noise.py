@@ -121,3 +121,25 @@ def test_reference_agreement_ranks_against_the_reference_means_and_refuses_other
         reference_agreement(other, "random:0:1", same, ref)
     with pytest.raises(SystemExit, match="no complete cell random:1:1"):
         reference_agreement(plan, "random:1:1", same, ref)
+
+
+def test_design_rows_average_each_design_over_the_cells_that_know_a_statistic() -> None:
+    from benchmarks.loop_probe_noise import design_rows
+
+    a = {"name": "pn-a-cells", "rows": [
+        {"design": "heldout=8", "cell": "random:0:1", "mgral_round": 2, "icc": 0.2, "table_same_repeat_mean": 0.5,
+         "table_split_half_mean": 0.1, "reference_spearman": None},
+        {"design": "heldout=8", "cell": "random:1:1", "mgral_round": 2, "icc": 0.4, "table_same_repeat_mean": -0.1,
+         "table_split_half_mean": None, "reference_spearman": None}]}
+    b = {"name": "pn-b-cells", "rows": [
+        {"design": "heldout=8 probe_head_only=True", "cell": "random:0:2", "mgral_round": 3, "icc": 1.0,
+         "table_same_repeat_mean": 0.7, "table_split_half_mean": 0.7, "reference_spearman": 0.45}]}
+    designs, cells = design_rows([a, b])
+    assert [d["result"] for d in designs] == ["pn-a", "pn-b"] and len(cells) == 3
+    da, db = designs
+    assert da["icc"] == pytest.approx(0.3) and da["icc_cells"] == 2
+    assert da["table_same_repeat_mean"] == pytest.approx(0.2)
+    assert da["table_split_half_mean"] == pytest.approx(0.1) and da["table_split_half_mean_cells"] == 1
+    assert da["reference_spearman"] is None and da["reference_spearman_cells"] == 0
+    assert db["reference_spearman"] == pytest.approx(0.45) and db["mgral_round"] == [3] and da["mgral_round"] == [2]
+    assert cells[2]["result"] == "pn-b" and cells[2]["cell"] == "random:0:2"
