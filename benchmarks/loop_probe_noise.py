@@ -246,7 +246,7 @@ def _cell_row(cell: dict, design: str) -> dict:
 
 #: Options added after the first designs ran, left out of the tag at these defaults (so the
 #: earlier designs keep their folders).
-_LATER_DEFAULTS = {"probe_augment": True, "probe_head_only": False}
+_LATER_DEFAULTS = {"probe_augment": True, "probe_head_only": False, "probe_optimizer": "detector"}
 
 
 def _options_tag(opts: dict) -> str:

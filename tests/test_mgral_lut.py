@@ -141,6 +141,12 @@ def test_probe_detector_trains_with_probe_epochs_lr_and_augment_and_leaves_the_r
     assert cfg.train_dataloader["sampler"]["shuffle"] is True
     assert "RandomFlip3D" in [t["type"] for t in cfg.train_dataloader["dataset"]["pipeline"]]
     assert (det.epochs, det.lr, det.augment, det.shuffle) == (10, None, True, True)
+    sgd = probe_detector(det, mgral_options({"lut_frames": 4, "probe_optimizer": "sgd", "probe_lr": 0.01}, budget=8))
+    opt = sgd.train_config(tmp_path / "t.pkl", tmp_path / "w", load_from=None, seed=0).optim_wrapper["optimizer"]
+    assert (opt["type"], opt["lr"], opt["momentum"], opt["weight_decay"]) == ("SGD", 0.01, 0.0, 0.0)
+    assert det.optimizer is None
+    with pytest.raises(InvalidInputError, match="probe_optimizer 'sgd' needs probe_lr"):
+        mgral_options({"lut_frames": 4, "probe_optimizer": "sgd"}, budget=8)
 
 
 def test_workspace_and_cli_select_with_a_stored_policy(ws, tmp_path):

@@ -45,6 +45,10 @@ class MGRALOptions(BaseModel):
         Whether the probe fine-tunes train the detector's dense head alone (backbone, neck and
         their batch-norm statistics frozen at the round's weights). Default False: the whole
         detector, as a round trains it.
+    probe_optimizer : str
+        ``"detector"`` (default): the probes train with the detector's optimizer; ``"sgd"``: plain
+        SGD at ``probe_lr`` (required), whose small steps are linear in each frame's gradient,
+        so a batch's effect is close to the sum of its frames' (what an additive table fits).
     tuning_fraction : float
         Part of the labeled frames held out of the probe fine-tunes to evaluate them (the
         reported validation split is never used for the reward).
@@ -77,6 +81,7 @@ class MGRALOptions(BaseModel):
     probe_lr: Optional[float] = Field(None, gt=0)
     probe_augment: bool = True
     probe_head_only: bool = False
+    probe_optimizer: Literal["detector", "sgd"] = "detector"
     tuning_fraction: float = Field(0.25, gt=0, lt=1)
     metric: Literal["map_bev_loose", "map_bev", "map_3d", "map_3d_loose", "tuning_loss"] = "map_bev_loose"
     ridge: float = Field(1.0, ge=0)
@@ -91,6 +96,8 @@ class MGRALOptions(BaseModel):
     def _sizes(self) -> "MGRALOptions":
         if self.probe_size > self.lut_frames:
             raise ValueError(f"probe_size ({self.probe_size}) must be at most lut_frames ({self.lut_frames})")
+        if self.probe_optimizer == "sgd" and self.probe_lr is None:
+            raise ValueError("probe_optimizer 'sgd' needs probe_lr (the detector's rate is its own optimizer's)")
         return self
 
 

@@ -162,6 +162,11 @@ def probe_detector(det: Any, opts: MGRALOptions) -> Any:
         else:
             raise InvalidInputError(f"mgral probe_augment=False: detector {det!r} cannot train without "
                                     "augmentation and shuffling (no augment / shuffle attributes)")
+    if opts.probe_optimizer == "sgd":
+        if hasattr(probe, "optimizer"):
+            probe.optimizer = "sgd"
+        else:
+            raise InvalidInputError(f"mgral probe_optimizer='sgd': detector {det!r} has no optimizer attribute")
     if opts.probe_head_only:
         if hasattr(probe, "train_head_only"):
             probe.train_head_only = True
@@ -366,4 +371,4 @@ def describe(opts: Optional[MGRALOptions] = None) -> str:
     o = opts or MGRALOptions()
     return (f"{o.lut_frames} table frames, {o.probes} probes of {o.probe_size} (balanced), {o.heldout} held-out batches, "
             f"{o.probe_epochs}-epoch fine-tunes{'' if o.probe_lr is None else f' at lr {o.probe_lr:g}'}"
-            f"{'' if o.probe_augment else ' (no augmentation, no shuffling)'}{' of the head alone' if o.probe_head_only else ''}, ridge {o.ridge}, reward {o.metric} on {o.tuning_fraction:.0%} of the labeled frames")
+            f"{'' if o.probe_augment else ' (no augmentation, no shuffling)'}{' of the head alone' if o.probe_head_only else ''}{' by plain SGD' if o.probe_optimizer == 'sgd' else ''}, ridge {o.ridge}, reward {o.metric} on {o.tuning_fraction:.0%} of the labeled frames")

@@ -194,6 +194,10 @@ class MMDet3DDetector:
         Shuffle the training frames each epoch; False keeps the info pkl's order. With
         ``augment=False`` a training run is then a deterministic function of its frames and
         starting weights (MGRAL's ``probe_augment=False`` probes).
+    optimizer : str, optional
+        None: the config's optimizer (AdamW); ``"sgd"``: plain SGD (no momentum, no weight
+        decay) at ``lr``, which must then be given. An SGD step is linear in the batch's
+        gradient, so small steps add up frame by frame (MGRAL's ``probe_optimizer="sgd"``).
     train_head_only : bool
         Train the dense head alone (``bbox_head`` / ``pts_bbox_head``); the voxel encoder,
         backbone and neck stay as loaded, batch-norm statistics included. From trained weights
@@ -226,6 +230,7 @@ class MMDet3DDetector:
         augment: bool = True,
         shuffle: bool = True,
         train_head_only: bool = False,
+        optimizer: Optional[str] = None,
         num_workers: int = 0,
         feat_dropout: float = 0.0,
         device: str = "cpu",
@@ -250,6 +255,9 @@ class MMDet3DDetector:
         self.augment = bool(augment)
         self.shuffle = bool(shuffle)
         self.train_head_only = bool(train_head_only)
+        if optimizer not in (None, "sgd"):
+            raise InvalidInputError(f"optimizer must be None (the config's) or 'sgd'; got {optimizer!r}")
+        self.optimizer = optimizer
         self.num_workers = int(num_workers)
         self.feat_dropout = float(feat_dropout)
         self.device = device
@@ -364,7 +372,11 @@ class MMDet3DDetector:
         cfg.train_cfg = dict(by_epoch=True, max_epochs=self.epochs, val_interval=self.epochs + 1)
         optim = copy.deepcopy(self.base.optim_wrapper)
         optim = optim.to_dict() if hasattr(optim, "to_dict") else dict(optim)
-        if self.lr is not None:
+        if self.optimizer == "sgd":
+            if self.lr is None:
+                raise InvalidInputError("optimizer 'sgd' needs lr (the config's rate is AdamW's)")
+            optim["optimizer"] = dict(type="SGD", lr=float(self.lr), momentum=0.0, weight_decay=0.0)
+        elif self.lr is not None:
             optim["optimizer"]["lr"] = float(self.lr)
         cfg.optim_wrapper = optim
         cfg.default_hooks = dict(
