@@ -9,7 +9,9 @@ killed at any point resumes where it stopped, with the same frames and no probe 
    for the reward), the probe and held-out batches (:mod:`curate.loop.mgral.lut`);
 2. the oracle labels the table frames (they count in the round's budget);
 3. ``probes.json``: base, probe and held-out fine-tunes (``probe_epochs`` from the round's
-   starting weights), each's tuning mAP written as soon as it is known;
+   starting weights, trained as :func:`probe_detector` says), each's tuning measure
+   (:func:`reward_value`: a mAP, or the tuning frames' training loss) written as soon as it is
+   known;
 4. ``lut.json``: the fitted table and its error on the held-out batches;
 5. ``policy/``: the LSTM policy trained by REINFORCE on the table's estimates over the table
    frames (warm-started from the previous round's policy), checkpointed every

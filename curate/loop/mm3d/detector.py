@@ -21,6 +21,12 @@
   box's ``(vx, vy)`` (LiDAR frame) in ``FramePrediction.extra["velocity"]``, which the nuScenes
   metric scores (mAVE, part of NDS).
 
+* ``loss`` returns the model's own training loss on every labeled frame of an info pkl (the
+  training pipeline without its random transforms, one frame per batch, eval mode, no gradient);
+  MGRAL's ``tuning_loss`` reward reads it. ``augment=False, shuffle=False`` make a training run a
+  deterministic function of its frames, ``train_head_only`` trains the dense head alone and
+  ``optimizer="sgd"`` trains by plain SGD (MGRAL's probe designs).
+
 Needs ``curate[mm3d]``; CPU by default. Cost: training is detector-bound (the tiny config runs
 a few iterations per second on 2 cores); prediction is O(frames * members) forward passes,
 memory O(batch * members * anchors * C) (CenterPoint: O(batch * members * cells * C)).
