@@ -40,9 +40,9 @@ Per cell it reports (``extra.cells``):
 Every fine-tune's tuning metric is written as soon as it is known (``<root>/probe-noise/...``),
 so a killed run resumes without running one twice. The fine-tunes of a design do not depend on
 its ``metric``: a second metric of the same design (``"metric": "tuning_loss"``) scores the
-checkpoints an earlier run left (``repeat-k.<metric>.json``) and trains only what is missing. Cost: cells x repeats x (1 + probes +
-heldout) short fine-tunes and tuning evaluations (seconds each on the benchmark's tiny
-PointPillars). A benchmark, not a test.
+checkpoints an earlier run left (``repeat-k.<metric>.json``) and trains only what is missing.
+Cost: cells x repeats x (1 + probes + heldout) short fine-tunes and tuning evaluations (seconds
+each on the benchmark's tiny PointPillars). A benchmark, not a test.
 """
 
 from __future__ import annotations

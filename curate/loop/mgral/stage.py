@@ -373,4 +373,6 @@ def describe(opts: Optional[MGRALOptions] = None) -> str:
     o = opts or MGRALOptions()
     return (f"{o.lut_frames} table frames, {o.probes} probes of {o.probe_size} (balanced), {o.heldout} held-out batches, "
             f"{o.probe_epochs}-epoch fine-tunes{'' if o.probe_lr is None else f' at lr {o.probe_lr:g}'}"
-            f"{'' if o.probe_augment else ' (no augmentation, no shuffling)'}{' of the head alone' if o.probe_head_only else ''}{' by plain SGD' if o.probe_optimizer == 'sgd' else ''}, ridge {o.ridge}, reward {o.metric} on {o.tuning_fraction:.0%} of the labeled frames")
+            f"{'' if o.probe_augment else ' (no augmentation, no shuffling)'}"
+            f"{' of the head alone' if o.probe_head_only else ''}{' by plain SGD' if o.probe_optimizer == 'sgd' else ''}, "
+            f"ridge {o.ridge}, reward {o.metric} on {o.tuning_fraction:.0%} of the labeled frames")
