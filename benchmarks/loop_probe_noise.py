@@ -174,10 +174,11 @@ def reference_agreement(plan: dict, spec: str, gains: np.ndarray, reference: dic
     SystemExit
         The reference lacks the cell or ran other batches (another plan).
     """
-    names = [f"probe-{k}" for k in range(len(plan["probes"]))] + [f"heldout-{k}" for k in range(len(plan["heldout"]))]
-    lut = plan["lut_frames"]
-    want = {f"probe-{k}": [lut[i] for i in b] for k, b in enumerate(plan["probes"])}
-    want.update({f"heldout-{k}": [lut[i] for i in b] for k, b in enumerate(plan["heldout"])})
+    from curate.loop.mgral.stage import probe_runs
+
+    runs = probe_runs(plan)[1:]  # probes, then held-out batches: cell_summary's order
+    names = [name for name, _ in runs]
+    want = {name: [plan["lut_frames"][i] for i in batch] for name, batch in runs}
     by_run: dict[str, list[float]] = {}
     for r in reference["rows"]:
         if r["cell"] != spec or r["run"] == "base":
@@ -244,9 +245,16 @@ def _cell_row(cell: dict, design: str) -> dict:
             **{k: cell.get(k) for k in stats}}
 
 
-#: Options added after the first designs ran, left out of the tag at these defaults (so the
+#: Options added after the first designs ran, left out of the tag at their defaults (so the
 #: earlier designs keep their folders).
-_LATER_DEFAULTS = {"probe_augment": True, "probe_head_only": False, "probe_optimizer": "detector"}
+_LATER_OPTIONS = ("probe_augment", "probe_head_only", "probe_optimizer")
+
+
+def _default(option: str):
+    """:class:`MGRALOptions`'s default of ``option``."""
+    from curate.loop.mgral.options import MGRALOptions
+
+    return MGRALOptions.model_fields[option].default
 
 
 def _options_tag(opts: dict) -> str:
@@ -254,36 +262,30 @@ def _options_tag(opts: dict) -> str:
     Options left at None, and later options at their defaults, are left out, so earlier
     folders keep their names; ``metric`` is set to its default, since it changes how a fine-tune is
     scored, not the fine-tune (every metric of a design shares its fine-tunes)."""
-    from curate.loop.mgral.options import MGRALOptions
-
-    kept = {k: v for k, v in opts.items() if v is not None and not (k in _LATER_DEFAULTS and v == _LATER_DEFAULTS[k])}
+    kept = {k: v for k, v in opts.items() if v is not None and not (k in _LATER_OPTIONS and v == _default(k))}
     if "metric" in kept:
-        kept["metric"] = MGRALOptions.model_fields["metric"].default
+        kept["metric"] = _default("metric")
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def _values_file(cdir: Path, repeat: int, metric: str) -> Path:
     """Where the tuning ``metric`` of every fine-tune of one repeat is written (the default
     metric keeps the bare ``repeat-k.json`` name of earlier runs)."""
-    from curate.loop.mgral.options import MGRALOptions
-
-    if metric == MGRALOptions.model_fields["metric"].default:
+    if metric == _default("metric"):
         return cdir / f"repeat-{repeat}.json"
     return cdir / f"repeat-{repeat}.{metric}.json"
 
 
-def _finished_checkpoint(rdir: Path, epochs: int, scored: list[Path], name: str) -> Optional[str]:
+def _finished_checkpoint(rdir: Path, epochs: int, scored: set[str], name: str) -> Optional[str]:
     """The checkpoint of a fine-tune that an earlier run (of this or another metric) finished:
-    its ``finetuned.json`` marker names it, or one of the ``scored`` values files records the
-    run (written only after its fine-tune returned). None when it must be trained."""
+    its ``finetuned.json`` marker names it, or ``scored`` (the run names in this repeat's values
+    files, written only after a fine-tune returned) holds ``name``. None when it must be trained."""
     marker = rdir / "finetuned.json"
     if marker.is_file():
         ckpt = json.loads(marker.read_text())["checkpoint"]
         return ckpt if Path(ckpt).is_file() else None
     ckpt = rdir / "train" / f"epoch_{epochs}.pth"
-    if ckpt.is_file() and any(f.is_file() and name in json.loads(f.read_text()) for f in scored):
-        return str(ckpt)
-    return None
+    return str(ckpt) if name in scored and ckpt.is_file() else None
 
 
 def run_probe_noise(args: argparse.Namespace) -> None:
@@ -341,10 +343,10 @@ def run_probe_noise(args: argparse.Namespace) -> None:
         resumed = False  # any fine-tune read back from an earlier run: this run's clock is not the cell's cost
         for k, fseed in enumerate(probe_seeds(seed, rnd + 1, args.repeats)):
             values_file = _values_file(cdir, k, opts.metric)
-            scored = sorted(cdir.glob(f"repeat-{k}.*json"))
+            scored = {name for f in cdir.glob(f"repeat-{k}.*json") for name in json.loads(f.read_text())}
             reused = []
 
-            def measure(j: int, k: int = k, fseed: int = fseed, scored: list = scored, reused: list = reused) -> float:
+            def measure(j: int, k: int = k, fseed: int = fseed, scored: set = scored, reused: list = reused) -> float:
                 name, batch = runs[j]
                 rdir = cdir / f"repeat-{k}" / name
                 ckpt = _finished_checkpoint(rdir, det.epochs, scored, name)

@@ -206,8 +206,9 @@ def test_loop_signal_embeddings_smoke(tmp_path: Path) -> None:
     assert "ln(base loss / loss)" in loss["notes"]
     # both designs side by side, with the mAP run as the loss run's reference (same batches)
     _run("benchmarks.loop", loss_flags + ["--reference", str(pn_dir / "loop-probe-noise-smoke.json")], pn_dir)
-    [lrow] = _only_result(pn_dir, "loop-probe-noise-loss-smoke-cells")["rows"]
-    assert lrow["reference_spearman"] is None or -1.0 <= lrow["reference_spearman"] <= 1.0
+    [lcell] = _only_result(pn_dir, "loop-probe-noise-loss-smoke")["extra"]["cells"]
+    assert (lcell["reference"], lcell["reference_repeats"]) == ("loop-probe-noise-smoke", 2)
+    assert lcell["reference_spearman"] is None or -1.0 <= lcell["reference_spearman"] <= 1.0
     _run("benchmarks.loop", ["probe-designs", "--designs", "loop-probe-noise-smoke,loop-probe-noise-loss-smoke",
                              "--name", "loop-probe-designs-smoke"], pn_dir)
     designs = _only_result(pn_dir, "loop-probe-designs-smoke")["rows"]
