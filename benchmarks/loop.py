@@ -934,6 +934,22 @@ def _summary_rows(rows: list[dict]) -> list[dict]:
 HAND_MADE = ("entropy", "kcenter", "kcenter_weighted", "kcenter@bev-hist", "probcover", "maxherding")
 
 
+def _share_interval(wins: int, n: int, threshold: float) -> str:
+    """``"; 95% CI [lo, hi]; P(<= wins | share = threshold) = p"`` for ``wins`` of ``n`` paired
+    cells: the exact (Clopper-Pearson) interval of the true share and the one-sided binomial
+    p-value of a strategy whose true share is ``threshold`` winning this few (or more; ``>=``
+    when ``wins / n`` is above it). Empty when ``n`` is 0."""
+    from scipy.stats import binomtest
+
+    if n <= 0:
+        return ""
+    below = wins / n < threshold
+    test = binomtest(wins, n, threshold, alternative="less" if below else "greater")
+    ci = binomtest(wins, n, 0.5).proportion_ci(confidence_level=0.95, method="exact")
+    return (f"; 95% CI of the share [{ci.low:.2f}, {ci.high:.2f}]; P({'<=' if below else '>='} {wins} of {n} "
+            f"| share {threshold:g}) = {test.pvalue:.3g}")
+
+
 def _mgral_target_rows(rows: list[dict], summary: list[dict], pooled: Optional[dict] = None) -> list[dict]:
     """Issue 16's targets, each a row (target, measured, threshold, met, detail), from the cell
     records: mgral's share of (seed, round >= 1) cells beating random in mAP per labeled box
@@ -951,7 +967,7 @@ def _mgral_target_rows(rows: list[dict], summary: list[dict], pooled: Optional[d
     share = wins / len(paired) if paired else None
     out.append({"target": "mgral beats random in mAP per labeled box (share of paired cells)",
                 "measured": share, "threshold": 0.8, "met": None if share is None else share >= 0.8,
-                "detail": f"{wins} of {len(paired)} (seed, round >= 1) cells"})
+                "detail": f"{wins} of {len(paired)} (seed, round >= 1) cells" + _share_interval(wins, len(paired), 0.8)})
     by = {(s["strategy"], s["round"]): s for s in summary}
     for key, name in (("map_per_box", "mAP per labeled box"), ("map_bev_loose", "mAP")):
         for rnd in sorted({r["round"] for r in mg}):

@@ -47,6 +47,7 @@ def test_mgral_targets_from_the_cells() -> None:
     by = {t["target"]: t for t in targets}
     share = by["mgral beats random in mAP per labeled box (share of paired cells)"]
     assert share["measured"] == pytest.approx(5 / 6) and share["met"] is True
+    assert share["detail"].startswith("5 of 6 (seed, round >= 1) cells; 95% CI of the share")
     # round 1: kcenter mean 48 +- 2, mgral mean 42: below 46
     r1 = by["round 1: mgral >= best hand-made - 1 std (mAP)"]
     assert r1["threshold"] == pytest.approx(46.0) and r1["measured"] == pytest.approx(42.0)
@@ -55,6 +56,20 @@ def test_mgral_targets_from_the_cells() -> None:
     assert rho["measured"] == pytest.approx(0.8) and rho["met"] is True
     policy = by["policy training / the round's detector training (worst round)"]
     assert policy["measured"] == pytest.approx(5.0 / 4.0) and policy["met"] is False
+
+
+def test_share_interval_is_the_exact_binomial_interval_and_tail() -> None:
+    from math import comb
+
+    # 12 of 20 against a true share of 0.8: P(X <= 12) summed by hand
+    tail = sum(comb(20, k) * 0.8 ** k * 0.2 ** (20 - k) for k in range(13))
+    text = loop._share_interval(12, 20, 0.8)
+    assert f"P(<= 12 of 20 | share 0.8) = {tail:.3g}" in text
+    # Clopper-Pearson for 12 of 20 (beta quantiles): [0.3605, 0.8088]
+    assert "95% CI of the share [0.36, 0.81]" in text
+    # 5 of 6 is above 0.8: the upper tail P(X >= 5) = 6 * 0.8^5 * 0.2 + 0.8^6
+    assert f"P(>= 5 of 6 | share 0.8) = {6 * 0.8 ** 5 * 0.2 + 0.8 ** 6:.3g}" in loop._share_interval(5, 6, 0.8)
+    assert loop._share_interval(0, 0, 0.8) == ""
 
 
 def test_no_target_rows_without_mgral() -> None:
