@@ -101,6 +101,10 @@ correlation of the batches' gains, which bounds the table's measurable error
 per design with its means over cells (reliability, table error, agreement with ``--reference``),
 and a ``-cells`` table; trains nothing.
 
+``probe-averaged``: re-reads probe-noise results (``--designs a,b,...``): the table's held-out
+Spearman if each probe averaged ``m`` of its repeated fine-tunes, for ``m`` up to the repeats
+run (:mod:`benchmarks.loop_probe_averaged`); trains nothing.
+
 ``tune``: judges schedule candidates (``--tune-results``: result files of ``al`` runs of strategy
 random with ``--train-repeats`` >= 2) by the rule of the README ("A training schedule whose mAP
 rises with labels"): rise of mAP with labeled frames, training noise of the cell value, cost.
@@ -1607,7 +1611,8 @@ def _check_schedule(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="al", choices=["al", "report", "predict", "noise", "probe-noise", "probe-designs", "tune", "child"])
+    parser.add_argument("mode", nargs="?", default="al", choices=["al", "report", "predict", "noise", "probe-noise", "probe-designs",
+                                                                "probe-averaged", "tune", "child"])
     parser.add_argument("--root", default="/tmp/curate-bench-loop", help="A/B working directory (resumable)")
     parser.add_argument("--frames", type=int, default=None,
                         help="A/B: frames generated (default 900); predict: pool frames (default 48)")
@@ -1680,7 +1685,8 @@ def main() -> None:
                              "to start mgral's probes from")
     parser.add_argument("--repeats", type=int, default=5, help="noise: trainings per cell; probe-noise: repeats of every fine-tune")
     parser.add_argument("--designs", default=None,
-                        help="probe-designs: comma-separated probe-noise result names to gather into one table")
+                        help="probe-designs / probe-averaged: comma-separated probe-noise result names to gather "
+                             "into one table / to re-read with each probe averaging m of its repeats")
     parser.add_argument("--reference", default=None,
                         help="probe-noise: result file of an earlier probe-noise run of the same cells and batches "
                              "(e.g. the shipped design, several repeats): each cell reports the Spearman between "
@@ -1702,6 +1708,11 @@ def main() -> None:
         return
     if args.mode == "tune":
         _run_tune(args)
+        return
+    if args.mode == "probe-averaged":
+        from benchmarks.loop_probe_averaged import run_probe_averaged
+
+        run_probe_averaged(args)
         return
     if args.mode == "probe-designs":
         from benchmarks.loop_probe_noise import run_probe_designs
