@@ -25,7 +25,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["cell_gains", "averaged_table", "averaged_rows", "run_probe_averaged"]
+__all__ = ["cell_gains", "averaged_table", "averaged_rows", "wide_rows", "run_probe_averaged"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,10 +134,23 @@ def averaged_rows(result: dict, ridge: float) -> tuple[list[dict], list[dict]]:
     return cells, designs
 
 
+def wide_rows(designs: list[dict]) -> list[dict]:
+    """One row per result from :func:`averaged_rows`' per-m rows: its design, the cells behind
+    ``m = 1``, and ``table_spearman_m<k>`` for every ``k`` any result has (None where a result ran
+    fewer repeats). O(rows)."""
+    ms = sorted({d["m"] for d in designs})
+    out: dict[str, dict] = {}
+    for d in designs:
+        row = out.setdefault(d["result"], {"result": d["result"], "design": d.get("design"), "cells": d["cells"],
+                                           **{f"table_spearman_m{m}": None for m in ms}})
+        row[f"table_spearman_m{d['m']}"] = d["table_spearman_mean"]
+    return list(out.values())
+
+
 def run_probe_averaged(args: argparse.Namespace) -> None:
     """The ``probe-averaged`` mode: reads the probe-noise results ``--designs`` (comma-separated
-    names in the results directory) and writes ``<--name>`` (per result and m, the mean over its
-    cells) and ``<--name>-cells`` (per result, cell and m). Trains nothing. The ridge is each
+    names in the results directory) and writes ``<--name>`` (per result, the mean over its cells
+    for each m: :func:`wide_rows`) and ``<--name>-cells`` (per result, cell and m). Trains nothing. The ridge is each
     result's own (its ``--mgral-options``), else the default."""
     import json
 
@@ -165,15 +178,16 @@ def run_probe_averaged(args: argparse.Namespace) -> None:
         all_designs += designs
         print(f"{n}: table Spearman, mean over cells, by repeats averaged: "
               + ", ".join(f"m={d['m']}: {d['table_spearman_mean']}" for d in designs), flush=True)
-    write_result("loop", all_designs, name=args.name, args=args,
-                 notes=("MGRAL table error if each probe averaged m fine-tunes: per probe-noise result and m, the "
-                        "mean over its cells of the table's held-out Spearman, the table fitted on the probes' mean "
+    write_result("loop", wide_rows(all_designs), name=args.name, args=args,
+                 notes=("MGRAL table error if each probe averaged m fine-tunes: per probe-noise result, "
+                        "table_spearman_m<m> = the mean over its cells of the table's held-out Spearman, the table fitted on the probes' mean "
                         "gain over m repeats and judged against the held-out batches' mean over the same m repeats "
                         "(every subset of m of the result's repeats; m = 1 is the study's own measurement). "
                         "Read from the stored fine-tunes; nothing trained; no m beyond the repeats run. "
                         f"Inputs: {json.dumps(names)}"))
     write_result("loop", all_cells, name=args.name + "-cells", args=args,
-                 notes=f"every (result, cell, m) of {args.name}; subsets = subsets of repeats with a defined Spearman")
+                 notes=(f"every (result, cell, m) of {args.name}; subsets = subsets of m repeats with a defined "
+                        "Spearman; table_spearman_mean / _min / _max over them"))
 
 
 def _options_of(result: dict) -> dict:

@@ -9,7 +9,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from benchmarks.loop_probe_averaged import averaged_rows, averaged_table, cell_gains
+from benchmarks.loop_probe_averaged import averaged_rows, averaged_table, cell_gains, wide_rows
 from benchmarks.loop_probe_noise import cell_summary
 from curate.loop.mgral.lut import fit_table, heldout_batches, probe_design, table_error
 
@@ -102,3 +102,12 @@ def test_two_cells_are_averaged_and_a_missing_run_is_refused() -> None:
         averaged_rows({"name": "broken", "rows": broken}, ridge=1.0)
     with pytest.raises(ValueError, match="no probe or held-out rows"):
         cell_gains(rows, "random:9:9")
+
+
+def test_wide_rows_put_each_results_m_side_by_side() -> None:
+    designs = [{"result": "a", "design": "x", "m": 1, "cells": 2, "table_spearman_mean": 0.1},
+               {"result": "a", "design": "x", "m": 2, "cells": 2, "table_spearman_mean": 0.3},
+               {"result": "b", "design": "y", "m": 1, "cells": 1, "table_spearman_mean": None}]
+    assert wide_rows(designs) == [
+        {"result": "a", "design": "x", "cells": 2, "table_spearman_m1": 0.1, "table_spearman_m2": 0.3},
+        {"result": "b", "design": "y", "cells": 1, "table_spearman_m1": None, "table_spearman_m2": None}]
